@@ -1,0 +1,109 @@
+//! Keyed-hash and comparison helpers shared by every provider and by the attestation.
+//!
+//! All comparisons of secrets or MACs are constant time: MACs through `hmac`'s `verify_slice`, tokens by
+//! comparing their SHA-256 digests with `subtle`, so neither the content nor the length of a secret leaks.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+
+/// Hash functions a provider may sign with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    /// Parses the `sha1` / `sha256` / `sha512` prefix used in `X-Hub-Signature` style headers.
+    pub fn from_prefix(prefix: &str) -> Option<Self> {
+        match prefix.to_ascii_lowercase().as_str() {
+            "sha1" => Some(Self::Sha1),
+            "sha256" => Some(Self::Sha256),
+            "sha512" => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+}
+
+/// HMAC of `parts` (concatenated) under `key`.
+pub fn hmac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        // Any key length is valid for HMAC, so this never fails; fall back to an empty MAC regardless.
+        match <M as hmac::digest::KeyInit>::new_from_slice(key) {
+            Ok(mut mac) => {
+                for part in parts {
+                    mac.update(part);
+                }
+                mac.finalize().into_bytes().to_vec()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+    match algorithm {
+        Algorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, parts),
+        Algorithm::Sha256 => run::<Hmac<Sha256>>(key, parts),
+        Algorithm::Sha512 => run::<Hmac<Sha512>>(key, parts),
+    }
+}
+
+/// True when `expected` is the HMAC of `parts` under `key`, compared in constant time.
+pub fn hmac_matches(algorithm: Algorithm, key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    let computed = hmac(algorithm, key, parts);
+    !computed.is_empty() && bool::from(computed.as_slice().ct_eq(expected))
+}
+
+/// True when some key in `keys` produced `expected` over `parts`.
+///
+/// Every key is tried (no early exit on the first match) so timing does not tell which key matched.
+pub fn any_hmac_matches(
+    algorithm: Algorithm,
+    keys: &[Vec<u8>],
+    parts: &[&[u8]],
+    expected: &[u8],
+) -> bool {
+    keys.iter().fold(false, |found, key| {
+        hmac_matches(algorithm, key, parts, expected) | found
+    })
+}
+
+/// Constant-time equality of a presented token with any configured secret, length included.
+pub fn token_matches_any(presented: &[u8], secrets: &[Vec<u8>]) -> bool {
+    let presented = Sha256::digest(presented);
+    secrets.iter().fold(false, |found, secret| {
+        bool::from(Sha256::digest(secret).ct_eq(&presented)) | found
+    })
+}
+
+/// Lowercase hex SHA-256 of the concatenation of `parts`.
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part);
+    }
+    hex::encode(digest.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_requires_exact_match() {
+        let secrets = vec![b"first".to_vec(), b"second".to_vec()];
+        assert!(token_matches_any(b"second", &secrets));
+        assert!(!token_matches_any(b"secon", &secrets));
+        assert!(!token_matches_any(b"second ", &secrets));
+        assert!(!token_matches_any(b"", &secrets));
+    }
+
+    #[test]
+    fn hmac_rejects_wrong_length_and_content() {
+        let mac = hmac(Algorithm::Sha256, b"k", &[b"body"]);
+        assert!(hmac_matches(Algorithm::Sha256, b"k", &[b"body"], &mac));
+        assert!(!hmac_matches(Algorithm::Sha256, b"k", &[b"body"], &mac[..31]));
+        assert!(!hmac_matches(Algorithm::Sha256, b"x", &[b"body"], &mac));
+        assert!(!hmac_matches(Algorithm::Sha512, b"k", &[b"body"], &mac));
+    }
+}

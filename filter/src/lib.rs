@@ -1,0 +1,24 @@
+//! hookgate's edge filter.
+//!
+//! Everything that decides (configuration, provider verification, routing, the reconcile request and its
+//! attestation) is plain Rust in this library, tested on the host. The proxy-wasm glue in `glue` only moves
+//! bytes between Envoy and [`pipeline::Filter`].
+#![forbid(unsafe_code)]
+
+pub mod attestation;
+pub mod config;
+pub mod crypto;
+pub mod delivery;
+pub mod glob;
+pub mod outcome;
+pub mod pipeline;
+pub mod protocol;
+pub mod providers;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+
+pub use config::{Config, ConfigError};
+pub use delivery::{Delivery, Headers};
+pub use outcome::{Outcome, Rejection};
+pub use pipeline::Filter;

@@ -1,0 +1,163 @@
+//! What the filter decides for a delivery, and how each decision is answered.
+
+use crate::protocol::ReconcileRequest;
+
+/// A refusal. Each has one HTTP status and one short reason that is safe to show the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The filter configuration was invalid: every request is refused (fail closed).
+    NotConfigured,
+    UnknownPath,
+    ReceiverDisabled,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    MissingSignature,
+    MalformedSignature,
+    UnsupportedAlgorithm,
+    SignatureMismatch,
+    MissingToken,
+    TokenMismatch,
+    StaleTimestamp,
+    MissingEvent,
+    MalformedPayload,
+}
+
+impl Rejection {
+    pub fn status(self) -> u32 {
+        match self {
+            Self::NotConfigured => 503,
+            Self::UnknownPath => 404,
+            Self::ReceiverDisabled => 403,
+            Self::MethodNotAllowed => 405,
+            Self::PayloadTooLarge => 413,
+            Self::MissingSignature
+            | Self::MalformedSignature
+            | Self::UnsupportedAlgorithm
+            | Self::SignatureMismatch
+            | Self::MissingToken
+            | Self::TokenMismatch
+            | Self::StaleTimestamp => 401,
+            Self::MissingEvent | Self::MalformedPayload => 400,
+        }
+    }
+
+    /// Short human reason, returned in the local reply and logged.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "filter configuration invalid",
+            Self::UnknownPath => "unknown webhook path",
+            Self::ReceiverDisabled => "receiver disabled",
+            Self::MethodNotAllowed => "method not allowed",
+            Self::PayloadTooLarge => "payload too large",
+            Self::MissingSignature => "missing signature",
+            Self::MalformedSignature => "malformed signature header",
+            Self::UnsupportedAlgorithm => "unsupported signature algorithm",
+            Self::SignatureMismatch => "signature mismatch",
+            Self::MissingToken => "missing token",
+            Self::TokenMismatch => "token mismatch",
+            Self::StaleTimestamp => "timestamp outside tolerance",
+            Self::MissingEvent => "missing event header",
+            Self::MalformedPayload => "malformed payload",
+        }
+    }
+
+    /// Metric-name form of the reason.
+    pub fn metric_key(self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::UnknownPath => "unknown_path",
+            Self::ReceiverDisabled => "receiver_disabled",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::MissingSignature => "missing_signature",
+            Self::MalformedSignature => "malformed_signature",
+            Self::UnsupportedAlgorithm => "unsupported_algorithm",
+            Self::SignatureMismatch => "signature_mismatch",
+            Self::MissingToken => "missing_token",
+            Self::TokenMismatch => "token_mismatch",
+            Self::StaleTimestamp => "stale_timestamp",
+            Self::MissingEvent => "missing_event",
+            Self::MalformedPayload => "malformed_payload",
+        }
+    }
+}
+
+/// A verified delivery rewritten for the controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    pub path: String,
+    pub body: Vec<u8>,
+    /// `(name, value)` attestation headers to add.
+    pub headers: Vec<(&'static str, String)>,
+    /// The request as sent, for logs and tests.
+    pub request: ReconcileRequest,
+}
+
+/// The decision for one complete delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Reject(Rejection),
+    /// A verified ping-style event: answered at the edge, never forwarded.
+    Pong,
+    /// Verified, but filtered out by the receiver's events or refs: a 2xx so an attacker learns nothing,
+    /// and nothing is forwarded.
+    Ignored(&'static str),
+    Forward(Box<Forward>),
+}
+
+/// A local reply: status and a small JSON body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn rejection(rejection: Rejection) -> Self {
+        Self {
+            status: rejection.status(),
+            body: json_object("error", rejection.reason()),
+        }
+    }
+    pub fn pong() -> Self {
+        Self {
+            status: 200,
+            body: json_object("status", "pong"),
+        }
+    }
+    pub fn ignored(reason: &str) -> Self {
+        Self {
+            status: 202,
+            body: format!(
+                "{{\"status\":\"ignored\",\"reason\":{}}}",
+                serde_json::Value::from(reason)
+            ),
+        }
+    }
+}
+
+fn json_object(key: &str, value: &str) -> String {
+    format!("{{\"{key}\":{}}}", serde_json::Value::from(value))
+}
+
+impl Outcome {
+    /// The local reply for every outcome except a forward.
+    pub fn reply(&self) -> Option<Reply> {
+        match self {
+            Self::Reject(r) => Some(Reply::rejection(*r)),
+            Self::Pong => Some(Reply::pong()),
+            Self::Ignored(reason) => Some(Reply::ignored(reason)),
+            Self::Forward(_) => None,
+        }
+    }
+
+    /// Metric suffix: `accepted`, `ping`, `ignored`, or `rejected.<reason>`.
+    pub fn metric_suffix(&self) -> String {
+        match self {
+            Self::Reject(r) => format!("rejected.{}", r.metric_key()),
+            Self::Pong => "ping".into(),
+            Self::Ignored(_) => "ignored".into(),
+            Self::Forward(_) => "accepted".into(),
+        }
+    }
+}

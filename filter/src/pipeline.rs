@@ -1,0 +1,221 @@
+//! The decisions, in the order Envoy gives the filter its information: the request line and headers first
+//! ([`Filter::on_headers`]), then the complete body ([`Filter::on_body`]).
+
+use crate::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::config::Config;
+use crate::delivery::{Delivery, Headers};
+use crate::outcome::{Forward, Outcome, Rejection};
+use crate::protocol::{ReceiverRef, ReconcileRequest};
+
+pub struct Filter {
+    config: Config,
+}
+
+impl Filter {
+    pub fn new(config: Config) -> Self {
+        Self { config }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Decides what can be decided before any body byte is read: the receiver (404), whether it is
+    /// enabled (403), the method (405) and a declared length over the limit (413). Returns the receiver.
+    pub fn on_headers(
+        &self,
+        method: &str,
+        path: &str,
+        content_length: Option<&str>,
+    ) -> Result<usize, Rejection> {
+        let index = self
+            .config
+            .receiver_for_path(path)
+            .ok_or(Rejection::UnknownPath)?;
+        let receiver = &self.config.receivers[index];
+        if receiver.disabled {
+            return Err(Rejection::ReceiverDisabled);
+        }
+        if !receiver.provider.methods().contains(&method) {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > receiver.body_limit) {
+            return Err(Rejection::PayloadTooLarge);
+        }
+        Ok(index)
+    }
+
+    /// The body limit of receiver `index`, for checks while the body streams in.
+    pub fn body_limit(&self, index: usize) -> u64 {
+        self.config
+            .receivers
+            .get(index)
+            .map_or(0, |receiver| receiver.body_limit)
+    }
+
+    /// Decides a complete delivery for receiver `index` (from [`Filter::on_headers`]).
+    pub fn on_body(&self, index: usize, headers: &Headers, body: &[u8], now: u64) -> Outcome {
+        let Some(receiver) = self.config.receivers.get(index) else {
+            return Outcome::Reject(Rejection::UnknownPath);
+        };
+        if body.len() as u64 > receiver.body_limit {
+            return Outcome::Reject(Rejection::PayloadTooLarge);
+        }
+        let delivery = Delivery { headers, body, now };
+        let provider = receiver.provider;
+        if let Err(rejection) = provider.verify(&delivery, &receiver.secrets, receiver.options) {
+            return Outcome::Reject(rejection);
+        }
+
+        // Everything below runs only for a verified sender.
+        let event = provider.event(&delivery);
+        if event.as_deref().is_some_and(|e| provider.is_ping(e)) {
+            return Outcome::Pong;
+        }
+        if !receiver.events.is_empty() {
+            match &event {
+                None => return Outcome::Reject(Rejection::MissingEvent),
+                Some(e) if !receiver.events.contains(&e.to_ascii_lowercase()) => {
+                    return Outcome::Ignored("event not accepted")
+                }
+                Some(_) => {}
+            }
+        }
+        let facts = match provider.payload(&delivery) {
+            Ok(facts) => facts,
+            Err(rejection) => return Outcome::Reject(rejection),
+        };
+        if let Some(filter) = &receiver.refs {
+            match &facts.git_ref {
+                None => return Outcome::Ignored("no ref in payload"),
+                Some(r) if !filter.accepts(r) => return Outcome::Ignored("ref not accepted"),
+                Some(_) => {}
+            }
+        }
+
+        let request = ReconcileRequest {
+            receiver: ReceiverRef {
+                namespace: receiver.namespace.clone(),
+                name: receiver.name.clone(),
+            },
+            provider: receiver.provider_name.to_string(),
+            event,
+            delivery_id: provider.delivery_id(&delivery),
+            r#ref: facts.git_ref,
+            image_tag: facts.image_tag,
+            targets: receiver.targets.clone(),
+        };
+        // Serializing plain strings and maps cannot fail; refuse rather than forward if it ever does.
+        let Ok(body) = serde_json::to_vec(&request) else {
+            return Outcome::Reject(Rejection::MalformedPayload);
+        };
+        let signature = attestation::sign(&self.config.attestation_key, now, &body);
+        Outcome::Forward(Box::new(Forward {
+            path: self.config.forward_path.clone(),
+            body,
+            headers: vec![(TIMESTAMP_HEADER, now.to_string()), (SIGNATURE_HEADER, signature)],
+            request,
+        }))
+    }
+
+    /// Both steps at once, for tests and the fuzzer.
+    pub fn handle(&self, method: &str, path: &str, headers: &Headers, body: &[u8], now: u64) -> Outcome {
+        match self.on_headers(method, path, headers.get("content-length")) {
+            Ok(index) => self.on_body(index, headers, body, now),
+            Err(rejection) => Outcome::Reject(rejection),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::{verify, DEFAULT_TOLERANCE_SECS};
+    use crate::crypto::{hmac, Algorithm};
+
+    const NOW: u64 = 1_700_000_000;
+    const KEY: &str = "attestation-key-0123456789";
+
+    fn filter() -> Filter {
+        let json = format!(
+            r#"{{"attestationKey":"{KEY}","receivers":[
+            {{"name":"webapp","namespace":"flux-system","type":"github","events":["push"],
+              "secrets":[{{"inline":"old"}},{{"inline":"new"}}],"refs":{{"branches":["main"]}},"bodyLimit":1000,
+              "targets":[{{"kind":"GitRepository","name":"webapp"}}]}},
+            {{"name":"off","namespace":"flux-system","type":"gitlab","secrets":[{{"inline":"t"}}],"disabled":true,
+              "path":"/hook/off","targets":[{{"kind":"GitRepository","name":"x"}}]}},
+            {{"name":"hub","namespace":"apps","type":"dockerhub","secrets":[{{"inline":"s"}}],
+              "targets":[{{"kind":"ImageRepository","name":"app"}}]}}]}}"#
+        );
+        Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap())
+    }
+
+    fn github(filter: &Filter, secret: &str, event: &str, body: &[u8]) -> Outcome {
+        let sig = format!("sha256={}", hex::encode(hmac(Algorithm::Sha256, secret.as_bytes(), &[body])));
+        let headers = Headers::new([("x-github-event", event), ("x-hub-signature-256", sig.as_str()), ("x-github-delivery", "d-1")]);
+        let path = filter.config().receivers[0].paths[0].clone();
+        filter.handle("POST", &path, &headers, body, NOW)
+    }
+
+    const PUSH: &[u8] = br#"{"ref":"refs/heads/main"}"#;
+
+    #[test]
+    fn verified_push_is_forwarded_attested() {
+        let f = filter();
+        let Outcome::Forward(forward) = github(&f, "new", "push", PUSH) else { panic!("not forwarded") };
+        assert_eq!(forward.path, "/hook/v1/reconcile");
+        let header = |n: &str| forward.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
+        assert_eq!(verify(KEY.as_bytes(), header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), &forward.body, NOW, DEFAULT_TOLERANCE_SECS), Ok(()));
+        let request: ReconcileRequest = serde_json::from_slice(&forward.body).unwrap();
+        assert_eq!(request.receiver, ReceiverRef { namespace: "flux-system".into(), name: "webapp".into() });
+        assert_eq!((request.provider.as_str(), request.event.as_deref(), request.delivery_id.as_deref()), ("github", Some("push"), Some("d-1")));
+        assert_eq!(request.r#ref.as_deref(), Some("refs/heads/main"));
+        assert_eq!(request.targets[0].namespace.as_deref(), Some("flux-system"));
+        let text = String::from_utf8(forward.body.clone()).unwrap();
+        assert!(!text.contains("old") && !text.contains("\"new\""), "no secret in the forwarded body");
+    }
+
+    #[test]
+    fn rotation_accepts_every_configured_secret_only() {
+        let f = filter();
+        assert!(matches!(github(&f, "old", "push", PUSH), Outcome::Forward(_)));
+        assert_eq!(github(&f, "removed", "push", PUSH), Outcome::Reject(Rejection::SignatureMismatch));
+    }
+
+    #[test]
+    fn ping_events_and_refs_after_verification() {
+        let f = filter();
+        assert_eq!(github(&f, "new", "ping", b"{}"), Outcome::Pong);
+        assert_eq!(github(&f, "bad", "ping", b"{}"), Outcome::Reject(Rejection::SignatureMismatch));
+        assert_eq!(github(&f, "new", "PUSH", PUSH).metric_suffix(), "accepted", "events are case-insensitive");
+        assert_eq!(github(&f, "new", "issues", PUSH), Outcome::Ignored("event not accepted"));
+        assert_eq!(github(&f, "bad", "issues", PUSH), Outcome::Reject(Rejection::SignatureMismatch));
+        assert_eq!(github(&f, "new", "push", br#"{"ref":"refs/heads/dev"}"#), Outcome::Ignored("ref not accepted"));
+        assert_eq!(github(&f, "new", "push", b"{}"), Outcome::Ignored("no ref in payload"));
+        assert_eq!(github(&f, "new", "push", b"[]"), Outcome::Reject(Rejection::MalformedPayload));
+    }
+
+    #[test]
+    fn header_time_decisions() {
+        let f = filter();
+        let path = f.config().receivers[0].paths[0].clone();
+        assert_eq!(f.on_headers("POST", "/hook/nope", None), Err(Rejection::UnknownPath));
+        assert_eq!(f.on_headers("POST", "/hook/off", None), Err(Rejection::ReceiverDisabled));
+        assert_eq!(f.on_headers("GET", &path, None), Err(Rejection::MethodNotAllowed));
+        assert_eq!(f.on_headers("POST", &path, Some("1001")), Err(Rejection::PayloadTooLarge));
+        assert_eq!(f.on_headers("POST", &format!("{path}?x=1"), Some("1000")), Ok(0));
+        let big = vec![b' '; 1001];
+        assert_eq!(f.on_body(0, &Headers::default(), &big, NOW), Outcome::Reject(Rejection::PayloadTooLarge));
+    }
+
+    #[test]
+    fn replay_against_another_receiver_fails() {
+        let f = filter();
+        let sig = format!("sha256={}", hex::encode(hmac(Algorithm::Sha256, b"new", &[PUSH])));
+        let headers = Headers::new([("x-github-event", "push"), ("x-hub-signature-256", sig.as_str())]);
+        // The dockerhub receiver's path: a GitHub signature means nothing there, and its payload check fails.
+        let hub = f.config().receivers[2].paths[0].clone();
+        assert_eq!(f.handle("POST", &hub, &headers, PUSH, NOW), Outcome::Reject(Rejection::MalformedPayload));
+    }
+}

@@ -1,0 +1,39 @@
+//! Azure Container Registry: no proof in the request (the secret path is the proof); the payload must have
+//! ACR's shape `{action, target:{repository, tag}}`.
+
+use super::{registry_payload, string_at, PayloadFacts, Proof, Provider, VerifyOptions};
+use crate::delivery::Delivery;
+use crate::outcome::Rejection;
+
+pub struct Acr;
+
+impl Provider for Acr {
+    fn proof(&self) -> Proof {
+        Proof::SecretPath
+    }
+    fn verify(&self, _: &Delivery, _: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+        Ok(())
+    }
+    fn delivery_id(&self, d: &Delivery) -> Option<String> {
+        super::json_object(d.body).ok().and_then(|p| string_at(&p, "/id"))
+    }
+    fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
+        registry_payload(d.body, &["/action", "/target/repository"], "/target/tag")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Headers;
+    use crate::providers::test_support::delivery;
+
+    #[test]
+    fn shape_is_checked() {
+        let h = Headers::default();
+        let good = br#"{"id":"a1","action":"push","target":{"repository":"app","tag":"v9"}}"#;
+        assert_eq!(Acr.payload(&delivery(&h, good)).unwrap().image_tag.as_deref(), Some("v9"));
+        assert_eq!(Acr.delivery_id(&delivery(&h, good)).as_deref(), Some("a1"));
+        assert_eq!(Acr.payload(&delivery(&h, br#"{"action":"push","target":{}}"#)), Err(Rejection::MalformedPayload));
+    }
+}

@@ -1,0 +1,36 @@
+//! Docker Hub: no proof in the request (the secret path is the proof); the payload must have Docker Hub's
+//! shape `{push_data:{tag}, repository:{repo_url}}`.
+
+use super::{registry_payload, PayloadFacts, Proof, Provider, VerifyOptions};
+use crate::delivery::Delivery;
+use crate::outcome::Rejection;
+
+pub struct DockerHub;
+
+impl Provider for DockerHub {
+    fn proof(&self) -> Proof {
+        Proof::SecretPath
+    }
+    fn verify(&self, _: &Delivery, _: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+        Ok(())
+    }
+    fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
+        registry_payload(d.body, &["/repository/repo_url"], "/push_data/tag")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Headers;
+    use crate::providers::test_support::delivery;
+
+    #[test]
+    fn shape_is_checked() {
+        let h = Headers::default();
+        let good = br#"{"push_data":{"tag":"latest"},"repository":{"repo_url":"https://hub.docker.com/r/org/app"}}"#;
+        assert_eq!(DockerHub.payload(&delivery(&h, good)).unwrap().image_tag.as_deref(), Some("latest"));
+        assert_eq!(DockerHub.payload(&delivery(&h, br#"{"push_data":{"tag":"x"}}"#)), Err(Rejection::MalformedPayload));
+        assert_eq!(DockerHub.payload(&delivery(&h, b"")), Err(Rejection::MalformedPayload));
+    }
+}

@@ -1,0 +1,85 @@
+//! Gitea, Forgejo and Gogs: bare lowercase hex HMAC-SHA256 in `X-Gitea-Signature` / `X-Forgejo-Signature`
+//! / `X-Gogs-Signature`. They also send GitHub-style headers, which a Gitea receiver accepts as well.
+
+use super::github::{github_payload_facts, verify_github_signature};
+use super::{verify_hex_mac, PayloadFacts, Provider, VerifyOptions};
+use crate::crypto::Algorithm;
+use crate::delivery::Delivery;
+use crate::outcome::Rejection;
+
+pub struct Gitea;
+
+const SIGNATURE_HEADERS: [&str; 3] = ["x-gitea-signature", "x-forgejo-signature", "x-gogs-signature"];
+const EVENT_HEADERS: [&str; 4] = ["x-gitea-event", "x-forgejo-event", "x-gogs-event", "x-github-event"];
+const DELIVERY_HEADERS: [&str; 4] = ["x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery", "x-github-delivery"];
+
+impl Provider for Gitea {
+    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], options: VerifyOptions) -> Result<(), Rejection> {
+        match d.headers.first_of(&SIGNATURE_HEADERS) {
+            Some(hex_mac) => verify_hex_mac(Algorithm::Sha256, hex_mac, d.body, secrets),
+            None => verify_github_signature(d, secrets, options.allow_sha1),
+        }
+    }
+    fn supports_events(&self) -> bool {
+        true
+    }
+    fn supports_refs(&self) -> bool {
+        true
+    }
+    fn event(&self, d: &Delivery) -> Option<String> {
+        d.headers.first_of(&EVENT_HEADERS).map(str::to_owned)
+    }
+    fn is_ping(&self, event: &str) -> bool {
+        event.eq_ignore_ascii_case("ping")
+    }
+    fn delivery_id(&self, d: &Delivery) -> Option<String> {
+        d.headers.first_of(&DELIVERY_HEADERS).map(str::to_owned)
+    }
+    fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
+        github_payload_facts(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Headers;
+    use crate::providers::test_support::*;
+
+    fn check(headers: &[(&str, &str)], body: &[u8]) -> Result<(), Rejection> {
+        let h = Headers::new(headers.iter().copied());
+        Gitea.verify(&delivery(&h, body), &secrets(&[SECRET]), VerifyOptions::default())
+    }
+
+    #[test]
+    fn every_fork_header_verifies() {
+        let body = b"{\"ref\":\"refs/heads/main\"}";
+        let mac = hex_hmac(Algorithm::Sha256, SECRET, body);
+        for header in SIGNATURE_HEADERS {
+            assert_eq!(check(&[(header, &mac)], body), Ok(()), "{header}");
+        }
+        let github_style = format!("sha256={mac}");
+        assert_eq!(check(&[("x-hub-signature-256", &github_style)], body), Ok(()));
+    }
+
+    #[test]
+    fn negative_cases() {
+        let body = b"{}";
+        let mac = hex_hmac(Algorithm::Sha256, SECRET, body);
+        assert_eq!(check(&[("x-gitea-signature", &mac)], b"{ }"), Err(Rejection::SignatureMismatch));
+        let wrong = hex_hmac(Algorithm::Sha256, "nope", body);
+        assert_eq!(check(&[("x-gitea-signature", &wrong)], body), Err(Rejection::SignatureMismatch));
+        assert_eq!(check(&[], body), Err(Rejection::MissingSignature));
+        // Gitea's header is bare hex: a GitHub-style prefix is malformed there.
+        assert_eq!(check(&[("x-gitea-signature", &format!("sha256={mac}"))], body), Err(Rejection::MalformedSignature));
+        // SHA-1 MAC in the SHA-256 header.
+        let sha1 = hex_hmac(Algorithm::Sha1, SECRET, body);
+        assert_eq!(check(&[("x-gitea-signature", &sha1)], body), Err(Rejection::SignatureMismatch));
+    }
+
+    #[test]
+    fn events_prefer_gitea_headers() {
+        let h = Headers::new([("x-github-event", "push"), ("x-gitea-event", "create")]);
+        assert_eq!(Gitea.event(&delivery(&h, b"")).as_deref(), Some("create"));
+    }
+}

@@ -1,0 +1,57 @@
+//! Harbor: the configured value exactly in `Authorization` (no scheme), compared in constant time. The
+//! event is the payload's `type` (`PUSH_ARTIFACT`, ...); the image tag is the first resource's tag.
+
+use super::{json_object, string_at, verify_token, PayloadFacts, Provider, VerifyOptions};
+use crate::delivery::Delivery;
+use crate::outcome::Rejection;
+
+pub struct Harbor;
+
+impl Provider for Harbor {
+    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+        verify_token(d.headers.get("authorization"), secrets)
+    }
+    fn supports_events(&self) -> bool {
+        true
+    }
+    fn event(&self, d: &Delivery) -> Option<String> {
+        json_object(d.body).ok().and_then(|p| string_at(&p, "/type"))
+    }
+    fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
+        let payload = json_object(d.body)?;
+        Ok(PayloadFacts {
+            git_ref: None,
+            image_tag: string_at(&payload, "/event_data/resources/0/tag"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Headers;
+    use crate::providers::test_support::*;
+
+    const BODY: &[u8] = br#"{"type":"PUSH_ARTIFACT","event_data":{"resources":[{"tag":"v3"}]}}"#;
+
+    fn check(auth: Option<&str>) -> Result<(), Rejection> {
+        let h = Headers::new(auth.map(|a| ("Authorization", a)));
+        Harbor.verify(&delivery(&h, BODY), &secrets(&["harbor-secret"]), VerifyOptions::default())
+    }
+
+    #[test]
+    fn exact_value_only() {
+        assert_eq!(check(Some("harbor-secret")), Ok(()));
+        assert_eq!(check(Some("Bearer harbor-secret")), Err(Rejection::TokenMismatch));
+        assert_eq!(check(Some("harbor-secre")), Err(Rejection::TokenMismatch));
+        assert_eq!(check(None), Err(Rejection::MissingToken));
+    }
+
+    #[test]
+    fn event_and_tag() {
+        let h = Headers::default();
+        assert_eq!(Harbor.event(&delivery(&h, BODY)).as_deref(), Some("PUSH_ARTIFACT"));
+        assert_eq!(Harbor.payload(&delivery(&h, BODY)).unwrap().image_tag.as_deref(), Some("v3"));
+        assert_eq!(Harbor.payload(&delivery(&h, b"<xml/>")), Err(Rejection::MalformedPayload));
+    }
+}

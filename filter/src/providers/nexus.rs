@@ -1,0 +1,51 @@
+//! Sonatype Nexus 3: `X-Nexus-Webhook-Signature: <hex HMAC-SHA1(secret, raw body)>`. SHA-1 is the only
+//! algorithm Nexus offers, so it is accepted here without `allowSha1`. The event is `X-Nexus-Webhook-Id`.
+
+use super::{verify_hex_mac, Provider, VerifyOptions};
+use crate::crypto::Algorithm;
+use crate::delivery::Delivery;
+use crate::outcome::Rejection;
+
+pub struct Nexus;
+
+impl Provider for Nexus {
+    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+        let signature = d
+            .headers
+            .get("x-nexus-webhook-signature")
+            .ok_or(Rejection::MissingSignature)?;
+        verify_hex_mac(Algorithm::Sha1, signature, d.body, secrets)
+    }
+    fn supports_events(&self) -> bool {
+        true
+    }
+    fn event(&self, d: &Delivery) -> Option<String> {
+        d.headers.get("x-nexus-webhook-id").map(str::to_owned)
+    }
+    fn delivery_id(&self, d: &Delivery) -> Option<String> {
+        d.headers.get("x-nexus-webhook-delivery").map(str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Headers;
+    use crate::providers::test_support::*;
+
+    fn check(sig: Option<&str>, body: &[u8]) -> Result<(), Rejection> {
+        let h = Headers::new(sig.map(|s| ("X-Nexus-Webhook-Signature", s)));
+        Nexus.verify(&delivery(&h, body), &secrets(&[SECRET]), VerifyOptions::default())
+    }
+
+    #[test]
+    fn sha1_hex() {
+        let mac = hex_hmac(Algorithm::Sha1, SECRET, b"{}");
+        assert_eq!(check(Some(&mac), b"{}"), Ok(()));
+        assert_eq!(check(Some(&mac), b"{ }"), Err(Rejection::SignatureMismatch));
+        assert_eq!(check(Some(&hex_hmac(Algorithm::Sha256, SECRET, b"{}")), b"{}"), Err(Rejection::SignatureMismatch));
+        assert_eq!(check(Some(&hex_hmac(Algorithm::Sha1, "other", b"{}")), b"{}"), Err(Rejection::SignatureMismatch));
+        assert_eq!(check(Some("sha1=00"), b"{}"), Err(Rejection::MalformedSignature));
+        assert_eq!(check(None, b"{}"), Err(Rejection::MissingSignature));
+    }
+}

@@ -1,0 +1,154 @@
+//! Standard Webhooks (Svix, GitLab's signing mode, many SaaS): `webhook-id`, `webhook-timestamp` and
+//! `webhook-signature: v1,<base64 HMAC-SHA256(key, id.timestamp.body)>` (several, space separated, during
+//! key rotation), or the same with `svix-` prefixes. Keys are `whsec_<base64>`. Timestamps more than five
+//! minutes from the host's clock are refused, as the reference libraries do.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use super::{json_object, string_at, PayloadFacts, Provider, VerifyOptions};
+use crate::crypto::{any_hmac_matches, Algorithm};
+use crate::delivery::Delivery;
+use crate::outcome::Rejection;
+
+pub struct StandardWebhooks;
+
+const TOLERANCE_SECS: u64 = 5 * 60;
+
+/// `(webhook-, svix-)` header triples, first match wins.
+fn header<'a>(d: &'a Delivery, suffix: &str) -> Option<&'a str> {
+    d.headers
+        .get(&format!("webhook-{suffix}"))
+        .or_else(|| d.headers.get(&format!("svix-{suffix}")))
+}
+
+impl Provider for StandardWebhooks {
+    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+        verify_standard_webhook(d, secrets)
+    }
+    fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, String> {
+        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+        STANDARD
+            .decode(encoded)
+            .map_err(|_| "not a whsec_<base64> key".to_string())
+            .and_then(|key| {
+                if key.is_empty() {
+                    Err("empty key".to_string())
+                } else {
+                    Ok(key)
+                }
+            })
+    }
+    fn supports_events(&self) -> bool {
+        true
+    }
+    /// The conventional payload `type` field names the event.
+    fn event(&self, d: &Delivery) -> Option<String> {
+        json_object(d.body).ok().and_then(|p| string_at(&p, "/type"))
+    }
+    fn delivery_id(&self, d: &Delivery) -> Option<String> {
+        header(d, "id").map(str::to_owned)
+    }
+    fn payload(&self, _: &Delivery) -> Result<PayloadFacts, Rejection> {
+        Ok(PayloadFacts::default())
+    }
+}
+
+fn verify_standard_webhook(d: &Delivery, keys: &[Vec<u8>]) -> Result<(), Rejection> {
+    let id = header(d, "id").ok_or(Rejection::MissingSignature)?;
+    let timestamp = header(d, "timestamp").ok_or(Rejection::MissingSignature)?;
+    let signatures = header(d, "signature").ok_or(Rejection::MissingSignature)?;
+    let ts: u64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| Rejection::MalformedSignature)?;
+    if ts.abs_diff(d.now) > TOLERANCE_SECS {
+        return Err(Rejection::StaleTimestamp);
+    }
+    let mut saw_v1 = false;
+    let mut matched = false;
+    for entry in signatures.split_ascii_whitespace() {
+        let (version, encoded) = entry.split_once(',').ok_or(Rejection::MalformedSignature)?;
+        if version != "v1" {
+            continue; // other schemes (v1a asymmetric) are not ours to check
+        }
+        saw_v1 = true;
+        let mac = STANDARD
+            .decode(encoded)
+            .map_err(|_| Rejection::MalformedSignature)?;
+        matched |= any_hmac_matches(
+            Algorithm::Sha256,
+            keys,
+            &[id.as_bytes(), b".", timestamp.as_bytes(), b".", d.body],
+            &mac,
+        );
+    }
+    match (saw_v1, matched) {
+        (_, true) => Ok(()),
+        (true, false) => Err(Rejection::SignatureMismatch),
+        (false, _) => Err(Rejection::UnsupportedAlgorithm),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Headers;
+
+    // Known-answer vector of the Standard Webhooks reference libraries.
+    const KEY: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
+    const TS: &str = "1649367553";
+    const BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
+    const SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    fn check(prefix: &str, id: &str, ts: &str, sig: &str, body: &[u8], now: u64) -> Result<(), Rejection> {
+        let h = Headers::new([
+            (format!("{prefix}-id"), id),
+            (format!("{prefix}-timestamp"), ts),
+            (format!("{prefix}-signature"), sig),
+        ]);
+        let keys = vec![StandardWebhooks.decode_secret(KEY).unwrap()];
+        StandardWebhooks.verify(&Delivery { headers: &h, body, now }, &keys, VerifyOptions::default())
+    }
+
+    const NOW: u64 = 1_649_367_553 + 10;
+
+    #[test]
+    fn official_known_answer_vector_with_both_prefixes() {
+        assert_eq!(check("webhook", ID, TS, SIG, BODY, NOW), Ok(()));
+        assert_eq!(check("svix", ID, TS, SIG, BODY, NOW), Ok(()));
+    }
+
+    #[test]
+    fn several_signatures_any_may_match() {
+        let sigs = format!("v1,Zm9vYmFy v1a,abc {SIG}");
+        assert_eq!(check("webhook", ID, TS, &sigs, BODY, NOW), Ok(()));
+    }
+
+    #[test]
+    fn negative_cases() {
+        assert_eq!(check("webhook", ID, TS, SIG, b"{}", NOW), Err(Rejection::SignatureMismatch));
+        assert_eq!(check("webhook", "msg_other", TS, SIG, BODY, NOW), Err(Rejection::SignatureMismatch));
+        assert_eq!(check("webhook", ID, TS, SIG, BODY, 1_649_367_553 + 301), Err(Rejection::StaleTimestamp));
+        assert_eq!(check("webhook", ID, TS, SIG, BODY, 1_649_367_553 - 301), Err(Rejection::StaleTimestamp));
+        assert_eq!(check("webhook", ID, "soon", SIG, BODY, NOW), Err(Rejection::MalformedSignature));
+        assert_eq!(check("webhook", ID, TS, "tZ1I4", BODY, NOW), Err(Rejection::MalformedSignature));
+        assert_eq!(check("webhook", ID, TS, "v1,!!!", BODY, NOW), Err(Rejection::MalformedSignature));
+        assert_eq!(check("webhook", ID, TS, "v2,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=", BODY, NOW), Err(Rejection::UnsupportedAlgorithm));
+        assert_eq!(check("other", ID, TS, SIG, BODY, NOW), Err(Rejection::MissingSignature));
+        let keys = vec![StandardWebhooks.decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()];
+        let h = Headers::new([("webhook-id", ID), ("webhook-timestamp", TS), ("webhook-signature", SIG)]);
+        assert_eq!(
+            StandardWebhooks.verify(&Delivery { headers: &h, body: BODY, now: NOW }, &keys, VerifyOptions::default()),
+            Err(Rejection::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn key_decoding() {
+        assert!(StandardWebhooks.decode_secret("whsec_not base64!").is_err());
+        assert!(StandardWebhooks.decode_secret("whsec_").is_err());
+        assert_eq!(StandardWebhooks.decode_secret("whsec_aGk=").unwrap(), b"hi");
+    }
+}
