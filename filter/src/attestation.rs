@@ -73,7 +73,12 @@ pub fn verify(
         .ok_or(AttestationError::MalformedSignature)?;
     let mac = hex::decode(hex_mac).map_err(|_| AttestationError::MalformedSignature)?;
     // Sign over the timestamp text exactly as received, so no re-formatting can change what is covered.
-    if hmac_matches(Algorithm::Sha256, key, &[ts_text.as_bytes(), b".", body], &mac) {
+    if hmac_matches(
+        Algorithm::Sha256,
+        key,
+        &[ts_text.as_bytes(), b".", body],
+        &mac,
+    ) {
         Ok(())
     } else {
         Err(AttestationError::SignatureMismatch)
@@ -90,7 +95,14 @@ mod tests {
     fn signed_request_verifies() {
         let sig = sign(KEY, 1_700_000_000, b"{}");
         assert_eq!(
-            verify(KEY, Some("1700000000"), Some(&sig), b"{}", 1_700_000_030, 60),
+            verify(
+                KEY,
+                Some("1700000000"),
+                Some(&sig),
+                b"{}",
+                1_700_000_030,
+                60
+            ),
             Ok(())
         );
     }
@@ -98,17 +110,49 @@ mod tests {
     #[test]
     fn tampering_and_staleness_are_refused() {
         let sig = sign(KEY, 1_700_000_000, b"{}");
-        let v = |ts: Option<&str>, sig: Option<&str>, body: &[u8], now| verify(KEY, ts, sig, body, now, 60);
-        assert_eq!(v(Some("1700000000"), Some(&sig), b"{ }", 1_700_000_000), Err(AttestationError::SignatureMismatch));
-        assert_eq!(v(Some("1700000001"), Some(&sig), b"{}", 1_700_000_000), Err(AttestationError::SignatureMismatch));
-        assert_eq!(v(Some("1700000000"), Some(&sig), b"{}", 1_700_000_061), Err(AttestationError::StaleTimestamp));
-        assert_eq!(v(Some("1700000000"), Some(&sig), b"{}", 1_699_999_939), Err(AttestationError::StaleTimestamp));
-        assert_eq!(v(None, Some(&sig), b"{}", 1_700_000_000), Err(AttestationError::MissingTimestamp));
-        assert_eq!(v(Some("x"), Some(&sig), b"{}", 1_700_000_000), Err(AttestationError::MalformedTimestamp));
-        assert_eq!(v(Some("1700000000"), None, b"{}", 1_700_000_000), Err(AttestationError::MissingSignature));
-        assert_eq!(v(Some("1700000000"), Some(&sig[3..]), b"{}", 1_700_000_000), Err(AttestationError::MalformedSignature));
-        assert_eq!(v(Some("1700000000"), Some("v1=zz"), b"{}", 1_700_000_000), Err(AttestationError::MalformedSignature));
+        let v = |ts: Option<&str>, sig: Option<&str>, body: &[u8], now| {
+            verify(KEY, ts, sig, body, now, 60)
+        };
+        assert_eq!(
+            v(Some("1700000000"), Some(&sig), b"{ }", 1_700_000_000),
+            Err(AttestationError::SignatureMismatch)
+        );
+        assert_eq!(
+            v(Some("1700000001"), Some(&sig), b"{}", 1_700_000_000),
+            Err(AttestationError::SignatureMismatch)
+        );
+        assert_eq!(
+            v(Some("1700000000"), Some(&sig), b"{}", 1_700_000_061),
+            Err(AttestationError::StaleTimestamp)
+        );
+        assert_eq!(
+            v(Some("1700000000"), Some(&sig), b"{}", 1_699_999_939),
+            Err(AttestationError::StaleTimestamp)
+        );
+        assert_eq!(
+            v(None, Some(&sig), b"{}", 1_700_000_000),
+            Err(AttestationError::MissingTimestamp)
+        );
+        assert_eq!(
+            v(Some("x"), Some(&sig), b"{}", 1_700_000_000),
+            Err(AttestationError::MalformedTimestamp)
+        );
+        assert_eq!(
+            v(Some("1700000000"), None, b"{}", 1_700_000_000),
+            Err(AttestationError::MissingSignature)
+        );
+        assert_eq!(
+            v(Some("1700000000"), Some(&sig[3..]), b"{}", 1_700_000_000),
+            Err(AttestationError::MalformedSignature)
+        );
+        assert_eq!(
+            v(Some("1700000000"), Some("v1=zz"), b"{}", 1_700_000_000),
+            Err(AttestationError::MalformedSignature)
+        );
         let other = sign(b"another key of sufficient length", 1_700_000_000, b"{}");
-        assert_eq!(v(Some("1700000000"), Some(&other), b"{}", 1_700_000_000), Err(AttestationError::SignatureMismatch));
+        assert_eq!(
+            v(Some("1700000000"), Some(&other), b"{}", 1_700_000_000),
+            Err(AttestationError::SignatureMismatch)
+        );
     }
 }

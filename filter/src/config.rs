@@ -53,7 +53,10 @@ pub struct RefFilter {
 impl RefFilter {
     pub fn accepts(&self, git_ref: &str) -> bool {
         let any = |globs: &[String], name: &str| globs.iter().any(|g| glob_matches(g, name));
-        match (git_ref.strip_prefix("refs/heads/"), git_ref.strip_prefix("refs/tags/")) {
+        match (
+            git_ref.strip_prefix("refs/heads/"),
+            git_ref.strip_prefix("refs/tags/"),
+        ) {
             (Some(branch), _) => any(&self.branches, branch),
             (_, Some(tag)) => any(&self.tags, tag),
             _ => false,
@@ -120,10 +123,24 @@ impl fmt::Debug for Config {
     }
 }
 
-const TOP_LEVEL_FIELDS: &[&str] = &["receivers", "attestationKeyEnv", "attestationKey", "forwardPath"];
+const TOP_LEVEL_FIELDS: &[&str] = &[
+    "receivers",
+    "attestationKeyEnv",
+    "attestationKey",
+    "forwardPath",
+];
 const RECEIVER_FIELDS: &[&str] = &[
-    "name", "namespace", "type", "events", "secrets", "path", "refs", "bodyLimit", "allowSha1",
-    "disabled", "targets",
+    "name",
+    "namespace",
+    "type",
+    "events",
+    "secrets",
+    "path",
+    "refs",
+    "bodyLimit",
+    "allowSha1",
+    "disabled",
+    "targets",
 ];
 
 impl Config {
@@ -143,7 +160,10 @@ impl Config {
             .optional("forwardPath")?
             .unwrap_or_else(|| DEFAULT_FORWARD_PATH.to_string());
         if !forward_path.starts_with('/') || forward_path.contains(['?', '#', ' ']) {
-            return Err(top_err("forwardPath", "must be an absolute path without query".into()));
+            return Err(top_err(
+                "forwardPath",
+                "must be an absolute path without query".into(),
+            ));
         }
 
         let attestation_key = match top.optional::<String>("attestationKey")? {
@@ -156,25 +176,43 @@ impl Config {
                     .optional("attestationKeyEnv")?
                     .unwrap_or_else(|| DEFAULT_ATTESTATION_KEY_ENV.to_string());
                 env(&var)
-                    .ok_or_else(|| top_err("attestationKeyEnv", format!("environment variable {var} is not set")))?
+                    .ok_or_else(|| {
+                        top_err(
+                            "attestationKeyEnv",
+                            format!("environment variable {var} is not set"),
+                        )
+                    })?
                     .into_bytes()
             }
         };
         if attestation_key.len() < MIN_KEY_LEN {
-            return Err(top_err("attestationKey", format!("shorter than {MIN_KEY_LEN} bytes")));
+            return Err(top_err(
+                "attestationKey",
+                format!("shorter than {MIN_KEY_LEN} bytes"),
+            ));
         }
 
         let raw_receivers: Vec<Value> = top.required("receivers")?;
         if raw_receivers.is_empty() {
-            return Err(top_err("receivers", "at least one receiver is required".into()));
+            return Err(top_err(
+                "receivers",
+                "at least one receiver is required".into(),
+            ));
         }
         let mut receivers = Vec::with_capacity(raw_receivers.len());
         let mut by_path: HashMap<String, usize> = HashMap::new();
         for (index, raw) in raw_receivers.iter().enumerate() {
             let receiver = parse_receiver(raw, index, &forward_path, env, &mut warnings)?;
             let label = format!("{} (receivers[{index}])", receiver.label());
-            if receivers.iter().any(|r: &Receiver| r.name == receiver.name && r.namespace == receiver.namespace) {
-                return Err(ConfigError { receiver: Some(label), field: "name".into(), reason: "duplicate receiver".into() });
+            if receivers
+                .iter()
+                .any(|r: &Receiver| r.name == receiver.name && r.namespace == receiver.namespace)
+            {
+                return Err(ConfigError {
+                    receiver: Some(label),
+                    field: "name".into(),
+                    reason: "duplicate receiver".into(),
+                });
             }
             for path in &receiver.paths {
                 if let Some(other) = by_path.insert(path.clone(), index) {
@@ -183,7 +221,11 @@ impl Config {
                     } else {
                         format!("path already used by receiver {}", receivers[other].label())
                     };
-                    return Err(ConfigError { receiver: Some(label), field: "path".into(), reason });
+                    return Err(ConfigError {
+                        receiver: Some(label),
+                        field: "path".into(),
+                        reason,
+                    });
                 }
             }
             receivers.push(receiver);
@@ -219,7 +261,11 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn new(value: &'a Value, receiver: Option<String>, allowed: &[&str]) -> Result<Self, ConfigError> {
+    fn new(
+        value: &'a Value,
+        receiver: Option<String>,
+        allowed: &[&str],
+    ) -> Result<Self, ConfigError> {
         let object = value.as_object().ok_or_else(|| ConfigError {
             receiver: receiver.clone(),
             field: "(object)".into(),
@@ -266,13 +312,25 @@ fn parse_receiver(
     warnings: &mut Vec<String>,
 ) -> Result<Receiver, ConfigError> {
     // Name the receiver in errors as precisely as the input allows, even before it is validated.
-    let guess = |key: &str| raw.get(key).and_then(Value::as_str).unwrap_or("?").to_string();
-    let label = format!("{}/{} (receivers[{index}])", guess("namespace"), guess("name"));
+    let guess = |key: &str| {
+        raw.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let label = format!(
+        "{}/{} (receivers[{index}])",
+        guess("namespace"),
+        guess("name")
+    );
     let fields = Fields::new(raw, Some(label.clone()), RECEIVER_FIELDS)?;
 
     let name: String = fields.required("name")?;
     if !is_dns_subdomain(&name) {
-        return Err(fields.error("name", "must be a Kubernetes object name (lowercase letters, digits, '-', '.')"));
+        return Err(fields.error(
+            "name",
+            "must be a Kubernetes object name (lowercase letters, digits, '-', '.')",
+        ));
     }
     let namespace: String = fields.required("namespace")?;
     if !is_dns_label(&namespace) {
@@ -286,21 +344,36 @@ fn parse_receiver(
         .map(|(n, p)| (*n, *p))
         .ok_or_else(|| {
             let known: Vec<&str> = providers::names().collect();
-            fields.error("type", format!("unknown type {provider_name:?} (known: {})", known.join(", ")))
+            fields.error(
+                "type",
+                format!(
+                    "unknown type {provider_name:?} (known: {})",
+                    known.join(", ")
+                ),
+            )
         })?;
 
     let events: Vec<String> = fields.optional("events")?.unwrap_or_default();
     if !events.is_empty() && !provider.supports_events() {
-        return Err(fields.error("events", format!("type {provider_name} has no events to filter on")));
+        return Err(fields.error(
+            "events",
+            format!("type {provider_name} has no events to filter on"),
+        ));
     }
     if events.iter().any(|e| e.trim().is_empty()) {
         return Err(fields.error("events", "an event name is empty"));
     }
-    let events = events.iter().map(|e| e.trim().to_ascii_lowercase()).collect();
+    let events = events
+        .iter()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .collect();
 
     let allow_sha1: bool = fields.optional("allowSha1")?.unwrap_or(false);
     if allow_sha1 && !provider.supports_sha1() {
-        return Err(fields.error("allowSha1", format!("type {provider_name} never signs with SHA-1")));
+        return Err(fields.error(
+            "allowSha1",
+            format!("type {provider_name} never signs with SHA-1"),
+        ));
     }
 
     let raw_secrets: Vec<Value> = fields.required("secrets")?;
@@ -312,9 +385,16 @@ fn parse_receiver(
         let field = format!("secrets[{i}]");
         let secret = Fields::new(raw_secret, Some(label.clone()), &["env", "inline"])
             .map_err(|e| fields.error(&field, e.reason))?;
-        let text = match (secret.optional::<String>("env")?, secret.optional::<String>("inline")?) {
-            (Some(var), None) => env(&var)
-                .ok_or_else(|| fields.error(&format!("{field}.env"), format!("environment variable {var} is not set")))?,
+        let text = match (
+            secret.optional::<String>("env")?,
+            secret.optional::<String>("inline")?,
+        ) {
+            (Some(var), None) => env(&var).ok_or_else(|| {
+                fields.error(
+                    &format!("{field}.env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?,
             (None, Some(inline)) => {
                 warnings.push(format!("receiver {label}: {field} is inline in the configuration: use env outside development"));
                 inline
@@ -367,7 +447,10 @@ fn parse_receiver(
         None => None,
         Some(raw_refs) => {
             if !provider.supports_refs() {
-                return Err(fields.error("refs", format!("type {provider_name} payloads carry no Git ref")));
+                return Err(fields.error(
+                    "refs",
+                    format!("type {provider_name} payloads carry no Git ref"),
+                ));
             }
             let refs_fields = Fields::new(&raw_refs, Some(label.clone()), &["branches", "tags"])
                 .map_err(|e| fields.error(&format!("refs.{}", e.field), e.reason))?;
@@ -378,7 +461,12 @@ fn parse_receiver(
             if filter.branches.is_empty() && filter.tags.is_empty() {
                 return Err(fields.error("refs", "needs at least one branch or tag glob"));
             }
-            if filter.branches.iter().chain(&filter.tags).any(String::is_empty) {
+            if filter
+                .branches
+                .iter()
+                .chain(&filter.tags)
+                .any(String::is_empty)
+            {
                 return Err(fields.error("refs", "a glob is empty"));
             }
             Some(filter)
@@ -387,7 +475,10 @@ fn parse_receiver(
 
     let body_limit: u64 = fields.optional("bodyLimit")?.unwrap_or(DEFAULT_BODY_LIMIT);
     if body_limit == 0 || body_limit > MAX_BODY_LIMIT {
-        return Err(fields.error("bodyLimit", format!("must be between 1 and {MAX_BODY_LIMIT} bytes")));
+        return Err(fields.error(
+            "bodyLimit",
+            format!("must be between 1 and {MAX_BODY_LIMIT} bytes"),
+        ));
     }
     let disabled: bool = fields.optional("disabled")?.unwrap_or(false);
 
@@ -398,7 +489,8 @@ fn parse_receiver(
     let mut targets = Vec::with_capacity(raw_targets.len());
     for (i, raw_target) in raw_targets.iter().enumerate() {
         let field = format!("targets[{i}]");
-        let mut target = Target::deserialize_from(raw_target).map_err(|e| fields.error(&field, e))?;
+        let mut target =
+            Target::deserialize_from(raw_target).map_err(|e| fields.error(&field, e))?;
         validate_target(&target).map_err(|reason| fields.error(&field, reason))?;
         if target.namespace.as_deref().is_none_or(str::is_empty) {
             target.namespace = Some(namespace.clone());
@@ -453,7 +545,8 @@ fn validate_target(target: &Target) -> Result<(), String> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -500,17 +593,28 @@ mod tests {
         let r = &config.receivers[0];
         assert_eq!(r.events, ["push", "ping"]);
         assert_eq!(r.paths.len(), 2, "one Flux path per secret");
-        assert_eq!(config.receiver_for_path("/hook/2846ca2372e0a9b4e884dc382f132cbeb1c7d192b42af377c903dfe16aad867a?x=1"), Some(0));
+        assert_eq!(
+            config.receiver_for_path(
+                "/hook/2846ca2372e0a9b4e884dc382f132cbeb1c7d192b42af377c903dfe16aad867a?x=1"
+            ),
+            Some(0)
+        );
         assert_eq!(r.targets[0].namespace.as_deref(), Some("flux-system"));
         assert_eq!(r.targets[1].namespace.as_deref(), Some("apps"));
         assert_eq!(r.body_limit, DEFAULT_BODY_LIMIT);
         assert!(config.warnings.is_empty());
-        assert!(!format!("{config:?}").contains("test-token"), "Debug must not print secrets");
+        assert!(
+            !format!("{config:?}").contains("test-token"),
+            "Debug must not print secrets"
+        );
     }
 
     #[test]
     fn ref_filter() {
-        let f = RefFilter { branches: vec!["main".into(), "release/*".into()], tags: vec!["v*".into()] };
+        let f = RefFilter {
+            branches: vec!["main".into(), "release/*".into()],
+            tags: vec!["v*".into()],
+        };
         assert!(f.accepts("refs/heads/main"));
         assert!(f.accepts("refs/heads/release/1.0"));
         assert!(!f.accepts("refs/heads/feature"));
@@ -527,28 +631,66 @@ mod tests {
 
     #[test]
     fn errors_name_receiver_and_field() {
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|r| r["sekrets"] = Value::Null), "sekrets"),
             (Box::new(|r| r["type"] = "gitlub".into()), "type"),
-            (Box::new(|r| r["secrets"] = serde_json::json!([{"env": "MISSING"}])), "secrets[0].env"),
-            (Box::new(|r| r["secrets"] = serde_json::json!([{"env": "A", "inline": "b"}])), "secrets[0]"),
-            (Box::new(|r| r["secrets"] = serde_json::json!([])), "secrets"),
+            (
+                Box::new(|r| r["secrets"] = serde_json::json!([{"env": "MISSING"}])),
+                "secrets[0].env",
+            ),
+            (
+                Box::new(|r| r["secrets"] = serde_json::json!([{"env": "A", "inline": "b"}])),
+                "secrets[0]",
+            ),
+            (
+                Box::new(|r| r["secrets"] = serde_json::json!([])),
+                "secrets",
+            ),
             (Box::new(|r| r["path"] = "/other/x".into()), "path"),
-            (Box::new(|r| r["path"] = "/hook/v1/reconcile".into()), "path"),
+            (
+                Box::new(|r| r["path"] = "/hook/v1/reconcile".into()),
+                "path",
+            ),
             (Box::new(|r| r["bodyLimit"] = "big".into()), "bodyLimit"),
             (Box::new(|r| r["bodyLimit"] = 0.into()), "bodyLimit"),
-            (Box::new(|r| r["targets"] = serde_json::json!([{"kind": "Kustomization", "name": "*"}])), "targets[0]"),
-            (Box::new(|r| r["targets"] = serde_json::json!([{"kind": "Kustomization", "nmae": "x"}])), "targets[0]"),
-            (Box::new(|r| r["targets"] = serde_json::json!([])), "targets"),
-            (Box::new(|r| r["refs"] = serde_json::json!({"branch": ["main"]})), "refs.branch"),
+            (
+                Box::new(|r| {
+                    r["targets"] = serde_json::json!([{"kind": "Kustomization", "name": "*"}])
+                }),
+                "targets[0]",
+            ),
+            (
+                Box::new(|r| {
+                    r["targets"] = serde_json::json!([{"kind": "Kustomization", "nmae": "x"}])
+                }),
+                "targets[0]",
+            ),
+            (
+                Box::new(|r| r["targets"] = serde_json::json!([])),
+                "targets",
+            ),
+            (
+                Box::new(|r| r["refs"] = serde_json::json!({"branch": ["main"]})),
+                "refs.branch",
+            ),
             (Box::new(|r| r["refs"] = serde_json::json!({})), "refs"),
-            (Box::new(|r| r["namespace"] = "Flux_System".into()), "namespace"),
-            (Box::new(|r| r["events"] = serde_json::json!([""])), "events"),
+            (
+                Box::new(|r| r["namespace"] = "Flux_System".into()),
+                "namespace",
+            ),
+            (
+                Box::new(|r| r["events"] = serde_json::json!([""])),
+                "events",
+            ),
         ];
         for (mutate, field) in cases {
             let err = error_for(mutate);
             assert_eq!(err.field, field, "{err}");
-            assert!(err.receiver.as_deref().unwrap().contains("(receivers[0])"), "{err}");
+            assert!(
+                err.receiver.as_deref().unwrap().contains("(receivers[0])"),
+                "{err}"
+            );
             assert!(!err.to_string().contains("test-token"), "{err}");
         }
     }
@@ -560,15 +702,30 @@ mod tests {
             r.as_object_mut().unwrap().remove("refs");
             r.as_object_mut().unwrap().remove("events");
         };
-        let err = error_for(|r| { base(r, "generic"); r["path"] = "/hook/fixed".into(); });
+        let err = error_for(|r| {
+            base(r, "generic");
+            r["path"] = "/hook/fixed".into();
+        });
         assert_eq!(err.field, "path", "a secret-path type cannot pin its path");
-        let err = error_for(|r| { base(r, "harbor"); r["refs"] = serde_json::json!({"branches": ["main"]}); });
+        let err = error_for(|r| {
+            base(r, "harbor");
+            r["refs"] = serde_json::json!({"branches": ["main"]});
+        });
         assert_eq!(err.field, "refs");
-        let err = error_for(|r| { base(r, "bearer"); r["events"] = serde_json::json!(["push"]); });
+        let err = error_for(|r| {
+            base(r, "bearer");
+            r["events"] = serde_json::json!(["push"]);
+        });
         assert_eq!(err.field, "events");
-        let err = error_for(|r| { base(r, "gitlab"); r["allowSha1"] = true.into(); });
+        let err = error_for(|r| {
+            base(r, "gitlab");
+            r["allowSha1"] = true.into();
+        });
         assert_eq!(err.field, "allowSha1");
-        let err = error_for(|r| { base(r, "standard-webhooks"); r["secrets"] = serde_json::json!([{"inline": "whsec_%%"}]); });
+        let err = error_for(|r| {
+            base(r, "standard-webhooks");
+            r["secrets"] = serde_json::json!([{"inline": "whsec_%%"}]);
+        });
         assert_eq!(err.field, "secrets[0]");
     }
 
@@ -577,7 +734,10 @@ mod tests {
         let mut value: Value = serde_json::from_str(VALID).unwrap();
         let copy = value["receivers"][0].clone();
         value["receivers"].as_array_mut().unwrap().push(copy);
-        assert_eq!(parse(&value.to_string()).unwrap_err().reason, "duplicate receiver");
+        assert_eq!(
+            parse(&value.to_string()).unwrap_err().reason,
+            "duplicate receiver"
+        );
 
         let mut value: Value = serde_json::from_str(VALID).unwrap();
         let mut copy = value["receivers"][0].clone();
@@ -585,14 +745,25 @@ mod tests {
         copy["path"] = "/hook/pinned".into();
         let mut third = copy.clone();
         third["name"] = "third".into();
-        value["receivers"].as_array_mut().unwrap().extend([copy, third]);
+        value["receivers"]
+            .as_array_mut()
+            .unwrap()
+            .extend([copy, third]);
         let err = parse(&value.to_string()).unwrap_err();
-        assert_eq!((err.field.as_str(), err.reason.as_str()), ("path", "path already used by receiver flux-system/other"));
+        assert_eq!(
+            (err.field.as_str(), err.reason.as_str()),
+            ("path", "path already used by receiver flux-system/other")
+        );
 
         assert_eq!(parse("{").unwrap_err().field, "(document)");
         assert_eq!(parse(r#"{"receivers":[]}"#).unwrap_err().field, "receivers");
-        assert_eq!(parse(r#"{"receivers":[], "extra": 1}"#).unwrap_err().field, "extra");
-        let no_key = Config::parse(VALID.as_bytes(), &|n| (n != "HOOKGATE_ATTESTATION_KEY").then(|| env(n)).flatten());
+        assert_eq!(
+            parse(r#"{"receivers":[], "extra": 1}"#).unwrap_err().field,
+            "extra"
+        );
+        let no_key = Config::parse(VALID.as_bytes(), &|n| {
+            (n != "HOOKGATE_ATTESTATION_KEY").then(|| env(n)).flatten()
+        });
         assert_eq!(no_key.unwrap_err().field, "attestationKeyEnv");
         let short = VALID.replacen('{', r#"{"attestationKey":"short","#, 1);
         assert_eq!(parse(&short).unwrap_err().field, "attestationKey");

@@ -102,7 +102,12 @@ mod tests {
     fn hmac_rejects_wrong_length_and_content() {
         let mac = hmac(Algorithm::Sha256, b"k", &[b"body"]);
         assert!(hmac_matches(Algorithm::Sha256, b"k", &[b"body"], &mac));
-        assert!(!hmac_matches(Algorithm::Sha256, b"k", &[b"body"], &mac[..31]));
+        assert!(!hmac_matches(
+            Algorithm::Sha256,
+            b"k",
+            &[b"body"],
+            &mac[..31]
+        ));
         assert!(!hmac_matches(Algorithm::Sha256, b"x", &[b"body"], &mac));
         assert!(!hmac_matches(Algorithm::Sha512, b"k", &[b"body"], &mac));
     }

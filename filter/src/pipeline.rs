@@ -114,13 +114,23 @@ impl Filter {
         Outcome::Forward(Box::new(Forward {
             path: self.config.forward_path.clone(),
             body,
-            headers: vec![(TIMESTAMP_HEADER, now.to_string()), (SIGNATURE_HEADER, signature)],
+            headers: vec![
+                (TIMESTAMP_HEADER, now.to_string()),
+                (SIGNATURE_HEADER, signature),
+            ],
             request,
         }))
     }
 
     /// Both steps at once, for tests and the fuzzer.
-    pub fn handle(&self, method: &str, path: &str, headers: &Headers, body: &[u8], now: u64) -> Outcome {
+    pub fn handle(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &Headers,
+        body: &[u8],
+        now: u64,
+    ) -> Outcome {
         match self.on_headers(method, path, headers.get("content-length")) {
             Ok(index) => self.on_body(index, headers, body, now),
             Err(rejection) => Outcome::Reject(rejection),
@@ -152,8 +162,15 @@ mod tests {
     }
 
     fn github(filter: &Filter, secret: &str, event: &str, body: &[u8]) -> Outcome {
-        let sig = format!("sha256={}", hex::encode(hmac(Algorithm::Sha256, secret.as_bytes(), &[body])));
-        let headers = Headers::new([("x-github-event", event), ("x-hub-signature-256", sig.as_str()), ("x-github-delivery", "d-1")]);
+        let sig = format!(
+            "sha256={}",
+            hex::encode(hmac(Algorithm::Sha256, secret.as_bytes(), &[body]))
+        );
+        let headers = Headers::new([
+            ("x-github-event", event),
+            ("x-hub-signature-256", sig.as_str()),
+            ("x-github-delivery", "d-1"),
+        ]);
         let path = filter.config().receivers[0].paths[0].clone();
         filter.handle("POST", &path, &headers, body, NOW)
     }
@@ -163,59 +180,148 @@ mod tests {
     #[test]
     fn verified_push_is_forwarded_attested() {
         let f = filter();
-        let Outcome::Forward(forward) = github(&f, "new", "push", PUSH) else { panic!("not forwarded") };
+        let Outcome::Forward(forward) = github(&f, "new", "push", PUSH) else {
+            panic!("not forwarded")
+        };
         assert_eq!(forward.path, "/hook/v1/reconcile");
-        let header = |n: &str| forward.headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
-        assert_eq!(verify(KEY.as_bytes(), header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), &forward.body, NOW, DEFAULT_TOLERANCE_SECS), Ok(()));
+        let header = |n: &str| {
+            forward
+                .headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            verify(
+                KEY.as_bytes(),
+                header(TIMESTAMP_HEADER),
+                header(SIGNATURE_HEADER),
+                &forward.body,
+                NOW,
+                DEFAULT_TOLERANCE_SECS
+            ),
+            Ok(())
+        );
         let request: ReconcileRequest = serde_json::from_slice(&forward.body).unwrap();
-        assert_eq!(request.receiver, ReceiverRef { namespace: "flux-system".into(), name: "webapp".into() });
-        assert_eq!((request.provider.as_str(), request.event.as_deref(), request.delivery_id.as_deref()), ("github", Some("push"), Some("d-1")));
+        assert_eq!(
+            request.receiver,
+            ReceiverRef {
+                namespace: "flux-system".into(),
+                name: "webapp".into()
+            }
+        );
+        assert_eq!(
+            (
+                request.provider.as_str(),
+                request.event.as_deref(),
+                request.delivery_id.as_deref()
+            ),
+            ("github", Some("push"), Some("d-1"))
+        );
         assert_eq!(request.r#ref.as_deref(), Some("refs/heads/main"));
         assert_eq!(request.targets[0].namespace.as_deref(), Some("flux-system"));
         let text = String::from_utf8(forward.body.clone()).unwrap();
-        assert!(!text.contains("old") && !text.contains("\"new\""), "no secret in the forwarded body");
+        assert!(
+            !text.contains("old") && !text.contains("\"new\""),
+            "no secret in the forwarded body"
+        );
     }
 
     #[test]
     fn rotation_accepts_every_configured_secret_only() {
         let f = filter();
-        assert!(matches!(github(&f, "old", "push", PUSH), Outcome::Forward(_)));
-        assert_eq!(github(&f, "removed", "push", PUSH), Outcome::Reject(Rejection::SignatureMismatch));
+        assert!(matches!(
+            github(&f, "old", "push", PUSH),
+            Outcome::Forward(_)
+        ));
+        assert_eq!(
+            github(&f, "removed", "push", PUSH),
+            Outcome::Reject(Rejection::SignatureMismatch)
+        );
     }
 
     #[test]
     fn ping_events_and_refs_after_verification() {
         let f = filter();
         assert_eq!(github(&f, "new", "ping", b"{}"), Outcome::Pong);
-        assert_eq!(github(&f, "bad", "ping", b"{}"), Outcome::Reject(Rejection::SignatureMismatch));
-        assert_eq!(github(&f, "new", "PUSH", PUSH).metric_suffix(), "accepted", "events are case-insensitive");
-        assert_eq!(github(&f, "new", "issues", PUSH), Outcome::Ignored("event not accepted"));
-        assert_eq!(github(&f, "bad", "issues", PUSH), Outcome::Reject(Rejection::SignatureMismatch));
-        assert_eq!(github(&f, "new", "push", br#"{"ref":"refs/heads/dev"}"#), Outcome::Ignored("ref not accepted"));
-        assert_eq!(github(&f, "new", "push", b"{}"), Outcome::Ignored("no ref in payload"));
-        assert_eq!(github(&f, "new", "push", b"[]"), Outcome::Reject(Rejection::MalformedPayload));
+        assert_eq!(
+            github(&f, "bad", "ping", b"{}"),
+            Outcome::Reject(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            github(&f, "new", "PUSH", PUSH).metric_suffix(),
+            "accepted",
+            "events are case-insensitive"
+        );
+        assert_eq!(
+            github(&f, "new", "issues", PUSH),
+            Outcome::Ignored("event not accepted")
+        );
+        assert_eq!(
+            github(&f, "bad", "issues", PUSH),
+            Outcome::Reject(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            github(&f, "new", "push", br#"{"ref":"refs/heads/dev"}"#),
+            Outcome::Ignored("ref not accepted")
+        );
+        assert_eq!(
+            github(&f, "new", "push", b"{}"),
+            Outcome::Ignored("no ref in payload")
+        );
+        assert_eq!(
+            github(&f, "new", "push", b"[]"),
+            Outcome::Reject(Rejection::MalformedPayload)
+        );
     }
 
     #[test]
     fn header_time_decisions() {
         let f = filter();
         let path = f.config().receivers[0].paths[0].clone();
-        assert_eq!(f.on_headers("POST", "/hook/nope", None), Err(Rejection::UnknownPath));
-        assert_eq!(f.on_headers("POST", "/hook/off", None), Err(Rejection::ReceiverDisabled));
-        assert_eq!(f.on_headers("GET", &path, None), Err(Rejection::MethodNotAllowed));
-        assert_eq!(f.on_headers("POST", &path, Some("1001")), Err(Rejection::PayloadTooLarge));
-        assert_eq!(f.on_headers("POST", &format!("{path}?x=1"), Some("1000")), Ok(0));
+        assert_eq!(
+            f.on_headers("POST", "/hook/nope", None),
+            Err(Rejection::UnknownPath)
+        );
+        assert_eq!(
+            f.on_headers("POST", "/hook/off", None),
+            Err(Rejection::ReceiverDisabled)
+        );
+        assert_eq!(
+            f.on_headers("GET", &path, None),
+            Err(Rejection::MethodNotAllowed)
+        );
+        assert_eq!(
+            f.on_headers("POST", &path, Some("1001")),
+            Err(Rejection::PayloadTooLarge)
+        );
+        assert_eq!(
+            f.on_headers("POST", &format!("{path}?x=1"), Some("1000")),
+            Ok(0)
+        );
         let big = vec![b' '; 1001];
-        assert_eq!(f.on_body(0, &Headers::default(), &big, NOW), Outcome::Reject(Rejection::PayloadTooLarge));
+        assert_eq!(
+            f.on_body(0, &Headers::default(), &big, NOW),
+            Outcome::Reject(Rejection::PayloadTooLarge)
+        );
     }
 
     #[test]
     fn replay_against_another_receiver_fails() {
         let f = filter();
-        let sig = format!("sha256={}", hex::encode(hmac(Algorithm::Sha256, b"new", &[PUSH])));
-        let headers = Headers::new([("x-github-event", "push"), ("x-hub-signature-256", sig.as_str())]);
+        let sig = format!(
+            "sha256={}",
+            hex::encode(hmac(Algorithm::Sha256, b"new", &[PUSH]))
+        );
+        let headers = Headers::new([
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", sig.as_str()),
+        ]);
         // The dockerhub receiver's path: a GitHub signature means nothing there, and its payload check fails.
         let hub = f.config().receivers[2].paths[0].clone();
-        assert_eq!(f.handle("POST", &hub, &headers, PUSH, NOW), Outcome::Reject(Rejection::MalformedPayload));
+        assert_eq!(
+            f.handle("POST", &hub, &headers, PUSH, NOW),
+            Outcome::Reject(Rejection::MalformedPayload)
+        );
     }
 }

@@ -15,7 +15,9 @@ impl Provider for Acr {
         Ok(())
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
-        super::json_object(d.body).ok().and_then(|p| string_at(&p, "/id"))
+        super::json_object(d.body)
+            .ok()
+            .and_then(|p| string_at(&p, "/id"))
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         registry_payload(d.body, &["/action", "/target/repository"], "/target/tag")
@@ -32,8 +34,17 @@ mod tests {
     fn shape_is_checked() {
         let h = Headers::default();
         let good = br#"{"id":"a1","action":"push","target":{"repository":"app","tag":"v9"}}"#;
-        assert_eq!(Acr.payload(&delivery(&h, good)).unwrap().image_tag.as_deref(), Some("v9"));
+        assert_eq!(
+            Acr.payload(&delivery(&h, good))
+                .unwrap()
+                .image_tag
+                .as_deref(),
+            Some("v9")
+        );
         assert_eq!(Acr.delivery_id(&delivery(&h, good)).as_deref(), Some("a1"));
-        assert_eq!(Acr.payload(&delivery(&h, br#"{"action":"push","target":{}}"#)), Err(Rejection::MalformedPayload));
+        assert_eq!(
+            Acr.payload(&delivery(&h, br#"{"action":"push","target":{}}"#)),
+            Err(Rejection::MalformedPayload)
+        );
     }
 }

@@ -9,7 +9,10 @@ pub struct Bearer;
 
 impl Provider for Bearer {
     fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
-        let header = d.headers.get("authorization").ok_or(Rejection::MissingToken)?;
+        let header = d
+            .headers
+            .get("authorization")
+            .ok_or(Rejection::MissingToken)?;
         let token = bearer_token(header).ok_or(Rejection::MalformedSignature)?;
         verify_token(Some(token), secrets)
     }
@@ -35,16 +38,29 @@ mod tests {
 
     fn check(auth: Option<&str>) -> Result<(), Rejection> {
         let h = Headers::new(auth.map(|a| ("authorization", a)));
-        Bearer.verify(&delivery(&h, b""), &secrets(&["argo-token"]), VerifyOptions::default())
+        Bearer.verify(
+            &delivery(&h, b""),
+            &secrets(&["argo-token"]),
+            VerifyOptions::default(),
+        )
     }
 
     #[test]
     fn bearer_tokens() {
         assert_eq!(check(Some("Bearer argo-token")), Ok(()));
         assert_eq!(check(Some("bearer argo-token")), Ok(()));
-        assert_eq!(check(Some("Bearer argo-tokens")), Err(Rejection::TokenMismatch));
-        assert_eq!(check(Some("Basic argo-token")), Err(Rejection::MalformedSignature));
-        assert_eq!(check(Some("argo-token")), Err(Rejection::MalformedSignature));
+        assert_eq!(
+            check(Some("Bearer argo-tokens")),
+            Err(Rejection::TokenMismatch)
+        );
+        assert_eq!(
+            check(Some("Basic argo-token")),
+            Err(Rejection::MalformedSignature)
+        );
+        assert_eq!(
+            check(Some("argo-token")),
+            Err(Rejection::MalformedSignature)
+        );
         assert_eq!(check(Some("Bearer ")), Err(Rejection::MalformedSignature));
         assert_eq!(check(None), Err(Rejection::MissingToken));
     }

@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use super::{json_object, string_at, verify_prefixed_hex_signature, PayloadFacts, Provider, VerifyOptions};
+use super::{
+    json_object, string_at, verify_prefixed_hex_signature, PayloadFacts, Provider, VerifyOptions,
+};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -65,7 +67,11 @@ mod tests {
 
     fn check(headers: &[(&str, &str)], body: &[u8]) -> Result<(), Rejection> {
         let h = Headers::new(headers.iter().copied());
-        Bitbucket.verify(&delivery(&h, body), &secrets(&[SECRET]), VerifyOptions { allow_sha1: true })
+        Bitbucket.verify(
+            &delivery(&h, body),
+            &secrets(&[SECRET]),
+            VerifyOptions { allow_sha1: true },
+        )
     }
 
     #[test]
@@ -73,24 +79,57 @@ mod tests {
         let body = br#"{"push":{"changes":[{"new":{"type":"branch","name":"main"}}]}}"#;
         let good = format!("sha256={}", hex_hmac(Algorithm::Sha256, SECRET, body));
         assert_eq!(check(&[("x-hub-signature", &good)], body), Ok(()));
-        assert_eq!(check(&[("x-hub-signature", &good)], b"{}"), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            check(&[("x-hub-signature", &good)], b"{}"),
+            Err(Rejection::SignatureMismatch)
+        );
         let wrong = format!("sha256={}", hex_hmac(Algorithm::Sha256, "x", body));
-        assert_eq!(check(&[("x-hub-signature", &wrong)], body), Err(Rejection::SignatureMismatch));
-        assert_eq!(check(&[("x-hub-signature-256", &good)], body), Err(Rejection::MissingSignature));
+        assert_eq!(
+            check(&[("x-hub-signature", &wrong)], body),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check(&[("x-hub-signature-256", &good)], body),
+            Err(Rejection::MissingSignature)
+        );
         let sha1 = format!("sha1={}", hex_hmac(Algorithm::Sha1, SECRET, body));
-        assert_eq!(check(&[("x-hub-signature", &sha1)], body), Err(Rejection::UnsupportedAlgorithm));
-        assert_eq!(check(&[("x-hub-signature", "sha256")], body), Err(Rejection::MalformedSignature));
+        assert_eq!(
+            check(&[("x-hub-signature", &sha1)], body),
+            Err(Rejection::UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            check(&[("x-hub-signature", "sha256")], body),
+            Err(Rejection::MalformedSignature)
+        );
     }
 
     #[test]
     fn refs_from_cloud_and_server() {
         let h = Headers::default();
         let cloud = br#"{"push":{"changes":[{"new":{"type":"tag","name":"v2"}}]}}"#;
-        assert_eq!(Bitbucket.payload(&delivery(&h, cloud)).unwrap().git_ref.as_deref(), Some("refs/tags/v2"));
-        let server = br#"{"eventKey":"repo:refs_changed","changes":[{"ref":{"id":"refs/heads/main"}}]}"#;
-        assert_eq!(Bitbucket.payload(&delivery(&h, server)).unwrap().git_ref.as_deref(), Some("refs/heads/main"));
+        assert_eq!(
+            Bitbucket
+                .payload(&delivery(&h, cloud))
+                .unwrap()
+                .git_ref
+                .as_deref(),
+            Some("refs/tags/v2")
+        );
+        let server =
+            br#"{"eventKey":"repo:refs_changed","changes":[{"ref":{"id":"refs/heads/main"}}]}"#;
+        assert_eq!(
+            Bitbucket
+                .payload(&delivery(&h, server))
+                .unwrap()
+                .git_ref
+                .as_deref(),
+            Some("refs/heads/main")
+        );
         let deleted = br#"{"push":{"changes":[{"new":null}]}}"#;
-        assert_eq!(Bitbucket.payload(&delivery(&h, deleted)).unwrap().git_ref, None);
+        assert_eq!(
+            Bitbucket.payload(&delivery(&h, deleted)).unwrap().git_ref,
+            None
+        );
     }
 
     #[test]

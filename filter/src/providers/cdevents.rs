@@ -41,7 +41,13 @@ mod tests {
     fn requires_type_and_json() {
         let typed = Headers::new([("Ce-Type", "dev.cdevents.artifact.published.0.1.1")]);
         assert!(CdEvents.payload(&delivery(&typed, b"{}")).is_ok());
-        assert_eq!(CdEvents.payload(&delivery(&typed, b"x")), Err(Rejection::MalformedPayload));
-        assert_eq!(CdEvents.payload(&delivery(&Headers::default(), b"{}")), Err(Rejection::MissingEvent));
+        assert_eq!(
+            CdEvents.payload(&delivery(&typed, b"x")),
+            Err(Rejection::MalformedPayload)
+        );
+        assert_eq!(
+            CdEvents.payload(&delivery(&Headers::default(), b"{}")),
+            Err(Rejection::MissingEvent)
+        );
     }
 }

@@ -29,8 +29,21 @@ mod tests {
     fn shape_is_checked() {
         let h = Headers::default();
         let good = br#"{"push_data":{"tag":"latest"},"repository":{"repo_url":"https://hub.docker.com/r/org/app"}}"#;
-        assert_eq!(DockerHub.payload(&delivery(&h, good)).unwrap().image_tag.as_deref(), Some("latest"));
-        assert_eq!(DockerHub.payload(&delivery(&h, br#"{"push_data":{"tag":"x"}}"#)), Err(Rejection::MalformedPayload));
-        assert_eq!(DockerHub.payload(&delivery(&h, b"")), Err(Rejection::MalformedPayload));
+        assert_eq!(
+            DockerHub
+                .payload(&delivery(&h, good))
+                .unwrap()
+                .image_tag
+                .as_deref(),
+            Some("latest")
+        );
+        assert_eq!(
+            DockerHub.payload(&delivery(&h, br#"{"push_data":{"tag":"x"}}"#)),
+            Err(Rejection::MalformedPayload)
+        );
+        assert_eq!(
+            DockerHub.payload(&delivery(&h, b"")),
+            Err(Rejection::MalformedPayload)
+        );
     }
 }

@@ -9,12 +9,31 @@ use crate::outcome::Rejection;
 
 pub struct Gitea;
 
-const SIGNATURE_HEADERS: [&str; 3] = ["x-gitea-signature", "x-forgejo-signature", "x-gogs-signature"];
-const EVENT_HEADERS: [&str; 4] = ["x-gitea-event", "x-forgejo-event", "x-gogs-event", "x-github-event"];
-const DELIVERY_HEADERS: [&str; 4] = ["x-gitea-delivery", "x-forgejo-delivery", "x-gogs-delivery", "x-github-delivery"];
+const SIGNATURE_HEADERS: [&str; 3] = [
+    "x-gitea-signature",
+    "x-forgejo-signature",
+    "x-gogs-signature",
+];
+const EVENT_HEADERS: [&str; 4] = [
+    "x-gitea-event",
+    "x-forgejo-event",
+    "x-gogs-event",
+    "x-github-event",
+];
+const DELIVERY_HEADERS: [&str; 4] = [
+    "x-gitea-delivery",
+    "x-forgejo-delivery",
+    "x-gogs-delivery",
+    "x-github-delivery",
+];
 
 impl Provider for Gitea {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], options: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(
+        &self,
+        d: &Delivery,
+        secrets: &[Vec<u8>],
+        options: VerifyOptions,
+    ) -> Result<(), Rejection> {
         match d.headers.first_of(&SIGNATURE_HEADERS) {
             Some(hex_mac) => verify_hex_mac(Algorithm::Sha256, hex_mac, d.body, secrets),
             None => verify_github_signature(d, secrets, options.allow_sha1),
@@ -48,7 +67,11 @@ mod tests {
 
     fn check(headers: &[(&str, &str)], body: &[u8]) -> Result<(), Rejection> {
         let h = Headers::new(headers.iter().copied());
-        Gitea.verify(&delivery(&h, body), &secrets(&[SECRET]), VerifyOptions::default())
+        Gitea.verify(
+            &delivery(&h, body),
+            &secrets(&[SECRET]),
+            VerifyOptions::default(),
+        )
     }
 
     #[test]
@@ -59,22 +82,37 @@ mod tests {
             assert_eq!(check(&[(header, &mac)], body), Ok(()), "{header}");
         }
         let github_style = format!("sha256={mac}");
-        assert_eq!(check(&[("x-hub-signature-256", &github_style)], body), Ok(()));
+        assert_eq!(
+            check(&[("x-hub-signature-256", &github_style)], body),
+            Ok(())
+        );
     }
 
     #[test]
     fn negative_cases() {
         let body = b"{}";
         let mac = hex_hmac(Algorithm::Sha256, SECRET, body);
-        assert_eq!(check(&[("x-gitea-signature", &mac)], b"{ }"), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            check(&[("x-gitea-signature", &mac)], b"{ }"),
+            Err(Rejection::SignatureMismatch)
+        );
         let wrong = hex_hmac(Algorithm::Sha256, "nope", body);
-        assert_eq!(check(&[("x-gitea-signature", &wrong)], body), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            check(&[("x-gitea-signature", &wrong)], body),
+            Err(Rejection::SignatureMismatch)
+        );
         assert_eq!(check(&[], body), Err(Rejection::MissingSignature));
         // Gitea's header is bare hex: a GitHub-style prefix is malformed there.
-        assert_eq!(check(&[("x-gitea-signature", &format!("sha256={mac}"))], body), Err(Rejection::MalformedSignature));
+        assert_eq!(
+            check(&[("x-gitea-signature", &format!("sha256={mac}"))], body),
+            Err(Rejection::MalformedSignature)
+        );
         // SHA-1 MAC in the SHA-256 header.
         let sha1 = hex_hmac(Algorithm::Sha1, SECRET, body);
-        assert_eq!(check(&[("x-gitea-signature", &sha1)], body), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            check(&[("x-gitea-signature", &sha1)], body),
+            Err(Rejection::SignatureMismatch)
+        );
     }
 
     #[test]

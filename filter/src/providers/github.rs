@@ -12,7 +12,12 @@ use crate::outcome::Rejection;
 pub struct GitHub;
 
 impl Provider for GitHub {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], options: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(
+        &self,
+        d: &Delivery,
+        secrets: &[Vec<u8>],
+        options: VerifyOptions,
+    ) -> Result<(), Rejection> {
         verify_github_signature(d, secrets, options.allow_sha1)
     }
     fn supports_events(&self) -> bool {
@@ -55,10 +60,13 @@ pub(crate) fn github_payload_facts(d: &Delivery) -> Result<PayloadFacts, Rejecti
     let json = payload_json(d.headers, d.body)?;
     let payload = json_object(&json)?;
     let mut facts = top_level_ref(&payload);
-    facts.image_tag = ["/package/package_version/container_metadata/tag/name", "/registry_package/package_version/container_metadata/tag/name"]
-        .iter()
-        .find_map(|p| string_at(&payload, p))
-        .filter(|t| !t.is_empty());
+    facts.image_tag = [
+        "/package/package_version/container_metadata/tag/name",
+        "/registry_package/package_version/container_metadata/tag/name",
+    ]
+    .iter()
+    .find_map(|p| string_at(&payload, p))
+    .filter(|t| !t.is_empty());
     Ok(facts)
 }
 
@@ -108,7 +116,11 @@ mod tests {
     use crate::crypto::Algorithm;
     use crate::providers::test_support::*;
 
-    fn signed(headers: &[(&str, &str)], body: &[u8], options: VerifyOptions) -> Result<(), Rejection> {
+    fn signed(
+        headers: &[(&str, &str)],
+        body: &[u8],
+        options: VerifyOptions,
+    ) -> Result<(), Rejection> {
         let h = Headers::new(headers.iter().copied());
         GitHub.verify(&delivery(&h, body), &secrets(&[SECRET]), options)
     }
@@ -117,18 +129,49 @@ mod tests {
     fn official_known_answer_vector() {
         // From GitHub's "Validating webhook deliveries" documentation.
         let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert_eq!(hex_hmac(Algorithm::Sha256, SECRET, b"Hello, World!"), sig[7..]);
-        assert_eq!(signed(&[("X-Hub-Signature-256", sig)], b"Hello, World!", VerifyOptions::default()), Ok(()));
+        assert_eq!(
+            hex_hmac(Algorithm::Sha256, SECRET, b"Hello, World!"),
+            sig[7..]
+        );
+        assert_eq!(
+            signed(
+                &[("X-Hub-Signature-256", sig)],
+                b"Hello, World!",
+                VerifyOptions::default()
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn sha512_in_legacy_header_and_sha1_only_when_opted_in() {
         let body = b"{}";
         let sha512 = format!("sha512={}", hex_hmac(Algorithm::Sha512, SECRET, body));
-        assert_eq!(signed(&[("x-hub-signature", &sha512)], body, VerifyOptions::default()), Ok(()));
+        assert_eq!(
+            signed(
+                &[("x-hub-signature", &sha512)],
+                body,
+                VerifyOptions::default()
+            ),
+            Ok(())
+        );
         let sha1 = format!("sha1={}", hex_hmac(Algorithm::Sha1, SECRET, body));
-        assert_eq!(signed(&[("x-hub-signature", &sha1)], body, VerifyOptions::default()), Err(Rejection::UnsupportedAlgorithm));
-        assert_eq!(signed(&[("x-hub-signature", &sha1)], body, VerifyOptions { allow_sha1: true }), Ok(()));
+        assert_eq!(
+            signed(
+                &[("x-hub-signature", &sha1)],
+                body,
+                VerifyOptions::default()
+            ),
+            Err(Rejection::UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            signed(
+                &[("x-hub-signature", &sha1)],
+                body,
+                VerifyOptions { allow_sha1: true }
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -136,32 +179,65 @@ mod tests {
         let body = b"{\"ref\":\"refs/heads/main\"}";
         let good = format!("sha256={}", hex_hmac(Algorithm::Sha256, SECRET, body));
         let o = VerifyOptions::default();
-        assert_eq!(signed(&[("x-hub-signature-256", &good)], b"{\"ref\":\"refs/heads/evil\"}", o), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            signed(
+                &[("x-hub-signature-256", &good)],
+                b"{\"ref\":\"refs/heads/evil\"}",
+                o
+            ),
+            Err(Rejection::SignatureMismatch)
+        );
         let wrong = format!("sha256={}", hex_hmac(Algorithm::Sha256, "wrong", body));
-        assert_eq!(signed(&[("x-hub-signature-256", &wrong)], body, o), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            signed(&[("x-hub-signature-256", &wrong)], body, o),
+            Err(Rejection::SignatureMismatch)
+        );
         assert_eq!(signed(&[], body, o), Err(Rejection::MissingSignature));
-        assert_eq!(signed(&[("x-hub-signature-256", &good[7..])], body, o), Err(Rejection::MalformedSignature));
+        assert_eq!(
+            signed(&[("x-hub-signature-256", &good[7..])], body, o),
+            Err(Rejection::MalformedSignature)
+        );
         let md5 = good.replace("sha256=", "md5=");
-        assert_eq!(signed(&[("x-hub-signature-256", &md5)], body, o), Err(Rejection::UnsupportedAlgorithm));
-        assert_eq!(signed(&[("x-hub-signature-256", "sha256=xyz")], body, o), Err(Rejection::MalformedSignature));
+        assert_eq!(
+            signed(&[("x-hub-signature-256", &md5)], body, o),
+            Err(Rejection::UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            signed(&[("x-hub-signature-256", "sha256=xyz")], body, o),
+            Err(Rejection::MalformedSignature)
+        );
         // Wrong algorithm label on a correct SHA-256 MAC.
         let relabelled = good.replace("sha256=", "sha512=");
-        assert_eq!(signed(&[("x-hub-signature-256", &relabelled)], body, o), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            signed(&[("x-hub-signature-256", &relabelled)], body, o),
+            Err(Rejection::SignatureMismatch)
+        );
     }
 
     #[test]
     fn reads_ref_from_json_and_form_bodies_and_package_tags() {
         let h = Headers::new([("content-type", "application/json")]);
-        let facts = GitHub.payload(&delivery(&h, b"{\"ref\":\"refs/heads/main\"}")).unwrap();
+        let facts = GitHub
+            .payload(&delivery(&h, b"{\"ref\":\"refs/heads/main\"}"))
+            .unwrap();
         assert_eq!(facts.git_ref.as_deref(), Some("refs/heads/main"));
 
         let form = Headers::new([("content-type", "application/x-www-form-urlencoded")]);
         let body = b"payload=%7B%22ref%22%3A%22refs%2Ftags%2Fv1.0%22%7D";
         let facts = GitHub.payload(&delivery(&form, body)).unwrap();
         assert_eq!(facts.git_ref.as_deref(), Some("refs/tags/v1.0"));
-        assert_eq!(GitHub.payload(&delivery(&form, b"other=1")), Err(Rejection::MalformedPayload));
-        assert_eq!(GitHub.payload(&delivery(&form, b"payload=%zz")), Err(Rejection::MalformedPayload));
-        assert_eq!(GitHub.payload(&delivery(&h, b"[1]")), Err(Rejection::MalformedPayload));
+        assert_eq!(
+            GitHub.payload(&delivery(&form, b"other=1")),
+            Err(Rejection::MalformedPayload)
+        );
+        assert_eq!(
+            GitHub.payload(&delivery(&form, b"payload=%zz")),
+            Err(Rejection::MalformedPayload)
+        );
+        assert_eq!(
+            GitHub.payload(&delivery(&h, b"[1]")),
+            Err(Rejection::MalformedPayload)
+        );
 
         let package = br#"{"action":"published","package":{"package_version":{"container_metadata":{"tag":{"name":"1.4.2"}}}}}"#;
         let facts = GitHub.payload(&delivery(&h, package)).unwrap();
@@ -171,7 +247,10 @@ mod tests {
 
     #[test]
     fn event_and_delivery_headers() {
-        let h = Headers::new([("X-GitHub-Event", "ping"), ("X-GitHub-Delivery", "72d3162e")]);
+        let h = Headers::new([
+            ("X-GitHub-Event", "ping"),
+            ("X-GitHub-Delivery", "72d3162e"),
+        ]);
         let d = delivery(&h, b"");
         assert!(GitHub.is_ping(&GitHub.event(&d).unwrap()));
         assert_eq!(GitHub.delivery_id(&d).as_deref(), Some("72d3162e"));

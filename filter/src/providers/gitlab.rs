@@ -37,7 +37,11 @@ mod tests {
 
     fn check(headers: &[(&str, &str)]) -> Result<(), Rejection> {
         let h = Headers::new(headers.iter().copied());
-        GitLab.verify(&delivery(&h, b"{}"), &secrets(&["old-token", "new-token"]), VerifyOptions::default())
+        GitLab.verify(
+            &delivery(&h, b"{}"),
+            &secrets(&["old-token", "new-token"]),
+            VerifyOptions::default(),
+        )
     }
 
     #[test]
@@ -48,19 +52,40 @@ mod tests {
 
     #[test]
     fn negative_cases() {
-        assert_eq!(check(&[("X-Gitlab-Token", "new-token2")]), Err(Rejection::TokenMismatch));
-        assert_eq!(check(&[("X-Gitlab-Token", "")]), Err(Rejection::TokenMismatch));
-        assert_eq!(check(&[("X-Gitlab-Token", "NEW-TOKEN")]), Err(Rejection::TokenMismatch));
-        assert_eq!(check(&[("Authorization", "new-token")]), Err(Rejection::MissingToken));
+        assert_eq!(
+            check(&[("X-Gitlab-Token", "new-token2")]),
+            Err(Rejection::TokenMismatch)
+        );
+        assert_eq!(
+            check(&[("X-Gitlab-Token", "")]),
+            Err(Rejection::TokenMismatch)
+        );
+        assert_eq!(
+            check(&[("X-Gitlab-Token", "NEW-TOKEN")]),
+            Err(Rejection::TokenMismatch)
+        );
+        assert_eq!(
+            check(&[("Authorization", "new-token")]),
+            Err(Rejection::MissingToken)
+        );
     }
 
     #[test]
     fn push_ref_and_event() {
-        let h = Headers::new([("x-gitlab-event", "Push Hook"), ("x-gitlab-event-uuid", "u-1")]);
+        let h = Headers::new([
+            ("x-gitlab-event", "Push Hook"),
+            ("x-gitlab-event-uuid", "u-1"),
+        ]);
         let d = delivery(&h, br#"{"object_kind":"push","ref":"refs/heads/main"}"#);
         assert_eq!(GitLab.event(&d).as_deref(), Some("Push Hook"));
         assert_eq!(GitLab.delivery_id(&d).as_deref(), Some("u-1"));
-        assert_eq!(GitLab.payload(&d).unwrap().git_ref.as_deref(), Some("refs/heads/main"));
-        assert_eq!(GitLab.payload(&delivery(&h, b"not json")), Err(Rejection::MalformedPayload));
+        assert_eq!(
+            GitLab.payload(&d).unwrap().git_ref.as_deref(),
+            Some("refs/heads/main")
+        );
+        assert_eq!(
+            GitLab.payload(&delivery(&h, b"not json")),
+            Err(Rejection::MalformedPayload)
+        );
     }
 }

@@ -15,7 +15,9 @@ impl Provider for Harbor {
         true
     }
     fn event(&self, d: &Delivery) -> Option<String> {
-        json_object(d.body).ok().and_then(|p| string_at(&p, "/type"))
+        json_object(d.body)
+            .ok()
+            .and_then(|p| string_at(&p, "/type"))
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         let payload = json_object(d.body)?;
@@ -36,13 +38,20 @@ mod tests {
 
     fn check(auth: Option<&str>) -> Result<(), Rejection> {
         let h = Headers::new(auth.map(|a| ("Authorization", a)));
-        Harbor.verify(&delivery(&h, BODY), &secrets(&["harbor-secret"]), VerifyOptions::default())
+        Harbor.verify(
+            &delivery(&h, BODY),
+            &secrets(&["harbor-secret"]),
+            VerifyOptions::default(),
+        )
     }
 
     #[test]
     fn exact_value_only() {
         assert_eq!(check(Some("harbor-secret")), Ok(()));
-        assert_eq!(check(Some("Bearer harbor-secret")), Err(Rejection::TokenMismatch));
+        assert_eq!(
+            check(Some("Bearer harbor-secret")),
+            Err(Rejection::TokenMismatch)
+        );
         assert_eq!(check(Some("harbor-secre")), Err(Rejection::TokenMismatch));
         assert_eq!(check(None), Err(Rejection::MissingToken));
     }
@@ -50,8 +59,21 @@ mod tests {
     #[test]
     fn event_and_tag() {
         let h = Headers::default();
-        assert_eq!(Harbor.event(&delivery(&h, BODY)).as_deref(), Some("PUSH_ARTIFACT"));
-        assert_eq!(Harbor.payload(&delivery(&h, BODY)).unwrap().image_tag.as_deref(), Some("v3"));
-        assert_eq!(Harbor.payload(&delivery(&h, b"<xml/>")), Err(Rejection::MalformedPayload));
+        assert_eq!(
+            Harbor.event(&delivery(&h, BODY)).as_deref(),
+            Some("PUSH_ARTIFACT")
+        );
+        assert_eq!(
+            Harbor
+                .payload(&delivery(&h, BODY))
+                .unwrap()
+                .image_tag
+                .as_deref(),
+            Some("v3")
+        );
+        assert_eq!(
+            Harbor.payload(&delivery(&h, b"<xml/>")),
+            Err(Rejection::MalformedPayload)
+        );
     }
 }

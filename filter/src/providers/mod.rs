@@ -256,6 +256,9 @@ mod tests {
             .filter(|(_, p)| p.proof() == Proof::SecretPath)
             .map(|(n, _)| *n)
             .collect();
-        assert_eq!(secret_path, ["generic", "dockerhub", "quay", "acr", "cdevents"]);
+        assert_eq!(
+            secret_path,
+            ["generic", "dockerhub", "quay", "acr", "cdevents"]
+        );
     }
 }

@@ -35,7 +35,11 @@ mod tests {
 
     fn check(sig: Option<&str>, body: &[u8]) -> Result<(), Rejection> {
         let h = Headers::new(sig.map(|s| ("X-Nexus-Webhook-Signature", s)));
-        Nexus.verify(&delivery(&h, body), &secrets(&[SECRET]), VerifyOptions::default())
+        Nexus.verify(
+            &delivery(&h, body),
+            &secrets(&[SECRET]),
+            VerifyOptions::default(),
+        )
     }
 
     #[test]
@@ -43,9 +47,18 @@ mod tests {
         let mac = hex_hmac(Algorithm::Sha1, SECRET, b"{}");
         assert_eq!(check(Some(&mac), b"{}"), Ok(()));
         assert_eq!(check(Some(&mac), b"{ }"), Err(Rejection::SignatureMismatch));
-        assert_eq!(check(Some(&hex_hmac(Algorithm::Sha256, SECRET, b"{}")), b"{}"), Err(Rejection::SignatureMismatch));
-        assert_eq!(check(Some(&hex_hmac(Algorithm::Sha1, "other", b"{}")), b"{}"), Err(Rejection::SignatureMismatch));
-        assert_eq!(check(Some("sha1=00"), b"{}"), Err(Rejection::MalformedSignature));
+        assert_eq!(
+            check(Some(&hex_hmac(Algorithm::Sha256, SECRET, b"{}")), b"{}"),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check(Some(&hex_hmac(Algorithm::Sha1, "other", b"{}")), b"{}"),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check(Some("sha1=00"), b"{}"),
+            Err(Rejection::MalformedSignature)
+        );
         assert_eq!(check(None, b"{}"), Err(Rejection::MissingSignature));
     }
 }

@@ -40,8 +40,20 @@ mod tests {
     fn shape_is_checked() {
         let h = Headers::default();
         let good = br#"{"docker_url":"quay.io/org/app","updated_tags":["v1","latest"]}"#;
-        assert_eq!(Quay.payload(&delivery(&h, good)).unwrap().image_tag.as_deref(), Some("v1"));
-        assert_eq!(Quay.payload(&delivery(&h, br#"{"docker_url":"quay.io/org/app"}"#)), Err(Rejection::MalformedPayload));
-        assert_eq!(Quay.payload(&delivery(&h, br#"{"updated_tags":[]}"#)), Err(Rejection::MalformedPayload));
+        assert_eq!(
+            Quay.payload(&delivery(&h, good))
+                .unwrap()
+                .image_tag
+                .as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            Quay.payload(&delivery(&h, br#"{"docker_url":"quay.io/org/app"}"#)),
+            Err(Rejection::MalformedPayload)
+        );
+        assert_eq!(
+            Quay.payload(&delivery(&h, br#"{"updated_tags":[]}"#)),
+            Err(Rejection::MalformedPayload)
+        );
     }
 }

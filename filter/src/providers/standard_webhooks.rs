@@ -44,7 +44,9 @@ impl Provider for StandardWebhooks {
     }
     /// The conventional payload `type` field names the event.
     fn event(&self, d: &Delivery) -> Option<String> {
-        json_object(d.body).ok().and_then(|p| string_at(&p, "/type"))
+        json_object(d.body)
+            .ok()
+            .and_then(|p| string_at(&p, "/type"))
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
         header(d, "id").map(str::to_owned)
@@ -102,14 +104,29 @@ mod tests {
     const BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
     const SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
 
-    fn check(prefix: &str, id: &str, ts: &str, sig: &str, body: &[u8], now: u64) -> Result<(), Rejection> {
+    fn check(
+        prefix: &str,
+        id: &str,
+        ts: &str,
+        sig: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), Rejection> {
         let h = Headers::new([
             (format!("{prefix}-id"), id),
             (format!("{prefix}-timestamp"), ts),
             (format!("{prefix}-signature"), sig),
         ]);
         let keys = vec![StandardWebhooks.decode_secret(KEY).unwrap()];
-        StandardWebhooks.verify(&Delivery { headers: &h, body, now }, &keys, VerifyOptions::default())
+        StandardWebhooks.verify(
+            &Delivery {
+                headers: &h,
+                body,
+                now,
+            },
+            &keys,
+            VerifyOptions::default(),
+        )
     }
 
     const NOW: u64 = 1_649_367_553 + 10;
@@ -128,19 +145,67 @@ mod tests {
 
     #[test]
     fn negative_cases() {
-        assert_eq!(check("webhook", ID, TS, SIG, b"{}", NOW), Err(Rejection::SignatureMismatch));
-        assert_eq!(check("webhook", "msg_other", TS, SIG, BODY, NOW), Err(Rejection::SignatureMismatch));
-        assert_eq!(check("webhook", ID, TS, SIG, BODY, 1_649_367_553 + 301), Err(Rejection::StaleTimestamp));
-        assert_eq!(check("webhook", ID, TS, SIG, BODY, 1_649_367_553 - 301), Err(Rejection::StaleTimestamp));
-        assert_eq!(check("webhook", ID, "soon", SIG, BODY, NOW), Err(Rejection::MalformedSignature));
-        assert_eq!(check("webhook", ID, TS, "tZ1I4", BODY, NOW), Err(Rejection::MalformedSignature));
-        assert_eq!(check("webhook", ID, TS, "v1,!!!", BODY, NOW), Err(Rejection::MalformedSignature));
-        assert_eq!(check("webhook", ID, TS, "v2,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=", BODY, NOW), Err(Rejection::UnsupportedAlgorithm));
-        assert_eq!(check("other", ID, TS, SIG, BODY, NOW), Err(Rejection::MissingSignature));
-        let keys = vec![StandardWebhooks.decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()];
-        let h = Headers::new([("webhook-id", ID), ("webhook-timestamp", TS), ("webhook-signature", SIG)]);
         assert_eq!(
-            StandardWebhooks.verify(&Delivery { headers: &h, body: BODY, now: NOW }, &keys, VerifyOptions::default()),
+            check("webhook", ID, TS, SIG, b"{}", NOW),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check("webhook", "msg_other", TS, SIG, BODY, NOW),
+            Err(Rejection::SignatureMismatch)
+        );
+        assert_eq!(
+            check("webhook", ID, TS, SIG, BODY, 1_649_367_553 + 301),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            check("webhook", ID, TS, SIG, BODY, 1_649_367_553 - 301),
+            Err(Rejection::StaleTimestamp)
+        );
+        assert_eq!(
+            check("webhook", ID, "soon", SIG, BODY, NOW),
+            Err(Rejection::MalformedSignature)
+        );
+        assert_eq!(
+            check("webhook", ID, TS, "tZ1I4", BODY, NOW),
+            Err(Rejection::MalformedSignature)
+        );
+        assert_eq!(
+            check("webhook", ID, TS, "v1,!!!", BODY, NOW),
+            Err(Rejection::MalformedSignature)
+        );
+        assert_eq!(
+            check(
+                "webhook",
+                ID,
+                TS,
+                "v2,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+                BODY,
+                NOW
+            ),
+            Err(Rejection::UnsupportedAlgorithm)
+        );
+        assert_eq!(
+            check("other", ID, TS, SIG, BODY, NOW),
+            Err(Rejection::MissingSignature)
+        );
+        let keys = vec![StandardWebhooks
+            .decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap()];
+        let h = Headers::new([
+            ("webhook-id", ID),
+            ("webhook-timestamp", TS),
+            ("webhook-signature", SIG),
+        ]);
+        assert_eq!(
+            StandardWebhooks.verify(
+                &Delivery {
+                    headers: &h,
+                    body: BODY,
+                    now: NOW
+                },
+                &keys,
+                VerifyOptions::default()
+            ),
             Err(Rejection::SignatureMismatch)
         );
     }

@@ -1,0 +1,281 @@
+//! proxy-wasm glue: moves headers and body between Envoy and [`Filter`], answers locally or rewrites the
+//! request. No decisions are made here.
+//!
+//! Envoy must hold the headers while the body is buffered (`allow_on_headers_stop_iteration: true` in the
+//! plugin configuration); otherwise the router would open the upstream request before verification.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+use crate::config::Config;
+use crate::delivery::Headers;
+use crate::outcome::{Outcome, Rejection, Reply};
+use crate::pipeline::Filter;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(HookgateRoot::default()) });
+}}
+
+/// Request headers that survive the rewrite besides pseudo-headers: tracing and proxy bookkeeping only.
+/// Everything the provider sent (signatures, tokens, event headers) is removed.
+const KEPT_HEADERS: &[&str] = &[
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-envoy-internal",
+];
+
+/// Counters through the proxy-wasm metrics API, defined on first use (defining is idempotent in Envoy).
+#[derive(Default)]
+struct Metrics(RefCell<HashMap<String, u32>>);
+
+impl Metrics {
+    fn increment(&self, name: String) {
+        let mut ids = self.0.borrow_mut();
+        let id = match ids.get(&name) {
+            Some(id) => *id,
+            None => match proxy_wasm::hostcalls::define_metric(MetricType::Counter, &name) {
+                Ok(id) => *ids.entry(name).or_insert(id),
+                Err(status) => {
+                    log::debug!("cannot define metric {name}: {status:?}");
+                    return;
+                }
+            },
+        };
+        if let Err(status) = proxy_wasm::hostcalls::increment_metric(id, 1) {
+            log::debug!("cannot increment metric {id}: {status:?}");
+        }
+    }
+}
+
+#[derive(Default)]
+struct HookgateRoot {
+    /// `None` until configured, and after an invalid configuration: requests are then refused.
+    filter: Option<Rc<Filter>>,
+    metrics: Rc<Metrics>,
+}
+
+impl Context for HookgateRoot {}
+
+impl RootContext for HookgateRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = self.get_plugin_configuration().unwrap_or_default();
+        match Config::parse(&raw, &|name| std::env::var(name).ok()) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    log::warn!("hookgate: {warning}");
+                }
+                log::info!(
+                    "hookgate: configured {} receiver(s)",
+                    config.receivers.len()
+                );
+                self.filter = Some(Rc::new(Filter::new(config)));
+            }
+            Err(error) => {
+                // Fail closed: keep running, refuse every request, say why once here.
+                log::error!("hookgate: invalid configuration, refusing every request: {error}");
+                self.filter = None;
+            }
+        }
+        // Returning true keeps the plugin loaded so the refusal is explicit (503) rather than a missing filter.
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(HookgateHttp {
+            filter: self.filter.clone(),
+            metrics: self.metrics.clone(),
+            receiver: None,
+            answered: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct HookgateHttp {
+    filter: Option<Rc<Filter>>,
+    metrics: Rc<Metrics>,
+    receiver: Option<usize>,
+    answered: bool,
+}
+
+impl Context for HookgateHttp {}
+
+impl HttpContext for HookgateHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(filter) = self.filter.clone() else {
+            return self.reject_unmatched(Rejection::NotConfigured);
+        };
+        let header = |name: &str| {
+            self.get_http_request_header_bytes(name)
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        let method = header(":method").unwrap_or_default();
+        let path = header(":path").unwrap_or_default();
+        let content_length = header("content-length");
+        match filter.on_headers(&method, &path, content_length.as_deref()) {
+            Err(Rejection::UnknownPath) => self.reject_unmatched(Rejection::UnknownPath),
+            Err(rejection) => {
+                self.receiver = filter.config().receiver_for_path(&path);
+                self.conclude(&filter, Outcome::Reject(rejection), 0)
+            }
+            Ok(index) => {
+                self.receiver = Some(index);
+                if end_of_stream {
+                    self.decide(&filter, Vec::new(), 0)
+                } else {
+                    // Hold the headers; the body callbacks decide.
+                    Action::Pause
+                }
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(filter), Some(index)) = (self.filter.clone(), self.receiver) else {
+            return Action::Pause;
+        };
+        if self.answered {
+            return Action::Pause;
+        }
+        if body_size as u64 > filter.body_limit(index) {
+            return self.conclude(
+                &filter,
+                Outcome::Reject(Rejection::PayloadTooLarge),
+                body_size,
+            );
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.decide(&filter, body, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the stream without an end-of-stream body callback.
+        let (Some(filter), Some(_)) = (self.filter.clone(), self.receiver) else {
+            return Action::Pause;
+        };
+        if self.answered {
+            return Action::Pause;
+        }
+        let body = self
+            .get_http_request_body(0, usize::MAX)
+            .unwrap_or_default();
+        let size = body.len();
+        self.decide(&filter, body, size)
+    }
+}
+
+impl HookgateHttp {
+    fn decide(&mut self, filter: &Filter, body: Vec<u8>, body_size: usize) -> Action {
+        let Some(index) = self.receiver else {
+            return self.reject_unmatched(Rejection::UnknownPath);
+        };
+        let headers = Headers::new(self.get_http_request_headers_bytes());
+        let now = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let outcome = filter.on_body(index, &headers, &body, now);
+        self.conclude(filter, outcome, body_size)
+    }
+
+    /// Records the outcome, then answers locally or lets the rewritten request go.
+    fn conclude(&mut self, filter: &Filter, outcome: Outcome, body_size: usize) -> Action {
+        let receiver = self.receiver.and_then(|i| filter.config().receivers.get(i));
+        let label = receiver.map_or_else(|| "-".to_string(), |r| r.label());
+        if let Some(r) = receiver {
+            self.metrics.increment(format!(
+                "hookgate.receiver.{}.{}.{}",
+                r.namespace,
+                r.name,
+                outcome.metric_suffix()
+            ));
+        }
+        match outcome {
+            Outcome::Forward(forward) => {
+                log::info!(
+                    "hookgate: receiver {label}: accepted event {:?} delivery {:?}",
+                    forward.request.event.as_deref().unwrap_or("-"),
+                    forward.request.delivery_id.as_deref().unwrap_or("-")
+                );
+                self.rewrite(&forward.path, &forward.body, &forward.headers, body_size);
+                Action::Continue
+            }
+            other => {
+                match &other {
+                    Outcome::Reject(rejection) => log::warn!(
+                        "hookgate: receiver {label}: rejected with {}: {}",
+                        rejection.status(),
+                        rejection.reason()
+                    ),
+                    Outcome::Ignored(reason) => {
+                        log::info!("hookgate: receiver {label}: ignored: {reason}")
+                    }
+                    _ => log::info!("hookgate: receiver {label}: answered ping"),
+                }
+                if let Some(reply) = other.reply() {
+                    self.answer(&reply);
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    /// A refusal before any receiver is known (unknown path, or no valid configuration).
+    fn reject_unmatched(&mut self, rejection: Rejection) -> Action {
+        self.metrics
+            .increment(format!("hookgate.unmatched.{}", rejection.metric_key()));
+        log::info!(
+            "hookgate: rejected with {}: {}",
+            rejection.status(),
+            rejection.reason()
+        );
+        self.answer(&Reply::rejection(rejection));
+        Action::Pause
+    }
+
+    fn answer(&mut self, reply: &Reply) {
+        self.answered = true;
+        self.send_http_response(
+            reply.status,
+            vec![("content-type", "application/json")],
+            Some(reply.body.as_bytes()),
+        );
+    }
+
+    /// Replaces the held request with the attested reconcile request.
+    fn rewrite(
+        &mut self,
+        path: &str,
+        body: &[u8],
+        extra: &[(&'static str, String)],
+        body_size: usize,
+    ) {
+        self.answered = true;
+        for (name, _) in self.get_http_request_headers_bytes() {
+            if !name.starts_with(':') && !KEPT_HEADERS.contains(&name.as_str()) {
+                self.set_http_request_header(&name, None);
+            }
+        }
+        self.set_http_request_header(":method", Some("POST"));
+        self.set_http_request_header(":path", Some(path));
+        self.set_http_request_header("content-type", Some("application/json"));
+        self.set_http_request_header("content-length", Some(&body.len().to_string()));
+        for (name, value) in extra {
+            self.set_http_request_header(name, Some(value));
+        }
+        self.set_http_request_body(0, body_size, body);
+    }
+}
