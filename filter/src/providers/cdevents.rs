@@ -1,5 +1,5 @@
 //! CDEvents over the CloudEvents HTTP binding: no proof in the request (the secret path is the proof),
-//! the event type in `Ce-Type`, a JSON body.
+//! the event type in `Ce-Type`, a JSON body with the CDEvents `context` and `subject`.
 
 use super::{json_object, PayloadFacts, Proof, Provider, VerifyOptions};
 use crate::delivery::Delivery;
@@ -26,8 +26,16 @@ impl Provider for CdEvents {
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         // A CloudEvent without its type is not a CDEvent, whatever the receiver filters on.
         self.event(d).ok_or(Rejection::MissingEvent)?;
-        json_object(d.body)?;
-        Ok(PayloadFacts::default())
+        let event = json_object(d.body)?;
+        // Every CDEvent has a `context` and a `subject` object.
+        if ["context", "subject"]
+            .iter()
+            .all(|key| event.get(key).is_some_and(serde_json::Value::is_object))
+        {
+            Ok(PayloadFacts::default())
+        } else {
+            Err(Rejection::MalformedPayload)
+        }
     }
 }
 
@@ -40,7 +48,13 @@ mod tests {
     #[test]
     fn requires_type_and_json() {
         let typed = Headers::new([("Ce-Type", "dev.cdevents.artifact.published.0.1.1")]);
-        assert!(CdEvents.payload(&delivery(&typed, b"{}")).is_ok());
+        assert!(CdEvents
+            .payload(&delivery(&typed, br#"{"context":{},"subject":{}}"#))
+            .is_ok());
+        assert_eq!(
+            CdEvents.payload(&delivery(&typed, br#"{"context":{}}"#)),
+            Err(Rejection::MalformedPayload)
+        );
         assert_eq!(
             CdEvents.payload(&delivery(&typed, b"x")),
             Err(Rejection::MalformedPayload)

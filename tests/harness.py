@@ -1,0 +1,325 @@
+"""Runs the real parts for tests, the benchmark and the demo: Envoy (from the project's virtual environment)
+with the compiled hookgate filter configured the way Envoy Gateway configures it, and a recording upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WASM = Path(os.environ.get("HOOKGATE_WASM", ROOT / "target/wasm32-wasip1/release/hookgate_filter.wasm"))
+ENVOY = os.environ.get("HOOKGATE_ENVOY", str(ROOT / ".venv/bin/envoy"))
+
+# Names Envoy Gateway gives a policy `hookgate` in namespace `default` attached to route `hookgate`.
+FILTER_NAME = "envoyextensionpolicy/default/hookgate/wasm/0"
+CLUSTER_NAME = "httproute/default/hookgate/rule/0"
+FORWARD_PATH = "/hook/v1/reconcile"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RecordingUpstream:
+    """A small HTTP/1.1 server that records every connection, every byte and every parsed request."""
+
+    port: int = field(default_factory=free_port)
+    connections: int = 0
+    raw_bytes: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    status: int = 200
+    response_body: bytes = b'{"ok":true}'
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", self.port))
+        self._sock.listen(64)
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.connections = 0
+            self.raw_bytes = 0
+            self.requests = []
+
+    def close(self) -> None:
+        self._stop = True
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    self._count(len(chunk))
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    k, v = line.split(":", 1)
+                    headers[k.strip().lower()] = v.strip()
+                if headers.get("transfer-encoding", "").lower() == "chunked":
+                    body, buf = self._read_chunked(conn, buf)
+                else:
+                    length = int(headers.get("content-length", "0"))
+                    while len(buf) < length:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            return
+                        self._count(len(chunk))
+                        buf += chunk
+                    body, buf = buf[:length], buf[length:]
+                with self._lock:
+                    self.requests.append(Recorded(method, path, headers, body))
+                reply = (
+                    f"HTTP/1.1 {self.status} X\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(self.response_body)}\r\n\r\n"
+                ).encode() + self.response_body
+                conn.sendall(reply)
+
+    def _read_chunked(self, conn: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+        body = b""
+        while True:
+            while b"\r\n" not in buf:
+                buf += self._recv(conn)
+            size_line, buf = buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(buf) < size + 2:
+                buf += self._recv(conn)
+            body, buf = body + buf[:size], buf[size + 2 :]
+            if size == 0:
+                return body, buf
+
+    def _recv(self, conn: socket.socket) -> bytes:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("upstream connection closed mid-body")
+        self._count(len(chunk))
+        return chunk
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.raw_bytes += n
+
+
+def envoy_bootstrap(
+    *,
+    listen_port: int,
+    admin_port: int,
+    upstream_port: int,
+    filter_config: dict | str,
+    host_env_keys: list[str],
+    buffer_limit: int = 4 * 1024 * 1024,
+    hold_headers: bool = True,
+) -> dict:
+    """An Envoy bootstrap shaped like Envoy Gateway's output for an HTTPRoute with an EnvoyExtensionPolicy:
+    the Wasm filter is in the connection manager, disabled, and switched on per route. A second route,
+    `/plain/`, reaches the same cluster without the filter (the benchmark's baseline)."""
+    config_text = filter_config if isinstance(filter_config, str) else json.dumps(filter_config)
+    enable_filter = {
+        FILTER_NAME: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "config": {}}
+    }
+    wasm_config = {
+        "name": FILTER_NAME,
+        "root_id": "hookgate",
+        "vm_config": {
+            "vm_id": FILTER_NAME,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(WASM)}},
+            "environment_variables": {"host_env_keys": host_env_keys},
+        },
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": config_text},
+        "fail_open": False,
+    }
+    if hold_headers:
+        # Not exposed by Envoy Gateway yet; set with an EnvoyPatchPolicy (see manifests/).
+        wasm_config["allow_on_headers_stop_iteration"] = True
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "default/eg/http",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+                    "per_connection_buffer_limit_bytes": buffer_limit,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                        "stat_prefix": "http-10080",
+                                        "route_config": {
+                                            "name": "default/eg/http",
+                                            "virtual_hosts": [
+                                                {
+                                                    "name": "default/eg/http/webhooks",
+                                                    "domains": ["*"],
+                                                    "routes": [
+                                                        {
+                                                            "name": "httproute/default/hookgate/rule/0/match/0/webhooks",
+                                                            "match": {"prefix": "/hook/"},
+                                                            "route": {"cluster": CLUSTER_NAME, "timeout": "15s"},
+                                                            "typed_per_filter_config": enable_filter,
+                                                        },
+                                                        {
+                                                            "name": "httproute/default/plain/rule/0/match/0/webhooks",
+                                                            "match": {"prefix": "/plain/"},
+                                                            "route": {"cluster": CLUSTER_NAME, "timeout": "15s"},
+                                                        },
+                                                    ],
+                                                }
+                                            ],
+                                        },
+                                        "http_filters": [
+                                            {
+                                                "name": FILTER_NAME,
+                                                "disabled": True,
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                                                    "config": wasm_config,
+                                                },
+                                            },
+                                            {
+                                                "name": "envoy.filters.http.router",
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                                },
+                                            },
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": CLUSTER_NAME,
+                    "type": "STATIC",
+                    "connect_timeout": "2s",
+                    "load_assignment": {
+                        "cluster_name": CLUSTER_NAME,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {"address": "127.0.0.1", "port_value": upstream_port}
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    }
+
+
+class Envoy:
+    """A running Envoy; stop() (or the context manager) always ends the process."""
+
+    def __init__(self, bootstrap: dict, env: dict[str, str], concurrency: int = 1) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-envoy-"))
+        self.config_path = self.workdir / "envoy.json"
+        self.config_path.write_text(json.dumps(bootstrap))
+        self.log_path = self.workdir / "envoy.log"
+        self.admin_port = bootstrap["admin"]["address"]["socket_address"]["port_value"]
+        self.port = bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+        full_env = {"PATH": os.environ.get("PATH", ""), **env}
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [ENVOY, "-c", str(self.config_path), "--concurrency", str(concurrency), "--log-level", "info",
+             "--base-id", str(self.admin_port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"envoy not ready within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stats_prometheus(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats/prometheus", timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "Envoy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
