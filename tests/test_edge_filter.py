@@ -121,6 +121,8 @@ def envoy(upstream):
                                 filter_config=FILTER_CONFIG, host_env_keys=sorted(env))
     with Envoy(bootstrap, env) as proxy:
         yield proxy
+        # A panic would trap the VM and fail every later request on that worker.
+        assert "panicked" not in proxy.log()
 
 
 @pytest.fixture
@@ -241,3 +243,255 @@ def test_refused_delivery_reaches_nothing(edge, upstream, provider, label, path,
     assert got_status == status, reply
     assert json.loads(reply) == {"error": reason}
     assert_nothing_upstream(upstream)
+
+
+GITHUB_PATH = path_of("webapp", "GH_NEW")
+
+
+def test_secret_rotation_accepts_current_secrets_only(edge, upstream):
+    for env_name in ("GH_OLD", "GH_NEW"):
+        upstream.reset()
+        status, _ = send(edge.port, GITHUB_PATH, signers.github(SECRETS[env_name], GITHUB_PUSH), GITHUB_PUSH)
+        assert status == 200
+        assert len(upstream.requests) == 1
+    upstream.reset()
+    removed = signers.github("github-secret-removed-last-month", GITHUB_PUSH)
+    status, reply = send(edge.port, GITHUB_PATH, removed, GITHUB_PUSH)
+    assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
+    assert_nothing_upstream(upstream)
+
+
+def test_every_secret_has_its_flux_path(edge, upstream):
+    old_path = path_of("webapp", "GH_OLD")
+    assert old_path != GITHUB_PATH
+    status, _ = send(edge.port, old_path, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
+    assert status == 200
+
+
+def test_ping_is_answered_at_the_edge_after_verification(edge, upstream):
+    body = b'{"zen":"Keep it logically awesome.","hook_id":1}'
+    status, reply = send(edge.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], body, event="ping"), body)
+    assert (status, json.loads(reply)) == (200, {"status": "pong"})
+    status, reply = send(edge.port, GITHUB_PATH, signers.github("wrong", body, event="ping"), body)
+    assert status == 401
+    bitbucket_path, _, secret, _, _ = CASES["bitbucket"]
+    status, reply = send(edge.port, bitbucket_path, signers.bitbucket(secret, b"{}", event="diagnostics:ping"), b"{}")
+    assert (status, json.loads(reply)) == (200, {"status": "pong"})
+    assert_nothing_upstream(upstream)
+
+
+@pytest.mark.parametrize("event,body,reason", [
+    ("issues", GITHUB_PUSH, "event not accepted"),
+    ("push", json.dumps({"ref": "refs/heads/feature/x"}).encode(), "ref not accepted"),
+    ("push", json.dumps({"ref": "refs/tags/release-1"}).encode(), "ref not accepted"),
+    ("package", json.dumps({"action": "published"}).encode(), "no ref in payload"),
+])
+def test_filtered_deliveries_are_ignored_after_verification(edge, upstream, event, body, reason):
+    status, reply = send(edge.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], body, event=event), body)
+    assert (status, json.loads(reply)) == (202, {"status": "ignored", "reason": reason})
+    # An unverified sender learns nothing about the filters: it gets 401 as for any other event.
+    status, _ = send(edge.port, GITHUB_PATH, signers.github("guess", body, event=event), body)
+    assert status == 401
+    assert_nothing_upstream(upstream)
+
+
+def test_tag_push_matching_the_ref_filter_is_forwarded(edge, upstream):
+    body = json.dumps({"ref": "refs/tags/v2.0.0"}).encode()
+    status, _ = send(edge.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], body), body)
+    assert status == 200
+    assert assert_attested_forward(upstream, {})["ref"] == "refs/tags/v2.0.0"
+
+
+def test_form_encoded_github_delivery(edge, upstream):
+    from urllib.parse import urlencode
+    body = urlencode({"payload": GITHUB_PUSH.decode()}).encode()
+    headers = {**signers.github(SECRETS["GH_NEW"], body), "Content-Type": "application/x-www-form-urlencoded"}
+    status, _ = send(edge.port, GITHUB_PATH, headers, body)
+    assert status == 200
+    assert assert_attested_forward(upstream, headers)["ref"] == "refs/heads/main"
+
+
+@pytest.mark.parametrize("method,path,status,reason", [
+    ("POST", "/hook/0000000000000000000000000000000000000000000000000000000000000000", 404, "unknown webhook path"),
+    ("POST", FORWARD_PATH, 404, "unknown webhook path"),
+    ("POST", "/hook/off", 403, "receiver disabled"),
+    ("GET", GITHUB_PATH, 405, "method not allowed"),
+    ("PUT", GITHUB_PATH, 405, "method not allowed"),
+])
+def test_routing_refusals(edge, upstream, method, path, status, reason):
+    body = GITHUB_PUSH
+    got, reply = send(edge.port, path, signers.github(SECRETS["GH_NEW"], body), body, method=method)
+    assert (got, json.loads(reply)) == (status, {"error": reason})
+    assert_nothing_upstream(upstream)
+
+
+def test_forged_attestation_sent_directly_to_the_forward_path_is_refused(edge, upstream):
+    body = b'{"receiver":{"namespace":"flux-system","name":"webapp"},"type":"github","targets":[]}'
+    headers = {"x-hookgate-timestamp": str(int(time.time())), "x-hookgate-signature": "v1=" + "0" * 64}
+    status, _ = send(edge.port, FORWARD_PATH, headers, body)
+    assert status == 404
+    assert_nothing_upstream(upstream)
+
+
+def test_query_string_is_ignored_for_matching(edge, upstream):
+    status, _ = send(edge.port, GITHUB_PATH + "?source=github", signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
+    assert status == 200
+    assert upstream.requests[0].path == FORWARD_PATH
+
+
+def test_signature_cannot_be_replayed_against_another_receiver(edge, upstream):
+    # A delivery captured on its way to one receiver, sent to another receiver's path: refused.
+    headers = signers.github(SECRETS["GH_NEW"], GITHUB_PUSH)
+    status, _ = send(edge.port, GITHUB_PATH, headers, GITHUB_PUSH)
+    assert status == 200
+    upstream.reset()
+    status, reply = send(edge.port, "/hook/pinned-other", headers, GITHUB_PUSH)
+    assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
+    gitea_path = CASES["gitea"][0]
+    status, _ = send(edge.port, gitea_path, headers, GITHUB_PUSH)
+    assert status == 401
+    assert_nothing_upstream(upstream)
+
+
+def test_declared_length_over_the_limit_is_refused_before_buffering(edge, upstream):
+    body = b"x" * 70000
+    # Only the headers are sent: the answer must come without the body.
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as s:
+        s.sendall(f"POST /hook/small HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                  "X-GitHub-Event: push\r\n\r\n".encode())
+        head = s.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 413"), head
+    assert '{"error":"payload too large"}' in head
+    assert_nothing_upstream(upstream)
+
+
+def test_chunked_body_growing_over_the_limit_is_refused(edge, upstream):
+    body = json.dumps({"ref": "refs/heads/main", "pad": "x" * 70000}).encode()
+    status, reply = send(edge.port, "/hook/small", signers.github(SECRETS["GH_NEW"], body), body, chunked=True)
+    assert (status, json.loads(reply)) == (413, {"error": "payload too large"})
+    assert_nothing_upstream(upstream)
+
+
+def test_body_in_many_chunks(edge, upstream):
+    body = json.dumps({"ref": "refs/heads/main", "commits": [{"id": str(i)} for i in range(3000)]}).encode()
+    assert len(body) > 40000
+    headers = signers.github(SECRETS["GH_NEW"], body)
+    status, _ = send(edge.port, GITHUB_PATH, headers, body, chunked=True)
+    assert status == 200
+    assert assert_attested_forward(upstream, headers)["ref"] == "refs/heads/main"
+
+
+def test_slow_body_is_held_until_complete(edge, upstream):
+    headers = signers.github(SECRETS["GH_NEW"], GITHUB_PUSH)
+    head = f"POST {GITHUB_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(GITHUB_PUSH)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as s:
+        s.sendall(head.encode())
+        for i in range(0, len(GITHUB_PUSH), 10):
+            s.sendall(GITHUB_PUSH[i:i + 10])
+            time.sleep(0.05)
+            # Nothing may reach the upstream while the body is incomplete.
+            if i + 10 < len(GITHUB_PUSH):
+                assert upstream.raw_bytes == 0
+        reply = s.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 200"), reply
+    assert_attested_forward(upstream, headers)
+
+
+def test_huge_header_is_refused_by_envoy(edge, upstream):
+    headers = {**signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), "X-Padding": "p" * 100_000}
+    status, _ = send(edge.port, GITHUB_PATH, headers, GITHUB_PUSH)
+    assert status == 431
+    assert_nothing_upstream(upstream)
+
+
+def test_non_utf8_proof_header_is_refused_without_crashing(edge, upstream):
+    head = (f"POST {GITHUB_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-GitHub-Event: push\r\n").encode()
+    head += b"X-Hub-Signature-256: sha256=\xff\xfe\r\n\r\n{}"
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as s:
+        s.sendall(head)
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 401"), reply
+    # The VM is still alive: a valid delivery right after is forwarded.
+    status, _ = send(edge.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
+    assert status == 200
+
+
+def test_bearer_get_with_body_is_forwarded(edge, upstream):
+    # Argo CD's webhook service sends GET unless the template sets a method.
+    body = b'{"app":"guestbook"}'
+    status, _ = send(edge.port, "/hook/argocd", signers.bearer(SECRETS["BEARER"], body), body, method="GET")
+    assert status == 200
+    request = assert_attested_forward(upstream, {"Authorization": ""})
+    assert request["targets"][0]["kind"] == "Application"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_bodyless_request_is_refused_and_the_vm_survives(edge, upstream, chunked):
+    headers = signers.bearer(SECRETS["BEARER"], b"")
+    status, reply = send(edge.port, "/hook/argocd", headers, b"", chunked=chunked)
+    assert (status, json.loads(reply)) == (400, {"error": "empty body"})
+    assert_nothing_upstream(upstream)
+    status, _ = send(edge.port, "/hook/argocd", signers.bearer(SECRETS["BEARER"], b"{}"), b"{}")
+    assert status == 200
+
+
+def test_rejections_are_logged_with_the_reason_and_never_the_secret(edge, upstream):
+    send(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH)
+    time.sleep(0.2)
+    log = edge.log()
+    assert "receiver flux-system/webapp: rejected with 401: signature mismatch" in log
+    for secret in SECRETS.values():
+        assert secret not in log
+
+
+def test_metrics_count_per_receiver_outcome(edge, upstream):
+    before = edge.stats_prometheus()
+    send(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH)
+    send(edge.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
+    after = edge.stats_prometheus()
+
+    def value(text: str, needle: str) -> int:
+        lines = [line for line in text.splitlines() if needle in line and not line.startswith("#")]
+        return int(float(lines[0].rsplit(" ", 1)[1])) if lines else 0
+
+    assert value(after, "flux_system_webapp_accepted") == value(before, "flux_system_webapp_accepted") + 1
+    assert value(after, "hookgate_receiver_flux_system_webapp_rejected_signature_mismatch") >= 1
+
+
+@pytest.mark.parametrize("mutation,logged", [
+    (lambda c: c["receivers"][0].update(secrets=[{"env": "NOT_SET_ANYWHERE"}]),
+     "receiver flux-system/webapp (receivers[0]): field `secrets[0].env`: environment variable NOT_SET_ANYWHERE is not set"),
+    (lambda c: c["receivers"][1].update(evnts=["push"]),
+     "receiver flux-system/other (receivers[1]): field `evnts`: unknown field"),
+    (lambda c: c.update(receivers="none"), "field `receivers`"),
+])
+def test_invalid_configuration_fails_closed(upstream, mutation, logged):
+    config = json.loads(json.dumps(FILTER_CONFIG))
+    mutation(config)
+    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
+                                filter_config=config, host_env_keys=sorted(env))
+    upstream.reset()
+    with Envoy(bootstrap, env) as proxy:
+        for path in (GITHUB_PATH, "/hook/pinned-other", "/hook/anything"):
+            status, reply = send(proxy.port, path, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
+            assert (status, json.loads(reply)) == (503, {"error": "filter configuration invalid"})
+        assert "invalid configuration, refusing every request: " + logged in proxy.log()
+    assert_nothing_upstream(upstream)
+
+
+def test_without_held_headers_a_delivery_hangs_and_reaches_nothing(upstream):
+    """Why `allow_on_headers_stop_iteration` is required: without it Envoy never gives the filter the body
+    while it holds the headers, so the delivery can only hang until a timeout."""
+    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
+                                filter_config=FILTER_CONFIG, host_env_keys=sorted(env), hold_headers=False)
+    upstream.reset()
+    with Envoy(bootstrap, env) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=3)
+        conn.request("POST", GITHUB_PATH, body=GITHUB_PUSH, headers=signers.github(SECRETS["GH_NEW"], GITHUB_PUSH))
+        with pytest.raises((TimeoutError, socket.timeout)):
+            conn.getresponse()
+        conn.close()
+    assert upstream.requests == []

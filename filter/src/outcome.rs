@@ -20,6 +20,8 @@ pub enum Rejection {
     StaleTimestamp,
     MissingEvent,
     MalformedPayload,
+    /// Every provider sends a body, and Envoy cannot give a bodyless request the reconcile body.
+    EmptyBody,
 }
 
 impl Rejection {
@@ -37,7 +39,7 @@ impl Rejection {
             | Self::MissingToken
             | Self::TokenMismatch
             | Self::StaleTimestamp => 401,
-            Self::MissingEvent | Self::MalformedPayload => 400,
+            Self::MissingEvent | Self::MalformedPayload | Self::EmptyBody => 400,
         }
     }
 
@@ -58,6 +60,7 @@ impl Rejection {
             Self::StaleTimestamp => "timestamp outside tolerance",
             Self::MissingEvent => "missing event header",
             Self::MalformedPayload => "malformed payload",
+            Self::EmptyBody => "empty body",
         }
     }
 
@@ -78,6 +81,7 @@ impl Rejection {
             Self::StaleTimestamp => "stale_timestamp",
             Self::MissingEvent => "missing_event",
             Self::MalformedPayload => "malformed_payload",
+            Self::EmptyBody => "empty_body",
         }
     }
 }

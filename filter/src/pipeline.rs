@@ -62,6 +62,9 @@ impl Filter {
         if body.len() as u64 > receiver.body_limit {
             return Outcome::Reject(Rejection::PayloadTooLarge);
         }
+        if body.is_empty() {
+            return Outcome::Reject(Rejection::EmptyBody);
+        }
         let delivery = Delivery { headers, body, now };
         let provider = receiver.provider;
         if let Err(rejection) = provider.verify(&delivery, &receiver.secrets, receiver.options) {
@@ -298,6 +301,10 @@ mod tests {
         assert_eq!(
             f.on_headers("POST", &format!("{path}?x=1"), Some("1000")),
             Ok(0)
+        );
+        assert_eq!(
+            f.on_body(0, &Headers::default(), b"", NOW),
+            Outcome::Reject(Rejection::EmptyBody)
         );
         let big = vec![b' '; 1001];
         assert_eq!(
