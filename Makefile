@@ -1,0 +1,73 @@
+# hookgate: entry points. `make test` and `make demo` work on a fresh machine: they install what they need.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+CACHE        ?= $(HOME)/.cache/hookgate
+VENV         := .venv
+PYTHON       := $(VENV)/bin/python
+WASM         := target/wasm32-wasip1/release/hookgate_filter.wasm
+FUZZ_VERSION := 0.13.2
+CARGO_FUZZ   := $(CACHE)/cargo-fuzz-$(FUZZ_VERSION)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 120
+# The short fuzz run inside `make test`.
+FUZZ_SMOKE_SECONDS ?= 20
+ARGS ?=
+
+.PHONY: all build wasm-target venv lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo clean
+
+all: build
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+build: wasm-target
+	cargo build --release -p hookgate-filter --target wasm32-wasip1
+	@ls -l $(WASM) | awk '{ printf "filter module: %s (%d bytes)\n", $$9, $$5 }'
+
+lint: wasm-target
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p hookgate-filter --target wasm32-wasip1 --release -- -D warnings
+
+unit:
+	cargo test --workspace
+
+e2e: build venv
+	$(PYTHON) -m pytest -q tests
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@test -x $(CARGO_FUZZ) || cargo install cargo-fuzz --version $(FUZZ_VERSION) --locked --root $(CACHE)/cargo-fuzz-$(FUZZ_VERSION)
+
+# Each fuzz target for $(1) seconds; any crash fails the run.
+define run_fuzz
+	cd filter && for target in deliveries configuration; do \
+	  PATH="$(dir $(CARGO_FUZZ)):$$PATH" cargo +nightly fuzz run $$target -- -max_total_time=$(1) -print_final_stats=1 2>&1 \
+	    | grep -E 'Done [0-9]+ runs|stat::number_of_executed_units|ERROR|panicked' ; \
+	done
+endef
+
+fuzz: fuzz-tools
+	$(call run_fuzz,$(FUZZ_SECONDS))
+
+fuzz-smoke: fuzz-tools
+	$(call run_fuzz,$(FUZZ_SMOKE_SECONDS))
+
+test: lint unit e2e fuzz-smoke
+
+bench: build venv
+	$(PYTHON) bench/edge_bench.py $(ARGS)
+
+demo: build venv
+	$(PYTHON) tests/demo.py $(ARGS)
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

@@ -1,0 +1,114 @@
+//! Arbitrary deliveries to every provider type: the filter must decide each one (never panic), and a
+//! forward must only ever follow a valid proof. A valid proof can be asked for, so the fuzzer also reaches
+//! the payload parsers that run only after verification.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use arbitrary::Arbitrary;
+use base64::Engine;
+use hookgate_filter::crypto::{hmac, Algorithm};
+use hookgate_filter::{Config, Filter, Headers, Outcome};
+use libfuzzer_sys::fuzz_target;
+
+const SECRET: &str = "fuzz-secret-0123456789";
+const SW_KEY: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const TYPES: &[&str] = &[
+    "github", "gitea", "gitlab", "bitbucket", "generic", "generic-hmac", "standard-webhooks", "harbor",
+    "nexus", "dockerhub", "quay", "acr", "cdevents", "bearer",
+];
+const HEADER_NAMES: &[&str] = &[
+    "x-hub-signature-256", "x-hub-signature", "x-github-event", "x-gitea-signature", "x-gitlab-token",
+    "x-gitlab-event", "x-event-key", "x-signature", "webhook-id", "webhook-timestamp", "webhook-signature",
+    "svix-signature", "authorization", "x-nexus-webhook-signature", "ce-type", "content-type", "content-length",
+];
+const METHODS: &[&str] = &["POST", "GET", "PUT", "DELETE", ""];
+
+fn filter() -> &'static Filter {
+    static FILTER: OnceLock<Filter> = OnceLock::new();
+    FILTER.get_or_init(|| {
+        let receivers: Vec<String> = TYPES
+            .iter()
+            .map(|t| {
+                let secret = if *t == "standard-webhooks" { SW_KEY } else { SECRET };
+                let events = if ["github", "gitlab", "bitbucket"].contains(t) { r#","events":["push","Push Hook","repo:push"]"# } else { "" };
+                let refs = if *t == "github" { r#","refs":{"branches":["main","rel*"],"tags":["v*"]}"# } else { "" };
+                format!(r#"{{"name":"{t}","namespace":"fuzz","type":"{t}","secrets":[{{"inline":"{secret}"}}]{events}{refs},"bodyLimit":65536,"targets":[{{"kind":"Kustomization","name":"*","matchLabels":{{"a":"b"}}}}]}}"#)
+            })
+            .collect();
+        let json = format!(r#"{{"attestationKey":"fuzz-attestation-key-0123","receivers":[{}]}}"#, receivers.join(","));
+        Filter::new(Config::parse(json.as_bytes(), &|_| None).expect("fuzz configuration is valid"))
+    })
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    receiver: u8,
+    method: u8,
+    path_suffix: Option<String>,
+    headers: Vec<(u8, Vec<u8>)>,
+    valid_proof: bool,
+    body: Vec<u8>,
+    now: u64,
+}
+
+fn hex_mac(algorithm: Algorithm, body: &[u8]) -> String {
+    hex::encode(hmac(algorithm, SECRET.as_bytes(), &[body]))
+}
+
+/// The proof headers a genuine sender of `kind` would add.
+fn valid_proof(kind: &str, body: &[u8], now: u64) -> Vec<(String, Vec<u8>)> {
+    let h = |n: &str, v: String| (n.to_string(), v.into_bytes());
+    match kind {
+        "github" => vec![h("x-hub-signature-256", format!("sha256={}", hex_mac(Algorithm::Sha256, body)))],
+        "gitea" => vec![h("x-gitea-signature", hex_mac(Algorithm::Sha256, body))],
+        "bitbucket" => vec![h("x-hub-signature", format!("sha256={}", hex_mac(Algorithm::Sha256, body)))],
+        "generic-hmac" => vec![h("x-signature", format!("sha512={}", hex_mac(Algorithm::Sha512, body)))],
+        "nexus" => vec![h("x-nexus-webhook-signature", hex_mac(Algorithm::Sha1, body))],
+        "gitlab" => vec![h("x-gitlab-token", SECRET.into())],
+        "harbor" => vec![h("authorization", SECRET.into())],
+        "bearer" => vec![h("authorization", format!("Bearer {SECRET}"))],
+        "standard-webhooks" => {
+            let engine = base64::engine::general_purpose::STANDARD;
+            let key = engine.decode(&SW_KEY[6..]).unwrap_or_default();
+            let ts = now.to_string();
+            let mac = hmac(Algorithm::Sha256, &key, &[b"msg_1.", ts.as_bytes(), b".", body]);
+            vec![h("webhook-id", "msg_1".into()), h("webhook-timestamp", ts), h("webhook-signature", format!("v1,{}", engine.encode(mac)))]
+        }
+        _ => vec![],
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let filter = filter();
+    let index = input.receiver as usize % TYPES.len();
+    let kind = TYPES[index];
+    let receiver = &filter.config().receivers[index];
+    let mut path = receiver.paths[0].clone();
+    if let Some(suffix) = &input.path_suffix {
+        path.push_str(suffix);
+    }
+    let mut pairs: Vec<(String, Vec<u8>)> = input
+        .headers
+        .iter()
+        .map(|(n, v)| (HEADER_NAMES[*n as usize % HEADER_NAMES.len()].to_string(), v.clone()))
+        .collect();
+    if input.valid_proof {
+        // Genuine proof first, so it wins over fuzzed duplicates.
+        let mut proof = valid_proof(kind, &input.body, input.now);
+        proof.append(&mut pairs);
+        pairs = proof;
+    }
+    let headers = Headers::new(pairs);
+    let method = METHODS[input.method as usize % METHODS.len()];
+    let outcome = filter.handle(method, &path, &headers, &input.body, input.now);
+    if let Outcome::Forward(forward) = &outcome {
+        assert!(!forward.body.is_empty());
+        let secret_path_type = ["generic", "dockerhub", "quay", "acr", "cdevents"].contains(&kind);
+        // Fuzzed headers could only forge a proof by finding the secret or an HMAC collision.
+        assert!(input.valid_proof || secret_path_type, "forwarded without a valid proof: {kind}");
+    }
+    if let Some(reply) = outcome.reply() {
+        assert!((200..600).contains(&reply.status));
+    }
+});
