@@ -63,6 +63,7 @@ fuzz-smoke: fuzz-tools
 test: lint unit e2e fuzz-smoke
 
 bench: build venv
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) bench/edge_bench.py $(ARGS)
 
 demo: build venv
