@@ -49,8 +49,14 @@ def direct_upstream(port: int, admin: int) -> dict:
                     "stat_prefix": "upstream",
                     "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
                         {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "{\"ok\":true}"}}}]}]},
-                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                    # Read the whole request before answering: a direct response sent before the body is
+                    # consumed makes Envoy close the connection, and every request would pay a new one.
+                    "http_filters": [
+                        {"name": "envoy.filters.http.buffer", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                            "max_request_bytes": 4 * 1024 * 1024}},
+                        {"name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
                 }}]}],
         }]},
     }

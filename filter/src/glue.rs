@@ -14,22 +14,13 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use crate::config::Config;
 use crate::delivery::Headers;
-use crate::outcome::{Outcome, Rejection, Reply};
+use crate::outcome::{Forward, Outcome, Rejection, Reply};
 use crate::pipeline::Filter;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(HookgateRoot::default()) });
 }}
-
-/// Request headers that survive the rewrite besides pseudo-headers: tracing and proxy bookkeeping only.
-/// Everything the provider sent (signatures, tokens, event headers) is removed.
-const KEPT_HEADERS: &[&str] = &[
-    "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-envoy-internal",
-];
 
 /// Counters through the proxy-wasm metrics API, defined on first use (defining is idempotent in Envoy).
 #[derive(Default)]
@@ -126,7 +117,7 @@ impl HttpContext for HookgateHttp {
             Err(Rejection::UnknownPath) => self.reject_unmatched(Rejection::UnknownPath),
             Err(rejection) => {
                 self.receiver = filter.config().receiver_for_path(&path);
-                self.conclude(&filter, Outcome::Reject(rejection), 0)
+                self.conclude(&filter, Outcome::Reject(rejection), None, 0)
             }
             Ok(index) => {
                 self.receiver = Some(index);
@@ -151,6 +142,7 @@ impl HttpContext for HookgateHttp {
             return self.conclude(
                 &filter,
                 Outcome::Reject(Rejection::PayloadTooLarge),
+                None,
                 body_size,
             );
         }
@@ -188,11 +180,17 @@ impl HookgateHttp {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let outcome = filter.on_body(index, &headers, &body, now);
-        self.conclude(filter, outcome, body_size)
+        self.conclude(filter, outcome, Some(&headers), body_size)
     }
 
     /// Records the outcome, then answers locally or lets the rewritten request go.
-    fn conclude(&mut self, filter: &Filter, outcome: Outcome, body_size: usize) -> Action {
+    fn conclude(
+        &mut self,
+        filter: &Filter,
+        outcome: Outcome,
+        headers: Option<&Headers>,
+        body_size: usize,
+    ) -> Action {
         let receiver = self.receiver.and_then(|i| filter.config().receivers.get(i));
         let label = receiver.map_or_else(|| "-".to_string(), |r| r.label());
         if let Some(r) = receiver {
@@ -210,7 +208,7 @@ impl HookgateHttp {
                     forward.request.event.as_deref().unwrap_or("-"),
                     forward.request.delivery_id.as_deref().unwrap_or("-")
                 );
-                self.rewrite(&forward.path, &forward.body, &forward.headers, body_size);
+                self.rewrite(&forward, headers, body_size);
                 Action::Continue
             }
             other => {
@@ -255,27 +253,25 @@ impl HookgateHttp {
         );
     }
 
-    /// Replaces the held request with the attested reconcile request.
-    fn rewrite(
-        &mut self,
-        path: &str,
-        body: &[u8],
-        extra: &[(&'static str, String)],
-        body_size: usize,
-    ) {
+    /// Replaces the held request with the attested reconcile request: one header-map replacement and one
+    /// body replacement.
+    fn rewrite(&mut self, forward: &Forward, original: Option<&Headers>, body_size: usize) {
         self.answered = true;
-        for (name, _) in self.get_http_request_headers_bytes() {
-            if !name.starts_with(':') && !KEPT_HEADERS.contains(&name.as_str()) {
-                self.set_http_request_header(&name, None);
+        let fetched;
+        let original = match original {
+            Some(headers) => headers,
+            None => {
+                fetched = Headers::new(self.get_http_request_headers_bytes());
+                &fetched
             }
-        }
-        self.set_http_request_header(":method", Some("POST"));
-        self.set_http_request_header(":path", Some(path));
-        self.set_http_request_header("content-type", Some("application/json"));
-        self.set_http_request_header("content-length", Some(&body.len().to_string()));
-        for (name, value) in extra {
-            self.set_http_request_header(name, Some(value));
-        }
-        self.set_http_request_body(0, body_size, body);
+        };
+        let headers = forward.request_headers(original);
+        self.set_http_request_headers_bytes(
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_slice()))
+                .collect(),
+        );
+        self.set_http_request_body(0, body_size, &forward.body);
     }
 }

@@ -1,5 +1,6 @@
 //! What the filter decides for a delivery, and how each decision is answered.
 
+use crate::delivery::Headers;
 use crate::protocol::ReconcileRequest;
 
 /// A refusal. Each has one HTTP status and one short reason that is safe to show the sender.
@@ -95,6 +96,41 @@ pub struct Forward {
     pub headers: Vec<(&'static str, String)>,
     /// The request as sent, for logs and tests.
     pub request: ReconcileRequest,
+}
+
+/// Request headers that survive the rewrite besides the pseudo-headers: tracing and proxy bookkeeping
+/// only. Everything the provider sent (signatures, tokens, event headers) is dropped.
+const KEPT_HEADERS: &[&str] = &[
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-envoy-internal",
+];
+
+impl Forward {
+    /// The complete header map of the rewritten request, built from the original one: pseudo-headers other
+    /// than `:method` and `:path`, and the headers in `KEPT_HEADERS`, survive; the rest is replaced.
+    pub fn request_headers(&self, original: &Headers) -> Vec<(String, Vec<u8>)> {
+        let mut headers: Vec<(String, Vec<u8>)> = original
+            .iter()
+            .filter(|(name, _)| {
+                (name.starts_with(':') && *name != ":method" && *name != ":path")
+                    || KEPT_HEADERS.contains(name)
+            })
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
+            .collect();
+        headers.push((":method".into(), b"POST".to_vec()));
+        headers.push((":path".into(), self.path.clone().into_bytes()));
+        headers.push(("content-type".into(), b"application/json".to_vec()));
+        headers.push((
+            "content-length".into(),
+            self.body.len().to_string().into_bytes(),
+        ));
+        for (name, value) in &self.headers {
+            headers.push((name.to_string(), value.clone().into_bytes()));
+        }
+        headers
+    }
 }
 
 /// The decision for one complete delivery.

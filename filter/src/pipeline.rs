@@ -231,6 +231,54 @@ mod tests {
     }
 
     #[test]
+    fn rewritten_headers_keep_only_routing_and_tracing() {
+        let f = filter();
+        let Outcome::Forward(forward) = github(&f, "new", "push", PUSH) else {
+            panic!("not forwarded")
+        };
+        let original = Headers::new([
+            (":method", "GET"),
+            (":path", "/hook/abc"),
+            (":authority", "hooks.example.com"),
+            (":scheme", "https"),
+            ("x-request-id", "r-1"),
+            ("x-hub-signature-256", "sha256=00"),
+            ("authorization", "Bearer t"),
+            ("content-length", "9999"),
+            ("transfer-encoding", "chunked"),
+            ("user-agent", "GitHub-Hookshot"),
+        ]);
+        let headers = forward.request_headers(&original);
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                ":authority",
+                ":scheme",
+                "x-request-id",
+                ":method",
+                ":path",
+                "content-type",
+                "content-length",
+                TIMESTAMP_HEADER,
+                SIGNATURE_HEADER
+            ]
+        );
+        let value = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+        };
+        assert_eq!(value(":method").as_deref(), Some("POST"));
+        assert_eq!(value(":path").as_deref(), Some("/hook/v1/reconcile"));
+        assert_eq!(
+            value("content-length"),
+            Some(forward.body.len().to_string())
+        );
+    }
+
+    #[test]
     fn rotation_accepts_every_configured_secret_only() {
         let f = filter();
         assert!(matches!(

@@ -15,7 +15,7 @@ impl Provider for Acr {
         Ok(())
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
-        super::json_object(d.body)
+        super::json_fields(d.body, &["/id"])
             .ok()
             .and_then(|p| string_at(&p, "/id"))
     }

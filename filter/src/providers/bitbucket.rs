@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{
-    json_object, string_at, verify_prefixed_hex_signature, PayloadFacts, Provider, VerifyOptions,
+    json_fields, string_at, verify_prefixed_hex_signature, PayloadFacts, Provider, VerifyOptions,
 };
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
@@ -34,7 +34,14 @@ impl Provider for Bitbucket {
             .map(str::to_owned)
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
-        let payload = json_object(d.body)?;
+        let payload = json_fields(
+            d.body,
+            &[
+                "/push/changes/0/new",
+                "/changes/0/ref/id",
+                "/changes/0/refId",
+            ],
+        )?;
         Ok(PayloadFacts {
             git_ref: cloud_ref(&payload).or_else(|| server_ref(&payload)),
             image_tag: None,

@@ -3,7 +3,7 @@
 //! JSON or form-encoded bodies (the JSON is then the `payload` field; the MAC still covers the raw body).
 
 use super::{
-    json_object, string_at, top_level_ref, verify_prefixed_hex_signature, PayloadFacts, Provider,
+    json_fields, string_at, top_level_ref, verify_prefixed_hex_signature, PayloadFacts, Provider,
     VerifyOptions,
 };
 use crate::delivery::{Delivery, Headers};
@@ -58,15 +58,16 @@ pub(crate) fn verify_github_signature(
 /// Ref of a push and image tag of a `package` / `registry_package` event.
 pub(crate) fn github_payload_facts(d: &Delivery) -> Result<PayloadFacts, Rejection> {
     let json = payload_json(d.headers, d.body)?;
-    let payload = json_object(&json)?;
-    let mut facts = top_level_ref(&payload);
-    facts.image_tag = [
+    const TAGS: [&str; 2] = [
         "/package/package_version/container_metadata/tag/name",
         "/registry_package/package_version/container_metadata/tag/name",
-    ]
-    .iter()
-    .find_map(|p| string_at(&payload, p))
-    .filter(|t| !t.is_empty());
+    ];
+    let payload = json_fields(&json, &["/ref", TAGS[0], TAGS[1]])?;
+    let mut facts = top_level_ref(&payload);
+    facts.image_tag = TAGS
+        .iter()
+        .find_map(|p| string_at(&payload, p))
+        .filter(|t| !t.is_empty());
     Ok(facts)
 }
 

@@ -1,6 +1,6 @@
 //! GitLab: the secret itself in `X-Gitlab-Token` (no MAC), compared in constant time.
 
-use super::{json_object, top_level_ref, verify_token, PayloadFacts, Provider, VerifyOptions};
+use super::{json_fields, top_level_ref, verify_token, PayloadFacts, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -25,7 +25,7 @@ impl Provider for GitLab {
             .map(str::to_owned)
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
-        Ok(top_level_ref(&json_object(d.body)?))
+        Ok(top_level_ref(&json_fields(d.body, &["/ref"])?))
     }
 }
 

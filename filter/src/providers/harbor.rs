@@ -1,7 +1,7 @@
 //! Harbor: the configured value exactly in `Authorization` (no scheme), compared in constant time. The
 //! event is the payload's `type` (`PUSH_ARTIFACT`, ...); the image tag is the first resource's tag.
 
-use super::{json_object, string_at, verify_token, PayloadFacts, Provider, VerifyOptions};
+use super::{json_fields, string_at, verify_token, PayloadFacts, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -15,12 +15,12 @@ impl Provider for Harbor {
         true
     }
     fn event(&self, d: &Delivery) -> Option<String> {
-        json_object(d.body)
+        json_fields(d.body, &["/type"])
             .ok()
             .and_then(|p| string_at(&p, "/type"))
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
-        let payload = json_object(d.body)?;
+        let payload = json_fields(d.body, &["/event_data/resources/0/tag"])?;
         Ok(PayloadFacts {
             git_ref: None,
             image_tag: string_at(&payload, "/event_data/resources/0/tag"),

@@ -20,6 +20,7 @@ mod gitlab;
 mod harbor;
 mod nexus;
 mod quay;
+mod sparse_json;
 mod standard_webhooks;
 
 /// Every provider type the configuration accepts, by its `type` name.
@@ -170,12 +171,9 @@ pub(crate) fn verify_token(presented: Option<&str>, secrets: &[Vec<u8>]) -> Resu
     }
 }
 
-/// The body as a JSON object, or a malformed-payload rejection.
-pub(crate) fn json_object(body: &[u8]) -> Result<Value, Rejection> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(value @ Value::Object(_)) => Ok(value),
-        _ => Err(Rejection::MalformedPayload),
-    }
+/// The body as a JSON object holding only the values at `pointers`, or a malformed-payload rejection.
+pub(crate) fn json_fields(body: &[u8], pointers: &[&str]) -> Result<Value, Rejection> {
+    sparse_json::sparse_object(body, pointers).ok_or(Rejection::MalformedPayload)
 }
 
 /// The string at JSON `pointer`, if there is one.
@@ -200,7 +198,8 @@ pub(crate) fn registry_payload(
     required: &[&str],
     tag: &str,
 ) -> Result<PayloadFacts, Rejection> {
-    let payload = json_object(body)?;
+    let pointers: Vec<&str> = required.iter().copied().chain([tag]).collect();
+    let payload = json_fields(body, &pointers)?;
     if required.iter().any(|p| string_at(&payload, p).is_none()) {
         return Err(Rejection::MalformedPayload);
     }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{json_object, string_at, PayloadFacts, Proof, Provider, VerifyOptions};
+use super::{json_fields, string_at, PayloadFacts, Proof, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -17,7 +17,7 @@ impl Provider for Quay {
         Ok(())
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
-        let payload = json_object(d.body)?;
+        let payload = json_fields(d.body, &["/docker_url", "/updated_tags"])?;
         if string_at(&payload, "/docker_url").is_none()
             || !payload.get("updated_tags").is_some_and(Value::is_array)
         {

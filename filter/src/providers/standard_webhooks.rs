@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{json_object, string_at, PayloadFacts, Provider, VerifyOptions};
+use super::{json_fields, string_at, PayloadFacts, Provider, VerifyOptions};
 use crate::crypto::{any_hmac_matches, Algorithm};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
@@ -44,7 +44,7 @@ impl Provider for StandardWebhooks {
     }
     /// The conventional payload `type` field names the event.
     fn event(&self, d: &Delivery) -> Option<String> {
-        json_object(d.body)
+        json_fields(d.body, &["/type"])
             .ok()
             .and_then(|p| string_at(&p, "/type"))
     }
