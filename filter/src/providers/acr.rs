@@ -1,7 +1,7 @@
 //! Azure Container Registry: no proof in the request (the secret path is the proof); the payload must have
 //! ACR's shape `{action, target:{repository, tag}}`.
 
-use super::{registry_payload, string_at, PayloadFacts, Proof, Provider, VerifyOptions};
+use super::{registry_payload, string_at, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -10,9 +10,6 @@ pub struct Acr;
 impl Provider for Acr {
     fn proof(&self) -> Proof {
         Proof::SecretPath
-    }
-    fn verify(&self, _: &Delivery, _: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
-        Ok(())
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
         super::json_fields(d.body, &["/id"])

@@ -1,7 +1,7 @@
 //! CDEvents over the CloudEvents HTTP binding: no proof in the request (the secret path is the proof),
 //! the event type in `Ce-Type`, a JSON body with the CDEvents `context` and `subject`.
 
-use super::{json_fields, PayloadFacts, Proof, Provider, VerifyOptions};
+use super::{json_fields, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -10,9 +10,6 @@ pub struct CdEvents;
 impl Provider for CdEvents {
     fn proof(&self) -> Proof {
         Proof::SecretPath
-    }
-    fn verify(&self, _: &Delivery, _: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
-        Ok(())
     }
     fn supports_events(&self) -> bool {
         true

@@ -1,7 +1,7 @@
 //! Docker Hub: no proof in the request (the secret path is the proof); the payload must have Docker Hub's
 //! shape `{push_data:{tag}, repository:{repo_url}}`.
 
-use super::{registry_payload, PayloadFacts, Proof, Provider, VerifyOptions};
+use super::{registry_payload, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -10,9 +10,6 @@ pub struct DockerHub;
 impl Provider for DockerHub {
     fn proof(&self) -> Proof {
         Proof::SecretPath
-    }
-    fn verify(&self, _: &Delivery, _: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
-        Ok(())
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         registry_payload(d.body, &["/repository/repo_url"], "/push_data/tag")

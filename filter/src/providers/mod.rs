@@ -82,12 +82,21 @@ pub trait Provider: Sync {
     }
 
     /// Checks the delivery's proof of origin against every configured secret.
+    ///
+    /// The default serves [`Proof::SecretPath`] types: reaching this point means the request's path was
+    /// derived from one of the receiver's secrets. A type that proves in the request and forgets to
+    /// implement this fails closed.
     fn verify(
         &self,
-        delivery: &Delivery,
-        secrets: &[Vec<u8>],
-        options: VerifyOptions,
-    ) -> Result<(), Rejection>;
+        _delivery: &Delivery,
+        _secrets: &[Vec<u8>],
+        _options: VerifyOptions,
+    ) -> Result<(), Rejection> {
+        match self.proof() {
+            Proof::SecretPath => Ok(()),
+            Proof::InRequest => Err(Rejection::MissingSignature),
+        }
+    }
 
     /// Turns a configured secret into key bytes; an error is reported at configure time.
     fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, String> {

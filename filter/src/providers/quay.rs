@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{json_fields, string_at, PayloadFacts, Proof, Provider, VerifyOptions};
+use super::{json_fields, string_at, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -12,9 +12,6 @@ pub struct Quay;
 impl Provider for Quay {
     fn proof(&self) -> Proof {
         Proof::SecretPath
-    }
-    fn verify(&self, _: &Delivery, _: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
-        Ok(())
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         let payload = json_fields(d.body, &["/docker_url", "/updated_tags"])?;
