@@ -258,6 +258,18 @@ mod tests {
     }
 
     #[test]
+    fn a_type_without_its_own_verification_fails_closed() {
+        struct Forgetful;
+        impl Provider for Forgetful {}
+        let headers = crate::delivery::Headers::default();
+        let d = test_support::delivery(&headers, b"{}");
+        assert_eq!(
+            Forgetful.verify(&d, &[], VerifyOptions::default()),
+            Err(Rejection::MissingSignature)
+        );
+    }
+
+    #[test]
     fn secret_path_providers_need_no_request_proof() {
         let secret_path: Vec<&str> = PROVIDERS
             .iter()
