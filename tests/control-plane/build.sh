@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds (once per version) the real control-plane binaries the tests and the demo run:
+# kube-apiserver from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize.
+# Binaries are cached outside the work tree, keyed by version; a second run prints their paths at once.
+set -euo pipefail
+
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.3}"
+CACHE="${HOOKGATE_CACHE:-$HOME/.cache/hookgate}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+export GOFLAGS="${GOFLAGS:--mod=mod}"
+export CGO_ENABLED=0
+
+log() { printf '[control-plane] %s\n' "$*" >&2; }
+
+build_kube_apiserver() {
+  local out="$BIN/kube-apiserver-$KUBERNETES_VERSION"
+  [ -x "$out" ] && return
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  local dir; dir=$(mktemp -d)
+  log "building kube-apiserver $KUBERNETES_VERSION (staging modules $staging); the first build takes several minutes"
+  local mod; mod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module hookgate.local/kube-apiserver"
+    echo
+    echo "go 1.26"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    # k8s.io/kubernetes replaces its staging modules with ./staging paths that do not exist outside its
+    # repository: point each one at its published version instead.
+    grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging/' "$mod" | awk -v v="$staging" '{ print "replace " $1 " => " $1 " " v }'
+  } > "$dir/go.mod"
+  cat > "$dir/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewAPIServerCommand()))
+}
+GO
+  (cd "$dir" && go mod tidy && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
+  rm -rf "$dir"
+}
+
+build_etcd() {
+  local out="$BIN/etcd-$ETCD_VERSION"
+  [ -x "$out" ] && return
+  local dir; dir=$(mktemp -d)
+  log "building etcd $ETCD_VERSION"
+  cat > "$dir/go.mod" <<GOMOD
+module hookgate.local/etcd
+
+go 1.26
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+GOMOD
+  cat > "$dir/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+	etcdmain.Main(os.Args)
+}
+GO
+  (cd "$dir" && go mod tidy && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
+  rm -rf "$dir"
+}
+
+build_kustomize() {
+  local out="$BIN/kustomize-$KUSTOMIZE_VERSION"
+  [ -x "$out" ] && return
+  log "building kustomize $KUSTOMIZE_VERSION"
+  local gobin; gobin=$(mktemp -d)
+  GOBIN="$gobin" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  mv "$gobin/kustomize" "$out"
+  rm -rf "$gobin"
+}
+
+build_etcd
+build_kube_apiserver
+build_kustomize
+echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
+echo "ETCD=$BIN/etcd-$ETCD_VERSION"
+echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
