@@ -64,6 +64,13 @@ impl RefFilter {
     }
 }
 
+/// Where a receiver's secret comes from (never the secret itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    Inline,
+}
+
 /// One validated receiver.
 pub struct Receiver {
     pub name: String,
@@ -74,8 +81,11 @@ pub struct Receiver {
     pub events: Vec<String>,
     /// Key bytes, as the provider uses them.
     pub secrets: Vec<Vec<u8>>,
-    /// Every path this receiver answers on.
+    /// Where each secret came from, in order.
+    pub secret_sources: Vec<SecretSource>,
+    /// Every path this receiver answers on: the pinned one, or one Flux path per secret (same order).
     pub paths: Vec<String>,
+    pub pinned_path: bool,
     pub refs: Option<RefFilter>,
     pub body_limit: u64,
     pub options: VerifyOptions,
@@ -381,6 +391,7 @@ fn parse_receiver(
         return Err(fields.error("secrets", "at least one secret is required"));
     }
     let mut secret_texts = Vec::with_capacity(raw_secrets.len());
+    let mut secret_sources: Vec<SecretSource> = Vec::with_capacity(raw_secrets.len());
     for (i, raw_secret) in raw_secrets.iter().enumerate() {
         let field = format!("secrets[{i}]");
         let secret = Fields::new(raw_secret, Some(label.clone()), &["env", "inline"])
@@ -389,14 +400,19 @@ fn parse_receiver(
             secret.optional::<String>("env")?,
             secret.optional::<String>("inline")?,
         ) {
-            (Some(var), None) => env(&var).ok_or_else(|| {
-                fields.error(
-                    &format!("{field}.env"),
-                    format!("environment variable {var} is not set"),
-                )
-            })?,
+            (Some(var), None) => {
+                let value = env(&var).ok_or_else(|| {
+                    fields.error(
+                        &format!("{field}.env"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?;
+                secret_sources.push(SecretSource::Env(var));
+                value
+            }
             (None, Some(inline)) => {
                 warnings.push(format!("receiver {label}: {field} is inline in the configuration: use env outside development"));
+                secret_sources.push(SecretSource::Inline);
                 inline
             }
             _ => return Err(fields.error(&field, "needs exactly one of `env` or `inline`")),
@@ -417,6 +433,7 @@ fn parse_receiver(
         .collect::<Result<Vec<_>, _>>()?;
 
     let explicit_path: Option<String> = fields.optional("path")?;
+    let pinned_path = explicit_path.is_some();
     let paths = match explicit_path {
         Some(_) if provider.proof() == Proof::SecretPath => {
             return Err(fields.error(
@@ -505,7 +522,9 @@ fn parse_receiver(
         provider,
         events,
         secrets,
+        secret_sources,
         paths,
+        pinned_path,
         refs,
         body_limit,
         options: VerifyOptions { allow_sha1 },
@@ -593,6 +612,14 @@ mod tests {
         let r = &config.receivers[0];
         assert_eq!(r.events, ["push", "ping"]);
         assert_eq!(r.paths.len(), 2, "one Flux path per secret");
+        assert_eq!(
+            r.secret_sources,
+            [
+                SecretSource::Env("GITHUB_SECRET".into()),
+                SecretSource::Env("NEW_SECRET".into())
+            ]
+        );
+        assert!(!r.pinned_path);
         assert_eq!(
             config.receiver_for_path(
                 "/hook/2846ca2372e0a9b4e884dc382f132cbeb1c7d192b42af377c903dfe16aad867a?x=1"

@@ -6,7 +6,7 @@ set -euo pipefail
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
-KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.3}"
+KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.1}"
 CACHE="${HOOKGATE_CACHE:-$HOME/.cache/hookgate}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -47,7 +47,10 @@ func main() {
 	os.Exit(cli.Run(app.NewAPIServerCommand()))
 }
 GO
-  (cd "$dir" && go mod tidy && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local ldflags="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+  ldflags="$ldflags -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  (cd "$dir" && go mod tidy && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" . && mv "$out.tmp" "$out")
   rm -rf "$dir"
 }
 

@@ -1,0 +1,340 @@
+//! The workstation subcommands of `hookgate`: `token`, `url`, `check` and `send`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine;
+use hookgate_filter::config::{flux_webhook_path, Config, SecretSource};
+use hookgate_filter::crypto::{hmac, Algorithm};
+use serde_json::{json, Value};
+
+/// A strong random secret: `bytes` random bytes, hex encoded.
+pub fn token(bytes: usize) -> anyhow::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| anyhow!("no randomness available: {e}"))?;
+    Ok(hex::encode(buf))
+}
+
+/// Flux's webhook path for a receiver.
+pub fn url(name: &str, namespace: &str, token: &str) -> String {
+    flux_webhook_path(token, name, namespace)
+}
+
+/// Each filter configuration found in `path`: a JSON configuration, or YAML holding EnvoyExtensionPolicies
+/// whose `spec.wasm[].config` are configurations. Returns `(where, config JSON)` pairs.
+pub fn configurations_in(path: &Path) -> anyhow::Result<Vec<(String, Value)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    if let Ok(value) = serde_json::from_str::<Value>(&text) {
+        return Ok(vec![(path.display().to_string(), value)]);
+    }
+    let mut found = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let doc: Value = serde::Deserialize::deserialize(document)
+            .with_context(|| format!("{}: document {index} is not valid YAML", path.display()))?;
+        if doc.get("kind").and_then(Value::as_str) != Some("EnvoyExtensionPolicy") {
+            continue;
+        }
+        let name = format!(
+            "{}/{}",
+            doc.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("-"),
+            doc.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+        );
+        for (i, wasm) in doc
+            .pointer("/spec/wasm")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(config) = wasm.get("config") {
+                found.push((
+                    format!(
+                        "{}: EnvoyExtensionPolicy {name} spec.wasm[{i}].config",
+                        path.display()
+                    ),
+                    config.clone(),
+                ));
+            }
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "{}: neither a filter configuration (JSON) nor YAML with an EnvoyExtensionPolicy",
+            path.display()
+        );
+    }
+    Ok(found)
+}
+
+const PLACEHOLDER_PREFIX: &str = "hookgate-check-placeholder-";
+
+/// Validates every configuration in `path` with the filter's own parser and describes each receiver.
+/// Secrets come from this process's environment; an unset variable is replaced by a placeholder so the
+/// rest can still be checked, and the paths that depend on it are reported as unknown.
+pub fn check(path: &Path) -> anyhow::Result<String> {
+    let mut report = String::new();
+    for (location, config) in configurations_in(path)? {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| Some(format!("{PLACEHOLDER_PREFIX}{name}-0123456789abcdef")))
+        };
+        let bytes = serde_json::to_vec(&config)?;
+        let parsed = Config::parse(&bytes, &env).map_err(|e| anyhow!("{location}: {e}"))?;
+        let _ = writeln!(
+            report,
+            "{location}: {} receiver(s), forward path {}",
+            parsed.receivers.len(),
+            parsed.forward_path
+        );
+        for receiver in &parsed.receivers {
+            let _ = writeln!(
+                report,
+                "  {} ({}){}",
+                receiver.label(),
+                receiver.provider_name,
+                if receiver.disabled { " [disabled]" } else { "" }
+            );
+            for (i, path) in receiver.paths.iter().enumerate() {
+                let unknown = match receiver.secret_sources.get(i) {
+                    Some(SecretSource::Env(var))
+                        if !receiver.pinned_path && std::env::var(var).is_err() =>
+                    {
+                        Some(var)
+                    }
+                    _ => None,
+                };
+                match unknown {
+                    Some(var) => {
+                        let _ = writeln!(report, "    path: /hook/<sha256 of the token in ${var} + name + namespace> (set {var} to print it)");
+                    }
+                    None => {
+                        let _ = writeln!(report, "    path: {path}");
+                    }
+                }
+            }
+        }
+        for warning in &parsed.warnings {
+            let _ = writeln!(report, "  warning: {warning}");
+        }
+    }
+    Ok(report)
+}
+
+/// How `send` signs a delivery, like the provider would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendType {
+    Github,
+    Gitea,
+    Gitlab,
+    Bitbucket,
+    Generic,
+    GenericHmac,
+    StandardWebhooks,
+    Harbor,
+    Nexus,
+    Dockerhub,
+    Quay,
+    Acr,
+    Cdevents,
+    Bearer,
+}
+
+/// The built-in sample payload for a type.
+pub fn sample_payload(kind: SendType) -> Value {
+    let push = json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": "3f786850e387550fdab836ed7e6dc881de23001b",
+                      "repository": {"full_name": "example/webapp"}, "commits": []});
+    match kind {
+        SendType::Github | SendType::Gitea => push,
+        SendType::Gitlab => {
+            json!({"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": "3f786850e387550fdab836ed7e6dc881de23001b"})
+        }
+        SendType::Bitbucket => {
+            json!({"push": {"changes": [{"new": {"type": "branch", "name": "main"}}]}})
+        }
+        SendType::Harbor => {
+            json!({"type": "PUSH_ARTIFACT", "event_data": {"resources": [{"tag": "1.0.0"}]}})
+        }
+        SendType::Dockerhub => {
+            json!({"push_data": {"tag": "1.0.0"}, "repository": {"repo_url": "https://hub.docker.com/r/example/webapp"}})
+        }
+        SendType::Quay => {
+            json!({"docker_url": "quay.io/example/webapp", "updated_tags": ["1.0.0"]})
+        }
+        SendType::Acr => {
+            json!({"id": "sample", "action": "push", "target": {"repository": "webapp", "tag": "1.0.0"}})
+        }
+        SendType::Cdevents => {
+            json!({"context": {"id": "sample", "type": "dev.cdevents.artifact.published.0.1.1"}, "subject": {"id": "webapp"}})
+        }
+        SendType::StandardWebhooks => json!({"type": "image.pushed", "data": {"tag": "1.0.0"}}),
+        SendType::Bearer => {
+            json!({"event_type": "argo-degraded", "client_payload": {"application": "guestbook"}})
+        }
+        SendType::Generic | SendType::GenericHmac | SendType::Nexus => json!({"event": "sample"}),
+    }
+}
+
+/// The headers a provider of `kind` would send with `body`.
+pub fn sign(
+    kind: SendType,
+    secret: &str,
+    event: Option<&str>,
+    body: &[u8],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let hex_mac = |alg| hex::encode(hmac(alg, secret.as_bytes(), &[body]));
+    let delivery = token(16)?;
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let mut add = |name: &str, value: String| headers.push((name.to_string(), value));
+    match kind {
+        SendType::Github => {
+            add("x-github-event", event.unwrap_or("push").into());
+            add("x-github-delivery", delivery);
+            add(
+                "x-hub-signature-256",
+                format!("sha256={}", hex_mac(Algorithm::Sha256)),
+            );
+        }
+        SendType::Gitea => {
+            add("x-gitea-event", event.unwrap_or("push").into());
+            add("x-gitea-delivery", delivery);
+            add("x-gitea-signature", hex_mac(Algorithm::Sha256));
+        }
+        SendType::Gitlab => {
+            add("x-gitlab-event", event.unwrap_or("Push Hook").into());
+            add("x-gitlab-event-uuid", delivery);
+            add("x-gitlab-token", secret.into());
+        }
+        SendType::Bitbucket => {
+            add("x-event-key", event.unwrap_or("repo:push").into());
+            add("x-request-uuid", delivery);
+            add(
+                "x-hub-signature",
+                format!("sha256={}", hex_mac(Algorithm::Sha256)),
+            );
+        }
+        SendType::GenericHmac => add(
+            "x-signature",
+            format!("sha256={}", hex_mac(Algorithm::Sha256)),
+        ),
+        SendType::StandardWebhooks => {
+            let engine = base64::engine::general_purpose::STANDARD;
+            let key = engine
+                .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+                .context("a Standard Webhooks secret is whsec_<base64>")?;
+            let id = format!("msg_{delivery}");
+            let ts = SystemTime::now()
+                .duration_since(UNIX_EPOCH)?
+                .as_secs()
+                .to_string();
+            let mac = hmac(
+                Algorithm::Sha256,
+                &key,
+                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
+            );
+            add("webhook-id", id);
+            add("webhook-timestamp", ts);
+            add("webhook-signature", format!("v1,{}", engine.encode(mac)));
+        }
+        SendType::Harbor => add("authorization", secret.into()),
+        SendType::Nexus => {
+            add(
+                "x-nexus-webhook-id",
+                event.unwrap_or("rm:repository:component").into(),
+            );
+            add("x-nexus-webhook-signature", hex_mac(Algorithm::Sha1));
+        }
+        SendType::Cdevents => {
+            add(
+                "ce-type",
+                event
+                    .unwrap_or("dev.cdevents.artifact.published.0.1.1")
+                    .into(),
+            );
+            add("ce-id", delivery);
+            add("ce-specversion", "1.0".into());
+            add("ce-source", "hookgate-send".into());
+        }
+        SendType::Bearer => add("authorization", format!("Bearer {secret}")),
+        SendType::Generic | SendType::Dockerhub | SendType::Quay | SendType::Acr => {}
+    }
+    Ok(headers)
+}
+
+/// The answer to a `send`.
+pub struct Sent {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Signs `body` as `kind` would and POSTs it to `url`.
+pub async fn send(
+    url: &str,
+    kind: SendType,
+    secret: &str,
+    event: Option<&str>,
+    body: Vec<u8>,
+) -> anyhow::Result<Sent> {
+    let headers = sign(kind, secret, event, &body)?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let mut request = client.post(url).body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    Ok(Sent { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookgate_filter::{Filter, Headers, Outcome};
+
+    /// `send` signs exactly as the filter verifies, for every type.
+    #[test]
+    fn signatures_verify_with_the_filter() {
+        use clap::ValueEnum;
+        let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        for kind in SendType::value_variants() {
+            let name = kind.to_possible_value().unwrap().get_name().to_string();
+            let config = format!(
+                r#"{{"attestationKey":"0123456789abcdef0123","receivers":[{{"name":"r","namespace":"ns","type":"{name}",
+                "secrets":[{{"inline":"{secret}"}}],"targets":[{{"kind":"GitRepository","name":"x"}}]}}]}}"#
+            );
+            let filter = Filter::new(Config::parse(config.as_bytes(), &|_| None).unwrap());
+            let body = serde_json::to_vec(&sample_payload(*kind)).unwrap();
+            let headers = Headers::new(sign(*kind, secret, None, &body).unwrap());
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let outcome = filter.handle("POST", &url("r", "ns", secret), &headers, &body, now);
+            assert!(
+                matches!(outcome, Outcome::Forward(_)),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_hex() {
+        let (a, b) = (token(32).unwrap(), token(32).unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+}

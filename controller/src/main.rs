@@ -1,0 +1,268 @@
+//! `hookgate`: the reconcile controller (`serve`) and the workstation tools (`token`, `url`, `check`,
+//! `send`).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hookgate_controller::cli::{self, SendType};
+use hookgate_controller::metrics::Metrics;
+use hookgate_controller::reconcile::{Reconciler, Settings};
+use hookgate_controller::server::{router, AppState};
+use hookgate_filter::attestation::{DEFAULT_TOLERANCE_SECS, MIN_KEY_LEN};
+use hookgate_filter::protocol::DEFAULT_FORWARD_PATH;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "hookgate",
+    version,
+    about = "Webhooks that drive Flux and Argo CD, verified at the edge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reconcile controller: accept attested requests from the hookgate filter and set the
+    /// reconcile annotation on their targets (in-cluster config, or KUBECONFIG).
+    Serve(ServeArgs),
+    /// Print a strong random secret (hex) to register with a provider.
+    Token {
+        /// Random bytes in the secret.
+        #[arg(long, default_value_t = 32)]
+        bytes: usize,
+    },
+    /// Print a receiver's Flux-compatible webhook path (/hook/ + sha256(token + name + namespace)).
+    Url {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        namespace: String,
+        /// The receiver's token; prefer --token-env so it stays out of shell history.
+        #[arg(
+            long,
+            conflicts_with = "token_env",
+            required_unless_present = "token_env"
+        )]
+        token: Option<String>,
+        /// Environment variable holding the token.
+        #[arg(long)]
+        token_env: Option<String>,
+    },
+    /// Validate a filter configuration (JSON) or the `config` of each EnvoyExtensionPolicy in a YAML file
+    /// with the filter's own parser, and print each receiver's paths. Secrets are read from this
+    /// environment; unset ones are reported, not required.
+    Check { file: PathBuf },
+    /// Sign a payload like the provider would and POST it to a hookgate (or Flux) webhook URL.
+    Send(SendArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKGATE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Path of the reconcile endpoint; must equal the filter's `forwardPath`.
+    #[arg(long, env = "HOOKGATE_RECONCILE_PATH", default_value = DEFAULT_FORWARD_PATH)]
+    reconcile_path: String,
+    /// File holding the attestation key shared with the filter (e.g. a mounted Secret).
+    #[arg(
+        long,
+        env = "HOOKGATE_ATTESTATION_KEY_FILE",
+        conflicts_with = "attestation_key_env"
+    )]
+    attestation_key_file: Option<PathBuf>,
+    /// Environment variable holding the attestation key, when no file is given.
+    #[arg(long, default_value = "HOOKGATE_ATTESTATION_KEY")]
+    attestation_key_env: String,
+    /// Seconds an attestation timestamp may differ from this clock.
+    #[arg(long, env = "HOOKGATE_ATTESTATION_TOLERANCE", default_value_t = DEFAULT_TOLERANCE_SECS)]
+    attestation_tolerance: u64,
+    /// Allow targets outside the receiver's namespace.
+    #[arg(long, env = "HOOKGATE_ALLOW_CROSS_NAMESPACE")]
+    allow_cross_namespace: bool,
+    /// Patches in flight at once for one request.
+    #[arg(long, env = "HOOKGATE_MAX_CONCURRENCY", default_value_t = 32)]
+    max_concurrency: usize,
+    /// Time budget of one request in milliseconds, retries included (providers wait about 10 s).
+    #[arg(long, env = "HOOKGATE_DEADLINE_MS", default_value_t = 8000)]
+    deadline_ms: u64,
+    /// Log format.
+    #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// The webhook URL.
+    #[arg(long)]
+    url: String,
+    /// Sign as this provider would.
+    #[arg(long = "type", value_enum)]
+    kind: SendType,
+    /// The secret; prefer --secret-env.
+    #[arg(long, conflicts_with = "secret_env")]
+    secret: Option<String>,
+    /// Environment variable holding the secret.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// Event name (default: the provider's push event).
+    #[arg(long)]
+    event: Option<String>,
+    /// Payload file; without it, a built-in sample for the type.
+    #[arg(long)]
+    payload: Option<PathBuf>,
+}
+
+fn secret_from(value: Option<String>, env: Option<String>, what: &str) -> anyhow::Result<String> {
+    match (value, env) {
+        (Some(v), _) => Ok(v),
+        (None, Some(var)) => std::env::var(&var)
+            .with_context(|| format!("{what}: environment variable {var} is not set")),
+        (None, None) => bail!("{what}: give --{what} or --{what}-env"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // One TLS provider for kube and reqwest.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Token { bytes } => {
+            println!("{}", cli::token(bytes)?);
+            Ok(())
+        }
+        Command::Url {
+            name,
+            namespace,
+            token,
+            token_env,
+        } => {
+            let token = secret_from(token, token_env, "token")?;
+            println!("{}", cli::url(&name, &namespace, &token));
+            Ok(())
+        }
+        Command::Check { file } => {
+            print!("{}", cli::check(&file)?);
+            Ok(())
+        }
+        Command::Send(args) => {
+            let secret = match args.kind {
+                SendType::Generic
+                | SendType::Dockerhub
+                | SendType::Quay
+                | SendType::Acr
+                | SendType::Cdevents => {
+                    secret_from(args.secret, args.secret_env, "secret").unwrap_or_default()
+                }
+                _ => secret_from(args.secret, args.secret_env, "secret")?,
+            };
+            let body = match &args.payload {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?,
+                None => serde_json::to_vec(&cli::sample_payload(args.kind))?,
+            };
+            let sent =
+                cli::send(&args.url, args.kind, &secret, args.event.as_deref(), body).await?;
+            println!("{} {}", sent.status, sent.body);
+            if sent.status >= 300 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    let key = match &args.attestation_key_file {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("attestation key file {}", path.display()))?,
+        None => std::env::var(&args.attestation_key_env)
+            .with_context(|| {
+                format!(
+                    "attestation key: environment variable {} is not set",
+                    args.attestation_key_env
+                )
+            })?
+            .into_bytes(),
+    };
+    // A key file written by `kubectl create secret --from-file` may end with a newline the filter's
+    // environment variable does not have.
+    let key = key.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(key);
+    if key.len() < MIN_KEY_LEN {
+        bail!("attestation key is shorter than {MIN_KEY_LEN} bytes");
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client")?;
+    let metrics = Arc::new(Metrics::default());
+    let settings = Settings {
+        allow_cross_namespace: args.allow_cross_namespace,
+        max_concurrency: args.max_concurrency.max(1),
+        deadline: Duration::from_millis(args.deadline_ms),
+        ..Settings::default()
+    };
+    let state = Arc::new(AppState {
+        reconciler: Reconciler::new(client.clone(), settings, metrics.clone()),
+        client,
+        attestation_key: key,
+        tolerance_secs: args.attestation_tolerance,
+        metrics,
+    });
+    let app = router(state, &args.reconcile_path);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, path = %args.reconcile_path, "hookgate controller serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("hookgate controller stopped");
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C: stop accepting, let in-flight requests finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}

@@ -1,0 +1,452 @@
+//! Turns an attested reconcile request into annotation patches on the API server.
+//!
+//! Everything that can refuse the whole request (kinds, namespaces, wildcard shape) is checked before the
+//! first patch, so a request is never half-applied because of its own content. Patches then run in
+//! parallel with a bound; transient API errors are retried with backoff until a deadline shorter than the
+//! providers' 10 seconds; every target's outcome is reported.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use hookgate_filter::protocol::{ReconcileRequest, Target};
+use http::StatusCode;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::Client;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::kinds::{resolve, Resolved};
+use crate::metrics::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub allow_cross_namespace: bool,
+    pub max_concurrency: usize,
+    /// Total time budget of one request, retries included.
+    pub deadline: Duration,
+    pub field_manager: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            allow_cross_namespace: false,
+            max_concurrency: 32,
+            deadline: Duration::from_secs(8),
+            field_manager: "hookgate".into(),
+        }
+    }
+}
+
+/// What happened to one target (or, for a wildcard, to one of its matches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStatus {
+    Annotated,
+    /// A wildcard that matched nothing: reported, not an error.
+    NoMatches,
+    NotFound,
+    Forbidden,
+    /// The API server could not be reached (or kept failing) until the deadline.
+    Unavailable,
+    Failed,
+}
+
+impl TargetStatus {
+    fn is_failure(self) -> bool {
+        !matches!(self, Self::Annotated | Self::NoMatches)
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Annotated => "annotated",
+            Self::NoMatches => "no_matches",
+            Self::NotFound => "not_found",
+            Self::Forbidden => "forbidden",
+            Self::Unavailable => "unavailable",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetResult {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub status: TargetStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub receiver: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    pub annotated: usize,
+    pub failed: usize,
+    pub targets: Vec<TargetResult>,
+}
+
+impl Summary {
+    /// The status the provider sees: 200 when nothing failed; 404 when every target is missing; 503 when
+    /// the API server was unavailable; otherwise 500. The provider's delivery log then shows the failure
+    /// and the delivery can be redelivered.
+    pub fn status(&self) -> StatusCode {
+        let failures: Vec<TargetStatus> = self
+            .targets
+            .iter()
+            .map(|t| t.status)
+            .filter(|s| s.is_failure())
+            .collect();
+        if failures.is_empty() {
+            StatusCode::OK
+        } else if failures.contains(&TargetStatus::Unavailable) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else if failures.len() == self.targets.len()
+            && failures.iter().all(|s| *s == TargetStatus::NotFound)
+        {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// A target that passed validation.
+struct Planned {
+    resolved: Resolved,
+    namespace: String,
+    target: Target,
+}
+
+pub struct Reconciler {
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+}
+
+impl Reconciler {
+    pub fn new(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            client,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Refuses the whole request if any target is not allowed; nothing is patched then.
+    fn plan(&self, request: &ReconcileRequest) -> Result<Vec<Planned>> {
+        if request.targets.is_empty() {
+            return Err(Error::InvalidTarget("no targets".into()));
+        }
+        let receiver_ns = &request.receiver.namespace;
+        request
+            .targets
+            .iter()
+            .map(|target| {
+                let resolved =
+                    resolve(target.api_version.as_deref(), &target.kind).ok_or_else(|| {
+                        Error::KindNotAllowed {
+                            kind: target.kind.clone(),
+                            api_version: target
+                                .api_version
+                                .clone()
+                                .unwrap_or_else(|| "default".into()),
+                        }
+                    })?;
+                if target.name == "*" && target.match_labels.is_empty() {
+                    return Err(Error::InvalidTarget(format!(
+                        "{} \"*\" requires matchLabels",
+                        target.kind
+                    )));
+                }
+                if target.name.is_empty() {
+                    return Err(Error::InvalidTarget(format!(
+                        "{} target without a name",
+                        target.kind
+                    )));
+                }
+                let namespace = target
+                    .namespace
+                    .clone()
+                    .filter(|ns| !ns.is_empty())
+                    .unwrap_or_else(|| receiver_ns.clone());
+                if &namespace != receiver_ns && !self.settings.allow_cross_namespace {
+                    return Err(Error::CrossNamespace {
+                        receiver: format!("{}/{}", receiver_ns, request.receiver.name),
+                        namespace,
+                        name: target.name.clone(),
+                    });
+                }
+                Ok(Planned {
+                    resolved,
+                    namespace,
+                    target: target.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Validates, expands wildcards, patches every object and reports each outcome.
+    pub async fn reconcile(&self, request: &ReconcileRequest) -> Result<Summary> {
+        let plan = self.plan(request)?;
+        let deadline = Instant::now() + self.settings.deadline;
+        let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+
+        // Expand wildcards first (in parallel), then patch everything (in parallel, bounded).
+        // (Futures are collected first: a lazy `map` over borrowed items trips the compiler's
+        // higher-ranked lifetime check once the handler future must be Send.)
+        let expansions: Vec<_> = plan.iter().map(|p| self.expand(p, deadline)).collect();
+        let expansions = stream::iter(expansions)
+            .buffered(self.settings.max_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut results = Vec::new();
+        let mut to_patch = Vec::new();
+        for (planned, expansion) in plan.iter().zip(expansions) {
+            match expansion {
+                Ok(names) if names.is_empty() => {
+                    results.push(self.result(planned, "*", TargetStatus::NoMatches, None))
+                }
+                Ok(names) => to_patch.extend(names.into_iter().map(|n| (planned, n))),
+                Err((status, reason)) => {
+                    results.push(self.result(planned, &planned.target.name, status, Some(reason)))
+                }
+            }
+        }
+        let patches: Vec<_> = to_patch
+            .into_iter()
+            .map(|(planned, name)| self.patch_and_report(planned, name, &requested_at, deadline))
+            .collect();
+        let patched = stream::iter(patches)
+            .buffer_unordered(self.settings.max_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        results.extend(patched);
+        results.sort_by(|a, b| {
+            (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name))
+        });
+
+        for r in &results {
+            self.metrics.annotation(&r.kind, r.status.as_str());
+        }
+        let failed = results.iter().filter(|r| r.status.is_failure()).count();
+        Ok(Summary {
+            receiver: format!("{}/{}", request.receiver.namespace, request.receiver.name),
+            delivery_id: request.delivery_id.clone(),
+            annotated: results
+                .iter()
+                .filter(|r| r.status == TargetStatus::Annotated)
+                .count(),
+            failed,
+            targets: results,
+        })
+    }
+
+    fn api(&self, planned: &Planned) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &planned.namespace,
+            &planned.resolved.api_resource(),
+        )
+    }
+
+    fn result(
+        &self,
+        planned: &Planned,
+        name: &str,
+        status: TargetStatus,
+        reason: Option<String>,
+    ) -> TargetResult {
+        TargetResult {
+            api_version: planned.resolved.api_resource().api_version,
+            kind: planned.resolved.kind.kind.to_string(),
+            namespace: planned.namespace.clone(),
+            name: name.to_string(),
+            status,
+            reason,
+        }
+    }
+
+    /// The object names a target stands for: itself, or every object matching its labels.
+    async fn expand(
+        &self,
+        planned: &Planned,
+        deadline: Instant,
+    ) -> Result<Vec<String>, (TargetStatus, String)> {
+        if planned.target.name != "*" {
+            return Ok(vec![planned.target.name.clone()]);
+        }
+        let selector = planned
+            .target
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let api = self.api(planned);
+        let params = ListParams::default().labels(&selector);
+        let list = with_retry(deadline, || api.list_metadata(&params))
+            .await
+            .map_err(classify)?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect())
+    }
+
+    async fn patch_and_report(
+        &self,
+        planned: &Planned,
+        name: String,
+        requested_at: &str,
+        deadline: Instant,
+    ) -> TargetResult {
+        match self.patch(planned, &name, requested_at, deadline).await {
+            Ok(()) => self.result(planned, &name, TargetStatus::Annotated, None),
+            Err((status, reason)) => self.result(planned, &name, status, Some(reason)),
+        }
+    }
+
+    async fn patch(
+        &self,
+        planned: &Planned,
+        name: &str,
+        requested_at: &str,
+        deadline: Instant,
+    ) -> Result<(), (TargetStatus, String)> {
+        let api = self.api(planned);
+        let patch = Patch::Merge(planned.resolved.patch(requested_at));
+        let params = PatchParams {
+            field_manager: Some(self.settings.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        let started = Instant::now();
+        let outcome = with_retry(deadline, || api.patch_metadata(name, &params, &patch)).await;
+        self.metrics
+            .patch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        outcome.map(|_| ()).map_err(classify)
+    }
+}
+
+/// Whether an error may go away by itself (API server restarting, overloaded, unreachable).
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `op` until it succeeds, fails for good, or the deadline would pass; each try is itself bounded by
+/// the deadline so a hung connection cannot hold the provider past it.
+async fn with_retry<T, F, Fut>(deadline: Instant, mut op: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let attempt = match tokio::time::timeout(remaining, op()).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(kube::Error::Service(
+                    "deadline exceeded waiting for the API server".into(),
+                ))
+            }
+        };
+        match attempt {
+            Err(error) if is_transient(&error) && Instant::now() + backoff < deadline => {
+                tracing::debug!(%error, ?backoff, "transient API error, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn classify(error: kube::Error) -> (TargetStatus, String) {
+    let status = match &error {
+        kube::Error::Api(s) if s.code == 404 => TargetStatus::NotFound,
+        kube::Error::Api(s) if s.code == 403 => TargetStatus::Forbidden,
+        e if is_transient(e) => TargetStatus::Unavailable,
+        _ => TargetStatus::Failed,
+    };
+    let reason = match &error {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    };
+    (status, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(statuses: &[TargetStatus]) -> Summary {
+        Summary {
+            receiver: "ns/r".into(),
+            delivery_id: None,
+            annotated: 0,
+            failed: 0,
+            targets: statuses
+                .iter()
+                .map(|s| TargetResult {
+                    api_version: "v".into(),
+                    kind: "K".into(),
+                    namespace: "ns".into(),
+                    name: "n".into(),
+                    status: *s,
+                    reason: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn provider_visible_status() {
+        use TargetStatus::*;
+        assert_eq!(summary(&[Annotated, NoMatches]).status(), StatusCode::OK);
+        assert_eq!(
+            summary(&[NotFound, NotFound]).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            summary(&[Annotated, NotFound]).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            summary(&[Annotated, Forbidden]).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            summary(&[Failed, Unavailable]).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn transient_errors() {
+        let api = |code| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            }))
+        };
+        assert!(is_transient(&api(503)));
+        assert!(is_transient(&api(429)));
+        assert!(!is_transient(&api(404)));
+        assert_eq!(classify(api(403)).0, TargetStatus::Forbidden);
+        assert_eq!(classify(api(404)).0, TargetStatus::NotFound);
+        assert_eq!(classify(api(422)).0, TargetStatus::Failed);
+    }
+}
