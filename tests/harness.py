@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,3 +324,57 @@ class Envoy:
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+CONTROLLER = Path(os.environ.get("HOOKGATE_BIN", ROOT / "target/release/hookgate"))
+
+
+class Controller:
+    """The hookgate controller binary, serving on loopback."""
+
+    def __init__(self, env: dict[str, str], args: list[str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-controller-"))
+        self.log_path = self.workdir / "controller.log"
+        self._log = open(self.log_path, "wb")
+        full_env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "info", **env}
+        self.proc = subprocess.Popen([str(CONTROLLER), "serve", "--listen", f"127.0.0.1:{self.port}", *(args or [])],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"controller exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"controller not serving:\n{self.log()}")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> "Controller":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,255 @@
+"""The controller against a real kube-apiserver + etcd, running with a real ServiceAccount token bound to
+the RBAC that manifests/ ships."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster import FIXTURES, ROOT, ControlPlane, crd_documents
+from harness import Controller, free_port
+
+KEY = "controller-test-attestation-key-0123456789"
+RBAC = ROOT / "manifests/base/controller/rbac.yaml"
+ALLOWED_NAMESPACES = ["flux-system", "apps", "argocd"]
+RFC3339_NANOS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+FLUX = "reconcile.fluxcd.io/requestedAt"
+
+
+def bind_manifest_rbac(cp: ControlPlane, sa_namespace: str, sa_name: str, namespaces: list[str]) -> None:
+    """Applies manifests/base/controller/rbac.yaml as Kustomize would, binding it in `namespaces`."""
+    for doc in yaml.safe_load_all(RBAC.read_text()):
+        if doc["kind"] == "ClusterRole":
+            cp.apply(doc)
+        elif doc["kind"] == "RoleBinding":
+            for ns in namespaces:
+                binding = json.loads(json.dumps(doc))
+                binding["metadata"]["namespace"] = ns
+                for subject in binding["subjects"]:
+                    subject["namespace"] = sa_namespace
+                    subject["name"] = sa_name
+                cp.apply(binding)
+
+
+def git_repository(name: str, ns: str = "flux-system", labels: dict | None = None) -> dict:
+    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+            "spec": {"url": f"https://github.com/example/{name}", "interval": "10m", "ref": {"branch": "main"}}}
+
+
+def kustomization(name: str, ns: str = "flux-system", labels: dict | None = None) -> dict:
+    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
+            "spec": {"interval": "10m", "path": "./deploy", "prune": True,
+                     "sourceRef": {"kind": "GitRepository", "name": "webapp"}}}
+
+
+def application(name: str, ns: str = "argocd") -> dict:
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": name, "namespace": ns},
+            "spec": {"project": "default", "source": {"repoURL": "https://github.com/example/guestbook", "path": "."}}}
+
+
+@pytest.fixture(scope="module")
+def cp():
+    plane = ControlPlane()
+    crds = crd_documents("flux") + list(yaml.safe_load_all((FIXTURES / "argocd-application-crd.yaml").read_text()))
+    plane.install_crds(crds)
+    for ns in ALLOWED_NAMESPACES + ["forbidden", "hookgate-system"]:
+        plane.namespace(ns)
+    bind_manifest_rbac(plane, "hookgate-system", "hookgate-controller", ALLOWED_NAMESPACES)
+    for obj in [git_repository("webapp"), git_repository("forbidden-repo", "forbidden"), git_repository("other", "apps"),
+                kustomization("webapp-frontend", labels={"app": "webapp"}), kustomization("webapp-backend", labels={"app": "webapp"}),
+                kustomization("unrelated", labels={"app": "other"}), application("guestbook")]:
+        plane.apply(obj)
+    yield plane
+    plane.stop()
+
+
+def controller_env(cp: ControlPlane, workdir: Path) -> dict:
+    token = cp.service_account_token("hookgate-system", "hookgate-controller")
+    return {"KUBECONFIG": str(cp.kubeconfig(token, workdir / "kubeconfig")), "HOOKGATE_ATTESTATION_KEY": KEY}
+
+
+@pytest.fixture(scope="module")
+def controller(cp, tmp_path_factory):
+    with Controller(controller_env(cp, tmp_path_factory.mktemp("ctl")), ["--deadline-ms", "3000"]) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def cross_ns_controller(cp, tmp_path_factory):
+    with Controller(controller_env(cp, tmp_path_factory.mktemp("ctlx")), ["--allow-cross-namespace"]) as c:
+        yield c
+
+
+def post(port: int, body: bytes, key: str | None = KEY, timestamp: int | None = None, headers: dict | None = None):
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    h = {"Content-Type": "application/json"}
+    if key is not None:
+        h["x-hookgate-timestamp"] = ts
+        h["x-hookgate-signature"] = "v1=" + hmac.new(key.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    h.update(headers or {})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/hook/v1/reconcile", data=body, headers=h, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def reconcile_request(targets: list[dict], receiver_ns: str = "flux-system") -> bytes:
+    return json.dumps({"receiver": {"namespace": receiver_ns, "name": "webapp"}, "type": "github", "event": "push",
+                       "deliveryId": "d-1", "ref": "refs/heads/main", "targets": targets}).encode()
+
+
+def annotations(cp: ControlPlane, api_version: str, kind: str, ns: str, name: str) -> dict:
+    return cp.get(api_version, kind, ns, name)["metadata"].get("annotations", {})
+
+
+def resource_versions(cp: ControlPlane) -> dict:
+    out = {}
+    for api_version, kind, ns in [("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system"),
+                                  ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system"),
+                                  ("source.toolkit.fluxcd.io/v1", "GitRepository", "forbidden")]:
+        for item in cp.ok("GET", cp.resource_path(api_version, kind, ns))["items"]:
+            out[(kind, ns, item["metadata"]["name"])] = item["metadata"]["resourceVersion"]
+    return out
+
+
+GIT = {"kind": "GitRepository", "name": "webapp"}
+
+
+@pytest.mark.parametrize("label,kwargs,body,status,reason", [
+    ("missing attestation", {"key": None}, reconcile_request([GIT]), 401, "missing attestation timestamp"),
+    ("wrong key", {"key": "another-key-of-enough-length-000"}, reconcile_request([GIT]), 401, "attestation signature mismatch"),
+    ("stale timestamp", {"timestamp": int(time.time()) - 600}, reconcile_request([GIT]), 401,
+     "attestation timestamp outside the allowed window"),
+    ("malformed body", {}, b'{"receiver": 1}', 400, "malformed reconcile request"),
+    ("kind outside the allow-list", {}, reconcile_request([GIT, {"apiVersion": "v1", "kind": "Secret", "name": "x"}]), 422,
+     "kind Secret (apiVersion v1) is not reconcilable"),
+    ("foreign group", {}, reconcile_request([{"apiVersion": "evil.example.com/v1", "kind": "GitRepository", "name": "x"}]), 422,
+     "is not reconcilable"),
+    ("cross namespace", {}, reconcile_request([GIT, {"kind": "GitRepository", "name": "other", "namespace": "apps"}]), 403,
+     "cross-namespace target apps/other refused"),
+    ("wildcard without labels", {}, reconcile_request([{"kind": "Kustomization", "name": "*"}]), 400, "requires matchLabels"),
+])
+def test_refusals_change_nothing(cp, controller, label, kwargs, body, status, reason):
+    before = resource_versions(cp)
+    got, reply = post(controller.port, body, **kwargs)
+    assert got == status, reply
+    assert reason in reply["error"]
+    assert resource_versions(cp) == before, "a refused request must not patch anything"
+
+
+def test_annotates_flux_and_argo_targets(cp, controller):
+    before = cp.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")
+    status, reply = post(controller.port, reconcile_request([
+        GIT,
+        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "name": "webapp-frontend"},
+        {"kind": "Application", "name": "guestbook", "namespace": "argocd"},
+    ]), )
+    # The Application is in another namespace: refused without --allow-cross-namespace.
+    assert status == 403, reply
+    status, reply = post(controller.port, reconcile_request([
+        GIT, {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "name": "webapp-frontend"}]))
+    assert status == 200, reply
+    assert (reply["annotated"], reply["failed"]) == (2, 0)
+    assert {t["status"] for t in reply["targets"]} == {"annotated"}
+    after = cp.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")
+    assert RFC3339_NANOS.match(after["metadata"]["annotations"][FLUX])
+    assert after["spec"] == before["spec"], "only metadata is patched"
+    assert RFC3339_NANOS.match(annotations(cp, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", "webapp-frontend")[FLUX])
+
+    status, reply = post(controller.port, reconcile_request([{"kind": "Application", "name": "guestbook"}], receiver_ns="argocd"))
+    assert status == 200, reply
+    assert annotations(cp, "argoproj.io/v1alpha1", "Application", "argocd", "guestbook")["argocd.argoproj.io/refresh"] == "normal"
+
+
+def test_every_request_sets_a_new_value(cp, controller):
+    post(controller.port, reconcile_request([GIT]))
+    first = annotations(cp, "source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")[FLUX]
+    status, _ = post(controller.port, reconcile_request([GIT]))
+    assert status == 200
+    assert annotations(cp, "source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")[FLUX] != first
+
+
+def test_missing_targets_are_reported(cp, controller):
+    status, reply = post(controller.port, reconcile_request([{"kind": "GitRepository", "name": "nope"}]))
+    assert status == 404
+    assert reply["targets"][0]["status"] == "not_found"
+    status, reply = post(controller.port, reconcile_request([GIT, {"kind": "GitRepository", "name": "nope"}]))
+    assert status == 500, "any failing target makes the delivery fail so it can be redelivered"
+    assert sorted(t["status"] for t in reply["targets"]) == ["annotated", "not_found"]
+
+
+def test_wildcard_patches_every_match_and_reports_no_matches(cp, controller):
+    for i in range(200):
+        cp.apply(kustomization(f"fleet-{i:03d}", labels={"fleet": "edge"}))
+    cp.apply(kustomization("fleet-outsider", labels={"fleet": "core"}))
+    status, reply = post(controller.port, reconcile_request([{"kind": "Kustomization", "name": "*", "matchLabels": {"fleet": "edge"}}]))
+    assert status == 200, reply
+    assert reply["annotated"] == 200
+    items = cp.ok("GET", cp.resource_path("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system"),
+                  query={"labelSelector": "fleet=edge"})["items"]
+    assert all(FLUX in i["metadata"].get("annotations", {}) for i in items) and len(items) == 200
+    assert FLUX not in annotations(cp, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", "fleet-outsider")
+
+    status, reply = post(controller.port, reconcile_request([{"kind": "Kustomization", "name": "*", "matchLabels": {"fleet": "none"}}]))
+    assert status == 200
+    assert reply["targets"] == [{"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                                 "namespace": "flux-system", "name": "*", "status": "no_matches"}]
+
+
+def test_namespace_outside_the_rbac_is_forbidden_by_the_api_server(cp, cross_ns_controller):
+    before = resource_versions(cp)
+    status, reply = post(cross_ns_controller.port, reconcile_request([
+        GIT, {"kind": "GitRepository", "name": "forbidden-repo", "namespace": "forbidden"}]))
+    assert status == 500
+    by_ns = {t["namespace"]: t for t in reply["targets"]}
+    assert by_ns["forbidden"]["status"] == "forbidden"
+    assert "cannot patch resource" in by_ns["forbidden"]["reason"]
+    assert by_ns["flux-system"]["status"] == "annotated"
+    after = resource_versions(cp)
+    assert after[("GitRepository", "forbidden", "forbidden-repo")] == before[("GitRepository", "forbidden", "forbidden-repo")]
+
+
+def test_health_readiness_and_metrics(cp, controller):
+    assert controller.get("/healthz") == (200, "ok")
+    assert controller.get("/readyz")[0] == 200
+    status, text = controller.get("/metrics")
+    assert status == 200
+    assert re.search(r'hookgate_requests_total\{outcome="ok"\} [1-9]', text), text
+    assert re.search(r'hookgate_requests_total\{outcome="unauthorized"\} [1-9]', text)
+    assert re.search(r'hookgate_annotations_total\{kind="Kustomization",outcome="annotated"\} [1-9]', text)
+    assert "hookgate_patch_duration_seconds_bucket" in text
+
+
+def test_api_server_outage_is_reported_honestly_and_recovers(cp, controller):
+    cp.stop_apiserver()
+    try:
+        assert controller.get("/readyz")[0] == 503
+        started = time.monotonic()
+        status, reply = post(controller.port, reconcile_request([GIT]))
+        elapsed = time.monotonic() - started
+        assert status == 503, reply
+        assert reply["targets"][0]["status"] == "unavailable"
+        assert elapsed < 10, "the answer comes within the providers' 10 s"
+    finally:
+        cp.start_apiserver()
+    status, reply = post(controller.port, reconcile_request([GIT]))
+    assert status == 200, reply
+    assert controller.get("/readyz")[0] == 200
+
+
+def test_sigterm_stops_cleanly(cp, tmp_path):
+    c = Controller(controller_env(cp, tmp_path))
+    assert c.stop() == 0
+    assert "hookgate controller stopped" in c.log()
