@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 120
 FUZZ_SMOKE_SECONDS ?= 20
 ARGS ?=
 
-.PHONY: all build wasm-target venv lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo clean
+.PHONY: all build wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo clean
 
 all: build
 
@@ -30,6 +30,11 @@ venv: $(VENV)/.installed
 build: wasm-target
 	cargo build --release -p hookgate-filter --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{ printf "filter module: %s (%d bytes)\n", $$9, $$5 }'
+	cargo build --release -p hookgate-controller
+
+# kube-apiserver, etcd and kustomize from their Go modules, cached under $(CACHE)/bin by version.
+control-plane:
+	bash tests/control-plane/build.sh
 
 lint: wasm-target
 	cargo fmt --all --check
@@ -39,7 +44,7 @@ lint: wasm-target
 unit:
 	cargo test --workspace
 
-e2e: build venv
+e2e: build venv control-plane
 	$(PYTHON) -m pytest -q tests
 
 fuzz-tools:
@@ -62,11 +67,11 @@ fuzz-smoke: fuzz-tools
 
 test: lint unit e2e fuzz-smoke
 
-bench: build venv
+bench: build venv control-plane
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) bench/edge_bench.py $(ARGS)
 
-demo: build venv
+demo: build venv control-plane
 	$(PYTHON) tests/demo.py $(ARGS)
 
 clean:

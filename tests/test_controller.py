@@ -9,74 +9,12 @@ import json
 import re
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
 
-from cluster import FIXTURES, ROOT, ControlPlane, crd_documents
-from harness import Controller, free_port
-
-KEY = "controller-test-attestation-key-0123456789"
-RBAC = ROOT / "manifests/base/controller/rbac.yaml"
-ALLOWED_NAMESPACES = ["flux-system", "apps", "argocd"]
-RFC3339_NANOS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
-FLUX = "reconcile.fluxcd.io/requestedAt"
-
-
-def bind_manifest_rbac(cp: ControlPlane, sa_namespace: str, sa_name: str, namespaces: list[str]) -> None:
-    """Applies manifests/base/controller/rbac.yaml as Kustomize would, binding it in `namespaces`."""
-    for doc in yaml.safe_load_all(RBAC.read_text()):
-        if doc["kind"] == "ClusterRole":
-            cp.apply(doc)
-        elif doc["kind"] == "RoleBinding":
-            for ns in namespaces:
-                binding = json.loads(json.dumps(doc))
-                binding["metadata"]["namespace"] = ns
-                for subject in binding["subjects"]:
-                    subject["namespace"] = sa_namespace
-                    subject["name"] = sa_name
-                cp.apply(binding)
-
-
-def git_repository(name: str, ns: str = "flux-system", labels: dict | None = None) -> dict:
-    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-            "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-            "spec": {"url": f"https://github.com/example/{name}", "interval": "10m", "ref": {"branch": "main"}}}
-
-
-def kustomization(name: str, ns: str = "flux-system", labels: dict | None = None) -> dict:
-    return {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-            "metadata": {"name": name, "namespace": ns, "labels": labels or {}},
-            "spec": {"interval": "10m", "path": "./deploy", "prune": True,
-                     "sourceRef": {"kind": "GitRepository", "name": "webapp"}}}
-
-
-def application(name: str, ns: str = "argocd") -> dict:
-    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": name, "namespace": ns},
-            "spec": {"project": "default", "source": {"repoURL": "https://github.com/example/guestbook", "path": "."}}}
-
-
-@pytest.fixture(scope="module")
-def cp():
-    plane = ControlPlane()
-    crds = crd_documents("flux") + list(yaml.safe_load_all((FIXTURES / "argocd-application-crd.yaml").read_text()))
-    plane.install_crds(crds)
-    for ns in ALLOWED_NAMESPACES + ["forbidden", "hookgate-system"]:
-        plane.namespace(ns)
-    bind_manifest_rbac(plane, "hookgate-system", "hookgate-controller", ALLOWED_NAMESPACES)
-    for obj in [git_repository("webapp"), git_repository("forbidden-repo", "forbidden"), git_repository("other", "apps"),
-                kustomization("webapp-frontend", labels={"app": "webapp"}), kustomization("webapp-backend", labels={"app": "webapp"}),
-                kustomization("unrelated", labels={"app": "other"}), application("guestbook")]:
-        plane.apply(obj)
-    yield plane
-    plane.stop()
-
-
-def controller_env(cp: ControlPlane, workdir: Path) -> dict:
-    token = cp.service_account_token("hookgate-system", "hookgate-controller")
-    return {"KUBECONFIG": str(cp.kubeconfig(token, workdir / "kubeconfig")), "HOOKGATE_ATTESTATION_KEY": KEY}
-
+from cluster import ControlPlane
+from gitops import FLUX, KEY, RFC3339_NANOS, annotations, controller_env, kustomization, resource_versions
+from harness import Controller
 
 @pytest.fixture(scope="module")
 def controller(cp, tmp_path_factory):
@@ -108,20 +46,6 @@ def post(port: int, body: bytes, key: str | None = KEY, timestamp: int | None = 
 def reconcile_request(targets: list[dict], receiver_ns: str = "flux-system") -> bytes:
     return json.dumps({"receiver": {"namespace": receiver_ns, "name": "webapp"}, "type": "github", "event": "push",
                        "deliveryId": "d-1", "ref": "refs/heads/main", "targets": targets}).encode()
-
-
-def annotations(cp: ControlPlane, api_version: str, kind: str, ns: str, name: str) -> dict:
-    return cp.get(api_version, kind, ns, name)["metadata"].get("annotations", {})
-
-
-def resource_versions(cp: ControlPlane) -> dict:
-    out = {}
-    for api_version, kind, ns in [("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system"),
-                                  ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system"),
-                                  ("source.toolkit.fluxcd.io/v1", "GitRepository", "forbidden")]:
-        for item in cp.ok("GET", cp.resource_path(api_version, kind, ns))["items"]:
-            out[(kind, ns, item["metadata"]["name"])] = item["metadata"]["resourceVersion"]
-    return out
 
 
 GIT = {"kind": "GitRepository", "name": "webapp"}

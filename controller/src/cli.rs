@@ -332,6 +332,46 @@ mod tests {
     }
 
     #[test]
+    fn check_reads_json_and_envoy_extension_policies() {
+        let dir = std::env::temp_dir().join(format!("hookgate-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = r#"{"attestationKeyEnv":"HOOKGATE_CHECK_TEST_KEY_UNSET","receivers":[
+            {"name":"webapp","namespace":"flux-system","type":"github","secrets":[{"env":"HOOKGATE_CHECK_TEST_UNSET"}],
+             "targets":[{"kind":"GitRepository","name":"webapp"}]},
+            {"name":"argo","namespace":"argocd","type":"bearer","path":"/hook/argo","secrets":[{"env":"HOOKGATE_CHECK_TEST_UNSET"}],
+             "targets":[{"kind":"Application","name":"guestbook"}]}]}"#;
+        let json_path = dir.join("config.json");
+        std::fs::write(&json_path, config).unwrap();
+        let report = check(&json_path).unwrap();
+        assert!(report.contains("flux-system/webapp (github)"), "{report}");
+        assert!(
+            report.contains("set HOOKGATE_CHECK_TEST_UNSET to print it"),
+            "{report}"
+        );
+        assert!(report.contains("path: /hook/argo"), "{report}");
+
+        let policy = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyExtensionPolicy\nmetadata: {{name: hookgate, namespace: gw}}\nspec:\n  wasm:\n  - name: hookgate\n    config: {config}\n"
+        );
+        let yaml_path = dir.join("policy.yaml");
+        std::fs::write(&yaml_path, &policy).unwrap();
+        let report = check(&yaml_path).unwrap();
+        assert!(
+            report.contains("EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: 2 receiver(s)"),
+            "{report}"
+        );
+
+        let broken = policy.replace(
+            "\"targets\":[{\"kind\":\"Application\"",
+            "\"targetz\":[{\"kind\":\"Application\"",
+        );
+        std::fs::write(&yaml_path, broken).unwrap();
+        let error = check(&yaml_path).unwrap_err().to_string();
+        assert!(error.contains("policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: receiver argocd/argo (receivers[1]): field `targetz`"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn tokens_are_random_hex() {
         let (a, b) = (token(32).unwrap(), token(32).unwrap());
         assert_eq!(a.len(), 64);

@@ -177,6 +177,41 @@ mod tests {
         assert!(resolve(Some("evil.example.com/v1"), "GitRepository").is_none());
     }
 
+    /// The RBAC that manifests/ ships grants exactly list and patch on exactly the allow-listed kinds.
+    #[test]
+    fn manifest_rbac_matches_the_allow_list() {
+        let text = include_str!("../../manifests/base/controller/rbac.yaml");
+        let role = serde_yaml::Deserializer::from_str(text)
+            .map(|d| <serde_json::Value as serde::Deserialize>::deserialize(d).unwrap())
+            .find(|d| d["kind"] == "ClusterRole")
+            .unwrap();
+        let mut granted = Vec::new();
+        for rule in role["rules"].as_array().unwrap() {
+            let verbs: Vec<&str> = rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(verbs, ["list", "patch"], "{rule}");
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    granted.push((
+                        group.as_str().unwrap().to_string(),
+                        resource.as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+        let mut allowed: Vec<(String, String)> = KINDS
+            .iter()
+            .map(|k| (k.group.to_string(), k.plural.to_string()))
+            .collect();
+        granted.sort();
+        allowed.sort();
+        assert_eq!(granted, allowed);
+    }
+
     #[test]
     fn patches_touch_only_annotations() {
         let flux = resolve(None, "Kustomization")

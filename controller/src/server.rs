@@ -136,3 +136,98 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::Settings;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    const KEY: &[u8] = b"router-test-attestation-key-000";
+
+    /// A router whose Kubernetes client points nowhere: every request here is refused before any API call.
+    fn app() -> Router {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let state = Arc::new(AppState {
+            reconciler: Reconciler::new(client.clone(), Settings::default(), metrics.clone()),
+            client,
+            attestation_key: KEY.to_vec(),
+            tolerance_secs: 60,
+            metrics,
+        });
+        router(state, "/hook/v1/reconcile")
+    }
+
+    async fn call(body: &str, signed: bool) -> (StatusCode, serde_json::Value) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut request = Request::post("/hook/v1/reconcile");
+        if signed {
+            request = request.header(TIMESTAMP_HEADER, now.to_string()).header(
+                SIGNATURE_HEADER,
+                attestation::sign(KEY, now, body.as_bytes()),
+            );
+        }
+        let response = app()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn request(targets: &str) -> String {
+        format!(
+            r#"{{"receiver":{{"namespace":"flux-system","name":"r"}},"type":"github","targets":{targets}}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn refusals_name_the_reason() {
+        let (status, body) =
+            call(&request(r#"[{"kind":"GitRepository","name":"x"}]"#), false).await;
+        assert_eq!(
+            (status, body["error"].as_str().unwrap()),
+            (StatusCode::UNAUTHORIZED, "missing attestation timestamp")
+        );
+        let (status, body) = call("{}", true).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed reconcile request"));
+        let (status, _) = call(&request(r#"[{"kind":"ConfigMap","name":"x"}]"#), true).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, _) = call(
+            &request(r#"[{"kind":"GitRepository","name":"x","namespace":"other"}]"#),
+            true,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(&request("[]"), true).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn unreachable_api_server_is_not_ready() {
+        let response = app()
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = app()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}

@@ -1,0 +1,82 @@
+"""The whole pipeline with real parts: a provider's POST to the real Envoy with the compiled filter, the
+controller, and the real kube-apiserver. Deliveries are sent with `hookgate send`, the CLI users run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+import signers
+from gitops import FLUX, KEY, RFC3339_NANOS, annotations, controller_env, resource_versions
+from harness import CONTROLLER, Controller, Envoy, envoy_bootstrap, free_port
+
+TOKEN = "e2e-webhook-token-0123456789abcdef"
+FILTER_CONFIG = {
+    "receivers": [{
+        "name": "webapp", "namespace": "flux-system", "type": "github", "events": ["push", "ping"],
+        "secrets": [{"env": "WEBAPP_TOKEN"}],
+        "targets": [{"kind": "GitRepository", "name": "webapp"},
+                    {"kind": "Kustomization", "name": "*", "matchLabels": {"app": "webapp"}}],
+    }]
+}
+PATH = signers.flux_path(TOKEN, "webapp", "flux-system")
+
+
+@pytest.fixture(scope="module")
+def edge(cp, tmp_path_factory):
+    with Controller(controller_env(cp, tmp_path_factory.mktemp("e2e"))) as controller:
+        env = {"WEBAPP_TOKEN": TOKEN, "HOOKGATE_ATTESTATION_KEY": KEY}
+        bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=controller.port,
+                                    filter_config=FILTER_CONFIG, host_env_keys=sorted(env))
+        with Envoy(bootstrap, env) as envoy:
+            yield envoy
+
+
+def hookgate_send(url: str, secret: str, *extra: str) -> tuple[int, str]:
+    out = subprocess.run([str(CONTROLLER), "send", "--type", "github", "--url", url, "--secret", secret, *extra],
+                         capture_output=True, text=True, timeout=60)
+    status, _, body = out.stdout.strip().partition(" ")
+    return int(status), body
+
+
+TARGETS = [("source.toolkit.fluxcd.io/v1", "GitRepository", "webapp"),
+           ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "webapp-frontend"),
+           ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "webapp-backend")]
+
+
+def test_signed_push_reconciles_the_repository_and_every_labelled_kustomization(cp, edge):
+    before = {t: annotations(cp, t[0], t[1], "flux-system", t[2]).get(FLUX) for t in TARGETS}
+    unrelated = annotations(cp, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", "unrelated").get(FLUX)
+    status, body = hookgate_send(f"http://127.0.0.1:{edge.port}{PATH}", TOKEN)
+    assert status == 200, body
+    summary = json.loads(body)
+    assert summary["annotated"] == 3 and summary["failed"] == 0
+    for t in TARGETS:
+        value = annotations(cp, t[0], t[1], "flux-system", t[2]).get(FLUX)
+        assert value and RFC3339_NANOS.match(value) and value != before[t], t
+    assert annotations(cp, "kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", "unrelated").get(FLUX) == unrelated
+
+
+def test_tampered_or_unsigned_deliveries_change_nothing_on_the_api_server(cp, edge):
+    before = resource_versions(cp)
+    push = json.dumps({"ref": "refs/heads/main"}).encode()
+    headers = signers.github(TOKEN, push)
+    import http.client
+    for body, hdrs in [(push.replace(b"main", b"evil"), headers), (push, {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64}),
+                       (push, {k: v for k, v in headers.items() if not k.startswith("X-Hub")})]:
+        conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
+        conn.request("POST", PATH, body=body, headers=hdrs)
+        assert conn.getresponse().status == 401
+        conn.close()
+    status, _ = hookgate_send(f"http://127.0.0.1:{edge.port}{PATH}", "the-wrong-secret")
+    assert status == 401
+    assert resource_versions(cp) == before
+
+
+def test_ping_is_answered_without_touching_the_cluster(cp, edge):
+    before = resource_versions(cp)
+    status, body = hookgate_send(f"http://127.0.0.1:{edge.port}{PATH}", TOKEN, "--event", "ping")
+    assert (status, json.loads(body)) == (200, {"status": "pong"})
+    assert resource_versions(cp) == before
