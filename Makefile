@@ -70,6 +70,7 @@ test: lint unit e2e fuzz-smoke
 bench: build venv control-plane
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) bench/edge_bench.py $(ARGS)
+	$(PYTHON) bench/controller_bench.py
 
 demo: build venv control-plane
 	$(PYTHON) tests/demo.py $(ARGS)

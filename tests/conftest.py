@@ -15,3 +15,34 @@ def cp():
     plane = seeded_control_plane()
     yield plane
     plane.stop()
+
+
+def _leftover_processes() -> list[str]:
+    """Processes this test session started (Envoy, etcd, kube-apiserver, controller) still running."""
+    import os
+    from pathlib import Path
+
+    markers = ("hookgate-cp-", "hookgate-envoy-", "target/release/hookgate")
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if any(m in cmdline for m in markers) and os.getppid() != int(proc.name):
+                # Only children of this session: their parent is this process.
+                status = (proc / "status").read_text()
+                ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+                if ppid == os.getpid():
+                    leftovers.append(f"{proc.name}: {cmdline[:160]}")
+        except (OSError, ValueError, StopIteration):
+            continue
+    return leftovers
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Every real part a test started must be gone when the session ends, passed or failed."""
+    leftovers = _leftover_processes()
+    if leftovers:
+        print("\nprocesses left running by the tests:\n  " + "\n  ".join(leftovers))
+        session.exitstatus = 1

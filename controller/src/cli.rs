@@ -75,19 +75,52 @@ pub fn configurations_in(path: &Path) -> anyhow::Result<Vec<(String, Value)>> {
 
 const PLACEHOLDER_PREFIX: &str = "hookgate-check-placeholder-";
 
+/// Parses `config` with the filter's parser, standing in a placeholder for every unset variable.
+fn parse_lenient(location: &str, config: &Value) -> anyhow::Result<Config> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| Some(format!("{PLACEHOLDER_PREFIX}{name}-0123456789abcdef")))
+    };
+    Config::parse(&serde_json::to_vec(config)?, &env).map_err(|e| anyhow!("{location}: {e}"))
+}
+
+/// A receiver's path at `index`, or why it cannot be known here (its secret's variable is unset).
+fn describe_path(receiver: &hookgate_filter::config::Receiver, index: usize) -> String {
+    match receiver.secret_sources.get(index) {
+        Some(SecretSource::Env(var)) if !receiver.pinned_path && std::env::var(var).is_err() => {
+            format!(
+                "/hook/<sha256 of the token in ${var} + name + namespace> (set {var} to print it)"
+            )
+        }
+        _ => receiver.paths[index].clone(),
+    }
+}
+
+/// The paths of receiver `namespace/name` in the configuration(s) of `path`.
+pub fn receiver_paths(path: &Path, namespace: &str, name: &str) -> anyhow::Result<Vec<String>> {
+    for (location, config) in configurations_in(path)? {
+        let parsed = parse_lenient(&location, &config)?;
+        if let Some(receiver) = parsed
+            .receivers
+            .iter()
+            .find(|r| r.name == name && r.namespace == namespace)
+        {
+            return Ok((0..receiver.paths.len())
+                .map(|i| describe_path(receiver, i))
+                .collect());
+        }
+    }
+    bail!("{}: no receiver {namespace}/{name}", path.display())
+}
+
 /// Validates every configuration in `path` with the filter's own parser and describes each receiver.
 /// Secrets come from this process's environment; an unset variable is replaced by a placeholder so the
 /// rest can still be checked, and the paths that depend on it are reported as unknown.
 pub fn check(path: &Path) -> anyhow::Result<String> {
     let mut report = String::new();
     for (location, config) in configurations_in(path)? {
-        let env = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .or_else(|| Some(format!("{PLACEHOLDER_PREFIX}{name}-0123456789abcdef")))
-        };
-        let bytes = serde_json::to_vec(&config)?;
-        let parsed = Config::parse(&bytes, &env).map_err(|e| anyhow!("{location}: {e}"))?;
+        let parsed = parse_lenient(&location, &config)?;
         let _ = writeln!(
             report,
             "{location}: {} receiver(s), forward path {}",
@@ -102,23 +135,8 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
                 receiver.provider_name,
                 if receiver.disabled { " [disabled]" } else { "" }
             );
-            for (i, path) in receiver.paths.iter().enumerate() {
-                let unknown = match receiver.secret_sources.get(i) {
-                    Some(SecretSource::Env(var))
-                        if !receiver.pinned_path && std::env::var(var).is_err() =>
-                    {
-                        Some(var)
-                    }
-                    _ => None,
-                };
-                match unknown {
-                    Some(var) => {
-                        let _ = writeln!(report, "    path: /hook/<sha256 of the token in ${var} + name + namespace> (set {var} to print it)");
-                    }
-                    None => {
-                        let _ = writeln!(report, "    path: {path}");
-                    }
-                }
+            for i in 0..receiver.paths.len() {
+                let _ = writeln!(report, "    path: {}", describe_path(receiver, i));
             }
         }
         for warning in &parsed.warnings {

@@ -39,22 +39,23 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         bytes: usize,
     },
-    /// Print a receiver's Flux-compatible webhook path (/hook/ + sha256(token + name + namespace)).
+    /// Print a receiver's webhook path: Flux's (/hook/ + sha256(token + name + namespace)) from a token,
+    /// or the paths a filter configuration gives it (--config).
     Url {
         #[arg(long)]
         name: String,
         #[arg(long)]
         namespace: String,
         /// The receiver's token; prefer --token-env so it stays out of shell history.
-        #[arg(
-            long,
-            conflicts_with = "token_env",
-            required_unless_present = "token_env"
-        )]
+        #[arg(long, conflicts_with_all = ["token_env", "config"])]
         token: Option<String>,
         /// Environment variable holding the token.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "config")]
         token_env: Option<String>,
+        /// A filter configuration (JSON) or a YAML file with an EnvoyExtensionPolicy: print the paths it
+        /// gives this receiver (pinned, or derived from its secrets).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Validate a filter configuration (JSON) or the `config` of each EnvoyExtensionPolicy in a YAML file
     /// with the filter's own parser, and print each receiver's paths. Secrets are read from this
@@ -151,9 +152,19 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             token,
             token_env,
+            config,
         } => {
-            let token = secret_from(token, token_env, "token")?;
-            println!("{}", cli::url(&name, &namespace, &token));
+            match config {
+                Some(file) => {
+                    for path in cli::receiver_paths(&file, &namespace, &name)? {
+                        println!("{path}");
+                    }
+                }
+                None => {
+                    let token = secret_from(token, token_env, "token")?;
+                    println!("{}", cli::url(&name, &namespace, &token));
+                }
+            }
             Ok(())
         }
         Command::Check { file } => {
