@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import free_port
+from harness import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "tests/control-plane/build.sh"
@@ -140,13 +139,8 @@ class ControlPlane:
 
     def _stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
-        if proc and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc:
+            stop_process(proc, group=True)
 
     def stop(self) -> None:
         for name in ("kube-apiserver", "etcd"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +26,21 @@ ENVOY = os.environ.get("HOOKGATE_ENVOY", str(ROOT / ".venv/bin/envoy"))
 FILTER_NAME = "envoyextensionpolicy/default/hookgate/wasm/0"
 CLUSTER_NAME = "httproute/default/hookgate/rule/0"
 FORWARD_PATH = "/hook/v1/reconcile"
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15, group: bool = False) -> int:
+    """SIGTERM (to the process group with `group`), then SIGKILL after `timeout`; returns the exit code."""
+    def send(sig: int) -> None:
+        os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+
+    if proc.poll() is None:
+        send(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            send(signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
 
 
 def free_port() -> int:
@@ -306,13 +322,7 @@ class Envoy:
             return r.read().decode()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
     def cleanup(self) -> None:
@@ -362,15 +372,9 @@ class Controller:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def __enter__(self) -> "Controller":
         return self
