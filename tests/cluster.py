@@ -36,6 +36,10 @@ CRD_MODULES = {
         ("github.com/fluxcd/helm-controller", "v1.4.3", "config/crd/bases/"),
         ("github.com/fluxcd/image-reflector-controller", "v1.1.1", "config/crd/bases/"),
     ],
+    "gateway": [
+        ("sigs.k8s.io/gateway-api", "v1.6.1", "config/crd/standard/"),
+        ("github.com/envoyproxy/gateway", "v1.9.1", "charts/gateway-helm/charts/crds/crds/generated/"),
+    ],
 }
 
 
