@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 120
 FUZZ_SMOKE_SECONDS ?= 20
 ARGS ?=
 
-.PHONY: all build wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo clean
+.PHONY: all build oci wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo clean
 
 all: build
 
@@ -31,6 +31,10 @@ build: wasm-target
 	cargo build --release -p hookgate-filter --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{ printf "filter module: %s (%d bytes)\n", $$9, $$5 }'
 	cargo build --release -p hookgate-controller
+
+# The filter as an OCI image layout (Envoy Gateway's Image source) and its sha256 (HTTP source).
+oci: build
+	python3 tools/oci_layout.py --wasm $(WASM) --out target/oci --tag $(shell cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 
 # kube-apiserver, etcd and kustomize from their Go modules, cached under $(CACHE)/bin by version.
 control-plane:

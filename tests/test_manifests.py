@@ -82,3 +82,33 @@ def test_base_gateway_fails_closed_until_receivers_are_added(tmp_path):
     out = subprocess.run([str(CONTROLLER), "check", str(rendered)], capture_output=True, text=True)
     assert out.returncode != 0
     assert "field `receivers`: at least one receiver is required" in out.stderr
+
+
+def test_oci_layout_of_the_filter(tmp_path):
+    """`make oci`: an OCI image layout whose single layer is the compiled module, in the Wasm artifact media
+    type Envoy Gateway's Image source looks for, with every digest matching its blob."""
+    import hashlib
+    import json
+
+    from harness import WASM
+
+    out = tmp_path / "oci"
+    result = subprocess.run(["python3", str(ROOT / "tools/oci_layout.py"), "--wasm", str(WASM), "--out", str(out),
+                             "--tag", "9.9.9"], capture_output=True, text=True, check=True)
+    assert hashlib.sha256(WASM.read_bytes()).hexdigest() in result.stdout
+
+    def blob(descriptor: dict) -> bytes:
+        algorithm, digest = descriptor["digest"].split(":")
+        data = (out / "blobs" / algorithm / digest).read_bytes()
+        assert (algorithm, hashlib.sha256(data).hexdigest(), len(data)) == ("sha256", digest, descriptor["size"])
+        return data
+
+    assert json.loads((out / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    (descriptor,) = json.loads((out / "index.json").read_text())["manifests"]
+    assert descriptor["annotations"]["org.opencontainers.image.ref.name"] == "9.9.9"
+    manifest = json.loads(blob(descriptor))
+    (layer,) = manifest["layers"]
+    assert layer["mediaType"] == "application/vnd.module.wasm.content.layer.v1+wasm"
+    assert blob(layer) == WASM.read_bytes()
+    assert manifest["config"]["mediaType"] == "application/vnd.module.wasm.config.v1+json"
+    blob(manifest["config"])
