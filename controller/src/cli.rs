@@ -163,6 +163,7 @@ pub enum SendType {
     Acr,
     Cdevents,
     Bearer,
+    Basic,
 }
 
 /// The built-in sample payload for a type.
@@ -193,8 +194,12 @@ pub fn sample_payload(kind: SendType) -> Value {
             json!({"context": {"id": "sample", "type": "dev.cdevents.artifact.published.0.1.1"}, "subject": {"id": "webapp"}})
         }
         SendType::StandardWebhooks => json!({"type": "image.pushed", "data": {"tag": "1.0.0"}}),
-        SendType::Bearer => {
-            json!({"event_type": "argo-degraded", "client_payload": {"application": "guestbook"}})
+        // The notification Argo CD sends for a degraded application (see the README).
+        SendType::Bearer | SendType::Basic => {
+            json!({"event_type": "argo-degraded", "client_payload": {
+            "application": "guestbook",
+            "failed_revision": "3f786850e387550fdab836ed7e6dc881de23001b",
+            "healthy_revision": "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"}})
         }
         SendType::Generic | SendType::GenericHmac | SendType::Nexus => json!({"event": "sample"}),
     }
@@ -281,6 +286,13 @@ pub fn sign(
             add("ce-source", "hookgate-send".into());
         }
         SendType::Bearer => add("authorization", format!("Bearer {secret}")),
+        SendType::Basic => add(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(secret)
+            ),
+        ),
         SendType::Generic | SendType::Dockerhub | SendType::Quay | SendType::Acr => {}
     }
     Ok(headers)
@@ -327,8 +339,13 @@ mod tests {
     #[test]
     fn signatures_verify_with_the_filter() {
         use clap::ValueEnum;
-        let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
         for kind in SendType::value_variants() {
+            // One secret every type accepts: a whsec_ key that is also user:password.
+            let secret = if *kind == SendType::Basic {
+                "argocd:whsec_C2FV"
+            } else {
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+            };
             let name = kind.to_possible_value().unwrap().get_name().to_string();
             let config = format!(
                 r#"{{"attestationKey":"0123456789abcdef0123","receivers":[{{"name":"r","namespace":"ns","type":"{name}",

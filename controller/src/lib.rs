@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod dispatch;
 pub mod error;
 pub mod kinds;
 pub mod metrics;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hookgate_controller::cli::{self, SendType};
+use hookgate_controller::dispatch::{DispatchSettings, Dispatcher};
 use hookgate_controller::metrics::Metrics;
 use hookgate_controller::reconcile::{Reconciler, Settings};
 use hookgate_controller::server::{router, AppState};
@@ -95,6 +96,19 @@ struct ServeArgs {
     /// Time budget of one request in milliseconds, retries included (providers wait about 10 s).
     #[arg(long, env = "HOOKGATE_DEADLINE_MS", default_value_t = 8000)]
     deadline_ms: u64,
+    /// GitHub API base for `dispatch` receivers (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "HOOKGATE_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    github_api_url: String,
+    /// File holding the GitHub token for `repository_dispatch` (mount it from a Secret).
+    #[arg(long, env = "HOOKGATE_GITHUB_TOKEN_FILE")]
+    github_token_file: Option<PathBuf>,
+    /// Seconds during which the same (repository, application, failed revision) dispatches only once.
+    #[arg(long, env = "HOOKGATE_DISPATCH_DEDUP_SECONDS", default_value_t = 600)]
+    dispatch_dedup_seconds: u64,
     /// Log format.
     #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -235,8 +249,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         deadline: Duration::from_millis(args.deadline_ms),
         ..Settings::default()
     };
+    let dispatcher = Dispatcher::new(DispatchSettings {
+        api_url: args.github_api_url.clone(),
+        token_file: args.github_token_file.clone(),
+        dedup_window: Duration::from_secs(args.dispatch_dedup_seconds),
+        deadline: settings.deadline,
+    })
+    .context("cannot build the GitHub client")?;
     let state = Arc::new(AppState {
         reconciler: Reconciler::new(client.clone(), settings, metrics.clone()),
+        dispatcher,
         client,
         attestation_key: key,
         tolerance_secs: args.attestation_tolerance,

@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hookgate_filter::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use hookgate_filter::protocol::ReconcileRequest;
+use hookgate_filter::protocol::{Action, ReconcileRequest};
 use kube::Client;
 use serde_json::json;
 
+use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
@@ -24,6 +25,7 @@ const BODY_LIMIT: usize = 1024 * 1024;
 
 pub struct AppState {
     pub reconciler: Reconciler,
+    pub dispatcher: Dispatcher,
     pub client: Client,
     pub attestation_key: Vec<u8>,
     pub tolerance_secs: u64,
@@ -84,6 +86,9 @@ async fn reconcile(
             return error_response(&error);
         }
     };
+    if request.action == Action::Dispatch {
+        return dispatch(&state, &request).await;
+    }
     match state.reconciler.reconcile(&request).await {
         Ok(summary) => {
             let status = summary.status();
@@ -111,6 +116,27 @@ async fn reconcile(
             error_response(&error)
         }
     }
+}
+
+async fn dispatch(state: &AppState, request: &ReconcileRequest) -> Response {
+    let Some(dispatch) = &request.dispatch else {
+        let error = Error::MalformedRequest("action dispatch without dispatch".into());
+        state.metrics.request(outcome_label(&error));
+        return error_response(&error);
+    };
+    let answer = state.dispatcher.dispatch(dispatch).await;
+    state
+        .metrics
+        .request(&format!("dispatch_{}", answer.outcome));
+    let mut body = answer.body;
+    body["receiver"] = json!(format!(
+        "{}/{}",
+        request.receiver.namespace, request.receiver.name
+    ));
+    if let Some(id) = &request.delivery_id {
+        body["deliveryId"] = json!(id);
+    }
+    (answer.status, Json(body)).into_response()
 }
 
 /// Ready only while the API server answers.
@@ -154,6 +180,13 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let state = Arc::new(AppState {
             reconciler: Reconciler::new(client.clone(), Settings::default(), metrics.clone()),
+            dispatcher: Dispatcher::new(crate::dispatch::DispatchSettings {
+                api_url: "http://127.0.0.1:9".into(),
+                token_file: None,
+                dedup_window: Duration::from_secs(600),
+                deadline: Duration::from_secs(1),
+            })
+            .unwrap(),
             client,
             attestation_key: KEY.to_vec(),
             tolerance_secs: 60,

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::attestation::MIN_KEY_LEN;
 use crate::crypto::sha256_hex;
+use crate::dispatch::DispatchConfig;
 use crate::glob::glob_matches;
-use crate::protocol::{Target, DEFAULT_FORWARD_PATH};
+use crate::protocol::{Action, Target, DEFAULT_FORWARD_PATH};
 use crate::providers::{self, Proof, Provider, VerifyOptions};
 
 /// Flux's limit, and the default here.
@@ -90,8 +91,11 @@ pub struct Receiver {
     pub body_limit: u64,
     pub options: VerifyOptions,
     pub disabled: bool,
-    /// Namespaces filled in.
+    pub action: Action,
+    /// Namespaces filled in; empty for `dispatch` receivers.
     pub targets: Vec<Target>,
+    /// Set exactly for `dispatch` receivers.
+    pub dispatch: Option<DispatchConfig>,
 }
 
 impl Receiver {
@@ -151,6 +155,8 @@ const RECEIVER_FIELDS: &[&str] = &[
     "allowSha1",
     "disabled",
     "targets",
+    "action",
+    "dispatch",
 ];
 
 impl Config {
@@ -499,9 +505,29 @@ fn parse_receiver(
     }
     let disabled: bool = fields.optional("disabled")?.unwrap_or(false);
 
-    let raw_targets: Vec<Value> = fields.required("targets")?;
-    if raw_targets.is_empty() {
-        return Err(fields.error("targets", "at least one target is required"));
+    let action: Action = fields.optional("action")?.unwrap_or_default();
+    let dispatch: Option<DispatchConfig> = fields.optional("dispatch")?;
+    match (action, &dispatch) {
+        (Action::Dispatch, None) => {
+            return Err(fields.error("dispatch", "is required with action dispatch"))
+        }
+        (Action::Reconcile, Some(_)) => {
+            return Err(fields.error("dispatch", "only applies with action dispatch"))
+        }
+        (_, Some(d)) => d
+            .validate()
+            .map_err(|reason| fields.error("dispatch", reason))?,
+        (Action::Reconcile, None) => {}
+    }
+    let raw_targets: Vec<Value> = fields.optional("targets")?.unwrap_or_default();
+    match action {
+        Action::Reconcile if raw_targets.is_empty() => {
+            return Err(fields.error("targets", "at least one target is required"))
+        }
+        Action::Dispatch if !raw_targets.is_empty() => {
+            return Err(fields.error("targets", "a dispatch receiver has no targets"))
+        }
+        _ => {}
     }
     let mut targets = Vec::with_capacity(raw_targets.len());
     for (i, raw_target) in raw_targets.iter().enumerate() {
@@ -529,7 +555,9 @@ fn parse_receiver(
         body_limit,
         options: VerifyOptions { allow_sha1 },
         disabled,
+        action,
         targets,
+        dispatch,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod attestation;
 pub mod config;
 pub mod crypto;
 pub mod delivery;
+pub mod dispatch;
 pub mod glob;
 pub mod outcome;
 pub mod pipeline;

@@ -97,6 +97,19 @@ impl Filter {
             }
         }
 
+        let dispatch = match &receiver.dispatch {
+            None => None,
+            Some(config) => match config.request_from(body, &receiver.name) {
+                Ok(request) => Some(request),
+                Err(reason) => {
+                    log::warn!(
+                        "hookgate: receiver {}: refused notification: {reason}",
+                        receiver.label()
+                    );
+                    return Outcome::Reject(Rejection::MalformedPayload);
+                }
+            },
+        };
         let request = ReconcileRequest {
             receiver: ReceiverRef {
                 namespace: receiver.namespace.clone(),
@@ -107,7 +120,9 @@ impl Filter {
             delivery_id: provider.delivery_id(&delivery),
             r#ref: facts.git_ref,
             image_tag: facts.image_tag,
+            action: receiver.action,
             targets: receiver.targets.clone(),
+            dispatch,
         };
         // Serializing plain strings and maps cannot fail; refuse rather than forward if it ever does.
         let Ok(body) = serde_json::to_vec(&request) else {
@@ -358,6 +373,40 @@ mod tests {
         assert_eq!(
             f.on_body(0, &Headers::default(), &big, NOW),
             Outcome::Reject(Rejection::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn dispatch_receivers_forward_a_validated_dispatch() {
+        let json = format!(
+            r#"{{"attestationKey":"{KEY}","receivers":[{{"name":"guestbook","namespace":"argocd","type":"bearer",
+            "path":"/hook/argocd","action":"dispatch","dispatch":{{"repository":"example/gitops"}},
+            "secrets":[{{"inline":"argo-token"}}]}}]}}"#
+        );
+        let f = Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap());
+        let headers = Headers::new([("authorization", "Bearer argo-token")]);
+        let body = br#"{"event_type":"argo-degraded","client_payload":{"failed_revision":"3f786850e387550fdab836ed7e6dc881de23001b","healthy_revision":"aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"}}"#;
+        let Outcome::Forward(forward) = f.handle("POST", "/hook/argocd", &headers, body, NOW)
+        else {
+            panic!("not forwarded")
+        };
+        let request: ReconcileRequest = serde_json::from_slice(&forward.body).unwrap();
+        assert_eq!(request.action, crate::protocol::Action::Dispatch);
+        let dispatch = request.dispatch.unwrap();
+        assert_eq!(
+            (dispatch.repository.as_str(), dispatch.application.as_str()),
+            ("example/gitops", "guestbook")
+        );
+        assert!(request.targets.is_empty());
+        let bad = br#"{"client_payload":{"failed_revision":"main; curl evil","healthy_revision":"abc1234"}}"#;
+        assert_eq!(
+            f.handle("POST", "/hook/argocd", &headers, bad, NOW),
+            Outcome::Reject(Rejection::MalformedPayload)
+        );
+        let unauthenticated = Headers::default();
+        assert_eq!(
+            f.handle("POST", "/hook/argocd", &unauthenticated, body, NOW),
+            Outcome::Reject(Rejection::MissingToken)
         );
     }
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dispatch::DispatchRequest;
+
 /// The path a verified delivery is rewritten to. It stays under `/hook/` so that the rewritten request still
 /// matches the HTTPRoute rule that leads to the controller (Envoy re-routes on the new path).
 pub const DEFAULT_FORWARD_PATH: &str = "/hook/v1/reconcile";
@@ -34,6 +36,23 @@ pub struct ReceiverRef {
     pub name: String,
 }
 
+/// What the controller does with a verified delivery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Set the reconcile annotation on the targets.
+    #[default]
+    Reconcile,
+    /// Send a GitHub `repository_dispatch` (Argo CD rollback).
+    Dispatch,
+}
+
+impl Action {
+    fn is_reconcile(&self) -> bool {
+        *self == Self::Reconcile
+    }
+}
+
 /// The body of the request the filter forwards after verification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -52,5 +71,11 @@ pub struct ReconcileRequest {
     /// Container image tag where a registry payload has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Action::is_reconcile")]
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<Target>,
+    /// Present exactly when `action` is `dispatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<DispatchRequest>,
 }

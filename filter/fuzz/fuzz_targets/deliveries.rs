@@ -15,8 +15,9 @@ const SECRET: &str = "fuzz-secret-0123456789";
 const SW_KEY: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const TYPES: &[&str] = &[
     "github", "gitea", "gitlab", "bitbucket", "generic", "generic-hmac", "standard-webhooks", "harbor",
-    "nexus", "dockerhub", "quay", "acr", "cdevents", "bearer",
+    "nexus", "dockerhub", "quay", "acr", "cdevents", "bearer", "basic",
 ];
+const BASIC_SECRET: &str = "fuzz:fuzz-secret-0123456789";
 const HEADER_NAMES: &[&str] = &[
     "x-hub-signature-256", "x-hub-signature", "x-github-event", "x-gitea-signature", "x-gitlab-token",
     "x-gitlab-event", "x-event-key", "x-signature", "webhook-id", "webhook-timestamp", "webhook-signature",
@@ -30,7 +31,11 @@ fn filter() -> &'static Filter {
         let receivers: Vec<String> = TYPES
             .iter()
             .map(|t| {
-                let secret = if *t == "standard-webhooks" { SW_KEY } else { SECRET };
+                let secret = match *t {
+                    "standard-webhooks" => SW_KEY,
+                    "basic" => BASIC_SECRET,
+                    _ => SECRET,
+                };
                 let events = if ["github", "gitlab", "bitbucket"].contains(t) { r#","events":["push","Push Hook","repo:push"]"# } else { "" };
                 let refs = if *t == "github" { r#","refs":{"branches":["main","rel*"],"tags":["v*"]}"# } else { "" };
                 format!(r#"{{"name":"{t}","namespace":"fuzz","type":"{t}","secrets":[{{"inline":"{secret}"}}]{events}{refs},"bodyLimit":65536,"targets":[{{"kind":"Kustomization","name":"*","matchLabels":{{"a":"b"}}}}]}}"#)
@@ -68,6 +73,7 @@ fn valid_proof(kind: &str, body: &[u8], now: u64) -> Vec<(String, Vec<u8>)> {
         "gitlab" => vec![h("x-gitlab-token", SECRET.into())],
         "harbor" => vec![h("authorization", SECRET.into())],
         "bearer" => vec![h("authorization", format!("Bearer {SECRET}"))],
+        "basic" => vec![h("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(BASIC_SECRET)))],
         "standard-webhooks" => {
             let engine = base64::engine::general_purpose::STANDARD;
             let key = engine.decode(&SW_KEY[6..]).unwrap_or_default();

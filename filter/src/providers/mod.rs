@@ -8,6 +8,7 @@ use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
 mod acr;
+mod basic;
 mod bearer;
 mod bitbucket;
 mod cdevents;
@@ -39,6 +40,7 @@ pub static PROVIDERS: &[(&str, &dyn Provider)] = &[
     ("acr", &acr::Acr),
     ("cdevents", &cdevents::CdEvents),
     ("bearer", &bearer::Bearer),
+    ("basic", &basic::Basic),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static dyn Provider> {

@@ -1,0 +1,249 @@
+//! The `dispatch` action: an Argo CD "degraded" notification becomes a GitHub `repository_dispatch` that
+//! tells a workflow to roll back. This module is the contract both ends check: the filter refuses a bad
+//! notification with 400 before forwarding, the controller checks again before calling GitHub.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// GitHub's limit on `event_type`.
+pub const MAX_EVENT_TYPE_LEN: usize = 100;
+pub const DEFAULT_EVENT_TYPE: &str = "argo-degraded";
+
+/// What the controller needs to dispatch, as forwarded in the reconcile request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DispatchRequest {
+    /// `owner/repo`.
+    pub repository: String,
+    pub event_type: String,
+    pub application: String,
+    pub failed_revision: String,
+    pub healthy_revision: String,
+}
+
+impl DispatchRequest {
+    /// Every field in the shape GitHub and a rollback workflow can use safely.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if !is_repository(&self.repository) {
+            return Err("repository must be owner/name");
+        }
+        if !is_event_type(&self.event_type) {
+            return Err("event_type must be 1-100 characters of letters, digits, '.', '_' or '-'");
+        }
+        if !is_name(&self.application) {
+            return Err("application must be a Kubernetes object name");
+        }
+        if !is_revision(&self.failed_revision) || !is_revision(&self.healthy_revision) {
+            return Err("revisions must be Git object ids or refs");
+        }
+        Ok(())
+    }
+}
+
+/// The receiver's dispatch settings, from the filter configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DispatchConfig {
+    pub repository: String,
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// The application when the notification does not name one.
+    #[serde(default)]
+    pub application: Option<String>,
+}
+
+impl DispatchConfig {
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if !is_repository(&self.repository) {
+            return Err("repository must be owner/name");
+        }
+        if self
+            .event_type
+            .as_deref()
+            .is_some_and(|e| !is_event_type(e))
+        {
+            return Err("eventType must be 1-100 characters of letters, digits, '.', '_' or '-'");
+        }
+        if self.application.as_deref().is_some_and(|a| !is_name(a)) {
+            return Err("application must be a Kubernetes object name");
+        }
+        Ok(())
+    }
+
+    /// Reads an Argo CD notification of the shape existing setups send,
+    /// `{"event_type": ..., "client_payload": {"failed_revision": ..., "healthy_revision": ...,
+    /// "application"?: ...}}`, into a dispatch. The configured event type wins over the payload's; the
+    /// application falls back to the configured one, then to `receiver_name`.
+    pub fn request_from(
+        &self,
+        body: &[u8],
+        receiver_name: &str,
+    ) -> Result<DispatchRequest, &'static str> {
+        let payload: Value =
+            serde_json::from_slice(body).map_err(|_| "notification is not JSON")?;
+        let text = |pointer: &str| {
+            payload
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let request = DispatchRequest {
+            repository: self.repository.clone(),
+            event_type: self
+                .event_type
+                .clone()
+                .or_else(|| text("/event_type"))
+                .unwrap_or_else(|| DEFAULT_EVENT_TYPE.to_string()),
+            application: text("/client_payload/application")
+                .or_else(|| self.application.clone())
+                .unwrap_or_else(|| receiver_name.to_string()),
+            failed_revision: text("/client_payload/failed_revision")
+                .ok_or("client_payload.failed_revision is missing")?,
+            healthy_revision: text("/client_payload/healthy_revision")
+                .ok_or("client_payload.healthy_revision is missing")?,
+        };
+        request.validate()?;
+        Ok(request)
+    }
+}
+
+fn is_repository(s: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 100
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    matches!(s.split_once('/'), Some((owner, repo)) if ok(owner) && ok(repo) && repo != "." && repo != "..")
+}
+
+fn is_event_type(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_EVENT_TYPE_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+        && !s.starts_with(['-', '.'])
+}
+
+/// A Git object id (hex) or a ref name as `git check-ref-format` would accept it, conservatively: letters,
+/// digits and `._/-`, no `..`, no leading `-` or `/`, no trailing `/`, `.` or `.lock`, at most 255 bytes.
+/// Nothing that could smuggle quoting, whitespace or options into a workflow's shell.
+pub fn is_revision(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
+        && !s.contains("..")
+        && !s.contains("//")
+        && !s.starts_with(['-', '/', '.'])
+        && !s.ends_with(['/', '.'])
+        && !s.ends_with(".lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DispatchConfig {
+        DispatchConfig {
+            repository: "example/gitops".into(),
+            event_type: None,
+            application: None,
+        }
+    }
+
+    #[test]
+    fn revisions() {
+        for ok in [
+            "3f786850e387550fdab836ed7e6dc881de23001b",
+            "3f78685",
+            "refs/heads/main",
+            "main",
+            "v1.2.3",
+            "release/2026.11",
+        ] {
+            assert!(is_revision(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "main; rm -rf /",
+            "$(id)",
+            "a b",
+            "-x",
+            "/main",
+            "a..b",
+            "main.lock",
+            "refs/heads/",
+            "a\nb",
+            "`x`",
+            "a//b",
+        ] {
+            assert!(!is_revision(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reads_the_shape_existing_setups_send() {
+        let body = br#"{"event_type":"rollback","client_payload":{"failed_revision":"3f786850e387550fdab836ed7e6dc881de23001b","healthy_revision":"aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"}}"#;
+        let request = config().request_from(body, "guestbook").unwrap();
+        assert_eq!(request.event_type, "rollback");
+        assert_eq!(request.application, "guestbook");
+        let configured = DispatchConfig {
+            event_type: Some("argo-degraded".into()),
+            application: Some("shop".into()),
+            ..config()
+        };
+        let request = configured.request_from(body, "receiver").unwrap();
+        assert_eq!(
+            (request.event_type.as_str(), request.application.as_str()),
+            ("argo-degraded", "shop")
+        );
+        let named = br#"{"client_payload":{"application":"cart","failed_revision":"abc1234","healthy_revision":"def5678"}}"#;
+        let request = config().request_from(named, "receiver").unwrap();
+        assert_eq!(
+            (request.event_type.as_str(), request.application.as_str()),
+            (DEFAULT_EVENT_TYPE, "cart")
+        );
+    }
+
+    #[test]
+    fn refuses_bad_notifications() {
+        let c = config();
+        assert!(c.request_from(b"not json", "r").is_err());
+        assert!(c
+            .request_from(br#"{"client_payload":{"healthy_revision":"abc1234"}}"#, "r")
+            .is_err());
+        assert!(c
+            .request_from(
+                br#"{"client_payload":{"failed_revision":"x y","healthy_revision":"abc1234"}}"#,
+                "r"
+            )
+            .is_err());
+        assert!(c.request_from(br#"{"event_type":"has space","client_payload":{"failed_revision":"a1","healthy_revision":"b2"}}"#, "r").is_err());
+        let long = format!(
+            r#"{{"event_type":"{}","client_payload":{{"failed_revision":"a1","healthy_revision":"b2"}}}}"#,
+            "e".repeat(101)
+        );
+        assert!(c.request_from(long.as_bytes(), "r").is_err());
+        assert!(DispatchConfig {
+            repository: "no-slash".into(),
+            ..config()
+        }
+        .validate()
+        .is_err());
+        assert!(DispatchConfig {
+            repository: "a/b/c".into(),
+            ..config()
+        }
+        .validate()
+        .is_err());
+    }
+}
