@@ -19,6 +19,11 @@ FILTER_CONFIG = {
         "secrets": [{"env": "WEBAPP_TOKEN"}],
         "targets": [{"kind": "GitRepository", "name": "webapp"},
                     {"kind": "Kustomization", "name": "*", "matchLabels": {"app": "webapp"}}],
+    }, {
+        # Argo CD refresh on push: only pushes to the branch the Application tracks refresh it.
+        "name": "gitops-repo", "namespace": "argocd", "type": "github", "path": "/hook/argocd-refresh",
+        "events": ["push"], "refs": {"branches": ["main"]}, "secrets": [{"env": "WEBAPP_TOKEN"}],
+        "targets": [{"kind": "Application", "name": "guestbook"}],
     }]
 }
 PATH = signers.flux_path(TOKEN, "webapp", "flux-system")
@@ -80,3 +85,25 @@ def test_ping_is_answered_without_touching_the_cluster(cp, edge):
     status, body = hookgate_send(f"http://127.0.0.1:{edge.port}{PATH}", TOKEN, "--event", "ping")
     assert (status, json.loads(body)) == (200, {"status": "pong"})
     assert resource_versions(cp) == before
+
+
+def test_push_to_the_tracked_branch_refreshes_the_argo_cd_application(cp, edge):
+    app = ("argoproj.io/v1alpha1", "Application", "argocd", "guestbook")
+    cp.ok("PATCH", cp.resource_path(*app[:3], app[3]), {"metadata": {"annotations": {"argocd.argoproj.io/refresh": None}}},
+          content_type="application/merge-patch+json")
+    url = f"http://127.0.0.1:{edge.port}/hook/argocd-refresh"
+    other = json.dumps({"ref": "refs/heads/feature/x"})
+    status, body = hookgate_send(url, TOKEN, "--payload", _write(other))
+    assert (status, json.loads(body)) == (202, {"status": "ignored", "reason": "ref not accepted"})
+    assert "argocd.argoproj.io/refresh" not in annotations(cp, *app)
+    status, body = hookgate_send(url, TOKEN)  # the built-in sample pushes to main
+    assert status == 200, body
+    assert annotations(cp, *app)["argocd.argoproj.io/refresh"] == "normal"
+
+
+def _write(text: str) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(text)
+    return f.name
