@@ -112,3 +112,37 @@ def test_oci_layout_of_the_filter(tmp_path):
     assert blob(layer) == WASM.read_bytes()
     assert manifest["config"]["mediaType"] == "application/vnd.module.wasm.config.v1+json"
     blob(manifest["config"])
+
+
+def test_argocd_rollback_pieces_fit_together():
+    """The Argo CD notification template produces the notification the example's dispatch receiver accepts,
+    at its path, with a bearer token; the workflow listens for its event type and keeps payload values out
+    of the shell script."""
+    import json
+    import re
+
+    example = MANIFESTS / "examples/argocd-refresh"
+    config = next(d for d in yaml.safe_load_all(render("examples/argocd-refresh"))
+                  if d and d["kind"] == "EnvoyExtensionPolicy")["spec"]["wasm"][0]["config"]
+    receiver = next(r for r in config["receivers"] if r.get("action") == "dispatch")
+
+    cm = yaml.safe_load((example / "argocd-notifications/argocd-notifications-cm.yaml").read_text())["data"]
+    service = yaml.safe_load(cm["service.webhook.hookgate-rollback"])
+    assert service["url"].endswith(receiver["path"])
+    assert {"name": "Authorization", "value": "Bearer $hookgate-token"} in service["headers"]
+    template = yaml.safe_load(cm["template.hookgate-rollback"])["webhook"]["hookgate-rollback"]
+    assert template["method"] == "POST"
+    # Go template actions replaced by what Argo CD would put there.
+    sample = re.sub(r"\{\{.*?\}\}", "3f786850e387550fdab836ed7e6dc881de23001b", template["body"])
+    body = json.loads(sample)
+    assert body["event_type"] == receiver["dispatch"]["eventType"]
+    assert set(body["client_payload"]) == {"application", "failed_revision", "healthy_revision"}
+    trigger = yaml.safe_load(cm["trigger.on-health-degraded"])[0]
+    assert trigger["send"] == ["hookgate-rollback"] and "Degraded" in trigger["when"]
+
+    workflow = yaml.safe_load((example / "github-workflows/rollback.yml").read_text())
+    on = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as a boolean
+    assert receiver["dispatch"]["eventType"] in on["repository_dispatch"]["types"]
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            assert "client_payload" not in step.get("run", ""), "payload values must reach the script through env"
