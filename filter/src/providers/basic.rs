@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{verify_token, Provider, VerifyOptions};
+use super::{authorization_credentials, verify_token, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -13,19 +13,9 @@ pub struct Basic;
 
 impl Provider for Basic {
     fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
-        let header = d
-            .headers
-            .get("authorization")
-            .ok_or(Rejection::MissingToken)?;
-        let (scheme, encoded) = header
-            .trim()
-            .split_once(' ')
-            .ok_or(Rejection::MalformedSignature)?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(Rejection::MalformedSignature);
-        }
+        let encoded = authorization_credentials(d, "basic")?;
         let decoded = STANDARD
-            .decode(encoded.trim())
+            .decode(encoded)
             .map_err(|_| Rejection::MalformedSignature)?;
         let credentials = String::from_utf8(decoded).map_err(|_| Rejection::MalformedSignature)?;
         verify_token(Some(&credentials), secrets)

@@ -182,6 +182,26 @@ pub(crate) fn verify_token(presented: Option<&str>, secrets: &[Vec<u8>]) -> Resu
     }
 }
 
+/// The credentials of `Authorization: <scheme> <credentials>`, scheme case-insensitive (RFC 9110 §11.1).
+pub(crate) fn authorization_credentials<'a>(
+    d: &Delivery<'a>,
+    scheme: &str,
+) -> Result<&'a str, Rejection> {
+    let header = d
+        .headers
+        .get("authorization")
+        .ok_or(Rejection::MissingToken)?;
+    let (given, credentials) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(Rejection::MalformedSignature)?;
+    let credentials = credentials.trim();
+    if !given.eq_ignore_ascii_case(scheme) || credentials.is_empty() {
+        return Err(Rejection::MalformedSignature);
+    }
+    Ok(credentials)
+}
+
 /// The body as a JSON object holding only the values at `pointers`, or a malformed-payload rejection.
 pub(crate) fn json_fields(body: &[u8], pointers: &[&str]) -> Result<Value, Rejection> {
     sparse_json::sparse_object(body, pointers).ok_or(Rejection::MalformedPayload)
