@@ -173,7 +173,21 @@ def test_api_server_outage_is_reported_honestly_and_recovers(cp, controller):
     assert controller.get("/readyz")[0] == 200
 
 
-def test_sigterm_stops_cleanly(cp, tmp_path):
-    c = Controller(controller_env(cp, tmp_path))
+def test_sigterm_lets_the_request_in_flight_finish(cp, tmp_path):
+    import threading
+
+    for i in range(200):
+        cp.apply(kustomization(f"drain-{i:03d}", labels={"drain": "yes"}))
+    c = Controller(controller_env(cp, tmp_path), ["--max-concurrency", "1"])
+    result = {}
+    request = reconcile_request([{"kind": "Kustomization", "name": "*", "matchLabels": {"drain": "yes"}}])
+    worker = threading.Thread(target=lambda: result.update(reply=post(c.port, request)))
+    worker.start()
+    time.sleep(0.3)  # 200 sequential patches take longer than this
+    c.proc.terminate()
+    worker.join(30)
+    status, reply = result["reply"]
+    assert status == 200 and reply["annotated"] == 200, reply
     assert c.stop() == 0
-    assert "hookgate controller stopped" in c.log()
+    log = c.log()
+    assert log.index("shutdown signal received") < log.index("reconcile request handled") < log.index("hookgate controller stopped")
