@@ -40,7 +40,8 @@ oci: build
 control-plane:
 	bash tests/control-plane/build.sh
 
-lint: wasm-target
+lint: wasm-target venv
+	$(PYTHON) -m pyflakes tests bench tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p hookgate-filter --target wasm32-wasip1 --release -- -D warnings

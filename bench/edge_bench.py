@@ -118,7 +118,7 @@ def main() -> int:
     }
     upstream_port = free_port()
     results: dict[str, list[dict]] = {name: [] for name in scenarios}
-    with Envoy(direct_upstream(upstream_port, free_port()), {}) as _upstream, \
+    with Envoy(direct_upstream(upstream_port, free_port()), {}), \
          Envoy(envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
                                filter_config=config, host_env_keys=sorted(env)), env) as edge:
         scripts = {name: wrk_script(workdir, f"s{i}", path, headers, body)

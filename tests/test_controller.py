@@ -12,7 +12,6 @@ import urllib.request
 
 import pytest
 
-from cluster import ControlPlane
 from gitops import FLUX, KEY, RFC3339_NANOS, annotations, controller_env, kustomization, resource_versions
 from harness import Controller
 

@@ -5,7 +5,6 @@ and every filter configuration they carry is accepted by the filter's own parser
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
