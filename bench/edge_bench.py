@@ -94,6 +94,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5, help="duration of one round of one scenario")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--log-level", default="warn",
+                        help="Envoy's log level; warn is Envoy Gateway's default, info logs every accepted delivery")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: `make bench` installs it (apt-get install wrk)")
@@ -120,7 +122,8 @@ def main() -> int:
     results: dict[str, list[dict]] = {name: [] for name in scenarios}
     with Envoy(direct_upstream(upstream_port, free_port()), {}), \
          Envoy(envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
-                               filter_config=config, host_env_keys=sorted(env)), env) as edge:
+                               filter_config=config, host_env_keys=sorted(env)), env,
+               log_level=args.log_level) as edge:
         scripts = {name: wrk_script(workdir, f"s{i}", path, headers, body)
                    for i, (name, (path, headers, body, _)) in enumerate(scenarios.items())}
         for name, script in scripts.items():  # warm-up
@@ -131,7 +134,7 @@ def main() -> int:
     shutil.rmtree(workdir, ignore_errors=True)
 
     baseline = statistics.median(r["rps"] for r in results["no filter, 8 KiB"])
-    print(f"\nhookgate edge benchmark: Envoy 1 worker, wrk 1 thread x {args.connections} connections, "
+    print(f"\nhookgate edge benchmark: Envoy 1 worker (log level {args.log_level}), wrk 1 thread x {args.connections} connections, "
           f"{args.rounds} rounds x {args.seconds}s, medians; nproc={os.cpu_count()}")
     print(f"{'scenario':30s} {'req/s':>10s} {'p99 ms':>8s} {'vs no filter':>13s}  answers")
     failures = []

@@ -281,7 +281,7 @@ def envoy_bootstrap(
 class Envoy:
     """A running Envoy; stop() (or the context manager) always ends the process."""
 
-    def __init__(self, bootstrap: dict, env: dict[str, str], concurrency: int = 1) -> None:
+    def __init__(self, bootstrap: dict, env: dict[str, str], concurrency: int = 1, log_level: str = "info") -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-envoy-"))
         self.config_path = self.workdir / "envoy.json"
         self.config_path.write_text(json.dumps(bootstrap))
@@ -291,7 +291,7 @@ class Envoy:
         full_env = {"PATH": os.environ.get("PATH", ""), **env}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [ENVOY, "-c", str(self.config_path), "--concurrency", str(concurrency), "--log-level", "info",
+            [ENVOY, "-c", str(self.config_path), "--concurrency", str(concurrency), "--log-level", log_level,
              "--base-id", str(self.admin_port)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
