@@ -495,3 +495,50 @@ def test_without_held_headers_a_delivery_hangs_and_reaches_nothing(upstream):
             conn.getresponse()
         conn.close()
     assert upstream.requests == []
+
+
+def h2_post(port: int, path: str, headers: dict, body: bytes, trailers: list | None = None) -> tuple[int, bytes]:
+    """One HTTP/2 (prior knowledge) POST, optionally ending with trailers, as HTTP/2 clients may send."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "hooks")]
+                      + [(k.lower(), v) for k, v in headers.items()])
+    conn.send_data(stream, body, end_stream=not trailers)
+    if trailers:
+        conn.send_headers(stream, trailers, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    status, data = 0, b""
+    with sock:
+        while True:
+            raw = sock.recv(65536)
+            assert raw, "connection closed before the response ended"
+            for event in conn.receive_data(raw):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    conn.acknowledge_received_data(len(event.data), stream)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    return status, data
+            sock.sendall(conn.data_to_send())
+
+
+def test_http2_deliveries_with_and_without_trailers(edge, upstream):
+    headers = signers.github(SECRETS["GH_NEW"], GITHUB_PUSH)
+    for trailers in (None, [("x-provider-trailer", "secret-ish")]):
+        upstream.reset()
+        status, reply = h2_post(edge.port, GITHUB_PATH, headers, GITHUB_PUSH, trailers)
+        assert (status, reply) == (200, b'{"ok":true}')
+        request = assert_attested_forward(upstream, headers)
+        assert request["ref"] == "refs/heads/main"
+        assert "x-provider-trailer" not in upstream.requests[0].headers
+    upstream.reset()
+    status, reply = h2_post(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH, [("x-t", "v")])
+    assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
+    assert_nothing_upstream(upstream)

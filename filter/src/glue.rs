@@ -165,7 +165,12 @@ impl HttpContext for HookgateHttp {
             .get_http_request_body(0, usize::MAX)
             .unwrap_or_default();
         let size = body.len();
-        self.decide(&filter, body, size)
+        let action = self.decide(&filter, body, size);
+        if action == Action::Continue {
+            // The trailers are the provider's too: nothing of them goes to the controller.
+            self.set_http_request_trailers(vec![]);
+        }
+        action
     }
 }
 
