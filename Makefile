@@ -56,10 +56,13 @@ fuzz-tools:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@test -x $(CARGO_FUZZ) || cargo install cargo-fuzz --version $(FUZZ_VERSION) --locked --root $(CACHE)/cargo-fuzz-$(FUZZ_VERSION)
 
-# Each fuzz target for $(1) seconds; any crash fails the run.
+# Each fuzz target for $(1) seconds; any crash fails the run. Inputs that once failed are kept in
+# filter/fuzz/regressions/<target> and replayed first; new corpus goes to the ignored fuzz/corpus.
 define run_fuzz
 	cd filter && for target in deliveries configuration; do \
-	  PATH="$(dir $(CARGO_FUZZ)):$$PATH" cargo +nightly fuzz run $$target -- -max_total_time=$(1) -print_final_stats=1 2>&1 \
+	  mkdir -p fuzz/corpus/$$target fuzz/regressions/$$target; \
+	  PATH="$(dir $(CARGO_FUZZ)):$$PATH" cargo +nightly fuzz run $$target fuzz/corpus/$$target fuzz/regressions/$$target \
+	    -- -max_total_time=$(1) -print_final_stats=1 2>&1 \
 	    | grep -E 'Done [0-9]+ runs|stat::number_of_executed_units|ERROR|panicked' ; \
 	done
 endef

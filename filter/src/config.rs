@@ -290,7 +290,12 @@ impl<'a> Fields<'a> {
         if let Some(unknown) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(ConfigError {
                 receiver,
-                field: unknown.clone(),
+                // Quoted when empty, so the log line still shows which field it is.
+                field: if unknown.is_empty() {
+                    "\"\"".to_string()
+                } else {
+                    unknown.clone()
+                },
                 reason: format!("unknown field (expected one of: {})", allowed.join(", ")),
             });
         }
