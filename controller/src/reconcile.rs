@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use hookgate_filter::protocol::{ReconcileRequest, Target};
 use http::StatusCode;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde::Serialize;
 
@@ -120,6 +120,9 @@ impl Summary {
 /// A target that passed validation.
 struct Planned {
     resolved: Resolved,
+    /// Built once per target, not once per patched object.
+    resource: ApiResource,
+    api: Api<DynamicObject>,
     namespace: String,
     target: Target,
 }
@@ -183,7 +186,10 @@ impl Reconciler {
                         name: target.name.clone(),
                     });
                 }
+                let resource = resolved.api_resource();
                 Ok(Planned {
+                    api: Api::namespaced_with(self.client.clone(), &namespace, &resource),
+                    resource,
                     resolved,
                     namespace,
                     target: target.clone(),
@@ -248,14 +254,6 @@ impl Reconciler {
         })
     }
 
-    fn api(&self, planned: &Planned) -> Api<DynamicObject> {
-        Api::namespaced_with(
-            self.client.clone(),
-            &planned.namespace,
-            &planned.resolved.api_resource(),
-        )
-    }
-
     fn result(
         &self,
         planned: &Planned,
@@ -264,8 +262,8 @@ impl Reconciler {
         reason: Option<String>,
     ) -> TargetResult {
         TargetResult {
-            api_version: planned.resolved.api_resource().api_version,
-            kind: planned.resolved.kind.kind.to_string(),
+            api_version: planned.resource.api_version.clone(),
+            kind: planned.resource.kind.clone(),
             namespace: planned.namespace.clone(),
             name: name.to_string(),
             status,
@@ -289,7 +287,7 @@ impl Reconciler {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
-        let api = self.api(planned);
+        let api = &planned.api;
         let params = ListParams::default().labels(&selector);
         let list = with_retry(deadline, || api.list_metadata(&params))
             .await
@@ -321,7 +319,7 @@ impl Reconciler {
         requested_at: &str,
         deadline: Instant,
     ) -> Result<(), (TargetStatus, String)> {
-        let api = self.api(planned);
+        let api = &planned.api;
         let patch = Patch::Merge(planned.resolved.patch(requested_at));
         let params = PatchParams {
             field_manager: Some(self.settings.field_manager.clone()),
