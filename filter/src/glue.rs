@@ -113,14 +113,13 @@ impl HttpContext for HookgateHttp {
         let method = header(":method").unwrap_or_default();
         let path = header(":path").unwrap_or_default();
         let content_length = header("content-length");
-        match filter.on_headers(&method, &path, content_length.as_deref()) {
-            Err(Rejection::UnknownPath) => self.reject_unmatched(Rejection::UnknownPath),
-            Err(rejection) => {
-                self.receiver = filter.config().receiver_for_path(&path);
-                self.conclude(&filter, Outcome::Reject(rejection), None, 0)
-            }
-            Ok(index) => {
-                self.receiver = Some(index);
+        let Some(index) = filter.config().receiver_for_path(&path) else {
+            return self.reject_unmatched(Rejection::UnknownPath);
+        };
+        self.receiver = Some(index);
+        match filter.admit(index, &method, content_length.as_deref()) {
+            Err(rejection) => self.conclude(&filter, Outcome::Reject(rejection), None, 0),
+            Ok(()) => {
                 if end_of_stream {
                     self.decide(&filter, Vec::new(), 0)
                 } else {

@@ -32,7 +32,22 @@ impl Filter {
             .config
             .receiver_for_path(path)
             .ok_or(Rejection::UnknownPath)?;
-        let receiver = &self.config.receivers[index];
+        self.admit(index, method, content_length)?;
+        Ok(index)
+    }
+
+    /// The header-time checks for a request already matched to receiver `index`.
+    pub fn admit(
+        &self,
+        index: usize,
+        method: &str,
+        content_length: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let receiver = self
+            .config
+            .receivers
+            .get(index)
+            .ok_or(Rejection::UnknownPath)?;
         if receiver.disabled {
             return Err(Rejection::ReceiverDisabled);
         }
@@ -43,7 +58,7 @@ impl Filter {
         if declared.is_some_and(|len| len > receiver.body_limit) {
             return Err(Rejection::PayloadTooLarge);
         }
-        Ok(index)
+        Ok(())
     }
 
     /// The body limit of receiver `index`, for checks while the body streams in.
