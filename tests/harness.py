@@ -43,6 +43,23 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15, group: bool = Fals
     return proc.returncode
 
 
+def wait_for_http(proc: subprocess.Popen, url: str, timeout: float, name: str, log) -> None:
+    """Waits until `url` answers 200; if `proc` exits or time runs out, stops it and raises with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    stop_process(proc)
+    raise RuntimeError(f"{name} not ready within {timeout}s:\n{log()}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -297,22 +314,7 @@ class Envoy:
             stderr=subprocess.STDOUT,
             env=full_env,
         )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"envoy not ready within {timeout}s:\n{self.log()}")
+        wait_for_http(self.proc, f"http://127.0.0.1:{self.admin_port}/ready", 60, "envoy", self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -350,16 +352,7 @@ class Controller:
         full_env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "info", **env}
         self.proc = subprocess.Popen([str(CONTROLLER), "serve", "--listen", f"127.0.0.1:{self.port}", *(args or [])],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"controller exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"controller not serving:\n{self.log()}")
+        wait_for_http(self.proc, f"http://127.0.0.1:{self.port}/healthz", 30, "controller", self.log)
 
     def get(self, path: str) -> tuple[int, str]:
         try:
