@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -82,3 +84,35 @@ def seeded_control_plane() -> ControlPlane:
                 kustomization("unrelated", labels={"app": "other"}), application("guestbook")]:
         plane.apply(obj)
     return plane
+
+
+class FakeGitHub:
+    """Speaks POST /repos/{owner}/{repo}/dispatches: records every request, answers from a script."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.script: list[int] = []  # statuses to answer, in order; 204 once empty
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                       "body": json.loads(body)})
+                status = outer.script.pop(0) if outer.script else 204
+                payload = b"" if status == 204 else json.dumps({"message": f"GitHub says {status}"}).encode()
+                self.send_response(status)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def reset(self, script: list[int] | None = None) -> None:
+        self.requests = []
+        self.script = list(script or [])

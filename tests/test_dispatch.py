@@ -6,13 +6,11 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gitops import KEY, controller_env
+from gitops import KEY, FakeGitHub, controller_env
 from harness import Controller, Envoy, envoy_bootstrap, free_port
 
 ARGO_TOKEN = "argocd-notifications-token-0123456789"
@@ -20,38 +18,6 @@ BASIC = "argocd:basic-password-0123456789"
 GITHUB_TOKEN = "ghp_dispatchTokenNeverLogged0123456789"
 FAILED = "3f786850e387550fdab836ed7e6dc881de23001b"
 HEALTHY = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
-
-
-class FakeGitHub:
-    """Speaks POST /repos/{owner}/{repo}/dispatches: records every request, answers from a script."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.script: list[int] = []  # statuses to answer, in order; 204 once empty
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                       "body": json.loads(body)})
-                status = outer.script.pop(0) if outer.script else 204
-                payload = b"" if status == 204 else json.dumps({"message": f"GitHub says {status}"}).encode()
-                self.send_response(status)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def reset(self, script: list[int] | None = None) -> None:
-        self.requests = []
-        self.script = list(script or [])
 
 
 @pytest.fixture(scope="module")

@@ -70,9 +70,12 @@ def test_filter_configuration_is_accepted_by_the_filter(tmp_path, example):
             wanted.add(wasm["config"].get("attestationKeyEnv", "HOOKGATE_ATTESTATION_KEY"))
             assert wanted <= set(wasm["env"]["hostKeys"]), f"hostKeys lacks {wanted - set(wasm['env']['hostKeys'])}"
             assert wanted <= env_names, f"EnvoyProxy env lacks {wanted - env_names}"
-            # The patch that holds headers names this policy's filter.
-            filter_name = f"envoyextensionpolicy/{policy['metadata']['namespace']}/{policy['metadata']['name']}/wasm/0"
-            assert filter_name in rendered.read_text(), f"no EnvoyPatchPolicy targets {filter_name}"
+            # The patch that holds headers selects this filter by its root id (that it matches on a real
+            # Envoy Gateway is test_gateway.py's job).
+            selector = f"..http_filters[?(@.typed_config.config.root_id=='{wasm['rootID']}')]"
+            patches = [p["operation"]["jsonPath"] for d in yaml.safe_load_all(rendered.read_text())
+                       if d and d["kind"] == "EnvoyPatchPolicy" for p in d["spec"]["jsonPatches"]]
+            assert selector in patches, f"no EnvoyPatchPolicy selects root id {wasm['rootID']}: {patches}"
 
 
 def test_base_gateway_fails_closed_until_receivers_are_added(tmp_path):

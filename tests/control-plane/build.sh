@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds (once per version) the real control-plane binaries the tests and the demo run:
-# kube-apiserver from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize.
+# kube-apiserver from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize,
+# envoy-gateway from github.com/envoyproxy/gateway, and the OCI registry from github.com/distribution.
 # Binaries are cached outside the work tree, keyed by version; a second run prints their paths at once.
 set -euo pipefail
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.1}"
+ENVOY_GATEWAY_VERSION="${ENVOY_GATEWAY_VERSION:-v1.9.1}"
+REGISTRY_VERSION="${REGISTRY_VERSION:-v3.0.0}"
 CACHE="${HOOKGATE_CACHE:-$HOME/.cache/hookgate}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -83,19 +86,26 @@ GO
   rm -rf "$dir"
 }
 
-build_kustomize() {
-  local out="$BIN/kustomize-$KUSTOMIZE_VERSION"
+# `go install PACKAGE@VERSION` into $BIN/NAME-VERSION, for modules without replace directives.
+go_install() {
+  local name="$1" package="$2" version="$3"
+  local out="$BIN/$name-$version"
   [ -x "$out" ] && return
-  log "building kustomize $KUSTOMIZE_VERSION"
+  log "building $name $version${4:+; $4}"
   local gobin; gobin=$(mktemp -d)
-  GOBIN="$gobin" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
-  mv "$gobin/kustomize" "$out"
+  GOBIN="$gobin" go install -trimpath "$package@$version"
+  mv "$gobin/$(basename "$package")" "$out"
   rm -rf "$gobin"
 }
 
 build_etcd
 build_kube_apiserver
-build_kustomize
+go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
+go_install envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway "$ENVOY_GATEWAY_VERSION" \
+  "the first build takes several minutes"
+go_install registry github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_VERSION"
 echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
 echo "ETCD=$BIN/etcd-$ETCD_VERSION"
 echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
+echo "ENVOY_GATEWAY=$BIN/envoy-gateway-$ENVOY_GATEWAY_VERSION"
+echo "REGISTRY=$BIN/registry-$REGISTRY_VERSION"

@@ -1,0 +1,249 @@
+"""Envoy Gateway as a real part: `envoy-gateway` built from its Go module (tests/control-plane/build.sh), run
+standalone on this machine (file provider, Host infrastructure) with the project's Envoy, translating the
+project's own manifests into the Envoy that the tests and the demo send deliveries through.
+
+What Kubernetes would provide is swapped by the test-only Kustomize component `tests/standalone/` (a
+`Backend` on loopback instead of the controller's Service, the module from a local URL, Secrets as
+environment variables of envoy-gateway). What only Host mode needs (REFERENCE.md §3: Envoy where func-e
+looks for it, TLS for the Wasm cache) is written here and named `host-mode` in the resource directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from cluster import build_binaries
+from harness import ROOT, stop_process
+
+# The Envoy Gateway release under test and the Envoy version it is told to run (the venv's Envoy).
+ENVOY_GATEWAY_VERSION = "v1.9.1"
+ENVOY_VERSION = "1.40.0"
+ENVOY_BINARY = ROOT / ".venv/lib/python3.11/site-packages/envoy/_bin/envoy"
+STANDALONE = ROOT / "tests/standalone"
+# Envoy Gateway's fixed ports in standalone mode (REFERENCE.md §3): one instance per machine.
+ENVOY_GATEWAY_ADMIN = "127.0.0.1:19000"
+WASM_CACHE_PORT = 18002
+
+
+# What the file provider logs for each status update: the kind, the status as YAML, then the object's key.
+_STATUS = re.compile(r"Got new status for (\w+)\n(.*?)\n\t(\{[^\n]*\})", re.S)
+
+
+class TranslationError(AssertionError):
+    pass
+
+
+def render(directory: Path, kustomize: str | None = None) -> list[dict]:
+    """`kustomize build` of a directory, as documents."""
+    kustomize = kustomize or build_binaries()["KUSTOMIZE"]
+    out = subprocess.run([kustomize, "build", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"kustomize build {directory}:\n{out.stderr}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+class ModuleServer:
+    """Serves files (the compiled module) over HTTP on loopback, as a release URL would."""
+
+    def __init__(self, directory: Path) -> None:
+        handler = lambda *a, **kw: _QuietHandler(*a, directory=str(directory), **kw)  # noqa: E731
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def standalone_overlay(example: Path, workdir: Path, *, controller_port: int, gateway_port: int,
+                       wasm_url: str, wasm_sha256: str) -> Path:
+    """A kustomization that renders `example` unchanged through the standalone component, with this run's
+    ports and module URL. Returns its directory."""
+    overlay = workdir / f"standalone-{example.name}"
+    overlay.mkdir(parents=True, exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # Kustomize takes only relative paths to other kustomizations.
+        "resources": [os.path.relpath(example, overlay)],
+        "components": [os.path.relpath(STANDALONE, overlay)],
+        "patches": [
+            {"target": {"kind": "Backend", "name": "hookgate-controller"},
+             "patch": json.dumps([{"op": "replace", "path": "/spec/endpoints/0/ip/port", "value": controller_port}])},
+            {"target": {"kind": "Gateway", "name": "eg"},
+             "patch": json.dumps([{"op": "replace", "path": "/spec/listeners/0/port", "value": gateway_port}])},
+            {"target": {"kind": "EnvoyExtensionPolicy"},
+             "patch": json.dumps([{"op": "replace", "path": "/spec/wasm/0/code/http",
+                                   "value": {"url": wasm_url, "sha256": wasm_sha256}}])},
+        ],
+    }, sort_keys=False))
+    return overlay
+
+
+class EnvoyGateway:
+    """A standalone envoy-gateway process and the Envoy it runs. `apply(docs)` replaces the resources it
+    translates; `policy_status` reads what it reports for each policy; `config_dump` reads its Envoy."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.binary = build_binaries()["ENVOY_GATEWAY"]
+        self.dir = Path(tempfile.mkdtemp(prefix="hookgate-eg-"))
+        self.config_home, self.data_home = self.dir / "config", self.dir / "data"
+        self.state_home, self.runtime_dir = self.dir / "state", self.dir / "run"
+        self.resources = self.dir / "resources"
+        self.resources.mkdir()
+        subprocess.run([self.binary, "certgen", "--local", "--config-home", str(self.config_home)],
+                       check=True, capture_output=True, env={**os.environ, "HOME": str(self.dir)})
+        # func-e runs this Envoy instead of downloading one.
+        envoy = self.data_home / "envoy-versions" / ENVOY_VERSION / "bin" / "envoy"
+        envoy.parent.mkdir(parents=True)
+        envoy.symlink_to(ENVOY_BINARY)
+        self._write("host-mode.yaml", self._host_mode_documents())
+        config = self.dir / "envoy-gateway.yaml"
+        config.write_text(yaml.safe_dump({
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "EnvoyGateway",
+            "gateway": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"},
+            "provider": {"type": "Custom", "custom": {
+                "resource": {"type": "File", "file": {"paths": [str(self.resources)]}},
+                "infrastructure": {"type": "Host", "host": {
+                    "configHome": str(self.config_home), "dataHome": str(self.data_home),
+                    "stateHome": str(self.state_home), "runtimeDir": str(self.runtime_dir)}},
+            }},
+            "logging": {"level": {"default": "info"}},
+            "extensionApis": {"enableBackend": True, "enableEnvoyPatchPolicy": True},
+        }))
+        self.log_path = self.dir / "envoy-gateway.log"
+        self._log = open(self.log_path, "wb")
+        full_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.dir), **env}
+        self.proc = subprocess.Popen([self.binary, "server", "--config-path", str(config)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+        atexit.register(self.cleanup)
+
+    # -- resources ---------------------------------------------------------------------------------------
+    def _host_mode_documents(self) -> list[dict]:
+        """Host mode only: Envoy reaches Envoy Gateway's Wasm cache on loopback with certgen's CA, and the
+        client certificate Envoy Gateway hands Envoy for it comes from a Secret `envoy-gateway-system/envoy`."""
+        certs = self.config_home / "certs"
+
+        def b64(path: Path) -> str:
+            import base64
+            return base64.b64encode(path.read_bytes()).decode()
+
+        secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                  "metadata": {"name": "envoy", "namespace": "envoy-gateway-system"},
+                  "data": {"ca.crt": b64(certs / "envoy/ca.crt"), "tls.crt": b64(certs / "envoy/tls.crt"),
+                           "tls.key": b64(certs / "envoy/tls.key")}}
+        cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+        patch = {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyPatchPolicy",
+                 "metadata": {"name": "host-mode-wasm-cache", "namespace": "envoy-gateway-system"},
+                 "spec": {"targetRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "eg"},
+                          "type": "JSONPatch", "jsonPatches": [
+                              {"type": cluster, "name": "wasm_cluster", "operation": {
+                                  "op": "replace",
+                                  "path": "/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/address",
+                                  "value": "127.0.0.1"}},
+                              {"type": cluster, "name": "wasm_cluster", "operation": {
+                                  "op": "replace",
+                                  "path": "/transport_socket/typed_config/common_tls_context/validation_context/trusted_ca/filename",
+                                  "value": str(certs / "envoy/ca.crt")}},
+                          ]}}
+        return [secret, patch]
+
+    def _write(self, name: str, docs: list[dict]) -> None:
+        tmp = self.resources / f".{name}.tmp"
+        tmp.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        tmp.rename(self.resources / name)
+
+    def apply(self, docs: list[dict]) -> None:
+        """Replaces the translated resources with `docs` (kinds Envoy Gateway does not read are left out)."""
+        self._write("resources.yaml", docs)
+
+    # -- what it reports ---------------------------------------------------------------------------------
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def statuses(self) -> dict[tuple[str, str], dict]:
+        """The latest status the file provider logged for each (kind, namespace/name); kinds it cannot name
+        (EnvoyProxy) are logged as `Unknown`. With no Kubernetes, this log is where status goes."""
+        latest = {}
+        for kind, body, fields in _STATUS.findall(self.log()):
+            latest[(kind, json.loads(fields)["key"])] = yaml.safe_load(body)
+        return latest
+
+    def conditions(self, kind: str, key: str) -> dict[str, dict]:
+        """Conditions by type of one object's latest status (a policy's, under its first ancestor)."""
+        status = self.statuses().get((kind, key))
+        if status is None:
+            return {}
+        # Policies report per ancestor, routes per parent, the rest directly.
+        holders = status.get("ancestors") or status.get("parents") or [status]
+        conditions = holders[0].get("conditions", [])
+        return {c["type"]: c for c in conditions}
+
+    def envoy_admin(self) -> str:
+        """The admin address of the Envoy it runs (written by Host infrastructure under the runtime dir)."""
+        found = sorted(self.runtime_dir.glob("*/admin-address.txt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError("no admin-address.txt yet")
+        return found[-1].read_text().strip()
+
+    def config_dump(self) -> dict:
+        with urllib.request.urlopen(f"http://{self.envoy_admin()}/config_dump?include_eds", timeout=5) as r:
+            return json.load(r)
+
+    def stats(self) -> str:
+        with urllib.request.urlopen(f"http://{self.envoy_admin()}/stats/prometheus", timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self) -> None:
+        stop_process(self.proc, group=True)
+        if not self._log.closed:
+            self._log.close()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait(condition, timeout: float, what: str, detail=lambda: ""):
+    """Polls `condition()` until it returns something truthy; raises with `detail()` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except (OSError, ValueError, KeyError) as error:
+            last_error = error
+        time.sleep(0.1)
+    raise TranslationError(f"{what} not seen within {timeout}s (last error: {last_error}):\n{detail()}")
+
