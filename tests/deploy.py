@@ -14,8 +14,8 @@ from pathlib import Path
 
 import signers
 from cluster import ROOT, ControlPlane
-from gateway import EnvoyGateway, render, standalone_overlay
-from harness import Controller, free_port
+from gateway import EnvoyGateway, render, standalone_overlay, wait
+from harness import Controller
 
 MANIFESTS = ROOT / "manifests"
 EXAMPLES = sorted(p.parent.name for p in (MANIFESTS / "examples").glob("*/kustomization.yaml"))
@@ -87,6 +87,10 @@ class Example:
     docs: list[dict]           # the example as rendered for a cluster
     gateway_docs: list[dict]   # the same through the standalone component, as Envoy Gateway reads it
     secret_values: dict[tuple[str, str], str]
+    cp: ControlPlane
+    gateway: EnvoyGateway
+    port: int                  # the Gateway listener's port
+    source: str                # the client address this example's deliveries come from
     controller: Controller | None = None
     targets: dict[str, list[Target]] = field(default_factory=dict)  # by receiver namespace/name
 
@@ -107,6 +111,15 @@ class Example:
         """The value the Envoy side reads from variable `env` (through the EnvoyProxy's secretKeyRef)."""
         return envoy_environment(self.docs, self.secret_values)[env]
 
+    def send(self, delivery: Delivery, source: str | None = None) -> tuple[int, str]:
+        """POSTs a delivery to the Gateway's listener with the route's host name."""
+        return send(self.port, self.host, delivery, source or self.source)
+
+    def annotations(self, receiver: dict) -> dict[tuple[str, str, str], str | None]:
+        """The reconcile annotation of every object seeded for a receiver's targets."""
+        return {(t.kind, t.namespace, t.name): self.cp.get(t.api_version, t.kind, t.namespace, t.name)["metadata"]
+                .get("annotations", {}).get(t.annotation) for t in self.targets[receiver_key(receiver)]}
+
     def delivery(self, receiver: dict, forged: bool = False) -> Delivery:
         secret = self.secret(receiver["secrets"][0]["env"])
         path = receiver.get("path") or signers.flux_path(secret, receiver["name"], receiver["namespace"])
@@ -114,7 +127,11 @@ class Example:
         sign, payload = DELIVERIES[(receiver["type"], events[0] and events[0].lower())]
         body = json.dumps(payload).encode()
         headers = sign("forged-" + secret if forged else secret, body)
-        return Delivery(f"{receiver['namespace']}/{receiver['name']}", path, headers, body)
+        return Delivery(receiver_key(receiver), path, headers, body)
+
+
+def receiver_key(receiver: dict) -> str:
+    return f"{receiver['namespace']}/{receiver['name']}"
 
 
 def envoy_environment(docs: list[dict], values: dict[tuple[str, str], str]) -> dict[str, str]:
@@ -208,13 +225,13 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
 
 
 def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dict[tuple[str, str], str],
-           workdir: Path, gateway_port: int, wasm_url: str, wasm_sha256: str,
+           workdir: Path, gateway_port: int, wasm_code: dict, source: str = "127.0.0.1",
            controller_args: list[str] = ()) -> Example:
     """Deploys one example: cluster side into `cp`, the controller as a process, the gateway side into
     `gateway`. The caller stops `example.controller`."""
     directory = MANIFESTS / "examples" / example
     docs = render(directory)
-    deployed = Example(example, docs, [], values)
+    deployed = Example(example, docs, [], values, cp, gateway, gateway_port, source)
     # Cluster side: namespaces, the example's own ServiceAccount, ClusterRole and RoleBindings.
     for doc in docs:
         if doc["metadata"].get("namespace"):
@@ -223,7 +240,7 @@ def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dic
         if doc["kind"] in CLUSTER_KINDS:
             cp.apply(doc)
     for receiver in deployed.receivers:
-        deployed.targets[f"{receiver['namespace']}/{receiver['name']}"] = seed_targets(cp, receiver)
+        deployed.targets[receiver_key(receiver)] = seed_targets(cp, receiver)
     (deployment,) = deployed.of_kind("Deployment")
     (account,) = deployed.of_kind("ServiceAccount")
     token = cp.service_account_token(account["metadata"]["namespace"], account["metadata"]["name"])
@@ -232,7 +249,7 @@ def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dic
                                                      list(controller_args))
     try:
         overlay = standalone_overlay(directory, workdir, controller_port=deployed.controller.port,
-                                     gateway_port=gateway_port, wasm_url=wasm_url, wasm_sha256=wasm_sha256)
+                                     gateway_port=gateway_port, wasm_code=wasm_code)
         deployed.gateway_docs = [d for d in render(overlay) if d["kind"] in GATEWAY_KINDS]
         gateway.apply(deployed.gateway_docs)
     except Exception:
@@ -241,10 +258,9 @@ def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dic
     return deployed
 
 
-def send(port: int, host: str, delivery: Delivery, source: str | None = None) -> tuple[int, str]:
-    """POSTs a delivery to the gateway's listener with the route's host name, optionally from `source`."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
-                                      source_address=(source, 0) if source else None)
+def send(port: int, host: str, delivery: Delivery, source: str) -> tuple[int, str]:
+    """POSTs a delivery to the Gateway's listener on loopback from client address `source`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
     try:
         conn.request("POST", delivery.path, body=delivery.body, headers={**delivery.headers, "Host": host})
         response = conn.getresponse()
@@ -253,4 +269,20 @@ def send(port: int, host: str, delivery: Delivery, source: str | None = None) ->
         conn.close()
 
 
-__all__ = ["EXAMPLES", "Example", "deploy", "example_secrets", "send", "free_port"]
+def policy_keys(example: Example) -> list[tuple[str, str]]:
+    kinds = ("EnvoyExtensionPolicy", "EnvoyPatchPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy")
+    return [(d["kind"], f"{d['metadata']['namespace']}/{d['metadata']['name']}")
+            for d in example.gateway_docs if d["kind"] in kinds]
+
+
+def wait_translated(example: Example) -> None:
+    """Until Envoy Gateway has reported on this example's policies and its Envoy routes to this example's
+    controller with the module loaded."""
+    gateway = example.gateway
+    wait(lambda: all(gateway.conditions(*key).get("Accepted") for key in policy_keys(example)), 60,
+         f"{example.name}: a status for every policy", gateway.log)
+    wait(lambda: f'"port_value": {example.controller.port}' in json.dumps(gateway.config_dump()), 60,
+         f"{example.name}: Envoy routing to the example's controller", gateway.log)
+    receiver = example.receivers[0]
+    wait(lambda: example.send(example.delivery(receiver, forged=True))[0] == 401, 60,
+         f"{example.name}: the filter answering", gateway.log)

@@ -79,10 +79,15 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def http_code(url: str, module: Path) -> dict:
+    """An EnvoyExtensionPolicy `code` that fetches `module` from `url`, checked by its sha256."""
+    return {"type": "HTTP", "http": {"url": url, "sha256": hashlib.sha256(module.read_bytes()).hexdigest()}}
+
+
 def standalone_overlay(example: Path, workdir: Path, *, controller_port: int, gateway_port: int,
-                       wasm_url: str, wasm_sha256: str) -> Path:
+                       wasm_code: dict) -> Path:
     """A kustomization that renders `example` unchanged through the standalone component, with this run's
-    ports and module URL. Returns its directory."""
+    ports and the module's source (`code` of the EnvoyExtensionPolicy). Returns its directory."""
     overlay = workdir / f"standalone-{example.name}"
     overlay.mkdir(parents=True, exist_ok=True)
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
@@ -97,8 +102,7 @@ def standalone_overlay(example: Path, workdir: Path, *, controller_port: int, ga
             {"target": {"kind": "Gateway", "name": "eg"},
              "patch": json.dumps([{"op": "replace", "path": "/spec/listeners/0/port", "value": gateway_port}])},
             {"target": {"kind": "EnvoyExtensionPolicy"},
-             "patch": json.dumps([{"op": "replace", "path": "/spec/wasm/0/code/http",
-                                   "value": {"url": wasm_url, "sha256": wasm_sha256}}])},
+             "patch": json.dumps([{"op": "replace", "path": "/spec/wasm/0/code", "value": wasm_code}])},
         ],
     }, sort_keys=False))
     return overlay
@@ -227,10 +231,6 @@ class EnvoyGateway:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def wait(condition, timeout: float, what: str, detail=lambda: ""):

@@ -22,9 +22,21 @@ ROOT = Path(__file__).resolve().parent.parent
 WASM = Path(os.environ.get("HOOKGATE_WASM", ROOT / "target/wasm32-wasip1/release/hookgate_filter.wasm"))
 ENVOY = os.environ.get("HOOKGATE_ENVOY", str(ROOT / ".venv/bin/envoy"))
 
-# Names Envoy Gateway gives a policy `hookgate` in namespace `default` attached to route `hookgate`.
-FILTER_NAME = "envoyextensionpolicy/default/hookgate/wasm/0"
+# What Envoy Gateway generates for an EnvoyExtensionPolicy `hookgate` in namespace `default` on route
+# `hookgate` of listener `http` of Gateway `envoy-gateway-system/eg`, run standalone (REFERENCE.md §3): the
+# static bootstrap below repeats it, and test_gateway.py proves the two equal.
+POLICY = ("default", "hookgate")
+LISTENER_NAME = "envoy-gateway-system/eg/http"
 CLUSTER_NAME = "httproute/default/hookgate/rule/0"
+LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
+
+
+def wasm_filter_name(namespace: str, name: str, index: int = 0) -> str:
+    """The HTTP filter name standalone Envoy Gateway gives a policy's Wasm entry (on Kubernetes the kind,
+    `envoyextensionpolicy`, stands between the two slashes)."""
+    return f"envoy.filters.http.wasm//{namespace}/{name}/wasm/{index}"
+
+
 FORWARD_PATH = "/hook/v1/reconcile"
 
 
@@ -184,19 +196,24 @@ def envoy_bootstrap(
     host_env_keys: list[str],
     buffer_limit: int = 4 * 1024 * 1024,
     hold_headers: bool = True,
+    policy: tuple[str, str] = POLICY,
 ) -> dict:
-    """An Envoy bootstrap shaped like Envoy Gateway's output for an HTTPRoute with an EnvoyExtensionPolicy:
-    the Wasm filter is in the connection manager, disabled, and switched on per route. A second route,
-    `/plain/`, reaches the same cluster without the filter (the benchmark's baseline)."""
+    """An Envoy bootstrap shaped like Envoy Gateway's output for an HTTPRoute with an EnvoyExtensionPolicy
+    and the manifests' EnvoyProxy, ClientTrafficPolicy and EnvoyPatchPolicy: the local rate limit in front
+    of the Wasm filter, the Wasm filter disabled in the connection manager and switched on per route,
+    holding headers. The rate limit has no bucket here (Envoy Gateway adds one per route; its behaviour is
+    tested through Envoy Gateway itself). A second route, `/plain/`, reaches the same cluster without the
+    filter (the benchmark's baseline)."""
     config_text = filter_config if isinstance(filter_config, str) else json.dumps(filter_config)
+    filter_name = wasm_filter_name(*policy)
     enable_filter = {
-        FILTER_NAME: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "config": {}}
+        filter_name: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "config": {}}
     }
     wasm_config = {
-        "name": FILTER_NAME,
+        "name": "hookgate",
         "root_id": "hookgate",
         "vm_config": {
-            "vm_id": FILTER_NAME,
+            "vm_id": filter_name.removeprefix("envoy.filters.http.wasm/"),
             "runtime": "envoy.wasm.runtime.v8",
             "code": {"local": {"filename": str(WASM)}},
             "environment_variables": {"host_env_keys": host_env_keys},
@@ -205,14 +222,14 @@ def envoy_bootstrap(
         "fail_open": False,
     }
     if hold_headers:
-        # Not exposed by Envoy Gateway yet; set with an EnvoyPatchPolicy (see manifests/).
+        # Not exposed by Envoy Gateway yet; set by the manifests' EnvoyPatchPolicy.
         wasm_config["allow_on_headers_stop_iteration"] = True
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
             "listeners": [
                 {
-                    "name": "default/eg/http",
+                    "name": LISTENER_NAME,
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
                     "per_connection_buffer_limit_bytes": buffer_limit,
                     "filter_chains": [
@@ -224,15 +241,15 @@ def envoy_bootstrap(
                                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                                         "stat_prefix": "http-10080",
                                         "route_config": {
-                                            "name": "default/eg/http",
+                                            "name": LISTENER_NAME,
                                             "virtual_hosts": [
                                                 {
-                                                    "name": "default/eg/http/webhooks",
+                                                    "name": f"{LISTENER_NAME}/webhooks",
                                                     "domains": ["*"],
                                                     "routes": [
                                                         {
-                                                            "name": "httproute/default/hookgate/rule/0/match/0/webhooks",
-                                                            "match": {"prefix": "/hook/"},
+                                                            "name": f"{CLUSTER_NAME}/match/0/webhooks",
+                                                            "match": {"path_separated_prefix": "/hook"},
                                                             "route": {"cluster": CLUSTER_NAME, "timeout": "15s"},
                                                             "typed_per_filter_config": enable_filter,
                                                         },
@@ -247,7 +264,14 @@ def envoy_bootstrap(
                                         },
                                         "http_filters": [
                                             {
-                                                "name": FILTER_NAME,
+                                                "name": LOCAL_RATELIMIT,
+                                                "typed_config": {
+                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                                                    "stat_prefix": "http_local_rate_limiter",
+                                                },
+                                            },
+                                            {
+                                                "name": filter_name,
                                                 "disabled": True,
                                                 "typed_config": {
                                                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",

@@ -304,19 +304,27 @@ pub struct Sent {
     pub body: String,
 }
 
-/// Signs `body` as `kind` would and POSTs it to `url`.
+/// Signs `body` as `kind` would and POSTs it to `url`, connecting to `resolve` instead of the address
+/// the URL's host name resolves to, when given.
 pub async fn send(
     url: &str,
+    resolve: Option<std::net::IpAddr>,
     kind: SendType,
     secret: &str,
     event: Option<&str>,
     body: Vec<u8>,
 ) -> anyhow::Result<Sent> {
     let headers = sign(kind, secret, event, &body)?;
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(15))
-        .build()
-        .context("cannot build the HTTP client")?;
+    let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15));
+    if let Some(ip) = resolve {
+        let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
+        let host = parsed
+            .host_str()
+            .with_context(|| format!("URL {url} has no host name"))?;
+        // The port of an override is ignored: the connection uses the URL's.
+        client = client.resolve(host, std::net::SocketAddr::new(ip, 0));
+    }
+    let client = client.build().context("cannot build the HTTP client")?;
     let mut request = client.post(url).body(body);
     for (name, value) in headers {
         request = request.header(name, value);

@@ -140,6 +140,10 @@ struct SendArgs {
     /// Payload file; without it, a built-in sample for the type.
     #[arg(long)]
     payload: Option<PathBuf>,
+    /// Connect to this IP address for the URL's host name, keeping the URL's port and host name (as
+    /// curl's --resolve): to try a route with `hostnames` before DNS points at the gateway.
+    #[arg(long, value_name = "IP")]
+    resolve: Option<std::net::IpAddr>,
 }
 
 fn secret_from(value: Option<String>, env: Option<String>, what: &str) -> anyhow::Result<String> {
@@ -202,7 +206,15 @@ async fn main() -> anyhow::Result<()> {
                 None => serde_json::to_vec(&cli::sample_payload(args.kind))?,
             };
             let sent =
-                cli::send(&args.url, args.kind, &secret, args.event.as_deref(), body).await?;
+                cli::send(
+                    &args.url,
+                    args.resolve,
+                    args.kind,
+                    &secret,
+                    args.event.as_deref(),
+                    body,
+                )
+                .await?;
             println!("{} {}", sent.status, sent.body);
             if sent.status >= 300 {
                 std::process::exit(1);

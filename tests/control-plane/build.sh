@@ -98,14 +98,33 @@ go_install() {
   rm -rf "$gobin"
 }
 
+# tests/eg-translate: Envoy Gateway's translators as on Kubernetes, keyed by Envoy Gateway's version and the
+# helper's source.
+build_eg_translate() {
+  local source; source="$(cd "$(dirname "$0")/.." && pwd)/eg-translate/main.go"
+  local out; out="$BIN/eg-translate-$ENVOY_GATEWAY_VERSION-$(sha256sum "$source" | cut -c1-12)"
+  [ -x "$out" ] && { echo "$out"; return; }
+  local dir; dir=$(mktemp -d)
+  log "building eg-translate against Envoy Gateway $ENVOY_GATEWAY_VERSION"
+  # Under github.com/envoyproxy/gateway/ so that Go allows importing its internal packages.
+  printf 'module github.com/envoyproxy/gateway/hookgate-translate\n\ngo 1.26.7\n\nrequire github.com/envoyproxy/gateway %s\n' \
+    "$ENVOY_GATEWAY_VERSION" > "$dir/go.mod"
+  cp "$source" "$dir/main.go"
+  (cd "$dir" && go mod tidy >&2 && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
+  rm -rf "$dir"
+  echo "$out"
+}
+
 build_etcd
 build_kube_apiserver
 go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_install envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway "$ENVOY_GATEWAY_VERSION" \
   "the first build takes several minutes"
 go_install registry github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_VERSION"
+EG_TRANSLATE=$(build_eg_translate)
 echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
 echo "ETCD=$BIN/etcd-$ETCD_VERSION"
 echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
 echo "ENVOY_GATEWAY=$BIN/envoy-gateway-$ENVOY_GATEWAY_VERSION"
 echo "REGISTRY=$BIN/registry-$REGISTRY_VERSION"
+echo "EG_TRANSLATE=$EG_TRANSLATE"

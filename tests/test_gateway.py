@@ -1,0 +1,176 @@
+"""Every example of manifests/, translated by the real Envoy Gateway (standalone, tests/gateway.py) into the
+Envoy it programs, in front of the example's own controller Deployment run as a process against the real
+kube-apiserver: each EnvoyPatchPolicy is Programmed, a signed delivery for each receiver is verified,
+forwarded and sets the annotation (or dispatches), a forged one gets 401 and reaches nothing, and the rate
+limit runs before the filter with a bucket per client address."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deploy import EXAMPLES, Example, deploy, example_secrets, policy_keys, receiver_key, wait_translated
+from gateway import EnvoyGateway, ModuleServer, http_code, wait
+from gitops import FakeGitHub
+from harness import LISTENER_NAME, WASM, envoy_bootstrap, free_port
+
+@pytest.fixture(scope="module")
+def world(cp):
+    """One Envoy Gateway for every example, with every example's Secrets in its environment."""
+    values, env = example_secrets(EXAMPLES)
+    modules = ModuleServer(WASM.parent)
+    github = FakeGitHub()
+    gateway = EnvoyGateway(env)
+    try:
+        yield {"values": values, "gateway": gateway, "modules": modules, "github": github, "port": free_port()}
+    finally:
+        gateway.cleanup()
+        modules.close()
+        github.server.shutdown()
+
+
+@pytest.fixture(scope="module", params=EXAMPLES)
+def example(request, world, cp, tmp_path_factory) -> Example:
+    # Each example sends from addresses of its own, so the per-address rate limit buckets of one example
+    # (the Envoy keeps them across configuration updates) do not affect the next.
+    index = EXAMPLES.index(request.param) + 1
+    deployed = deploy(request.param, cp, world["gateway"], values=world["values"],
+                      workdir=tmp_path_factory.mktemp(request.param), gateway_port=world["port"],
+                      wasm_code=http_code(world["modules"].url(WASM.name), WASM),
+                      source=f"127.0.1.{index}",
+                      controller_args=["--github-api-url", f"http://127.0.0.1:{world['github'].port}"])
+    try:
+        wait_translated(deployed)
+        yield deployed
+    finally:
+        deployed.controller.stop()
+
+
+def controller_requests(example: Example) -> int:
+    """Requests the controller has answered, from its own metrics."""
+    status, text = example.controller.get("/metrics")
+    assert status == 200
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("hookgate_requests_total"))
+
+
+def refusals(example: Example) -> int:
+    """Deliveries the filter refused, from the counters it keeps in Envoy (`..._rejected_<reason>`)."""
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in example.gateway.stats().splitlines()
+               if line.startswith("hookgate_receiver_") and "_rejected_" in line)
+
+
+def test_every_policy_is_accepted_and_every_patch_programmed(example):
+    """A JSONPath that matches nothing is Accepted but `Programmed: False`, and every delivery then hangs:
+    Envoy Gateway's own status says whether the hold-headers patch (and the Host-mode ones) applied."""
+    keys = policy_keys(example)
+    assert ("EnvoyPatchPolicy", "envoy-gateway-system/hookgate-hold-headers") in keys
+    for kind, name in keys:
+        conditions = example.gateway.conditions(kind, name)
+        assert conditions["Accepted"]["status"] == "True", (kind, name, conditions)
+        if kind == "EnvoyPatchPolicy":
+            assert conditions.get("Programmed", {}).get("status") == "True", (kind, name, conditions)
+
+
+def test_envoy_runs_the_rate_limit_before_the_filter_and_holds_headers(example):
+    listener = next(l["active_state"]["listener"] for c in example.gateway.config_dump()["configs"]
+                    for l in c.get("dynamic_listeners", []) if l["name"] == LISTENER_NAME)
+    filters = listener["default_filter_chain"]["filters"][0]["typed_config"]["http_filters"]
+    names = [f["name"] for f in filters]
+    wasm = next(i for i, n in enumerate(names) if n.startswith("envoy.filters.http.wasm/"))
+    assert names.index("envoy.filters.http.local_ratelimit") < wasm < names.index("envoy.filters.http.router"), names
+    assert filters[wasm]["typed_config"]["config"]["allow_on_headers_stop_iteration"] is True
+
+
+def test_signed_delivery_reaches_the_cluster_for_every_receiver(example, world):
+    github = world["github"]
+    for receiver in example.receivers:
+        name = receiver_key(receiver)
+        before, dispatches = example.annotations(receiver), len(github.requests)
+        status, body = example.send(example.delivery(receiver))
+        assert status == 200, f"{name}: {status} {body}\n{example.controller.log()[-2000:]}"
+        reply = json.loads(body)
+        if receiver.get("action") == "dispatch":
+            assert reply["dispatch"] == "sent", reply
+            assert len(github.requests) == dispatches + 1
+            assert github.requests[-1]["path"] == f"/repos/{receiver['dispatch']['repository']}/dispatches"
+            continue
+        after = example.annotations(receiver)
+        targets = example.targets[name]
+        assert reply["annotated"] == sum(t.selected for t in targets) and reply["failed"] == 0, reply
+        for target in targets:
+            where = (target.kind, target.namespace, target.name)
+            assert (after[where] != before[where]) is target.selected, (name, target, before, after)
+
+
+def test_forged_delivery_is_refused_at_the_edge_and_reaches_nothing(example, world):
+    github = world["github"]
+    for receiver in example.receivers:
+        before, requests, dispatches = example.annotations(receiver), controller_requests(example), len(github.requests)
+        status, body = example.send(example.delivery(receiver, forged=True))
+        assert status == 401, f"{receiver_key(receiver)}: {status} {body}"
+        assert controller_requests(example) == requests
+        assert example.annotations(receiver) == before
+        assert len(github.requests) == dispatches
+
+
+def test_a_forged_flood_from_one_address_is_cut_before_the_filter_and_spares_other_addresses(example):
+    """120 requests a minute per client address: a flood from one address is answered 429 by the rate limit
+    in front of the filter (which never sees, so never hashes, what is over the limit), while a genuine
+    delivery from another address still passes."""
+    index = EXAMPLES.index(example.name) + 1
+    receiver = next(r for r in example.receivers if r.get("action") != "dispatch")
+    forged = example.delivery(receiver, forged=True)
+    refused_before = refusals(example)
+    statuses = [example.send(forged, source=f"127.0.2.{index}")[0] for _ in range(140)]
+    assert set(statuses) == {401, 429} and statuses[-1] == 429, statuses
+    assert statuses.count(401) <= 120
+    # Every 401 is one of the filter's refusals; none of the 429s reached it.
+    wait(lambda: refusals(example) - refused_before == statuses.count(401), 10,
+         "the filter's refusal count to match the 401s",
+         lambda: f"{refusals(example) - refused_before} refusals for {statuses.count(401)} 401s")
+    status, body = example.send(example.delivery(receiver), source=f"127.0.3.{index}")
+    assert status == 200, body
+
+
+def shape(listener: dict, route: dict) -> dict:
+    """What the static bootstrap must share with Envoy Gateway's output: the listener's buffer limit, the HTTP
+    filters (name, disabled, type) in order, the Wasm filter's identity and flags, and how the webhook route
+    matches and switches the filter on."""
+    chain = listener.get("default_filter_chain") or listener["filter_chains"][0]
+    filters = chain["filters"][0]["typed_config"]["http_filters"]
+    wasm = next(f for f in filters if f["name"].startswith("envoy.filters.http.wasm/"))
+    config = wasm["typed_config"]["config"]
+    return {
+        "buffer limit": listener["per_connection_buffer_limit_bytes"],
+        "filters": [(f["name"], f.get("disabled", False), f["typed_config"]["@type"]) for f in filters],
+        "wasm": {"name": config["name"], "root_id": config["root_id"], "fail_open": config.get("fail_open", False),
+                 "allow_on_headers_stop_iteration": config.get("allow_on_headers_stop_iteration", False),
+                 "vm_id": config["vm_config"]["vm_id"], "runtime": config["vm_config"]["runtime"]},
+        "route match": route["match"],
+        "route enables": route["typed_per_filter_config"][wasm["name"]],
+    }
+
+
+def test_the_static_bootstrap_equals_envoy_gateways_output(example):
+    """tests/harness.py's hand-written bootstrap (fast edge tests, the benchmark) is what Envoy Gateway
+    generates for the same policy, in every part that decides whether a delivery is held, verified and
+    forwarded."""
+    configs = example.gateway.config_dump()["configs"]
+    listener = next(l["active_state"]["listener"] for c in configs for l in c.get("dynamic_listeners", [])
+                    if l["name"] == LISTENER_NAME)
+    route_doc = next(d for d in example.gateway_docs if d["kind"] == "HTTPRoute")
+    cluster = f"httproute/{route_doc['metadata']['namespace']}/{route_doc['metadata']['name']}/rule/0"
+    route = next(r for c in configs for rc in c.get("dynamic_route_configs", [])
+                 for vh in rc["route_config"]["virtual_hosts"] for r in vh["routes"]
+                 if r.get("route", {}).get("cluster") == cluster)
+    policy = next(d for d in example.gateway_docs if d["kind"] == "EnvoyExtensionPolicy")["metadata"]
+
+    static = envoy_bootstrap(listen_port=1, admin_port=2, upstream_port=3, filter_config={}, host_env_keys=[],
+                             policy=(policy["namespace"], policy["name"]))
+    static_listener = static["static_resources"]["listeners"][0]
+    static_route = static_listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+        "virtual_hosts"][0]["routes"][0]
+    assert static_listener["name"] == listener["name"]
+    assert shape(static_listener, static_route) == shape(listener, route)
