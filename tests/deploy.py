@@ -179,7 +179,7 @@ def seed_targets(cp: ControlPlane, receiver: dict) -> list[Target]:
     """Creates what a receiver's targets name: the named object, or for `name: "*"` one object carrying the
     target's labels and one without them."""
     seeded = []
-    for target in receiver["targets"]:
+    for target in receiver.get("targets", []):  # a dispatch receiver has none
         kind, namespace = target["kind"], target.get("namespace", receiver["namespace"])
         api_version, spec = OBJECTS[kind]
         api_version = target.get("apiVersion", api_version)
