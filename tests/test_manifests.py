@@ -87,17 +87,27 @@ def test_base_gateway_fails_closed_until_receivers_are_added(tmp_path):
 
 
 def test_oci_layout_of_the_filter(tmp_path):
-    """`make oci`: an OCI image layout whose single layer is the compiled module, in the Wasm artifact media
-    type Envoy Gateway's Image source looks for, with every digest matching its blob."""
+    """`make oci`: an OCI image layout in the Wasm image "compat" variant Envoy Gateway's Image source loads
+    (one tar+gzip layer holding plugin.wasm, the compiled module), with every digest matching its blob, the
+    config's diff_ids matching the uncompressed layer, the same digests on every run, and the manifest digest
+    (what a policy's `sha256` takes for an Image source) printed."""
+    import gzip
     import hashlib
+    import io
     import json
+    import re
+    import tarfile
 
     from harness import WASM
 
+    def layout(out):
+        result = subprocess.run(["python3", str(ROOT / "tools/oci_layout.py"), "--wasm", str(WASM), "--out", str(out),
+                                 "--tag", "9.9.9"], capture_output=True, text=True, check=True)
+        return result.stdout
+
     out = tmp_path / "oci"
-    result = subprocess.run(["python3", str(ROOT / "tools/oci_layout.py"), "--wasm", str(WASM), "--out", str(out),
-                             "--tag", "9.9.9"], capture_output=True, text=True, check=True)
-    assert hashlib.sha256(WASM.read_bytes()).hexdigest() in result.stdout
+    stdout = layout(out)
+    assert f"module sha256 for an HTTP source: {hashlib.sha256(WASM.read_bytes()).hexdigest()}" in stdout
 
     def blob(descriptor: dict) -> bytes:
         algorithm, digest = descriptor["digest"].split(":")
@@ -106,14 +116,32 @@ def test_oci_layout_of_the_filter(tmp_path):
         return data
 
     assert json.loads((out / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
-    (descriptor,) = json.loads((out / "index.json").read_text())["manifests"]
+    index = json.loads((out / "index.json").read_text())
+    assert index["schemaVersion"] == 2
+    (descriptor,) = index["manifests"]
+    assert descriptor["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert descriptor["annotations"]["org.opencontainers.image.ref.name"] == "9.9.9"
     manifest = json.loads(blob(descriptor))
+    assert (manifest["schemaVersion"], manifest["mediaType"]) == (2, "application/vnd.oci.image.manifest.v1+json")
     (layer,) = manifest["layers"]
-    assert layer["mediaType"] == "application/vnd.module.wasm.content.layer.v1+wasm"
-    assert blob(layer) == WASM.read_bytes()
-    assert manifest["config"]["mediaType"] == "application/vnd.module.wasm.config.v1+json"
-    blob(manifest["config"])
+    assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    tar = gzip.decompress(blob(layer))
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        (member,) = archive.getmembers()
+        assert (member.name, member.isfile()) == ("plugin.wasm", True)
+        assert archive.extractfile(member).read() == WASM.read_bytes()
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    config = json.loads(blob(manifest["config"]))
+    assert config["rootfs"] == {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]}
+    assert config["architecture"] and config["os"]
+
+    printed = re.search(r"^manifest (sha256:[0-9a-f]{64}) \(code\.type: Image, sha256\)$", stdout, re.MULTILINE)
+    assert printed and printed.group(1) == descriptor["digest"]
+    again = tmp_path / "again"
+    layout(again)
+    assert json.loads((again / "index.json").read_text())["manifests"] == [descriptor]
+    assert sorted(p.name for p in (again / "blobs/sha256").iterdir()) == \
+        sorted(p.name for p in (out / "blobs/sha256").iterdir())
 
 
 def test_argocd_rollback_pieces_fit_together():
