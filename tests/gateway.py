@@ -11,6 +11,7 @@ looks for it, TLS for the Wasm cache) is written here and named `host-mode` in t
 from __future__ import annotations
 
 import atexit
+import base64
 import hashlib
 import http.server
 import json
@@ -29,32 +30,31 @@ import yaml
 from cluster import build_binaries
 from harness import ROOT, stop_process
 
-# The Envoy Gateway release under test and the Envoy version it is told to run (the venv's Envoy).
-ENVOY_GATEWAY_VERSION = "v1.9.1"
+# The venv's Envoy (tests/requirements.txt), placed where func-e looks for the version the standalone
+# component's EnvoyProxy asks for.
 ENVOY_VERSION = "1.40.0"
 ENVOY_BINARY = ROOT / ".venv/lib/python3.11/site-packages/envoy/_bin/envoy"
 STANDALONE = ROOT / "tests/standalone"
-# Envoy Gateway's fixed ports in standalone mode (REFERENCE.md §3): one instance per machine.
-ENVOY_GATEWAY_ADMIN = "127.0.0.1:19000"
-WASM_CACHE_PORT = 18002
 
 
 # What the file provider logs for each status update: the kind, the status as YAML, then the object's key.
 _STATUS = re.compile(r"Got new status for (\w+)\n(.*?)\n\t(\{[^\n]*\})", re.S)
 
 
-class TranslationError(AssertionError):
-    pass
+class NotSeen(AssertionError):
+    """What wait() waited for did not happen in time."""
 
 
-def render(directory: Path, kustomize: str | None = None) -> list[dict]:
+def render_text(directory: Path) -> str:
+    """`kustomize build` of a directory, with Kustomize's default restrictions, as users run it."""
+    out = subprocess.run([build_binaries()["KUSTOMIZE"], "build", str(directory)], capture_output=True, text=True)
+    assert out.returncode == 0, f"kustomize build {directory}:\n{out.stderr}"
+    return out.stdout
+
+
+def render(directory: Path) -> list[dict]:
     """`kustomize build` of a directory, as documents."""
-    kustomize = kustomize or build_binaries()["KUSTOMIZE"]
-    out = subprocess.run([kustomize, "build", "--load-restrictor", "LoadRestrictionsNone", str(directory)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"kustomize build {directory}:\n{out.stderr}")
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+    return [d for d in yaml.safe_load_all(render_text(directory)) if d]
 
 
 class ModuleServer:
@@ -110,7 +110,8 @@ def standalone_overlay(example: Path, workdir: Path, *, controller_port: int, ga
 
 class EnvoyGateway:
     """A standalone envoy-gateway process and the Envoy it runs. `apply(docs)` replaces the resources it
-    translates; `policy_status` reads what it reports for each policy; `config_dump` reads its Envoy."""
+    translates (a changed file is applied in about a second); `conditions` reads what it reports for each
+    object; `config_dump` and `stats` read its Envoy. Its ports are fixed: one per machine."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.binary = build_binaries()["ENVOY_GATEWAY"]
@@ -154,7 +155,6 @@ class EnvoyGateway:
         certs = self.config_home / "certs"
 
         def b64(path: Path) -> str:
-            import base64
             return base64.b64encode(path.read_bytes()).decode()
 
         secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
@@ -183,7 +183,7 @@ class EnvoyGateway:
         tmp.rename(self.resources / name)
 
     def apply(self, docs: list[dict]) -> None:
-        """Replaces the translated resources with `docs` (kinds Envoy Gateway does not read are left out)."""
+        """Replaces the translated resources with `docs` (only kinds Envoy Gateway reads)."""
         self._write("resources.yaml", docs)
 
     # -- what it reports ---------------------------------------------------------------------------------
@@ -245,5 +245,5 @@ def wait(condition, timeout: float, what: str, detail=lambda: ""):
         except (OSError, ValueError, KeyError) as error:
             last_error = error
         time.sleep(0.1)
-    raise TranslationError(f"{what} not seen within {timeout}s (last error: {last_error}):\n{detail()}")
+    raise NotSeen(f"{what} not seen within {timeout}s (last error: {last_error}):\n{detail()}")
 

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 import yaml
 
-from cluster import FIXTURES, ROOT, ApiError, build_binaries, crd_documents
+from cluster import FIXTURES, ROOT, ApiError, crd_documents
+from gateway import render_text
 from harness import CONTROLLER
 
 MANIFESTS = ROOT / "manifests"
@@ -18,10 +19,7 @@ EXAMPLES = sorted({d.split("/")[1] for d in DIRECTORIES if d.startswith("example
 
 
 def render(directory: str) -> str:
-    kustomize = build_binaries()["KUSTOMIZE"]
-    out = subprocess.run([kustomize, "build", str(MANIFESTS / directory)], capture_output=True, text=True)
-    assert out.returncode == 0, f"kustomize build {directory}:\n{out.stderr}"
-    return out.stdout
+    return render_text(MANIFESTS / directory)
 
 
 @pytest.fixture(scope="module")

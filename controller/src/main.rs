@@ -205,16 +205,15 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("{}: cannot read", path.display()))?,
                 None => serde_json::to_vec(&cli::sample_payload(args.kind))?,
             };
-            let sent =
-                cli::send(
-                    &args.url,
-                    args.resolve,
-                    args.kind,
-                    &secret,
-                    args.event.as_deref(),
-                    body,
-                )
-                .await?;
+            let sent = cli::send(
+                &args.url,
+                args.resolve,
+                args.kind,
+                &secret,
+                args.event.as_deref(),
+                body,
+            )
+            .await?;
             println!("{} {}", sent.status, sent.body);
             if sent.status >= 300 {
                 std::process::exit(1);
