@@ -75,7 +75,7 @@ class Target:
 
 @dataclass
 class Delivery:
-    receiver: str
+    receiver: str  # namespace/name
     path: str
     headers: dict
     body: bytes
@@ -121,6 +121,8 @@ class Example:
                 .get("annotations", {}).get(t.annotation) for t in self.targets[receiver_key(receiver)]}
 
     def delivery(self, receiver: dict, forged: bool = False) -> Delivery:
+        """What the receiver's provider sends for its first event that is not a ping, signed with the
+        receiver's first secret, or with another one when `forged`."""
         secret = self.secret(receiver["secrets"][0]["env"])
         path = receiver.get("path") or signers.flux_path(secret, receiver["name"], receiver["namespace"])
         events = [e for e in receiver.get("events", []) if e.lower() not in PING_EVENTS] or [None]

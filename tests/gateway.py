@@ -30,11 +30,13 @@ import yaml
 from cluster import build_binaries
 from harness import ROOT, stop_process
 
+STANDALONE = ROOT / "tests/standalone"
 # The venv's Envoy (tests/requirements.txt), placed where func-e looks for the version the standalone
 # component's EnvoyProxy asks for.
-ENVOY_VERSION = "1.40.0"
 ENVOY_BINARY = ROOT / ".venv/lib/python3.11/site-packages/envoy/_bin/envoy"
-STANDALONE = ROOT / "tests/standalone"
+ENVOY_VERSION = next(yaml.safe_load(p["patch"])[0]["value"]["host"]["envoyVersion"]
+                     for p in yaml.safe_load((STANDALONE / "kustomization.yaml").read_text())["patches"]
+                     if p["target"]["kind"] == "EnvoyProxy")
 
 
 # What the file provider logs for each status update: the kind, the status as YAML, then the object's key.
@@ -147,6 +149,9 @@ class EnvoyGateway:
         self.proc = subprocess.Popen([self.binary, "server", "--config-path", str(config)], stdout=self._log,
                                      stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
         atexit.register(self.cleanup)
+        # A file written between the provider's first read and its watch is never seen: wait for the watch.
+        wait(lambda: self.proc.poll() is None and "Watching path added" in self.log(), 60,
+             "envoy-gateway watching its resources", self.log)
 
     # -- resources ---------------------------------------------------------------------------------------
     def _host_mode_documents(self) -> list[dict]:
