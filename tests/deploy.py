@@ -136,26 +136,27 @@ def receiver_key(receiver: dict) -> str:
     return f"{receiver['namespace']}/{receiver['name']}"
 
 
+def proxy_env(docs: list[dict]) -> list[dict]:
+    """The Envoy container's `env` entries of the rendered EnvoyProxy."""
+    return [var for doc in docs if doc["kind"] == "EnvoyProxy"
+            for var in doc["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"].get("env", [])]
+
+
 def envoy_environment(docs: list[dict], values: dict[tuple[str, str], str]) -> dict[str, str]:
     """The Envoy container's environment of the rendered EnvoyProxy, each `secretKeyRef` resolved from
     `values[(secret name, key)]`: what Kubernetes would give the proxy pods."""
     env = {}
-    for doc in docs:
-        if doc["kind"] == "EnvoyProxy":
-            for var in doc["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"].get("env", []):
-                ref = var.get("valueFrom", {}).get("secretKeyRef")
-                env[var["name"]] = values[(ref["name"], ref["key"])] if ref else var["value"]
+    for var in proxy_env(docs):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        env[var["name"]] = values[(ref["name"], ref["key"])] if ref else var["value"]
     return env
 
 
 def secret_refs(docs: list[dict]) -> set[tuple[str, str]]:
     """Every (Secret name, key) the rendered proxy and controller read."""
-    refs = set()
+    refs = {(ref["name"], ref["key"]) for var in proxy_env(docs)
+            if (ref := var.get("valueFrom", {}).get("secretKeyRef"))}
     for doc in docs:
-        if doc["kind"] == "EnvoyProxy":
-            for var in doc["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"].get("env", []):
-                if "secretKeyRef" in var.get("valueFrom", {}):
-                    refs.add((var["valueFrom"]["secretKeyRef"]["name"], var["valueFrom"]["secretKeyRef"]["key"]))
         if doc["kind"] == "Deployment":
             for volume in doc["spec"]["template"]["spec"].get("volumes", []):
                 if "secret" in volume:
