@@ -94,16 +94,18 @@ go_install() {
   log "building $name $version${4:+; $4}"
   local gobin; gobin=$(mktemp -d)
   GOBIN="$gobin" go install -trimpath "$package@$version"
-  mv "$gobin/$(basename "$package")" "$out"
+  # The one binary, whatever go named it (sigs.k8s.io/kustomize/kustomize/v5 installs `kustomize`).
+  mv "$gobin"/* "$out"
   rm -rf "$gobin"
 }
 
 # tests/eg-translate: Envoy Gateway's translators as on Kubernetes, keyed by Envoy Gateway's version and the
-# helper's source.
+# helper's source. Sets EG_TRANSLATE (called directly, not in $(...), so that a failure stops the script).
 build_eg_translate() {
   local source; source="$(cd "$(dirname "$0")/.." && pwd)/eg-translate/main.go"
-  local out; out="$BIN/eg-translate-$ENVOY_GATEWAY_VERSION-$(sha256sum "$source" | cut -c1-12)"
-  [ -x "$out" ] && { echo "$out"; return; }
+  EG_TRANSLATE="$BIN/eg-translate-$ENVOY_GATEWAY_VERSION-$(sha256sum "$source" | cut -c1-12)"
+  local out="$EG_TRANSLATE"
+  [ -x "$out" ] && return
   local dir; dir=$(mktemp -d)
   log "building eg-translate against Envoy Gateway $ENVOY_GATEWAY_VERSION"
   # Under github.com/envoyproxy/gateway/ so that Go allows importing its internal packages.
@@ -112,7 +114,6 @@ build_eg_translate() {
   cp "$source" "$dir/main.go"
   (cd "$dir" && go mod tidy >&2 && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
   rm -rf "$dir"
-  echo "$out"
 }
 
 build_etcd
@@ -121,7 +122,7 @@ go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_install envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway "$ENVOY_GATEWAY_VERSION" \
   "the first build takes several minutes"
 go_install registry github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_VERSION"
-EG_TRANSLATE=$(build_eg_translate)
+build_eg_translate
 echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
 echo "ETCD=$BIN/etcd-$ETCD_VERSION"
 echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
