@@ -6,6 +6,7 @@ There is no controller-manager: namespaces get no default ServiceAccount and not
 from __future__ import annotations
 
 import atexit
+import functools
 import http.client
 import json
 import os
@@ -43,8 +44,10 @@ CRD_MODULES = {
 }
 
 
+@functools.cache
 def build_binaries() -> dict[str, str]:
-    """Paths of kube-apiserver, etcd and kustomize, building them on the first run."""
+    """Paths of the binaries tests/control-plane/build.sh builds (kube-apiserver, etcd, kustomize, Envoy
+    Gateway, the registry, eg-translate), building them on the first call of a process."""
     out = subprocess.run(["bash", str(BUILD)], check=True, stdout=subprocess.PIPE, text=True).stdout
     return dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
 

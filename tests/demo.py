@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,12 +44,12 @@ def main() -> int:
 
     cp = seeded_control_plane()
     workdir = Path(tempfile.mkdtemp(prefix="hookgate-demo-"))
-    values, env = example_secrets([EXAMPLE])
-    modules = ModuleServer(WASM.parent)
-    step("starting Envoy Gateway (standalone: file provider, Host infrastructure, Envoy 1.40)")
-    gateway = EnvoyGateway(env)
-    example = None
+    modules = gateway = example = None
     try:
+        values, env = example_secrets([EXAMPLE])
+        modules = ModuleServer(WASM.parent)
+        step("starting Envoy Gateway (standalone: file provider, Host infrastructure, the venv's Envoy)")
+        gateway = EnvoyGateway(env)
         port = args.port or free_port()
         step(f"applying manifests/examples/{EXAMPLE}: the controller Deployment runs as a process under the "
              "example's RBAC; Envoy Gateway translates the route, the policies and the EnvoyProxy")
@@ -78,6 +79,7 @@ def main() -> int:
         step("a signed GitHub push: " + " ".join(["hookgate", *command[1:-1], "<secret>"]))
         result = subprocess.run(command, capture_output=True, text=True)
         status, _, body = result.stdout.strip().partition(" ")
+        delivered = result.returncode == 0
         print(f"    {status} {json.dumps(json.loads(body)) if body.startswith('{') else body}{result.stderr.strip()}")
         step("after: the controller set the reconcile annotation on the selected objects; Flux reconciles on it")
         show_annotations()
@@ -86,6 +88,9 @@ def main() -> int:
         status, body = example.send(example.delivery(receiver, forged=True))
         print(f"    {status} {body}  (refused at the edge; nothing reached the controller)")
         show_annotations()
+        if not delivered or status != 401:
+            print("the demo did not go as shown above: see Envoy Gateway's log", gateway.log_path, file=sys.stderr)
+            return 1
         if args.once:
             return 0
         print(f"\nEverything keeps running. Try:\n    {' '.join(command[:-1])} {secret}\n"
@@ -97,9 +102,12 @@ def main() -> int:
     finally:
         if example and example.controller:
             example.controller.stop()
-        gateway.cleanup()
-        modules.close()
+        if gateway:
+            gateway.cleanup()
+        if modules:
+            modules.close()
         cp.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # it holds the secrets and a ServiceAccount token
     return 0
 
 

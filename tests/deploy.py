@@ -211,7 +211,7 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
         secret = volumes[mount["name"]]["secret"]
         directory = workdir / mount["name"]
         directory.mkdir(parents=True, exist_ok=True)
-        for item in secret["items"]:
+        for item in secret.get("items", []):
             (directory / item["path"]).write_text(values[(secret["secretName"], item["key"])])
         mounts[mount["mountPath"]] = str(directory)
     args = container["args"]
@@ -278,14 +278,17 @@ def policy_keys(example: Example) -> list[tuple[str, str]]:
             for d in example.gateway_docs if d["kind"] in kinds]
 
 
-def wait_translated(example: Example) -> None:
+def wait_translated(example: Example, probe_source: str | None = None) -> None:
     """Until Envoy Gateway has reported on this example's policies and its Envoy routes to this example's
-    controller with the module loaded."""
+    controller with the module loaded. Probes come from `probe_source` (so that they do not use up the
+    rate limit budget of the example's own address)."""
     gateway = example.gateway
-    wait(lambda: all(gateway.conditions(*key).get("Accepted") for key in policy_keys(example)), 60,
-         f"{example.name}: a status for every policy", gateway.log)
+    # Envoy routing to this example's controller shows this example was translated; Envoy Gateway logs the
+    # statuses of that translation before its Envoy has the new configuration.
     wait(lambda: f'"port_value": {example.controller.port}' in json.dumps(gateway.config_dump()), 60,
          f"{example.name}: Envoy routing to the example's controller", gateway.log)
+    wait(lambda: all(gateway.conditions(*key).get("Accepted") for key in policy_keys(example)), 60,
+         f"{example.name}: a status for every policy", gateway.log)
     receiver = example.receivers[0]
-    wait(lambda: example.send(example.delivery(receiver, forged=True))[0] == 401, 60,
+    wait(lambda: example.send(example.delivery(receiver, forged=True), probe_source)[0] == 401, 60,
          f"{example.name}: the filter answering", gateway.log)

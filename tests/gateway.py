@@ -31,9 +31,9 @@ from cluster import build_binaries
 from harness import ROOT, stop_process
 
 STANDALONE = ROOT / "tests/standalone"
-# The venv's Envoy (tests/requirements.txt), placed where func-e looks for the version the standalone
-# component's EnvoyProxy asks for.
-ENVOY_BINARY = ROOT / ".venv/lib/python3.11/site-packages/envoy/_bin/envoy"
+# The venv's Envoy (tests/requirements.txt; `envoy` on the PATH is a Python shim around it), placed where
+# func-e looks for the version the standalone component's EnvoyProxy asks for.
+ENVOY_BINARY = next(iter(sorted((ROOT / ".venv/lib").glob("python3*/site-packages/envoy/_bin/envoy"))), None)
 ENVOY_VERSION = next(yaml.safe_load(p["patch"])[0]["value"]["host"]["envoyVersion"]
                      for p in yaml.safe_load((STANDALONE / "kustomization.yaml").read_text())["patches"]
                      if p["target"]["kind"] == "EnvoyProxy")
@@ -122,9 +122,11 @@ class EnvoyGateway:
         self.state_home, self.runtime_dir = self.dir / "state", self.dir / "run"
         self.resources = self.dir / "resources"
         self.resources.mkdir()
-        subprocess.run([self.binary, "certgen", "--local", "--config-home", str(self.config_home)],
-                       check=True, capture_output=True, env={**os.environ, "HOME": str(self.dir)})
+        certgen = subprocess.run([self.binary, "certgen", "--local", "--config-home", str(self.config_home)],
+                                 capture_output=True, text=True, env={**os.environ, "HOME": str(self.dir)})
+        assert certgen.returncode == 0, certgen.stderr
         # func-e runs this Envoy instead of downloading one.
+        assert ENVOY_BINARY and ENVOY_BINARY.is_file(), "no Envoy in .venv (make venv)"
         envoy = self.data_home / "envoy-versions" / ENVOY_VERSION / "bin" / "envoy"
         envoy.parent.mkdir(parents=True)
         envoy.symlink_to(ENVOY_BINARY)
@@ -150,8 +152,15 @@ class EnvoyGateway:
                                      stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
         atexit.register(self.cleanup)
         # A file written between the provider's first read and its watch is never seen: wait for the watch.
-        wait(lambda: self.proc.poll() is None and "Watching path added" in self.log(), 60,
+        wait(lambda: self.running() and "Watching path added" in self.log(), 60,
              "envoy-gateway watching its resources", self.log)
+
+    def running(self) -> bool:
+        """True while envoy-gateway runs; raises with its log once it has exited (ports it needs are fixed:
+        another instance, or the demo, may hold them)."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"envoy-gateway exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+        return True
 
     # -- resources ---------------------------------------------------------------------------------------
     def _host_mode_documents(self) -> list[dict]:
@@ -197,7 +206,8 @@ class EnvoyGateway:
 
     def statuses(self) -> dict[tuple[str, str], dict]:
         """The latest status the file provider logged for each (kind, namespace/name); kinds it cannot name
-        (EnvoyProxy) are logged as `Unknown`. With no Kubernetes, this log is where status goes."""
+        (EnvoyProxy) are logged as `Unknown`. With no Kubernetes, this log is where status goes. A status is
+        logged when it changes: one that an earlier apply() set and this one left alone stays the latest."""
         latest = {}
         for kind, body, fields in _STATUS.findall(self.log()):
             latest[(kind, json.loads(fields)["key"])] = yaml.safe_load(body)

@@ -41,15 +41,26 @@ FORWARD_PATH = "/hook/v1/reconcile"
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 15, group: bool = False) -> int:
-    """SIGTERM (to the process group with `group`), then SIGKILL after `timeout`; returns the exit code."""
-    def send(sig: int) -> None:
-        os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+    """SIGTERM (to the process group with `group`), then SIGKILL after `timeout`; returns the exit code.
+    With `group`, returns only once every process of the group is gone (a child such as the Envoy that
+    envoy-gateway starts can outlive its parent)."""
+    def send(sig: int) -> bool:
+        try:
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+            return True
+        except ProcessLookupError:
+            return False
 
-    if proc.poll() is None:
+    if proc.poll() is None or group:
         send(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         try:
             proc.wait(timeout)
+            while group and send(0) and time.monotonic() < deadline:
+                time.sleep(0.05)
         except subprocess.TimeoutExpired:
+            pass
+        if (proc.poll() is None) or (group and send(0)):
             send(signal.SIGKILL)
             proc.wait()
     return proc.returncode

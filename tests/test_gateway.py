@@ -7,14 +7,17 @@ limit runs before the filter with a bucket per client address."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
 
-from deploy import EXAMPLES, Example, deploy, example_secrets, policy_keys, receiver_key, wait_translated
+import signers
+from deploy import (EXAMPLES, PING_EVENTS, Example, deploy, example_secrets, policy_keys, receiver_key,
+                    wait_translated)
 from gateway import EnvoyGateway, ModuleServer, http_code, wait
 from gitops import FakeGitHub
-from harness import LISTENER_NAME, WASM, envoy_bootstrap, free_port
+from harness import CONTROLLER, LISTENER_NAME, WASM, envoy_bootstrap, free_port
 
 @pytest.fixture(scope="module")
 def world(cp):
@@ -42,7 +45,7 @@ def example(request, world, cp, tmp_path_factory) -> Example:
                       source=f"127.0.1.{index}",
                       controller_args=["--github-api-url", f"http://127.0.0.1:{world['github'].port}"])
     try:
-        wait_translated(deployed)
+        wait_translated(deployed, probe_source=f"127.0.5.{index}")
         yield deployed
     finally:
         deployed.controller.stop()
@@ -64,7 +67,7 @@ def refusals(example: Example) -> int:
 
 def test_every_policy_is_accepted_and_every_patch_programmed(example):
     """A JSONPath that matches nothing is Accepted but `Programmed: False`, and every delivery then hangs:
-    Envoy Gateway's own status says whether the hold-headers patch (and the Host-mode ones) applied."""
+    Envoy Gateway's own status says whether the hold-headers patch applied."""
     keys = policy_keys(example)
     assert ("EnvoyPatchPolicy", "envoy-gateway-system/hookgate-hold-headers") in keys
     for kind, name in keys:
@@ -118,8 +121,8 @@ def test_forged_delivery_is_refused_at_the_edge_and_reaches_nothing(example, wor
 
 def test_a_forged_flood_from_one_address_is_cut_before_the_filter_and_spares_other_addresses(example):
     """120 requests a minute per client address: a flood from one address is answered 429 by the rate limit
-    in front of the filter (which never sees, so never hashes, what is over the limit), while a genuine
-    delivery from another address still passes."""
+    in front of the filter (which never sees, so never hashes, what is over the limit), while other
+    addresses keep their own budget and a genuine delivery still passes."""
     index = EXAMPLES.index(example.name) + 1
     receiver = next(r for r in example.receivers if r.get("action") != "dispatch")
     forged = example.delivery(receiver, forged=True)
@@ -130,10 +133,13 @@ def test_a_forged_flood_from_one_address_is_cut_before_the_filter_and_spares_oth
     allowed = 120 + int(2 * (time.monotonic() - started)) + 1
     assert set(statuses) == {401, 429}, statuses
     assert statuses.count(401) <= allowed and statuses[:100] == [401] * 100, statuses
+    # Right after it, another address still has its whole budget (one shared bucket would be empty).
+    others = [example.send(forged, source=f"127.0.4.{index}")[0] for _ in range(10)]
+    assert others == [401] * 10, others
     # Every 401 is one of the filter's refusals; none of the 429s reached it.
-    wait(lambda: refusals(example) - refused_before == statuses.count(401), 10,
-         "the filter's refusal count to match the 401s",
-         lambda: f"{refusals(example) - refused_before} refusals for {statuses.count(401)} 401s")
+    refused = statuses.count(401) + len(others)
+    wait(lambda: refusals(example) - refused_before == refused, 10, "the filter's refusal count to match the 401s",
+         lambda: f"{refusals(example) - refused_before} refusals for {refused} 401s")
     status, body = example.send(example.delivery(receiver), source=f"127.0.3.{index}")
     assert status == 200, body
 
@@ -178,3 +184,16 @@ def test_the_static_bootstrap_equals_envoy_gateways_output(example):
         "virtual_hosts"][0]["routes"][0]
     assert static_listener["name"] == listener["name"]
     assert shape(static_listener, static_route) == shape(listener, route)
+
+
+def test_hookgate_send_reaches_the_route_by_its_host_name(example):
+    """`hookgate send --resolve`, as a user tries a route before DNS points at the gateway: the URL keeps
+    the route's host name (which the route matches) and the connection goes to the given address."""
+    receiver = next(r for r in example.receivers if r["type"] == "github")
+    secret = example.secret(receiver["secrets"][0]["env"])
+    path = receiver.get("path") or signers.flux_path(secret, receiver["name"], receiver["namespace"])
+    event = next(e for e in receiver.get("events", ["push"]) if e.lower() not in PING_EVENTS)
+    out = subprocess.run([str(CONTROLLER), "send", "--type", "github", "--event", event, "--secret", secret,
+                          "--url", f"http://{example.host}:{example.port}{path}", "--resolve", "127.0.0.1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("200 "), (out.stdout, out.stderr)

@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from cluster import FIXTURES, ROOT, ApiError, crd_documents
+from deploy import EXAMPLES
 from gateway import render_text
 from harness import CONTROLLER
 
 MANIFESTS = ROOT / "manifests"
 DIRECTORIES = sorted(p.parent.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("kustomization.yaml"))
-EXAMPLES = sorted({d.split("/")[1] for d in DIRECTORIES if d.startswith("examples/")})
 
 
 def render(directory: str) -> str:

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from cluster import module_files
-from test_manifests import EXAMPLES, render
+from deploy import EXAMPLES, MANIFESTS
+from gateway import render
 
 ENVOY_GATEWAY_PROXY = ("github.com/envoyproxy/gateway", "v1.9.1",
                        "internal/infrastructure/kubernetes/proxy/testdata/deployments/default.yaml")
@@ -69,7 +70,7 @@ def test_selector_rules():
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_network_policy_admits_exactly_envoy_gateway_proxies(example, proxy_pod, flux_pod):
-    docs = [d for d in yaml.safe_load_all(render(f"examples/{example}")) if d]
+    docs = render(MANIFESTS / "examples" / example)
     (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
     (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hookgate-controller"]
     (service,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "hookgate-controller"]

@@ -71,6 +71,7 @@ func main() {
 	gatewayAPI := &gatewayapi.Translator{
 		GatewayControllerName:   string(resources.GatewayClass.Spec.ControllerName),
 		GatewayClassName:        gwapiv1.ObjectName(resources.GatewayClass.Name),
+		ControllerNamespace:     "envoy-gateway-system",
 		EndpointRoutingDisabled: true,
 		EnvoyPatchPolicyEnabled: true,
 		BackendEnabled:          true,
@@ -81,6 +82,9 @@ func main() {
 	out := output{Listeners: map[string][]json.RawMessage{}}
 	if err != nil {
 		out.Errors = append(out.Errors, err.Error())
+	}
+	if result == nil {
+		fail(fmt.Errorf("no translation: %v", err))
 	}
 	for key, xdsIR := range result.XdsIR {
 		// The Gateway's EnvoyProxy decides the filter order, as in Envoy Gateway's xDS runner.
