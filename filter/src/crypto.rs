@@ -27,8 +27,19 @@ impl Algorithm {
     }
 }
 
+thread_local! {
+    /// HMACs computed on this thread: the work spent on requests, read by tests that bound it.
+    static MACS_COMPUTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many HMACs this thread has computed so far.
+pub fn macs_computed() -> u64 {
+    MACS_COMPUTED.with(|count| count.get())
+}
+
 /// HMAC of `parts` (concatenated) under `key`.
 pub fn hmac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    MACS_COMPUTED.with(|count| count.set(count.get() + 1));
     fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         // Any key length is valid for HMAC, so this never fails; fall back to an empty MAC regardless.
         match <M as hmac::digest::KeyInit>::new_from_slice(key) {
@@ -65,6 +76,15 @@ pub fn any_hmac_matches(
 ) -> bool {
     keys.iter().fold(false, |found, key| {
         hmac_matches(algorithm, key, parts, expected) | found
+    })
+}
+
+/// True when any of `presented` equals any of `computed`, each pair compared in constant time.
+pub fn any_mac_equal(computed: &[Vec<u8>], presented: &[Vec<u8>]) -> bool {
+    computed.iter().fold(false, |found, mac| {
+        presented.iter().fold(found, |found, candidate| {
+            (!mac.is_empty() && bool::from(mac.as_slice().ct_eq(candidate))) | found
+        })
     })
 }
 

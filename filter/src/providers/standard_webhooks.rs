@@ -7,13 +7,16 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::{json_fields, string_at, PayloadFacts, Provider, VerifyOptions};
-use crate::crypto::{any_hmac_matches, Algorithm};
+use crate::crypto::{any_mac_equal, hmac, Algorithm};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
 pub struct StandardWebhooks;
 
 const TOLERANCE_SECS: u64 = 5 * 60;
+/// At most this many `v1` signatures are read from one header: a sender presents one per key it is
+/// rotating between, and the header must not decide how much work is done before anything is proven.
+const MAX_SIGNATURES: usize = 8;
 
 /// `(webhook-, svix-)` header triples, first match wins.
 fn header<'a>(d: &'a Delivery, suffix: &str) -> Option<&'a str> {
@@ -67,28 +70,40 @@ fn verify_standard_webhook(d: &Delivery, keys: &[Vec<u8>]) -> Result<(), Rejecti
     if ts.abs_diff(d.now) > TOLERANCE_SECS {
         return Err(Rejection::StaleTimestamp);
     }
-    let mut saw_v1 = false;
-    let mut matched = false;
+    // Entries that cannot be read are skipped, as the reference libraries do; other schemes (v1a,
+    // asymmetric) are not ours to check.
+    let mut unreadable = false;
+    let mut presented = Vec::new();
     for entry in signatures.split_ascii_whitespace() {
-        let (version, encoded) = entry.split_once(',').ok_or(Rejection::MalformedSignature)?;
-        if version != "v1" {
-            continue; // other schemes (v1a asymmetric) are not ours to check
+        match entry.split_once(',') {
+            Some(("v1", encoded)) => match STANDARD.decode(encoded) {
+                Ok(mac) => presented.push(mac),
+                Err(_) => unreadable = true,
+            },
+            Some(_) => {}
+            None => unreadable = true,
         }
-        saw_v1 = true;
-        let mac = STANDARD
-            .decode(encoded)
-            .map_err(|_| Rejection::MalformedSignature)?;
-        matched |= any_hmac_matches(
-            Algorithm::Sha256,
-            keys,
-            &[id.as_bytes(), b".", timestamp.as_bytes(), b".", d.body],
-            &mac,
-        );
+        if presented.len() == MAX_SIGNATURES {
+            break;
+        }
     }
-    match (saw_v1, matched) {
-        (_, true) => Ok(()),
-        (true, false) => Err(Rejection::SignatureMismatch),
-        (false, _) => Err(Rejection::UnsupportedAlgorithm),
+    if presented.is_empty() {
+        return Err(if unreadable {
+            Rejection::MalformedSignature
+        } else {
+            Rejection::UnsupportedAlgorithm
+        });
+    }
+    // One MAC per key, however many signatures the header holds.
+    let signed: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", d.body];
+    let computed: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|key| hmac(Algorithm::Sha256, key, &signed))
+        .collect();
+    if any_mac_equal(&computed, &presented) {
+        Ok(())
+    } else {
+        Err(Rejection::SignatureMismatch)
     }
 }
 
@@ -141,6 +156,58 @@ mod tests {
     fn several_signatures_any_may_match() {
         let sigs = format!("v1,Zm9vYmFy v1a,abc {SIG}");
         assert_eq!(check("webhook", ID, TS, &sigs, BODY, NOW), Ok(()));
+    }
+
+    #[test]
+    fn unreadable_entries_are_skipped_not_fatal() {
+        for (name, sigs) in [
+            ("malformed after", format!("{SIG} v1,!!!")),
+            ("malformed before", format!("v1,!!! {SIG}")),
+            ("no comma before", format!("tZ1I4 {SIG}")),
+        ] {
+            assert_eq!(check("webhook", ID, TS, &sigs, BODY, NOW), Ok(()), "{name}");
+        }
+    }
+
+    /// The work done before a proof verifies is one MAC per key, whatever the header holds: a header of
+    /// 15,000 empty `v1,` entries over a large body once cost 15,000 MACs of that body.
+    #[test]
+    fn one_mac_per_key_however_many_signatures() {
+        let body = vec![b'x'; 1 << 20];
+        let flood = "v1, ".repeat(15_000);
+        for (name, sigs, expected) in [
+            (
+                "one signature",
+                SIG.to_string(),
+                Err(Rejection::SignatureMismatch),
+            ),
+            (
+                "15,000 empty entries",
+                flood.clone(),
+                Err(Rejection::SignatureMismatch),
+            ),
+            (
+                "a valid one after the bound",
+                format!("{flood}{SIG}"),
+                Err(Rejection::SignatureMismatch),
+            ),
+        ] {
+            let before = crate::crypto::macs_computed();
+            assert_eq!(
+                check("webhook", ID, TS, &sigs, &body, NOW),
+                expected,
+                "{name}"
+            );
+            assert_eq!(crate::crypto::macs_computed() - before, 1, "{name}");
+        }
+        // Nothing readable: no MAC at all.
+        let before = crate::crypto::macs_computed();
+        let unreadable = "v1,!!! ".repeat(1000);
+        assert_eq!(
+            check("webhook", ID, TS, &unreadable, &body, NOW),
+            Err(Rejection::MalformedSignature)
+        );
+        assert_eq!(crate::crypto::macs_computed(), before);
     }
 
     #[test]
