@@ -18,9 +18,17 @@ import urllib.request
 from pathlib import Path
 
 from cluster import build_binaries
-from harness import free_port, stop_process, wait_for_http
+from harness import ROOT, WASM, free_port, stop_process, wait_for_http
 
 REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def oci_layout(out: Path, tag: str) -> str:
+    """Writes the compiled module as `make oci` does (tools/oci_layout.py) into `out`; returns what it prints."""
+    result = subprocess.run(["python3", str(ROOT / "tools/oci_layout.py"), "--wasm", str(WASM), "--out", str(out),
+                             "--tag", tag], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 class Registry:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 
 import pytest
 
 from deploy import deploy, example_secrets, policy_keys, wait_translated
 from gateway import EnvoyGateway
-from harness import ROOT, WASM, free_port
-from registry import Registry
+from harness import WASM, free_port
+from registry import Registry, oci_layout
 
 EXAMPLE = "homelab-github"
 REPOSITORY, TAG = "hookgate/filter", "0.1.0"
@@ -23,8 +22,7 @@ REPOSITORY, TAG = "hookgate/filter", "0.1.0"
 def image(tmp_path_factory):
     """The module pushed as `make oci` writes it: the image reference and its manifest digest."""
     layout = tmp_path_factory.mktemp("oci") / "layout"
-    subprocess.run(["python3", str(ROOT / "tools/oci_layout.py"), "--wasm", str(WASM), "--out", str(layout),
-                    "--tag", TAG], check=True, capture_output=True)
+    oci_layout(layout, TAG)
     with Registry() as registry:
         digest = registry.push(layout, REPOSITORY, TAG)
         yield registry, f"{registry.host}/{REPOSITORY}:{TAG}", digest

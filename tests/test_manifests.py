@@ -9,12 +9,11 @@ import subprocess
 import pytest
 import yaml
 
-from cluster import FIXTURES, ROOT, ApiError, crd_documents
-from deploy import EXAMPLES
+from cluster import FIXTURES, ApiError, crd_documents
+from deploy import EXAMPLES, MANIFESTS
 from gateway import render_text
 from harness import CONTROLLER
 
-MANIFESTS = ROOT / "manifests"
 DIRECTORIES = sorted(p.parent.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("kustomization.yaml"))
 
 
@@ -97,14 +96,10 @@ def test_oci_layout_of_the_filter(tmp_path):
     import tarfile
 
     from harness import WASM
-
-    def layout(out):
-        result = subprocess.run(["python3", str(ROOT / "tools/oci_layout.py"), "--wasm", str(WASM), "--out", str(out),
-                                 "--tag", "9.9.9"], capture_output=True, text=True, check=True)
-        return result.stdout
+    from registry import oci_layout
 
     out = tmp_path / "oci"
-    stdout = layout(out)
+    stdout = oci_layout(out, "9.9.9")
     assert f"module sha256 for an HTTP source: {hashlib.sha256(WASM.read_bytes()).hexdigest()}" in stdout
 
     def blob(descriptor: dict) -> bytes:
@@ -136,7 +131,7 @@ def test_oci_layout_of_the_filter(tmp_path):
     printed = re.search(r"^manifest (sha256:[0-9a-f]{64}) \(code\.type: Image, sha256\)$", stdout, re.MULTILINE)
     assert printed and printed.group(1) == descriptor["digest"]
     again = tmp_path / "again"
-    layout(again)
+    oci_layout(again, "9.9.9")
     assert json.loads((again / "index.json").read_text())["manifests"] == [descriptor]
     assert sorted(p.name for p in (again / "blobs/sha256").iterdir()) == \
         sorted(p.name for p in (out / "blobs/sha256").iterdir())

@@ -8,14 +8,13 @@ import gzip
 import hashlib
 import io
 import json
-import subprocess
 import tarfile
 import urllib.request
 
 import pytest
 
-from harness import ROOT, WASM
-from registry import Registry, push_layout
+from harness import WASM
+from registry import Registry, oci_layout, push_layout
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
@@ -34,8 +33,7 @@ def get(url: str, accept: str | None = None):
 
 def test_the_filter_image_round_trips_through_a_real_registry(registry, tmp_path):
     layout = tmp_path / "oci"
-    subprocess.run(["python3", str(ROOT / "tools/oci_layout.py"), "--wasm", str(WASM), "--out", str(layout),
-                    "--tag", "1.2.3"], check=True, capture_output=True)
+    oci_layout(layout, "1.2.3")
     pushed = push_layout(registry.host, layout, "hookgate/filter", "1.2.3")
     (descriptor,) = json.loads((layout / "index.json").read_text())["manifests"]
     assert pushed == descriptor["digest"]

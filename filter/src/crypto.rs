@@ -74,16 +74,15 @@ pub fn any_hmac_matches(
     parts: &[&[u8]],
     expected: &[u8],
 ) -> bool {
-    keys.iter().fold(false, |found, key| {
-        hmac_matches(algorithm, key, parts, expected) | found
-    })
+    let computed: Vec<Vec<u8>> = keys.iter().map(|key| hmac(algorithm, key, parts)).collect();
+    any_mac_equal(&computed, &[expected])
 }
 
 /// True when any of `presented` equals any of `computed`, each pair compared in constant time.
-pub fn any_mac_equal(computed: &[Vec<u8>], presented: &[Vec<u8>]) -> bool {
+pub fn any_mac_equal<P: AsRef<[u8]>>(computed: &[Vec<u8>], presented: &[P]) -> bool {
     computed.iter().fold(false, |found, mac| {
         presented.iter().fold(found, |found, candidate| {
-            (!mac.is_empty() && bool::from(mac.as_slice().ct_eq(candidate))) | found
+            (!mac.is_empty() && bool::from(mac.as_slice().ct_eq(candidate.as_ref()))) | found
         })
     })
 }
