@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cluster import FIXTURES, ApiError, crd_documents
-from deploy import EXAMPLES, MANIFESTS
+from deploy import EXAMPLES, MANIFESTS, proxy_env
 from gateway import render_text
 from harness import CONTROLLER
 
@@ -59,8 +59,7 @@ def test_filter_configuration_is_accepted_by_the_filter(tmp_path, example):
     receivers = sum(len(w["config"]["receivers"]) for p in policies for w in p["spec"]["wasm"])
     assert receivers > 0 and out.stdout.count(" receiver(s)") == len(policies), out.stdout
     # Every secret the filter reads is exposed through hostKeys and set on the Envoy pods.
-    env_names = {e["name"] for d in yaml.safe_load_all(rendered.read_text()) if d and d["kind"] == "EnvoyProxy"
-                 for e in d["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["env"]}
+    env_names = {e["name"] for e in proxy_env([d for d in yaml.safe_load_all(rendered.read_text()) if d])}
     for policy in policies:
         for wasm in policy["spec"]["wasm"]:
             wanted = {s["env"] for r in wasm["config"]["receivers"] for s in r["secrets"] if "env" in s}
