@@ -75,7 +75,6 @@ class Target:
 
 @dataclass
 class Delivery:
-    receiver: str  # namespace/name
     path: str
     headers: dict
     body: bytes
@@ -129,7 +128,7 @@ class Example:
         sign, payload = DELIVERIES[(receiver["type"], events[0] and events[0].lower())]
         body = json.dumps(payload).encode()
         headers = sign("forged-" + secret if forged else secret, body)
-        return Delivery(receiver_key(receiver), path, headers, body)
+        return Delivery(path, headers, body)
 
 
 def receiver_key(receiver: dict) -> str:
