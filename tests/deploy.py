@@ -87,7 +87,7 @@ class Example:
     gateway_docs: list[dict]   # the same through the standalone component, as Envoy Gateway reads it
     secret_values: dict[tuple[str, str], str]
     cp: ControlPlane
-    gateway: EnvoyGateway
+    gateway: EnvoyGateway | None  # None: only the cluster side is deployed
     port: int                  # the Gateway listener's port
     source: str                # the client address this example's deliveries come from
     controller: Controller | None = None
@@ -226,19 +226,15 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
     return Controller({**plain_env, **env}, local_args + extra_args)
 
 
-def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dict[tuple[str, str], str],
-           workdir: Path, gateway_port: int, wasm_code: dict, source: str = "127.0.0.1",
-           controller_args: list[str] = ()) -> Example:
-    """Deploys one example: cluster side into `cp`, the controller as a process, the gateway side into
-    `gateway`. The caller stops `example.controller`."""
-    directory = MANIFESTS / "examples" / example
-    docs = render(directory)
-    deployed = Example(example, docs, [], values, cp, gateway, gateway_port, source)
-    # Cluster side: namespaces, the example's own ServiceAccount, ClusterRole and RoleBindings.
-    for doc in docs:
+def deploy_cluster_side(deployed: Example, workdir: Path, controller_args: list[str] = ()) -> None:
+    """The cluster side of an example: its namespaces, ServiceAccount, ClusterRole and RoleBindings in the
+    real kube-apiserver, the objects its receivers target, and its controller Deployment run as a process
+    under that ServiceAccount's token (`deployed.controller`; the caller stops it)."""
+    cp = deployed.cp
+    for doc in deployed.docs:
         if doc["metadata"].get("namespace"):
             cp.namespace(doc["metadata"]["namespace"])
-    for doc in docs:
+    for doc in deployed.docs:
         if doc["kind"] in CLUSTER_KINDS:
             cp.apply(doc)
     for receiver in deployed.receivers:
@@ -247,8 +243,18 @@ def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dic
     (account,) = deployed.of_kind("ServiceAccount")
     token = cp.service_account_token(account["metadata"]["namespace"], account["metadata"]["name"])
     kubeconfig = cp.kubeconfig(token, workdir / "kubeconfig")
-    deployed.controller = controller_from_deployment(deployment, values, workdir, {"KUBECONFIG": str(kubeconfig)},
-                                                     list(controller_args))
+    deployed.controller = controller_from_deployment(deployment, deployed.secret_values, workdir,
+                                                     {"KUBECONFIG": str(kubeconfig)}, list(controller_args))
+
+
+def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dict[tuple[str, str], str],
+           workdir: Path, gateway_port: int, wasm_code: dict, source: str = "127.0.0.1",
+           controller_args: list[str] = ()) -> Example:
+    """Deploys one example: cluster side into `cp`, the controller as a process, the gateway side into
+    `gateway`. The caller stops `example.controller`."""
+    directory = MANIFESTS / "examples" / example
+    deployed = Example(example, render(directory), [], values, cp, gateway, gateway_port, source)
+    deploy_cluster_side(deployed, workdir, controller_args)
     try:
         overlay = standalone_overlay(directory, workdir, controller_port=deployed.controller.port,
                                      gateway_port=gateway_port, wasm_code=wasm_code)

@@ -1,0 +1,96 @@
+"""What the multi-tenant example's isolation rests on, shown on a real kube-apiserver with the example's own
+ServiceAccount, ClusterRole and RoleBindings and its controller Deployment run as a process.
+
+The API server confines the controller to the tenants' namespaces, but one ServiceAccount is bound in both,
+so it does not keep team-a's receiver away from team-b's objects: the controller does (each receiver only
+in its own namespace), and the gateway policies that name receivers are the platform admin's (DESIGN.md,
+trust model)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+import signers
+from deploy import MANIFESTS, Example, deploy_cluster_side, example_secrets, render
+
+EXAMPLE = "multi-tenant"
+
+
+@pytest.fixture(scope="module")
+def tenants(cp, tmp_path_factory):
+    values, _ = example_secrets([EXAMPLE])
+    example = Example(EXAMPLE, render(MANIFESTS / "examples" / EXAMPLE), [], values, cp, None, 0, "127.0.0.1")
+    deploy_cluster_side(example, tmp_path_factory.mktemp("tenants"))
+    try:
+        yield example
+    finally:
+        example.controller.stop()
+
+
+def attestation_key(example: Example) -> str:
+    """The value of the Secret the controller Deployment mounts as its attestation key."""
+    (deployment,) = example.of_kind("Deployment")
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    (item,) = volume["secret"]["items"]
+    return example.secret_values[(volume["secret"]["secretName"], item["key"])]
+
+
+def attested_post(example: Example, body: dict) -> tuple[int, dict]:
+    """A request as the filter forwards it after verifying a delivery."""
+    data = json.dumps(body).encode()
+    ts = str(int(time.time()))
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{example.controller.port}/hook/v1/reconcile", data=data, method="POST",
+        headers={"Content-Type": "application/json", "x-hookgate-timestamp": ts,
+                 "x-hookgate-signature": signers.attestation(attestation_key(example), ts, data)})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def may_patch(example: Example, namespace: str) -> bool:
+    """Whether RBAC lets the example's ServiceAccount patch GitRepositories in `namespace`."""
+    (account,) = example.of_kind("ServiceAccount")
+    user = f"system:serviceaccount:{account['metadata']['namespace']}:{account['metadata']['name']}"
+    review = example.cp.ok("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "resourceAttributes": {
+            "group": "source.toolkit.fluxcd.io", "resource": "gitrepositories", "verb": "patch",
+            "namespace": namespace}}})
+    return review["status"].get("allowed", False)
+
+
+def team_b_objects(example: Example) -> dict:
+    return {(t.kind, t.name): example.cp.get(t.api_version, t.kind, t.namespace, t.name)["metadata"]
+            .get("resourceVersion") for t in example.targets["team-b/github"]}
+
+
+def test_rbac_confines_the_controller_to_the_tenants_not_one_tenant(tenants):
+    # (Other tests bind a ServiceAccount of the same name elsewhere in this shared control plane: the
+    # namespaces outside the tenants are ones no test binds it in.)
+    assert {ns: may_patch(tenants, ns) for ns in ("team-a", "team-b", "default", "hookgate-system")} == {
+        "team-a": True, "team-b": True, "default": False, "hookgate-system": False}
+
+
+def test_the_controller_keeps_a_receiver_in_its_namespace(tenants):
+    """team-a's receiver naming team-b's GitRepository is allowed by RBAC (above) and refused by the
+    controller before any API call: nothing in team-b changes."""
+    before = team_b_objects(tenants)
+    status, reply = attested_post(tenants, {
+        "receiver": {"namespace": "team-a", "name": "github"}, "type": "github", "event": "push",
+        "targets": [{"kind": "GitRepository", "name": "infra", "namespace": "team-b"}]})
+    assert status == 403, reply
+    assert team_b_objects(tenants) == before
+    # The same object through team-b's own receiver is reconciled: the refusal above is the namespace rule.
+    status, reply = attested_post(tenants, {
+        "receiver": {"namespace": "team-b", "name": "github"}, "type": "github", "event": "push",
+        "targets": [{"kind": "GitRepository", "name": "infra"}]})
+    assert status == 200, reply
+    assert team_b_objects(tenants)[("GitRepository", "infra")] != before[("GitRepository", "infra")]
