@@ -24,7 +24,7 @@ ARGO_REFRESH = "argocd.argoproj.io/refresh"
 # Kinds the standalone Envoy Gateway reads; the rest of a rendered example is Kubernetes' business.
 GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "Backend", "EnvoyProxy", "EnvoyExtensionPolicy",
                  "EnvoyPatchPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy", "SecurityPolicy", "Secret"}
-CLUSTER_KINDS = ("ServiceAccount", "ClusterRole", "RoleBinding")
+CLUSTER_KINDS = ("ServiceAccount", "ClusterRole", "Role", "RoleBinding")
 
 # The smallest valid object of each kind a receiver can target: (apiVersion, spec).
 OBJECTS = {
@@ -200,8 +200,9 @@ def seed_targets(cp: ControlPlane, receiver: dict) -> list[Target]:
 
 def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], str], workdir: Path,
                                env: dict[str, str], extra_args: list[str]) -> Controller:
-    """Runs the rendered controller Deployment's container as a process: its args and plain env, its
-    Secret volumes written as files (the paths in its args rewritten to them), listening on loopback."""
+    """Runs the rendered controller Deployment's container as a process: its args, its plain env and the
+    namespace the downward API gives it, its Secret volumes written as files (the paths in its args
+    rewritten to them), listening on loopback."""
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -223,6 +224,9 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
             arg = arg.replace(mount_path, directory)
         local_args.append(arg)
     plain_env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    # The downward API's namespace, as the kubelet would fill it in.
+    plain_env |= {e["name"]: deployment["metadata"]["namespace"] for e in container.get("env", [])
+                  if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace"}
     return Controller({**plain_env, **env}, local_args + extra_args)
 
 

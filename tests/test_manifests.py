@@ -74,6 +74,56 @@ def test_filter_configuration_is_accepted_by_the_filter(tmp_path, example):
             assert selector in patches, f"no EnvoyPatchPolicy selects root id {wasm['rootID']}: {patches}"
 
 
+LEASE_VERBS = ["get", "list", "create", "update", "delete"]
+
+
+@pytest.mark.parametrize("directory", ["base/controller", *(f"examples/{e}" for e in EXAMPLES)])
+def test_the_controller_may_keep_dispatch_records_in_its_own_namespace_only(directory):
+    """The controller's RBAC grows by exactly the dispatch records: a Role in the Deployment's namespace
+    granting get, list, create, update and delete on Leases, bound to its ServiceAccount there, and the
+    namespace given to the controller through the downward API."""
+    docs = [d for d in yaml.safe_load_all(render(directory)) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    namespace = deployment["metadata"].get("namespace")
+    pod = deployment["spec"]["template"]["spec"]
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert [(r["metadata"]["name"], r["metadata"].get("namespace"), r["rules"]) for r in roles] == [
+        ("hookgate-controller-dispatch", namespace,
+         [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": LEASE_VERBS}])]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "Role"]
+    assert [(b["metadata"].get("namespace"), b["roleRef"]["name"], b["subjects"]) for b in bindings] == [
+        (namespace, "hookgate-controller-dispatch",
+         [{"kind": "ServiceAccount", "name": pod["serviceAccountName"], **({"namespace": namespace} if namespace else {})}])]
+    (container,) = pod["containers"]
+    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
+
+
+@pytest.mark.parametrize("verb,resource,group,namespace,allowed", [
+    *[pytest.param(verb, "leases", "coordination.k8s.io", "hookgate-system", True, id=f"{verb} its own leases")
+      for verb in LEASE_VERBS],
+    pytest.param("watch", "leases", "coordination.k8s.io", "hookgate-system", False, id="watch leases"),
+    pytest.param("patch", "leases", "coordination.k8s.io", "hookgate-system", False, id="patch leases"),
+    pytest.param("deletecollection", "leases", "coordination.k8s.io", "hookgate-system", False,
+                 id="delete all leases at once"),
+    pytest.param("create", "leases", "coordination.k8s.io", "argocd", False, id="leases where it reconciles"),
+    pytest.param("create", "leases", "coordination.k8s.io", "kube-system", False, id="leases elsewhere"),
+    pytest.param("list", "leases", "coordination.k8s.io", "", False, id="leases cluster-wide"),
+    pytest.param("get", "configmaps", "", "hookgate-system", False, id="anything else of its namespace"),
+    pytest.param("patch", "applications", "argoproj.io", "hookgate-system", False,
+                 id="reconcile in its own namespace"),
+    pytest.param("patch", "applications", "argoproj.io", "argocd", True, id="reconcile where bound"),
+])
+def test_the_api_server_gives_the_controller_exactly_the_manifests_rbac(cp, verb, resource, group, namespace, allowed):
+    """What the kube-apiserver decides for the controller's ServiceAccount bound as the manifests bind it
+    (the account the controller and dispatch tests run under)."""
+    review = cp.ok("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": "system:serviceaccount:hookgate-system:hookgate-controller",
+                 "groups": ["system:serviceaccounts", "system:serviceaccounts:hookgate-system", "system:authenticated"],
+                 "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace}}})
+    assert review["status"].get("allowed", False) is allowed, review["status"]
+
+
 def test_base_gateway_fails_closed_until_receivers_are_added(tmp_path):
     rendered = tmp_path / "base.yaml"
     rendered.write_text(render("base/gateway"))

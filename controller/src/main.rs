@@ -106,9 +106,15 @@ struct ServeArgs {
     /// File holding the GitHub token for `repository_dispatch` (mount it from a Secret).
     #[arg(long, env = "HOOKGATE_GITHUB_TOKEN_FILE")]
     github_token_file: Option<PathBuf>,
-    /// Seconds during which the same (repository, application, failed revision) dispatches only once.
+    /// Seconds during which the same (repository, event type, application, failed revision) dispatches
+    /// only once, across replicas.
     #[arg(long, env = "HOOKGATE_DISPATCH_DEDUP_SECONDS", default_value_t = 600)]
     dispatch_dedup_seconds: u64,
+    /// Namespace of the Leases that record dispatches, shared by the replicas: the controller's own (set
+    /// POD_NAMESPACE from the downward API). Default: the namespace of the in-cluster ServiceAccount, or
+    /// of the kubeconfig context.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -260,12 +266,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         deadline: Duration::from_millis(args.deadline_ms),
         ..Settings::default()
     };
-    let dispatcher = Dispatcher::new(DispatchSettings {
-        api_url: args.github_api_url.clone(),
-        token_file: args.github_token_file.clone(),
-        dedup_window: Duration::from_secs(args.dispatch_dedup_seconds),
-        deadline: settings.deadline,
-    })
+    let dispatcher = Dispatcher::new(
+        client.clone(),
+        DispatchSettings {
+            api_url: args.github_api_url.clone(),
+            token_file: args.github_token_file.clone(),
+            dedup_window: Duration::from_secs(args.dispatch_dedup_seconds),
+            deadline: settings.deadline,
+            namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            // A pod's host name is its name.
+            identity: std::env::var("HOSTNAME").unwrap_or_else(|_| "hookgate-controller".into()),
+        },
+    )
     .context("cannot build the GitHub client")?;
     let state = Arc::new(AppState {
         reconciler: Reconciler::new(client.clone(), settings, metrics.clone()),

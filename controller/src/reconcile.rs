@@ -335,7 +335,7 @@ impl Reconciler {
 }
 
 /// Whether an error may go away by itself (API server restarting, overloaded, unreachable).
-fn is_transient(error: &kube::Error) -> bool {
+pub(crate) fn is_transient(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
@@ -345,7 +345,7 @@ fn is_transient(error: &kube::Error) -> bool {
 
 /// Runs `op` until it succeeds, fails for good, or the deadline would pass; each try is itself bounded by
 /// the deadline so a hung connection cannot hold the provider past it.
-async fn with_retry<T, F, Fut>(deadline: Instant, mut op: F) -> Result<T, kube::Error>
+pub(crate) async fn with_retry<T, F, Fut>(deadline: Instant, mut op: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,

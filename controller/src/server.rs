@@ -180,12 +180,17 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let state = Arc::new(AppState {
             reconciler: Reconciler::new(client.clone(), Settings::default(), metrics.clone()),
-            dispatcher: Dispatcher::new(crate::dispatch::DispatchSettings {
-                api_url: "http://127.0.0.1:9".into(),
-                token_file: None,
-                dedup_window: Duration::from_secs(600),
-                deadline: Duration::from_secs(1),
-            })
+            dispatcher: Dispatcher::new(
+                client.clone(),
+                crate::dispatch::DispatchSettings {
+                    api_url: "http://127.0.0.1:9".into(),
+                    token_file: None,
+                    dedup_window: Duration::from_secs(600),
+                    deadline: Duration::from_secs(1),
+                    namespace: "hookgate-system".into(),
+                    identity: "test".into(),
+                },
+            )
             .unwrap(),
             client,
             attestation_key: KEY.to_vec(),

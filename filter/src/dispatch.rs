@@ -1,9 +1,14 @@
 //! The `dispatch` action: an Argo CD "degraded" notification becomes a GitHub `repository_dispatch` that
 //! tells a workflow to roll back. This module is the contract both ends check: the filter refuses a bad
-//! notification with 400 before forwarding, the controller checks again before calling GitHub.
+//! notification with 400, and one naming an application the receiver may not dispatch for with 403, before
+//! forwarding; the controller checks the shape again before calling GitHub.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::outcome::Rejection;
 
 /// GitHub's limit on `event_type`.
 pub const MAX_EVENT_TYPE_LEN: usize = 100;
@@ -50,6 +55,40 @@ pub struct DispatchConfig {
     /// The application when the notification does not name one.
     #[serde(default)]
     pub application: Option<String>,
+    /// The applications this receiver may dispatch for. Default: exactly `application` if set, else the
+    /// receiver's name. Whoever holds the receiver's token can name an application in the payload; only
+    /// these are dispatched.
+    #[serde(default)]
+    pub applications: Option<Vec<String>>,
+}
+
+/// Why a notification is not dispatched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not the shape a rollback workflow can use safely (400).
+    Malformed(&'static str),
+    /// A well-formed notification for an application outside the receiver's `applications` (403).
+    ApplicationNotAllowed,
+}
+
+impl Refusal {
+    pub fn rejection(self) -> Rejection {
+        match self {
+            Self::Malformed(_) => Rejection::MalformedPayload,
+            Self::ApplicationNotAllowed => Rejection::ApplicationNotAllowed,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(reason) => f.write_str(reason),
+            Self::ApplicationNotAllowed => {
+                f.write_str("the application is not one this receiver may dispatch for")
+            }
+        }
+    }
 }
 
 impl DispatchConfig {
@@ -67,20 +106,45 @@ impl DispatchConfig {
         if self.application.as_deref().is_some_and(|a| !is_name(a)) {
             return Err("application must be a Kubernetes object name");
         }
+        if let Some(applications) = &self.applications {
+            if applications.is_empty() {
+                return Err("applications must list at least one application");
+            }
+            if !applications.iter().all(|a| is_name(a)) {
+                return Err("applications must be Kubernetes object names");
+            }
+            if self
+                .application
+                .as_ref()
+                .is_some_and(|a| !applications.contains(a))
+            {
+                return Err("application must be one of applications");
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this receiver (named `receiver_name`) may dispatch for `application`.
+    pub fn allows(&self, application: &str, receiver_name: &str) -> bool {
+        match (&self.applications, &self.application) {
+            (Some(applications), _) => applications.iter().any(|a| a == application),
+            (None, Some(configured)) => configured == application,
+            (None, None) => receiver_name == application,
+        }
     }
 
     /// Reads an Argo CD notification of the shape existing setups send,
     /// `{"event_type": ..., "client_payload": {"failed_revision": ..., "healthy_revision": ...,
     /// "application"?: ...}}`, into a dispatch. The configured event type wins over the payload's; the
-    /// application falls back to the configured one, then to `receiver_name`.
+    /// application falls back to the configured one, then to `receiver_name`, and must be one the
+    /// receiver may dispatch for ([`DispatchConfig::allows`]).
     pub fn request_from(
         &self,
         body: &[u8],
         receiver_name: &str,
-    ) -> Result<DispatchRequest, &'static str> {
-        let payload: Value =
-            serde_json::from_slice(body).map_err(|_| "notification is not JSON")?;
+    ) -> Result<DispatchRequest, Refusal> {
+        let payload: Value = serde_json::from_slice(body)
+            .map_err(|_| Refusal::Malformed("notification is not JSON"))?;
         let text = |pointer: &str| {
             payload
                 .pointer(pointer)
@@ -97,12 +161,17 @@ impl DispatchConfig {
             application: text("/client_payload/application")
                 .or_else(|| self.application.clone())
                 .unwrap_or_else(|| receiver_name.to_string()),
-            failed_revision: text("/client_payload/failed_revision")
-                .ok_or("client_payload.failed_revision is missing")?,
-            healthy_revision: text("/client_payload/healthy_revision")
-                .ok_or("client_payload.healthy_revision is missing")?,
+            failed_revision: text("/client_payload/failed_revision").ok_or(Refusal::Malformed(
+                "client_payload.failed_revision is missing",
+            ))?,
+            healthy_revision: text("/client_payload/healthy_revision").ok_or(
+                Refusal::Malformed("client_payload.healthy_revision is missing"),
+            )?,
         };
-        request.validate()?;
+        request.validate().map_err(Refusal::Malformed)?;
+        if !self.allows(&request.application, receiver_name) {
+            return Err(Refusal::ApplicationNotAllowed);
+        }
         Ok(request)
     }
 }
@@ -157,6 +226,7 @@ mod tests {
             repository: "example/gitops".into(),
             event_type: None,
             application: None,
+            applications: None,
         }
     }
 
@@ -207,11 +277,93 @@ mod tests {
             ("argo-degraded", "shop")
         );
         let named = br#"{"client_payload":{"application":"cart","failed_revision":"abc1234","healthy_revision":"def5678"}}"#;
-        let request = config().request_from(named, "receiver").unwrap();
+        let listed = DispatchConfig {
+            applications: Some(vec!["cart".into()]),
+            ..config()
+        };
+        let request = listed.request_from(named, "receiver").unwrap();
         assert_eq!(
             (request.event_type.as_str(), request.application.as_str()),
             (DEFAULT_EVENT_TYPE, "cart")
         );
+    }
+
+    /// A notification is dispatched only for an application the receiver lists: `applications`, else
+    /// exactly `application`, else the receiver's name. The payload names one or the default applies.
+    #[test]
+    fn only_the_applications_a_receiver_lists_are_dispatched() {
+        const TWO: Option<&[&str]> = Some(&["cart", "shop"]);
+        const CART: Option<&[&str]> = Some(&["cart"]);
+        let denied = Err(Refusal::ApplicationNotAllowed);
+        let malformed = Err(Refusal::Malformed(
+            "application must be a Kubernetes object name",
+        ));
+        // (case, dispatch.application, dispatch.applications, application in the payload, outcome) for a
+        // receiver named "guestbook".
+        #[rustfmt::skip]
+        let cases = [
+            ("nothing set, none named",               None,         None, None,                 Ok("guestbook")),
+            ("nothing set, the receiver named",       None,         None, Some("guestbook"),    Ok("guestbook")),
+            ("nothing set, another named",            None,         None, Some("billing"),      denied),
+            ("nothing set, the name extended",        None,         None, Some("guestbook-eu"), denied),
+            ("application, none named",               Some("shop"), None, None,                 Ok("shop")),
+            ("application, it named",                 Some("shop"), None, Some("shop"),         Ok("shop")),
+            ("application, the receiver named",       Some("shop"), None, Some("guestbook"),    denied),
+            ("application, another named",            Some("shop"), None, Some("billing"),      denied),
+            ("list, a listed one named",              None,         TWO,  Some("shop"),         Ok("shop")),
+            ("list, an unlisted one named",           None,         TWO,  Some("billing"),      denied),
+            ("list, a prefix of a listed one",        None,         CART, Some("car"),          denied),
+            ("list without the receiver, none named", None,         CART, None,                 denied),
+            ("list and application, none named",      Some("cart"), TWO,  None,                 Ok("cart")),
+            ("list and application, the other named", Some("cart"), TWO, Some("shop"),         Ok("shop")),
+            ("list, a malformed name",                None,         CART, Some("Cart!"),        malformed),
+        ];
+        for (case, application, applications, named, expected) in cases {
+            let config = DispatchConfig {
+                application: application.map(str::to_owned),
+                applications: applications.map(|a| a.iter().map(|a| a.to_string()).collect()),
+                ..config()
+            };
+            assert_eq!(config.validate(), Ok(()), "{case}");
+            let named = named.map_or(String::new(), |a| format!(r#""application":"{a}","#));
+            let body = format!(
+                r#"{{"client_payload":{{{named}"failed_revision":"abc1234","healthy_revision":"b2"}}}}"#
+            );
+            let got = config.request_from(body.as_bytes(), "guestbook");
+            assert_eq!(
+                got.map(|r| r.application),
+                expected.map(str::to_owned),
+                "{case}"
+            );
+        }
+        assert_eq!(Refusal::ApplicationNotAllowed.rejection().status(), 403);
+    }
+
+    #[test]
+    fn the_applications_list_is_validated_at_configure_time() {
+        let names = Err("applications must be Kubernetes object names");
+        let unlisted = Err("application must be one of applications");
+        type Case<'a> = (&'a str, Option<&'a str>, &'a [&'a str], Result<(), &'a str>);
+        #[rustfmt::skip]
+        let cases: [Case; 9] = [
+            ("one name",               None,            &["guestbook"],            Ok(())),
+            ("dots and dashes",        None,            &["shop-eu.prod", "cart"], Ok(())),
+            ("the default among them", Some("cart"),    &["cart", "shop"],         Ok(())),
+            ("empty",                  None,            &[],                       Err("applications must list at least one application")),
+            ("an empty name",          None,            &["cart", ""],             names),
+            ("upper case",             None,            &["Cart"],                 names),
+            ("a wildcard",             None,            &["*"],                    names),
+            ("a path",                 None,            &["argocd/cart"],          names),
+            ("the default not listed", Some("billing"), &["cart"],                 unlisted),
+        ];
+        for (case, application, applications, expected) in cases {
+            let config = DispatchConfig {
+                application: application.map(str::to_owned),
+                applications: Some(applications.iter().map(|a| a.to_string()).collect()),
+                ..config()
+            };
+            assert_eq!(config.validate(), expected, "{case}");
+        }
     }
 
     #[test]

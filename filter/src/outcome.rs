@@ -21,6 +21,8 @@ pub enum Rejection {
     StaleTimestamp,
     MissingEvent,
     MalformedPayload,
+    /// A dispatch for an application the receiver does not list.
+    ApplicationNotAllowed,
     /// Every provider sends a body, and Envoy cannot give a bodyless request the reconcile body.
     EmptyBody,
 }
@@ -30,7 +32,7 @@ impl Rejection {
         match self {
             Self::NotConfigured => 503,
             Self::UnknownPath => 404,
-            Self::ReceiverDisabled => 403,
+            Self::ReceiverDisabled | Self::ApplicationNotAllowed => 403,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
             Self::MissingSignature
@@ -61,6 +63,7 @@ impl Rejection {
             Self::StaleTimestamp => "timestamp outside tolerance",
             Self::MissingEvent => "missing event header",
             Self::MalformedPayload => "malformed payload",
+            Self::ApplicationNotAllowed => "application not allowed",
             Self::EmptyBody => "empty body",
         }
     }
@@ -82,6 +85,7 @@ impl Rejection {
             Self::StaleTimestamp => "stale_timestamp",
             Self::MissingEvent => "missing_event",
             Self::MalformedPayload => "malformed_payload",
+            Self::ApplicationNotAllowed => "application_not_allowed",
             Self::EmptyBody => "empty_body",
         }
     }

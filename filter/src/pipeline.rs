@@ -116,12 +116,12 @@ impl Filter {
             None => None,
             Some(config) => match config.request_from(body, &receiver.name) {
                 Ok(request) => Some(request),
-                Err(reason) => {
+                Err(refusal) => {
                     log::warn!(
-                        "hookgate: receiver {}: refused notification: {reason}",
+                        "hookgate: receiver {}: refused notification: {refusal}",
                         receiver.label()
                     );
-                    return Outcome::Reject(Rejection::MalformedPayload);
+                    return Outcome::Reject(refusal.rejection());
                 }
             },
         };
