@@ -42,9 +42,11 @@ def post(port: int, body: bytes, key: str | None = KEY, timestamp: int | None = 
         return e.code, json.loads(e.read())
 
 
-def reconcile_request(targets: list[dict], receiver_ns: str = "flux-system") -> bytes:
+def reconcile_request(targets: list[dict], receiver_ns: str = "flux-system", delivery: str = "d-1") -> bytes:
+    """A request as the filter sends it. Sent twice in the same second, the same bytes are a replay (401):
+    tests that repeat a request give each one its own `delivery`."""
     return json.dumps({"receiver": {"namespace": receiver_ns, "name": "webapp"}, "type": "github", "event": "push",
-                       "deliveryId": "d-1", "ref": "refs/heads/main", "targets": targets}).encode()
+                       "deliveryId": delivery, "ref": "refs/heads/main", "targets": targets}).encode()
 
 
 GIT = {"kind": "GitRepository", "name": "webapp"}
@@ -63,6 +65,23 @@ GIT = {"kind": "GitRepository", "name": "webapp"}
     ("cross namespace", {}, reconcile_request([GIT, {"kind": "GitRepository", "name": "other", "namespace": "apps"}]), 403,
      "cross-namespace target apps/other refused"),
     ("wildcard without labels", {}, reconcile_request([{"kind": "Kustomization", "name": "*"}]), 400, "requires matchLabels"),
+    # Fields that reach request paths and label selectors, checked with Kubernetes' rules before any API call.
+    ("apiVersion with a path", {}, reconcile_request([{
+        "apiVersion": "source.toolkit.fluxcd.io/v1/namespaces/other/gitrepositories/x", "kind": "GitRepository",
+        "name": "webapp"}]), 400, "targets[0]: apiVersion must be group/version with a Kubernetes version"),
+    ("matchLabels value with a selector", {}, reconcile_request([{
+        "kind": "Kustomization", "name": "*", "matchLabels": {"app": "a,env!=prod"}}]), 400,
+     "targets[0]: matchLabels values must be Kubernetes label values"),
+    ("matchLabels key with a selector", {}, reconcile_request([GIT, {
+        "kind": "Kustomization", "name": "*", "matchLabels": {"app!": "a"}}]), 400,
+     "targets[1]: matchLabels keys must be Kubernetes label keys"),
+    ("name with a path", {}, reconcile_request([{"kind": "GitRepository", "name": "webapp/status"}]), 400,
+     "targets[0]: name must be an object name"),
+    ("namespace with a path", {}, reconcile_request([{"kind": "GitRepository", "name": "webapp",
+                                                      "namespace": "forbidden/gitrepositories"}]), 400,
+     "targets[0]: namespace must be a Kubernetes namespace name"),
+    ("receiver namespace with a path", {}, reconcile_request([GIT], receiver_ns="forbidden/gitrepositories"), 400,
+     "receiver namespace and name must be Kubernetes names"),
 ])
 def test_refusals_change_nothing(cp, controller, label, kwargs, body, status, reason):
     before = resource_versions(cp)
@@ -70,6 +89,19 @@ def test_refusals_change_nothing(cp, controller, label, kwargs, body, status, re
     assert got == status, reply
     assert reason in reply["error"]
     assert resource_versions(cp) == before, "a refused request must not patch anything"
+
+
+def test_a_replayed_request_is_refused_and_changes_nothing(cp, controller):
+    """An attested request is accepted once: the same bytes again within the window are refused with 401."""
+    body, ts = reconcile_request([GIT], delivery="replayed"), int(time.time())
+    status, reply = post(controller.port, body, timestamp=ts)
+    assert status == 200, reply
+    before = resource_versions(cp)
+    status, reply = post(controller.port, body, timestamp=ts)
+    assert (status, reply) == (401, {"error": "attestation already used", "reason": "replayed"})
+    assert resource_versions(cp) == before
+    status, reply = post(controller.port, body, timestamp=ts - 1)
+    assert status == 200, "another signature is another request"
 
 
 def test_annotates_flux_and_argo_targets(cp, controller):
@@ -97,9 +129,9 @@ def test_annotates_flux_and_argo_targets(cp, controller):
 
 
 def test_every_request_sets_a_new_value(cp, controller):
-    post(controller.port, reconcile_request([GIT]))
+    post(controller.port, reconcile_request([GIT], delivery="first"))
     first = annotations(cp, "source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")[FLUX]
-    status, _ = post(controller.port, reconcile_request([GIT]))
+    status, _ = post(controller.port, reconcile_request([GIT], delivery="second"))
     assert status == 200
     assert annotations(cp, "source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")[FLUX] != first
 
@@ -120,6 +152,12 @@ def test_wildcard_patches_every_match_and_reports_no_matches(cp, controller):
     status, reply = post(controller.port, reconcile_request([{"kind": "Kustomization", "name": "*", "matchLabels": {"fleet": "edge"}}]))
     assert status == 200, reply
     assert reply["annotated"] == 200
+    # The reply shows the configured target with counts; the names it matched are in the controller's log only.
+    assert reply["targets"] == [{"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                                 "namespace": "flux-system", "name": "*", "matchLabels": {"fleet": "edge"},
+                                 "status": "annotated", "matched": 200, "counts": {"annotated": 200}}]
+    assert "fleet-0" not in json.dumps(reply)
+    assert all(f"fleet-{i:03d}" in controller.log() for i in range(200))
     items = cp.ok("GET", cp.resource_path("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system"),
                   query={"labelSelector": "fleet=edge"})["items"]
     assert all(FLUX in i["metadata"].get("annotations", {}) for i in items) and len(items) == 200
@@ -128,7 +166,8 @@ def test_wildcard_patches_every_match_and_reports_no_matches(cp, controller):
     status, reply = post(controller.port, reconcile_request([{"kind": "Kustomization", "name": "*", "matchLabels": {"fleet": "none"}}]))
     assert status == 200
     assert reply["targets"] == [{"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-                                 "namespace": "flux-system", "name": "*", "status": "no_matches"}]
+                                 "namespace": "flux-system", "name": "*", "matchLabels": {"fleet": "none"},
+                                 "status": "no_matches", "matched": 0}]
 
 
 def test_namespace_outside_the_rbac_is_forbidden_by_the_api_server(cp, cross_ns_controller):
@@ -137,9 +176,14 @@ def test_namespace_outside_the_rbac_is_forbidden_by_the_api_server(cp, cross_ns_
         GIT, {"kind": "GitRepository", "name": "forbidden-repo", "namespace": "forbidden"}]))
     assert status == 500
     by_ns = {t["namespace"]: t for t in reply["targets"]}
-    assert by_ns["forbidden"]["status"] == "forbidden"
-    assert "cannot patch resource" in by_ns["forbidden"]["reason"]
+    assert by_ns["forbidden"] == {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+                                  "namespace": "forbidden", "name": "forbidden-repo", "status": "forbidden"}
     assert by_ns["flux-system"]["status"] == "annotated"
+    # The API server's message names the ServiceAccount and its groups: the controller's log has it, the
+    # reply (shown in the provider's delivery log, outside the cluster) does not.
+    account = "system:serviceaccount:hookgate-system:hookgate-controller"
+    assert "system:" not in json.dumps(reply) and "hookgate-controller" not in json.dumps(reply), reply
+    assert account in cross_ns_controller.log() and "cannot patch resource" in cross_ns_controller.log()
     after = resource_versions(cp)
     assert after[("GitRepository", "forbidden", "forbidden-repo")] == before[("GitRepository", "forbidden", "forbidden-repo")]
 
@@ -160,14 +204,14 @@ def test_api_server_outage_is_reported_honestly_and_recovers(cp, controller):
     try:
         assert controller.get("/readyz")[0] == 503
         started = time.monotonic()
-        status, reply = post(controller.port, reconcile_request([GIT]))
+        status, reply = post(controller.port, reconcile_request([GIT], delivery="during-outage"))
         elapsed = time.monotonic() - started
         assert status == 503, reply
         assert reply["targets"][0]["status"] == "unavailable"
         assert elapsed < 10, "the answer comes within the providers' 10 s"
     finally:
         cp.start_apiserver()
-    status, reply = post(controller.port, reconcile_request([GIT]))
+    status, reply = post(controller.port, reconcile_request([GIT], delivery="after-outage"))
     assert status == 200, reply
     assert controller.get("/readyz")[0] == 200
 

@@ -89,7 +89,10 @@ def test_degraded_notification_dispatches_once_with_the_healthy_revision(edge, g
     assert sent["body"] == {"event_type": "argo-degraded", "client_payload": {
         "application": "guestbook", "failed_revision": FAILED, "healthy_revision": HEALTHY}}
 
-    # Argo CD retries: the same application and failed revision dispatches once.
+    # Argo CD retries: the same application and failed revision dispatches once. A retry comes at least
+    # retryWaitMin (1 s by default) later; the same notification again within the same second is attested
+    # with the same signature, which the controller refuses as a replay.
+    time.sleep(1)
     status, reply = notify(edge.port)
     assert (status, reply["dispatch"]) == (200, "deduplicated")
     assert len(github.requests) == 1

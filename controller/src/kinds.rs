@@ -1,6 +1,7 @@
 //! The kinds the controller may reconcile: the allow-list, their default apiVersions (Flux's and Argo
 //! CD's), their plural resource names, and the annotation that asks each engine to reconcile.
 
+use hookgate_filter::kubernetes::is_version;
 use kube::api::ApiResource;
 use serde_json::{json, Value};
 
@@ -117,7 +118,9 @@ impl PartialEq for Kind {
 impl Eq for Kind {}
 
 /// Resolves `kind` (and an explicit `apiVersion`, which wins over the default) against the allow-list.
-/// `None` when the kind, or the group of the explicit apiVersion, is not allowed.
+/// `None` when the kind, or the group of the explicit apiVersion, is not allowed, or its version is not a
+/// Kubernetes version (the version goes into the request path: `Target::validate` refuses such a target
+/// first; this keeps `resolve` safe on its own).
 pub fn resolve(api_version: Option<&str>, kind: &str) -> Option<Resolved> {
     match api_version.filter(|v| !v.is_empty()) {
         None => KINDS.iter().find(|k| k.kind == kind).map(|k| Resolved {
@@ -126,6 +129,9 @@ pub fn resolve(api_version: Option<&str>, kind: &str) -> Option<Resolved> {
         }),
         Some(api_version) => {
             let (group, version) = api_version.split_once('/')?;
+            if !is_version(version) {
+                return None;
+            }
             KINDS
                 .iter()
                 .find(|k| k.kind == kind && k.group == group)
@@ -175,6 +181,11 @@ mod tests {
         assert!(resolve(None, "Secret").is_none());
         assert!(resolve(Some("v1"), "GitRepository").is_none());
         assert!(resolve(Some("evil.example.com/v1"), "GitRepository").is_none());
+        assert!(resolve(
+            Some("source.toolkit.fluxcd.io/v1/namespaces/other/gitrepositories/x"),
+            "GitRepository"
+        )
+        .is_none());
     }
 
     /// The RBAC that manifests/ ships grants exactly list and patch on exactly the allow-listed kinds.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod kinds;
 pub mod metrics;
 pub mod reconcile;
+pub mod replay;
 pub mod server;
 
 pub use error::{Error, Result};

@@ -1,10 +1,16 @@
 //! Turns an attested reconcile request into annotation patches on the API server.
 //!
-//! Everything that can refuse the whole request (kinds, namespaces, wildcard shape) is checked before the
-//! first patch, so a request is never half-applied because of its own content. Patches then run in
-//! parallel with a bound; transient API errors are retried with backoff until a deadline shorter than the
-//! providers' 10 seconds; every target's outcome is reported.
+//! Everything that can refuse the whole request (field syntax, kinds, namespaces, wildcard shape) is checked
+//! before the first API call, so a request is never half-applied because of its own content, and nothing
+//! malformed reaches a request path or a label selector. Patches then run in parallel with a bound;
+//! transient API errors are retried with backoff until a deadline shorter than the providers' 10 seconds.
+//!
+//! The reply goes to the provider's delivery log, outside the cluster: it reports each configured target
+//! with a stable status code (a wildcard with counts), never an API server message (which names the
+//! ServiceAccount and its groups) nor the names of the objects a wildcard matched. Those go to the
+//! controller's log.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,18 +45,19 @@ impl Default for Settings {
     }
 }
 
-/// What happened to one target (or, for a wildcard, to one of its matches).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// What happened to one target (or, for a wildcard, to one of its matches): the stable code the reply
+/// carries. Listed from best to worst: a wildcard reports the worst of its matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetStatus {
     Annotated,
     /// A wildcard that matched nothing: reported, not an error.
     NoMatches,
     NotFound,
+    Failed,
     Forbidden,
     /// The API server could not be reached (or kept failing) until the deadline.
     Unavailable,
-    Failed,
 }
 
 impl TargetStatus {
@@ -69,6 +76,8 @@ impl TargetStatus {
     }
 }
 
+/// The outcome of one configured target, as the reply shows it: the target as configured (a wildcard stays
+/// `*` with its labels), its status and, for a wildcard, how many objects matched and what happened to them.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetResult {
@@ -76,9 +85,18 @@ pub struct TargetResult {
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
     pub status: TargetStatus,
+    /// Wildcards whose list succeeded: how many objects matched.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub matched: Option<usize>,
+    /// Wildcards with matches: how many objects ended in each status.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<TargetStatus, usize>,
+    /// Every object's outcome (one for a named target or a failed list), for the reply's status code.
+    #[serde(skip)]
+    pub outcomes: Vec<TargetStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -97,17 +115,21 @@ impl Summary {
     /// the API server was unavailable; otherwise 500. The provider's delivery log then shows the failure
     /// and the delivery can be redelivered.
     pub fn status(&self) -> StatusCode {
-        let failures: Vec<TargetStatus> = self
+        let outcomes: Vec<TargetStatus> = self
             .targets
             .iter()
-            .map(|t| t.status)
+            .flat_map(|t| t.outcomes.iter().copied())
+            .collect();
+        let failures: Vec<TargetStatus> = outcomes
+            .iter()
+            .copied()
             .filter(|s| s.is_failure())
             .collect();
         if failures.is_empty() {
             StatusCode::OK
         } else if failures.contains(&TargetStatus::Unavailable) {
             StatusCode::SERVICE_UNAVAILABLE
-        } else if failures.len() == self.targets.len()
+        } else if failures.len() == outcomes.len()
             && failures.iter().all(|s| *s == TargetStatus::NotFound)
         {
             StatusCode::NOT_FOUND
@@ -125,6 +147,8 @@ struct Planned {
     api: Api<DynamicObject>,
     namespace: String,
     target: Target,
+    /// `namespace/name` of the receiver, for the log.
+    receiver: String,
 }
 
 pub struct Reconciler {
@@ -142,12 +166,24 @@ impl Reconciler {
         }
     }
 
-    /// Refuses the whole request if any target is not allowed; nothing is patched then.
+    /// Refuses the whole request if any target is malformed (400, checked for every target first) or not
+    /// allowed (422, 403); nothing reaches the API server then.
     fn plan(&self, request: &ReconcileRequest) -> Result<Vec<Planned>> {
         if request.targets.is_empty() {
             return Err(Error::InvalidTarget("no targets".into()));
         }
+        if !request.receiver.is_valid() {
+            return Err(Error::MalformedRequest(
+                "receiver namespace and name must be Kubernetes names".into(),
+            ));
+        }
+        for (index, target) in request.targets.iter().enumerate() {
+            target
+                .validate()
+                .map_err(|e| Error::InvalidTarget(format!("targets[{index}]: {e}")))?;
+        }
         let receiver_ns = &request.receiver.namespace;
+        let receiver = format!("{}/{}", receiver_ns, request.receiver.name);
         request
             .targets
             .iter()
@@ -162,18 +198,6 @@ impl Reconciler {
                                 .unwrap_or_else(|| "default".into()),
                         }
                     })?;
-                if target.name == "*" && target.match_labels.is_empty() {
-                    return Err(Error::InvalidTarget(format!(
-                        "{} \"*\" requires matchLabels",
-                        target.kind
-                    )));
-                }
-                if target.name.is_empty() {
-                    return Err(Error::InvalidTarget(format!(
-                        "{} target without a name",
-                        target.kind
-                    )));
-                }
                 let namespace = target
                     .namespace
                     .clone()
@@ -181,7 +205,7 @@ impl Reconciler {
                     .unwrap_or_else(|| receiver_ns.clone());
                 if &namespace != receiver_ns && !self.settings.allow_cross_namespace {
                     return Err(Error::CrossNamespace {
-                        receiver: format!("{}/{}", receiver_ns, request.receiver.name),
+                        receiver: receiver.clone(),
                         namespace,
                         name: target.name.clone(),
                     });
@@ -193,6 +217,7 @@ impl Reconciler {
                     resolved,
                     namespace,
                     target: target.clone(),
+                    receiver: receiver.clone(),
                 })
             })
             .collect()
@@ -212,74 +237,118 @@ impl Reconciler {
             .buffered(self.settings.max_concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
-        let mut results = Vec::new();
+        // Each configured target's object outcomes; `matched` once a wildcard's list succeeded.
+        let mut outcomes: Vec<Vec<TargetStatus>> = vec![Vec::new(); plan.len()];
+        let mut matched: Vec<Option<usize>> = vec![None; plan.len()];
         let mut to_patch = Vec::new();
-        for (planned, expansion) in plan.iter().zip(expansions) {
+        for (index, (planned, expansion)) in plan.iter().zip(expansions).enumerate() {
             match expansion {
-                Ok(names) if names.is_empty() => {
-                    results.push(self.result(planned, "*", TargetStatus::NoMatches, None))
+                Ok(names) => {
+                    if planned.is_wildcard() {
+                        matched[index] = Some(names.len());
+                    }
+                    to_patch.extend(names.into_iter().map(|name| (index, planned, name)));
                 }
-                Ok(names) => to_patch.extend(names.into_iter().map(|n| (planned, n))),
-                Err((status, reason)) => {
-                    results.push(self.result(planned, &planned.target.name, status, Some(reason)))
-                }
+                Err(status) => outcomes[index].push(status),
             }
         }
+        let requested_at = requested_at.as_str();
         let patches: Vec<_> = to_patch
             .into_iter()
-            .map(|(planned, name)| self.patch_and_report(planned, name, &requested_at, deadline))
+            .map(|(index, planned, name)| async move {
+                (
+                    index,
+                    self.patch_and_report(planned, &name, requested_at, deadline)
+                        .await,
+                )
+            })
             .collect();
         let patched = stream::iter(patches)
             .buffer_unordered(self.settings.max_concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
-        results.extend(patched);
-        results.sort_by(|a, b| {
-            (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name))
-        });
-
-        for r in &results {
-            self.metrics.annotation(&r.kind, r.status.as_str());
+        for (index, status) in patched {
+            outcomes[index].push(status);
         }
-        let failed = results.iter().filter(|r| r.status.is_failure()).count();
+
+        let results: Vec<TargetResult> = plan
+            .iter()
+            .zip(outcomes)
+            .zip(matched)
+            .map(|((planned, outcomes), matched)| self.result(planned, outcomes, matched))
+            .collect();
+        for r in &results {
+            if r.status == TargetStatus::NoMatches {
+                self.metrics.annotation(&r.kind, r.status.as_str());
+            }
+            for outcome in &r.outcomes {
+                self.metrics.annotation(&r.kind, outcome.as_str());
+            }
+        }
+        let count = |pred: fn(TargetStatus) -> bool| {
+            results
+                .iter()
+                .flat_map(|r| &r.outcomes)
+                .filter(|s| pred(**s))
+                .count()
+        };
         Ok(Summary {
             receiver: format!("{}/{}", request.receiver.namespace, request.receiver.name),
             delivery_id: request.delivery_id.clone(),
-            annotated: results
-                .iter()
-                .filter(|r| r.status == TargetStatus::Annotated)
-                .count(),
-            failed,
+            annotated: count(|s| s == TargetStatus::Annotated),
+            failed: count(TargetStatus::is_failure),
             targets: results,
         })
     }
 
+    /// One configured target's line of the reply, from the outcomes of the objects it stands for.
     fn result(
         &self,
         planned: &Planned,
-        name: &str,
-        status: TargetStatus,
-        reason: Option<String>,
+        outcomes: Vec<TargetStatus>,
+        matched: Option<usize>,
     ) -> TargetResult {
+        let status = if matched == Some(0) {
+            TargetStatus::NoMatches
+        } else {
+            outcomes
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(TargetStatus::Failed)
+        };
+        let mut counts = BTreeMap::new();
+        if matched.is_some_and(|n| n > 0) {
+            for outcome in &outcomes {
+                *counts.entry(*outcome).or_default() += 1;
+            }
+        }
         TargetResult {
             api_version: planned.resource.api_version.clone(),
             kind: planned.resource.kind.clone(),
             namespace: planned.namespace.clone(),
-            name: name.to_string(),
+            name: planned.target.name.clone(),
+            match_labels: planned.target.match_labels.clone(),
             status,
-            reason,
+            matched,
+            counts,
+            outcomes,
         }
     }
 
     /// The object names a target stands for: itself, or every object matching its labels.
+    /// The object names a target stands for: itself, or every object matching its labels (logged here,
+    /// never replied).
     async fn expand(
         &self,
         planned: &Planned,
         deadline: Instant,
-    ) -> Result<Vec<String>, (TargetStatus, String)> {
-        if planned.target.name != "*" {
+    ) -> Result<Vec<String>, TargetStatus> {
+        if !planned.is_wildcard() {
             return Ok(vec![planned.target.name.clone()]);
         }
+        // Keys and values passed `Target::validate` (Kubernetes' label syntax), so none holds `,`, `=` or
+        // `!`: this selector says exactly "every label equals its value".
         let selector = planned
             .target
             .match_labels
@@ -289,26 +358,61 @@ impl Reconciler {
             .join(",");
         let api = &planned.api;
         let params = ListParams::default().labels(&selector);
-        let list = with_retry(deadline, || api.list_metadata(&params))
-            .await
-            .map_err(classify)?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|o| o.metadata.name)
-            .collect())
+        match with_retry(deadline, || api.list_metadata(&params)).await {
+            Ok(list) => {
+                let names: Vec<String> = list
+                    .items
+                    .into_iter()
+                    .filter_map(|o| o.metadata.name)
+                    .collect();
+                tracing::info!(
+                    receiver = %planned.receiver,
+                    kind = %planned.resource.kind,
+                    namespace = %planned.namespace,
+                    selector = %selector,
+                    matched = names.len(),
+                    names = ?names,
+                    "wildcard target expanded"
+                );
+                Ok(names)
+            }
+            Err(error) => {
+                let (status, detail) = classify(error);
+                tracing::warn!(
+                    receiver = %planned.receiver,
+                    kind = %planned.resource.kind,
+                    namespace = %planned.namespace,
+                    selector = %selector,
+                    status = status.as_str(),
+                    detail = %detail,
+                    "listing a wildcard target's matches failed"
+                );
+                Err(status)
+            }
+        }
     }
 
     async fn patch_and_report(
         &self,
         planned: &Planned,
-        name: String,
+        name: &str,
         requested_at: &str,
         deadline: Instant,
-    ) -> TargetResult {
-        match self.patch(planned, &name, requested_at, deadline).await {
-            Ok(()) => self.result(planned, &name, TargetStatus::Annotated, None),
-            Err((status, reason)) => self.result(planned, &name, status, Some(reason)),
+    ) -> TargetStatus {
+        match self.patch(planned, name, requested_at, deadline).await {
+            Ok(()) => TargetStatus::Annotated,
+            Err((status, detail)) => {
+                tracing::warn!(
+                    receiver = %planned.receiver,
+                    kind = %planned.resource.kind,
+                    namespace = %planned.namespace,
+                    name = %name,
+                    status = status.as_str(),
+                    detail = %detail,
+                    "patching a target failed"
+                );
+                status
+            }
         }
     }
 
@@ -372,6 +476,14 @@ where
     }
 }
 
+impl Planned {
+    fn is_wildcard(&self) -> bool {
+        self.target.name == "*"
+    }
+}
+
+/// The status code an API error means, and its details (API server message: ServiceAccount, groups) for
+/// the controller's log only.
 fn classify(error: kube::Error) -> (TargetStatus, String) {
     let status = match &error {
         kube::Error::Api(s) if s.code == 404 => TargetStatus::NotFound,
@@ -403,8 +515,11 @@ mod tests {
                     kind: "K".into(),
                     namespace: "ns".into(),
                     name: "n".into(),
+                    match_labels: BTreeMap::new(),
                     status: *s,
-                    reason: None,
+                    matched: None,
+                    counts: BTreeMap::new(),
+                    outcomes: vec![*s],
                 })
                 .collect(),
         }

@@ -9,8 +9,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use hookgate_filter::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use axum::{Extension, Json, Router};
+use hookgate_filter::attestation::{self, AttestationError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use hookgate_filter::protocol::{Action, ReconcileRequest};
 use kube::Client;
 use serde_json::json;
@@ -19,6 +19,7 @@ use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
+use crate::replay::{self, Mac, Refusal, ReplayCache};
 
 /// Reconcile requests are a few hundred bytes; anything near this is not from the filter.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -32,9 +33,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// The router of one controller process. It holds the process's replay cache: call it once per process
+/// (each clone of the returned router shares the cache).
 pub fn router(state: Arc<AppState>, reconcile_path: &str) -> Router {
+    let replay = Arc::new(ReplayCache::new(
+        state.tolerance_secs,
+        replay::DEFAULT_CAPACITY,
+    ));
     Router::new()
-        .route(reconcile_path, post(reconcile))
+        .route(reconcile_path, post(reconcile).layer(Extension(replay)))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -42,22 +49,43 @@ pub fn router(state: Arc<AppState>, reconcile_path: &str) -> Router {
         .with_state(state)
 }
 
+/// A refusal as the provider sees it: a message without internals and the stable reason code.
 fn error_response(error: &Error) -> Response {
-    (error.status(), Json(json!({ "error": error.to_string() }))).into_response()
+    (
+        error.status(),
+        Json(json!({ "error": error.public_message(), "reason": error.code() })),
+    )
+        .into_response()
 }
 
-fn outcome_label(error: &Error) -> &'static str {
-    match error {
-        Error::Unauthorized(_) => "unauthorized",
-        Error::MalformedRequest(_) | Error::InvalidTarget(_) => "bad_request",
-        Error::KindNotAllowed { .. } => "kind_not_allowed",
-        Error::CrossNamespace { .. } => "cross_namespace",
-        Error::AttestationKey(_) | Error::Kube(_) => "error",
-    }
+/// Records the signature of a request whose attestation has just verified, or refuses it as a replay. The
+/// key is the MAC's bytes, so the same MAC in other hex case or with other surrounding space is the same.
+fn admit(
+    replay: &ReplayCache,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    now: u64,
+) -> Result<(), Error> {
+    let timestamp = timestamp.and_then(|t| t.trim().parse::<u64>().ok());
+    let mac = signature
+        .and_then(|s| s.trim().split_once('='))
+        .and_then(|(_, hex)| hex::decode(hex).ok())
+        .and_then(|bytes| Mac::try_from(bytes).ok());
+    // Both parsed a moment ago in `attestation::verify`; refuse rather than skip the check if not.
+    let (Some(timestamp), Some(mac)) = (timestamp, mac) else {
+        return Err(Error::Unauthorized(AttestationError::MalformedSignature));
+    };
+    replay
+        .admit(mac, timestamp, now)
+        .map_err(|refusal| match refusal {
+            Refusal::Replayed => Error::Replayed,
+            Refusal::Full => Error::ReplayCacheFull,
+        })
 }
 
 async fn reconcile(
     State(state): State<Arc<AppState>>,
+    Extension(replay): Extension<Arc<ReplayCache>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -75,6 +103,14 @@ async fn reconcile(
     )
     .map_err(Error::from)
     .and_then(|()| {
+        admit(
+            &replay,
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            now,
+        )
+    })
+    .and_then(|()| {
         serde_json::from_slice::<ReconcileRequest>(&body)
             .map_err(|e| Error::MalformedRequest(e.to_string()))
     });
@@ -82,7 +118,7 @@ async fn reconcile(
         Ok(request) => request,
         Err(error) => {
             tracing::warn!(%error, "refused reconcile request");
-            state.metrics.request(outcome_label(&error));
+            state.metrics.request(error.code());
             return error_response(&error);
         }
     };
@@ -112,7 +148,7 @@ async fn reconcile(
         }
         Err(error) => {
             tracing::warn!(%error, receiver = %format!("{}/{}", request.receiver.namespace, request.receiver.name), "refused reconcile request");
-            state.metrics.request(outcome_label(&error));
+            state.metrics.request(error.code());
             error_response(&error)
         }
     }
@@ -121,7 +157,7 @@ async fn reconcile(
 async fn dispatch(state: &AppState, request: &ReconcileRequest) -> Response {
     let Some(dispatch) = &request.dispatch else {
         let error = Error::MalformedRequest("action dispatch without dispatch".into());
-        state.metrics.request(outcome_label(&error));
+        state.metrics.request(error.code());
         return error_response(&error);
     };
     let answer = state.dispatcher.dispatch(dispatch).await;
@@ -143,11 +179,10 @@ async fn dispatch(state: &AppState, request: &ReconcileRequest) -> Response {
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.client.apiserver_version()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok").into_response(),
-        Ok(Err(error)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("API server: {error}"),
-        )
-            .into_response(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: API server unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "API server unavailable").into_response()
+        }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "API server: timeout").into_response(),
     }
 }
@@ -175,7 +210,11 @@ mod tests {
 
     /// A router whose Kubernetes client points nowhere: every request here is refused before any API call.
     fn app() -> Router {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        app_at("http://127.0.0.1:9")
+    }
+
+    fn app_at(api_server: &str) -> Router {
+        let config = kube::Config::new(api_server.parse().unwrap());
         let client = Client::try_from(config).unwrap();
         let metrics = Arc::new(Metrics::default());
         let state = Arc::new(AppState {
@@ -200,27 +239,75 @@ mod tests {
         router(state, "/hook/v1/reconcile")
     }
 
-    async fn call(body: &str, signed: bool) -> (StatusCode, serde_json::Value) {
-        let now = SystemTime::now()
+    type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+
+    /// A stand-in API server that records every request it gets (method and path with query) and answers
+    /// each with Kubernetes' 404 Status.
+    async fn recording_api_server() -> (String, Seen) {
+        api_server(|_| api_status(404, "not found")).await
+    }
+
+    fn api_status(code: u16, message: &str) -> (StatusCode, serde_json::Value) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "code": code, "message": message});
+        (StatusCode::from_u16(code).unwrap(), status)
+    }
+
+    /// A stand-in API server answering `respond(method and path with query)`, recording every request.
+    async fn api_server(respond: fn(&str) -> (StatusCode, serde_json::Value)) -> (String, Seen) {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let api = Router::new().fallback(move |request: Request<Body>| {
+            let record = record.clone();
+            async move {
+                let line = format!("{} {}", request.method(), request.uri());
+                record.lock().unwrap().push(line.clone());
+                let (status, body) = respond(&line);
+                (status, Json(body))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+        (url, seen)
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
-            .as_secs();
-        let mut request = Request::post("/hook/v1/reconcile");
-        if signed {
-            request = request.header(TIMESTAMP_HEADER, now.to_string()).header(
+            .as_secs()
+    }
+
+    fn signed(body: &str, timestamp: u64) -> Request<Body> {
+        Request::post("/hook/v1/reconcile")
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(
                 SIGNATURE_HEADER,
-                attestation::sign(KEY, now, body.as_bytes()),
-            );
-        }
-        let response = app()
-            .oneshot(request.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
+                attestation::sign(KEY, timestamp, body.as_bytes()),
+            )
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    async fn send(app: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn call(body: &str, signed: bool) -> (StatusCode, serde_json::Value) {
+        let request = if signed {
+            self::signed(body, now())
+        } else {
+            Request::post("/hook/v1/reconcile")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        };
+        send(&app(), request).await
     }
 
     fn request(targets: &str) -> String {
@@ -253,6 +340,183 @@ mod tests {
         assert_eq!(status, StatusCode::FORBIDDEN);
         let (status, _) = call(&request("[]"), true).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    /// Fields that reach API paths and label selectors are checked with Kubernetes' rules: a malformed one
+    /// is refused with 400 (a kind outside the allow-list with 422) and nothing reaches the API server.
+    #[tokio::test]
+    async fn malformed_fields_are_refused_before_any_api_call() {
+        let (api_server, seen) = recording_api_server().await;
+        let app = app_at(&api_server);
+        let cases = [
+            (
+                "apiVersion with a path",
+                r#"[{"apiVersion":"source.toolkit.fluxcd.io/v1/namespaces/other/gitrepositories/x","kind":"GitRepository","name":"webapp"}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "matchLabels value with a selector",
+                r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app":"a,env!=prod"}}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "matchLabels key with a selector",
+                r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app!":"a"}}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "name with a path",
+                r#"[{"kind":"GitRepository","name":"webapp/status"}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "name with a query",
+                r#"[{"kind":"GitRepository","name":"webapp?dryRun=All"}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "namespace with a path",
+                r#"[{"kind":"GitRepository","name":"webapp","namespace":"flux-system/gitrepositories"}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "a malformed target after a valid one",
+                r#"[{"kind":"GitRepository","name":"webapp"},{"kind":"GitRepository","name":"Web App"}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "a malformed target after a kind outside the allow-list",
+                r#"[{"kind":"ConfigMap","name":"x"},{"kind":"GitRepository","name":"x","namespace":"-"}]"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "a kind outside the allow-list",
+                r#"[{"apiVersion":"v1","kind":"Secret","name":"x"}]"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (case, targets, expected) in cases {
+            let (status, body) = send(&app, signed(&request(targets), now())).await;
+            assert_eq!(status, expected, "{case}: {body}");
+            assert_eq!(seen.lock().unwrap().len(), 0, "{case}: no API call");
+        }
+        let malformed_receiver = r#"{"receiver":{"namespace":"flux-system/gitrepositories","name":"r"},"type":"github","targets":[{"kind":"GitRepository","name":"x"}]}"#;
+        let (status, body) = send(&app, signed(malformed_receiver, now())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(seen.lock().unwrap().len(), 0, "receiver: no API call");
+
+        // The stand-in API server does see what is well-formed: the patch of the one named object.
+        let (status, body) = send(
+            &app,
+            signed(
+                &request(r#"[{"kind":"GitRepository","name":"webapp"}]"#),
+                now(),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(
+            seen[0].starts_with(
+                "PATCH /apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/webapp?"
+            ),
+            "{seen:?}"
+        );
+    }
+
+    /// An attested request is accepted once: the same signature again within the window is refused with
+    /// 401 before any API call; another signature (a later timestamp) takes the accepted path.
+    #[tokio::test]
+    async fn a_replayed_attestation_is_refused() {
+        let (api_server, seen) = recording_api_server().await;
+        let app = app_at(&api_server);
+        let body = request(r#"[{"kind":"GitRepository","name":"webapp"}]"#);
+        let ts = now();
+        let (status, reply) = send(&app, signed(&body, ts)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "accepted: {reply}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+
+        let (status, reply) = send(&app, signed(&body, ts)).await;
+        assert_eq!(
+            (status, &reply),
+            (
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "attestation already used", "reason": "replayed"})
+            )
+        );
+        // The same MAC written in upper-case hex is the same signature.
+        let mut upper = signed(&body, ts);
+        let value = upper.headers()[SIGNATURE_HEADER]
+            .to_str()
+            .unwrap()
+            .replacen("v1=", "", 1)
+            .to_uppercase();
+        upper
+            .headers_mut()
+            .insert(SIGNATURE_HEADER, format!("v1={value}").parse().unwrap());
+        let (status, reply) = send(&app, upper).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+        assert_eq!(seen.lock().unwrap().len(), 1, "a replay reaches nothing");
+
+        let (status, reply) = send(&app, signed(&body, ts - 1)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "another signature: {reply}");
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    /// The API server's message names the ServiceAccount and its groups; a wildcard's matches are object
+    /// names the provider never configured. The reply carries the configured target, a status code and
+    /// counts, and neither of those.
+    #[tokio::test]
+    async fn replies_carry_codes_not_api_messages_or_matched_names() {
+        const DENIED: &str = "kustomizations.kustomize.toolkit.fluxcd.io \"matched-object-2\" is forbidden: \
+            User \"system:serviceaccount:hookgate-system:hookgate-controller\" cannot patch resource \
+            \"kustomizations\" (groups [\"system:serviceaccounts\" \"system:authenticated\"])";
+        let (api_server, seen) = api_server(|line| {
+            let meta = |name: &str| {
+                json!({"apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadata", "metadata": {"name": name}})
+            };
+            if line.starts_with("GET ") {
+                let items = [meta("matched-object-1"), meta("matched-object-2")];
+                (
+                    StatusCode::OK,
+                    json!({"apiVersion": "meta.k8s.io/v1",
+                    "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
+                )
+            } else if line.contains("/matched-object-1?") {
+                (StatusCode::OK, meta("matched-object-1"))
+            } else {
+                api_status(403, DENIED)
+            }
+        })
+        .await;
+        let app = app_at(&api_server);
+        let body = request(
+            r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app":"webapp"}},{"kind":"GitRepository","name":"webapp"}]"#,
+        );
+        let (status, reply) = send(&app, signed(&body, now())).await;
+        assert_eq!(seen.lock().unwrap().len(), 4, "{:?}", seen.lock().unwrap());
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            reply,
+            json!({"receiver": "flux-system/r", "annotated": 1, "failed": 2, "targets": [
+                {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                 "namespace": "flux-system", "name": "*", "matchLabels": {"app": "webapp"},
+                 "status": "forbidden", "matched": 2, "counts": {"annotated": 1, "forbidden": 1}},
+                {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+                 "namespace": "flux-system", "name": "webapp", "status": "forbidden"},
+            ]})
+        );
+        let text = reply.to_string();
+        for internal in [
+            "matched-object",
+            "system:",
+            "hookgate-controller",
+            "cannot patch",
+        ] {
+            assert!(!text.contains(internal), "{internal} in {text}");
+        }
     }
 
     #[tokio::test]

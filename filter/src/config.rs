@@ -573,39 +573,17 @@ impl Target {
 }
 
 fn validate_target(target: &Target) -> Result<(), String> {
-    if target.kind.trim().is_empty() {
-        return Err("kind is required".into());
-    }
-    if target.name == "*" {
-        if target.match_labels.is_empty() {
-            return Err("name \"*\" requires matchLabels".into());
-        }
-    } else if !is_dns_subdomain(&target.name) {
-        return Err("name must be an object name or \"*\" with matchLabels".into());
-    } else if !target.match_labels.is_empty() {
-        return Err("matchLabels only applies with name \"*\"".into());
-    }
-    if let Some(ns) = target.namespace.as_deref().filter(|ns| !ns.is_empty()) {
-        if !is_dns_label(ns) {
-            return Err("namespace must be a Kubernetes namespace name".into());
-        }
-    }
-    Ok(())
+    target.validate().map_err(|e| e.to_string())
 }
 
-/// RFC 1123 label: what Kubernetes requires of namespace names.
+/// RFC 1123 label: what Kubernetes requires of namespace names (the rule shared with the controller).
 fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    crate::kubernetes::is_dns_label(s)
 }
 
-/// RFC 1123 subdomain: what Kubernetes requires of most object names.
+/// RFC 1123 subdomain: what Kubernetes requires of most object names (the rule shared with the controller).
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    crate::kubernetes::is_dns_subdomain(s)
 }
 
 #[cfg(test)]

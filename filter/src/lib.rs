@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod dispatch;
 pub mod glob;
+pub mod kubernetes;
 pub mod outcome;
 pub mod pipeline;
 pub mod protocol;

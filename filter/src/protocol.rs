@@ -2,10 +2,14 @@
 //! controller accepts. Filter and controller both use these types, so the two ends cannot drift apart.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dispatch::DispatchRequest;
+use crate::kubernetes::{
+    is_api_version, is_dns_label, is_dns_subdomain, is_label_key, is_label_value,
+};
 
 /// The path a verified delivery is rewritten to. It stays under `/hook/` so that the rewritten request still
 /// matches the HTTPRoute rule that leads to the controller (Envoy re-routes on the new path).
@@ -28,12 +32,92 @@ pub struct Target {
     pub match_labels: BTreeMap<String, String>,
 }
 
+/// Why a target is malformed. The messages name the field, never its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetError {
+    MissingKind,
+    ApiVersion,
+    Name,
+    WildcardWithoutLabels,
+    LabelsWithoutWildcard,
+    Namespace,
+    LabelKey,
+    LabelValue,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingKind => "kind is required",
+            Self::ApiVersion => {
+                "apiVersion must be group/version with a Kubernetes version (v1, v1beta2, v2alpha1)"
+            }
+            Self::Name => "name must be an object name or \"*\" with matchLabels",
+            Self::WildcardWithoutLabels => "name \"*\" requires matchLabels",
+            Self::LabelsWithoutWildcard => "matchLabels only applies with name \"*\"",
+            Self::Namespace => "namespace must be a Kubernetes namespace name",
+            Self::LabelKey => "matchLabels keys must be Kubernetes label keys",
+            Self::LabelValue => "matchLabels values must be Kubernetes label values",
+        })
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+impl Target {
+    /// Checks every field that reaches an API path or a label selector against Kubernetes' rules (see
+    /// [`crate::kubernetes`]). The filter calls this on its configuration, the controller on every request,
+    /// before any API call. Whether the kind is reconcilable is the controller's allow-list, not this.
+    pub fn validate(&self) -> Result<(), TargetError> {
+        if self.kind.trim().is_empty() {
+            return Err(TargetError::MissingKind);
+        }
+        if let Some(api_version) = self.api_version.as_deref().filter(|v| !v.is_empty()) {
+            if !is_api_version(api_version) {
+                return Err(TargetError::ApiVersion);
+            }
+        }
+        if self.name == "*" {
+            if self.match_labels.is_empty() {
+                return Err(TargetError::WildcardWithoutLabels);
+            }
+        } else if !is_dns_subdomain(&self.name) {
+            return Err(TargetError::Name);
+        } else if !self.match_labels.is_empty() {
+            return Err(TargetError::LabelsWithoutWildcard);
+        }
+        if let Some(ns) = self.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+            if !is_dns_label(ns) {
+                return Err(TargetError::Namespace);
+            }
+        }
+        for (key, value) in &self.match_labels {
+            if !is_label_key(key) {
+                return Err(TargetError::LabelKey);
+            }
+            if !is_label_value(value) {
+                return Err(TargetError::LabelValue);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which receiver accepted the delivery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiverRef {
     pub namespace: String,
     pub name: String,
+}
+
+impl ReceiverRef {
+    /// The receiver's namespace is the default namespace of its targets, so it reaches API paths too: a
+    /// namespace name (DNS label); the receiver's name is an object name (DNS subdomain), as in the filter's
+    /// configuration.
+    pub fn is_valid(&self) -> bool {
+        is_dns_label(&self.namespace) && is_dns_subdomain(&self.name)
+    }
 }
 
 /// What the controller does with a verified delivery.
@@ -78,4 +162,133 @@ pub struct ReconcileRequest {
     /// Present exactly when `action` is `dispatch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<DispatchRequest>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// The explicit apiVersion that, split on its first `/`, would put `namespaces/other/...` into the
+    /// request path and escape the cross-namespace check.
+    const PATH_ESCAPE: &str = "source.toolkit.fluxcd.io/v1/namespaces/other/gitrepositories/x";
+
+    /// (case, target, expected) — targets as the filter's configuration and the controller's requests
+    /// carry them.
+    fn cases() -> Vec<(&'static str, Value, Result<(), TargetError>)> {
+        vec![
+            (
+                "plain name",
+                json!({"kind": "GitRepository", "name": "webapp"}),
+                Ok(()),
+            ),
+            (
+                "explicit apiVersion",
+                json!({"apiVersion": "source.toolkit.fluxcd.io/v1beta2", "kind": "GitRepository", "name": "webapp"}),
+                Ok(()),
+            ),
+            (
+                "core apiVersion (the controller's allow-list decides)",
+                json!({"apiVersion": "v1", "kind": "Secret", "name": "x"}),
+                Ok(()),
+            ),
+            (
+                "wildcard with labels",
+                json!({"kind": "Kustomization", "name": "*", "namespace": "apps",
+                       "matchLabels": {"app.kubernetes.io/name": "webapp", "tier": ""}}),
+                Ok(()),
+            ),
+            (
+                "apiVersion with a path",
+                json!({"apiVersion": PATH_ESCAPE, "kind": "GitRepository", "name": "webapp"}),
+                Err(TargetError::ApiVersion),
+            ),
+            (
+                "apiVersion with a query",
+                json!({"apiVersion": "source.toolkit.fluxcd.io/v1?dryRun=All", "kind": "GitRepository", "name": "x"}),
+                Err(TargetError::ApiVersion),
+            ),
+            (
+                "label value with a selector",
+                json!({"kind": "Kustomization", "name": "*", "matchLabels": {"app": "a,env!=prod"}}),
+                Err(TargetError::LabelValue),
+            ),
+            (
+                "label key with a selector",
+                json!({"kind": "Kustomization", "name": "*", "matchLabels": {"env!": "prod"}}),
+                Err(TargetError::LabelKey),
+            ),
+            (
+                "name with a path",
+                json!({"kind": "GitRepository", "name": "x/status"}),
+                Err(TargetError::Name),
+            ),
+            (
+                "namespace with a path",
+                json!({"kind": "GitRepository", "name": "x", "namespace": "apps/gitrepositories"}),
+                Err(TargetError::Namespace),
+            ),
+            (
+                "wildcard without labels",
+                json!({"kind": "Kustomization", "name": "*"}),
+                Err(TargetError::WildcardWithoutLabels),
+            ),
+            (
+                "labels without wildcard",
+                json!({"kind": "Kustomization", "name": "x", "matchLabels": {"app": "a"}}),
+                Err(TargetError::LabelsWithoutWildcard),
+            ),
+            (
+                "no kind",
+                json!({"kind": " ", "name": "x"}),
+                Err(TargetError::MissingKind),
+            ),
+        ]
+    }
+
+    #[test]
+    fn targets_are_validated_with_kubernetes_rules() {
+        for (case, target, expected) in cases() {
+            let target: Target = serde_json::from_value(target).unwrap();
+            assert_eq!(target.validate(), expected, "{case}");
+        }
+    }
+
+    /// The same inputs, refused (or accepted) when the filter reads its configuration.
+    #[test]
+    fn the_filter_refuses_the_same_targets_at_configure_time() {
+        let env = |name: &str| match name {
+            "HOOKGATE_ATTESTATION_KEY" => Some("attestation-key-0123456789".to_string()),
+            "GITHUB_SECRET" => Some("test-token".to_string()),
+            _ => None,
+        };
+        for (case, target, expected) in cases() {
+            let config = json!({"receivers": [{"name": "webapp", "namespace": "flux-system", "type": "github",
+                "secrets": [{"env": "GITHUB_SECRET"}], "targets": [target]}]});
+            let parsed = crate::Config::parse(config.to_string().as_bytes(), &env);
+            match expected {
+                Ok(()) => assert!(parsed.is_ok(), "{case}: {:?}", parsed.err()),
+                Err(error) => {
+                    let error_text = parsed.err().map(|e| (e.field, e.reason));
+                    assert_eq!(
+                        error_text,
+                        Some(("targets[0]".to_string(), error.to_string())),
+                        "{case}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn receiver_refs_are_validated() {
+        let r = |namespace: &str, name: &str| ReceiverRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        assert!(r("flux-system", "webapp.v2").is_valid());
+        assert!(!r("flux-system/namespaces/other", "webapp").is_valid());
+        assert!(!r("", "webapp").is_valid());
+        assert!(!r("flux-system", "Web App").is_valid());
+    }
 }
