@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::attestation::MIN_KEY_LEN;
+use crate::attestation::check_key;
 use crate::crypto::sha256_hex;
 use crate::dispatch::DispatchConfig;
 use crate::glob::glob_matches;
@@ -184,6 +184,8 @@ impl Config {
 
         let attestation_key = match top.optional::<String>("attestationKey")? {
             Some(inline) => {
+                check_key(inline.as_bytes())
+                    .map_err(|e| top_err("attestationKey", e.to_string()))?;
                 warnings.push("attestation key is inline in the configuration: use attestationKeyEnv outside development".into());
                 inline.into_bytes()
             }
@@ -191,22 +193,21 @@ impl Config {
                 let var: String = top
                     .optional("attestationKeyEnv")?
                     .unwrap_or_else(|| DEFAULT_ATTESTATION_KEY_ENV.to_string());
-                env(&var)
-                    .ok_or_else(|| {
-                        top_err(
-                            "attestationKeyEnv",
-                            format!("environment variable {var} is not set"),
-                        )
-                    })?
-                    .into_bytes()
+                let key = env(&var).ok_or_else(|| {
+                    top_err(
+                        "attestationKeyEnv",
+                        format!("environment variable {var} is not set"),
+                    )
+                })?;
+                check_key(key.as_bytes()).map_err(|e| {
+                    top_err(
+                        "attestationKeyEnv",
+                        format!("environment variable {var}: {e}"),
+                    )
+                })?;
+                key.into_bytes()
             }
         };
-        if attestation_key.len() < MIN_KEY_LEN {
-            return Err(top_err(
-                "attestationKey",
-                format!("shorter than {MIN_KEY_LEN} bytes"),
-            ));
-        }
 
         let raw_receivers: Vec<Value> = top.required("receivers")?;
         if raw_receivers.is_empty() {
@@ -827,6 +828,52 @@ mod tests {
         assert_eq!(no_key.unwrap_err().field, "attestationKeyEnv");
         let short = VALID.replacen('{', r#"{"attestationKey":"short","#, 1);
         assert_eq!(parse(&short).unwrap_err().field, "attestationKey");
+    }
+
+    /// The filter applies the controller's rule to its key: whitespace at either end is refused at start-up
+    /// (Envoy reads the Secret byte for byte; the controller would read the same bytes).
+    #[test]
+    fn attestation_key_with_surrounding_whitespace_is_refused() {
+        let key = "attestation-key-0123456789";
+        let with_env = |value: String| {
+            move |name: &str| {
+                if name == "HOOKGATE_ATTESTATION_KEY" {
+                    Some(value.clone())
+                } else {
+                    env(name)
+                }
+            }
+        };
+        for (name, padded) in [
+            ("trailing newline", format!("{key}\n")),
+            ("trailing CRLF", format!("{key}\r\n")),
+            ("leading space", format!(" {key}")),
+        ] {
+            let err = Config::parse(VALID.as_bytes(), &with_env(padded.clone())).unwrap_err();
+            assert_eq!(err.field, "attestationKeyEnv", "{name}: {err}");
+            assert!(
+                err.reason.contains("begins or ends with whitespace"),
+                "{name}: {err}"
+            );
+            assert!(
+                !format!("{err} {err:?}").contains(key),
+                "{name}: the key is never shown"
+            );
+
+            let inline = serde_json::to_string(&padded).unwrap();
+            let json = VALID.replacen('{', &format!(r#"{{"attestationKey":{inline},"#), 1);
+            let err = parse(&json).unwrap_err();
+            assert_eq!(err.field, "attestationKey", "{name}: {err}");
+            assert!(
+                err.reason.contains("begins or ends with whitespace"),
+                "{name}: {err}"
+            );
+            assert!(
+                !format!("{err} {err:?}").contains(key),
+                "{name}: the key is never shown"
+            );
+        }
+        assert!(Config::parse(VALID.as_bytes(), &with_env(key.into())).is_ok());
     }
 
     #[test]
