@@ -410,7 +410,7 @@ mod tests {
         );
         std::fs::write(&yaml_path, broken).unwrap();
         let error = check(&yaml_path).unwrap_err().to_string();
-        assert!(error.contains("policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: receiver argocd/argo (receivers[1]): field `targetz`"), "{error}");
+        assert!(error.contains("policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: receiver argocd/argo: field `receivers[1].targetz`"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
