@@ -163,9 +163,40 @@ const RECEIVER_FIELDS: &[&str] = &[
     "dispatch",
 ];
 
+/// What an environment variable that is not set stands for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unset {
+    /// An error: the filter cannot verify without its secrets.
+    Refused,
+    /// A placeholder the variable's use accepts (its provider's [`Provider::placeholder_secret`], a key
+    /// of the minimum length), so that the rest of a configuration can be checked on a workstation.
+    Placeholder,
+}
+
+/// Stands for an unset attestation key variable when only checking.
+const PLACEHOLDER_ATTESTATION_KEY: &str = "hookgate-check-placeholder-attestation-key";
+
 impl Config {
     /// Parses and validates `json`, reading secrets through `env` (the host environment in Envoy).
     pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::parse_with(json, env, Unset::Refused)
+    }
+
+    /// Parses and validates `json` as [`Config::parse`] does, except that an unset variable stands for a
+    /// placeholder valid for its use instead of being an error: for `hookgate check`, which reports the
+    /// paths that depend on unset variables as unknown. Variables that are set are checked as usual.
+    pub fn parse_with_placeholders(
+        json: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::parse_with(json, env, Unset::Placeholder)
+    }
+
+    fn parse_with(
+        json: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+        unset: Unset,
+    ) -> Result<Self, ConfigError> {
         let top_err = |field: &str, reason: String| ConfigError {
             receiver: None,
             field: field.into(),
@@ -198,12 +229,16 @@ impl Config {
                 let var: String = top
                     .optional("attestationKeyEnv")?
                     .unwrap_or_else(|| DEFAULT_ATTESTATION_KEY_ENV.to_string());
-                let key = env(&var).ok_or_else(|| {
-                    top_err(
-                        "attestationKeyEnv",
-                        format!("environment variable {var} is not set"),
-                    )
-                })?;
+                let key = match env(&var) {
+                    Some(key) => key,
+                    None if unset == Unset::Placeholder => PLACEHOLDER_ATTESTATION_KEY.to_string(),
+                    None => {
+                        return Err(top_err(
+                            "attestationKeyEnv",
+                            format!("environment variable {var} is not set"),
+                        ))
+                    }
+                };
                 check_key(key.as_bytes()).map_err(|e| {
                     top_err(
                         "attestationKeyEnv",
@@ -224,7 +259,7 @@ impl Config {
         let mut receivers = Vec::with_capacity(raw_receivers.len());
         let mut by_path: HashMap<String, usize> = HashMap::new();
         for (index, raw) in raw_receivers.iter().enumerate() {
-            let receiver = parse_receiver(raw, index, &forward_path, env, &mut warnings)?;
+            let receiver = parse_receiver(raw, index, &forward_path, env, unset, &mut warnings)?;
             let error = |field: &str, reason: String| ConfigError {
                 receiver: Some(receiver.label()),
                 field: format!("receivers[{index}].{field}"),
@@ -424,6 +459,7 @@ fn parse_receiver(
     index: usize,
     forward_path: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    unset: Unset,
     warnings: &mut Vec<String>,
 ) -> Result<Receiver, ConfigError> {
     // Name the receiver in errors as precisely as the input allows, even before it is validated.
@@ -519,9 +555,15 @@ fn parse_receiver(
             secret.secret_string("inline")?,
         ) {
             (Some(var), None) => {
-                let value = env(&var).ok_or_else(|| {
-                    secret.error("env", format!("environment variable {var} is not set"))
-                })?;
+                let value = match env(&var) {
+                    Some(value) => value,
+                    None if unset == Unset::Placeholder => provider.placeholder_secret(&var),
+                    None => {
+                        return Err(
+                            secret.error("env", format!("environment variable {var} is not set"))
+                        )
+                    }
+                };
                 (value, "env", SecretSource::Env(var))
             }
             (None, Some(inline)) => {
@@ -1319,6 +1361,30 @@ mod tests {
             );
         }
         assert!(Config::parse(VALID.as_bytes(), &with_env(key.into())).is_ok());
+    }
+
+    /// `hookgate check`'s mode: an unset variable stands for a placeholder its use accepts; a set one is
+    /// checked as usual.
+    #[test]
+    fn placeholders_stand_only_for_unset_variables() {
+        let unset = |_: &str| None;
+        assert_eq!(
+            Config::parse(VALID.as_bytes(), &unset).unwrap_err().field,
+            "attestationKeyEnv"
+        );
+        let checked = Config::parse_with_placeholders(VALID.as_bytes(), &unset).unwrap();
+        let paths = &checked.receivers[0].paths;
+        assert_eq!(paths.len(), 2);
+        assert_ne!(paths[0], paths[1], "two unset variables, two paths");
+
+        let mut document: Value = serde_json::from_str(VALID).unwrap();
+        let r = &mut document["receivers"][0];
+        r["type"] = "standard-webhooks".into();
+        r.as_object_mut().unwrap().remove("refs");
+        r["secrets"] = serde_json::json!([{"env": "UNSET_ANYWHERE"}, {"env": "BAD_WHSEC"}]);
+        let err =
+            Config::parse_with_placeholders(document.to_string().as_bytes(), &env).unwrap_err();
+        assert_eq!(err.field, "receivers[0].secrets[1].env", "{err}");
     }
 
     #[test]
