@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
+import subprocess
 import time
 import urllib.request
 
 import pytest
 
 from gitops import FLUX, KEY, RFC3339_NANOS, annotations, controller_env, kustomization, resource_versions
-from harness import Controller
+from harness import CONTROLLER, Controller
 
 @pytest.fixture(scope="module")
 def controller(cp, tmp_path_factory):
@@ -234,3 +236,37 @@ def test_sigterm_lets_the_request_in_flight_finish(cp, tmp_path):
     assert c.stop() == 0
     log = c.log()
     assert log.index("shutdown signal received") < log.index("reconcile request handled") < log.index("hookgate controller stopped")
+
+
+KEY_REFUSALS = [
+    ("trailing newline (echo, an editor, --from-file)", KEY + "\n", "begins or ends with whitespace"),
+    ("trailing CRLF", KEY + "\r\n", "begins or ends with whitespace"),
+    ("leading space", " " + KEY, "begins or ends with whitespace"),
+    ("trailing tab", KEY + "\t", "begins or ends with whitespace"),
+    ("too short", "short-key", "shorter than 16 bytes"),
+]
+
+
+@pytest.mark.parametrize("label,content,message", KEY_REFUSALS, ids=[case[0] for case in KEY_REFUSALS])
+def test_controller_refuses_to_start_with_a_key_envoy_would_read_differently(tmp_path, label, content, message):
+    """Envoy reads the Secret byte for byte: a key the two sides could read differently is refused at
+    start-up, with how to fix it, and without the key."""
+    key_file = tmp_path / "key"
+    key_file.write_bytes(content.encode())
+    out = subprocess.run([str(CONTROLLER), "serve", "--listen", "127.0.0.1:0", "--attestation-key-file", str(key_file)],
+                         capture_output=True, text=True, timeout=30,
+                         env={"PATH": os.environ.get("PATH", ""), "KUBECONFIG": str(tmp_path / "no-kubeconfig")})
+    assert out.returncode != 0, out
+    assert f"attestation key file {key_file}: " in out.stderr, out.stderr
+    assert message in out.stderr, out.stderr
+    assert "openssl rand -hex 32" in out.stderr, "the message says how to make a good key"
+    assert content.strip() not in out.stdout + out.stderr, "the key is never shown"
+
+
+def test_controller_reads_its_key_file_byte_for_byte_as_envoy_does(cp, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY.encode())
+    env = {k: v for k, v in controller_env(cp, tmp_path).items() if k != "HOOKGATE_ATTESTATION_KEY"}
+    with Controller(env, ["--attestation-key-file", str(key_file)]) as c:
+        status, reply = post(c.port, reconcile_request([GIT]))
+        assert status == 200, reply

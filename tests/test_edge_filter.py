@@ -461,10 +461,16 @@ def test_metrics_count_per_receiver_outcome(edge, upstream):
 
 @pytest.mark.parametrize("mutation,logged", [
     (lambda c: c["receivers"][0].update(secrets=[{"env": "NOT_SET_ANYWHERE"}]),
-     "receiver flux-system/webapp (receivers[0]): field `secrets[0].env`: environment variable NOT_SET_ANYWHERE is not set"),
+     "receiver flux-system/webapp: field `receivers[0].secrets[0].env`: environment variable NOT_SET_ANYWHERE is not set"),
     (lambda c: c["receivers"][1].update(evnts=["push"]),
-     "receiver flux-system/other (receivers[1]): field `evnts`: unknown field"),
+     "receiver flux-system/other: field `receivers[1].evnts`: unknown field"),
     (lambda c: c.update(receivers="none"), "field `receivers`"),
+    # A secret of the wrong type is described, never shown.
+    (lambda c: c["receivers"][1].update(secrets=[{"inline": 12345678901234567890123}]),
+     "receiver flux-system/other: field `receivers[1].secrets[0].inline`: must be a string, not a number"),
+    # The controller's rule: a key with a trailing newline is refused, not used (and never shown).
+    (lambda c: c.update(attestationKey=ATTESTATION_KEY + "\n"),
+     "field `attestationKey`: the attestation key begins or ends with whitespace"),
 ])
 def test_invalid_configuration_fails_closed(upstream, mutation, logged):
     config = json.loads(json.dumps(FILTER_CONFIG))
@@ -477,7 +483,10 @@ def test_invalid_configuration_fails_closed(upstream, mutation, logged):
         for path in (GITHUB_PATH, "/hook/pinned-other", "/hook/anything"):
             status, reply = send(proxy.port, path, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
             assert (status, json.loads(reply)) == (503, {"error": "filter configuration invalid"})
-        assert "invalid configuration, refusing every request: " + logged in proxy.log()
+        log = proxy.log()
+        assert "invalid configuration, refusing every request: " + logged in log
+        for shown in ["12345678901234567890123", "1.2345678901234568", ATTESTATION_KEY]:
+            assert shown not in log
     assert_nothing_upstream(upstream)
 
 

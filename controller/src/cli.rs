@@ -73,16 +73,13 @@ pub fn configurations_in(path: &Path) -> anyhow::Result<Vec<(String, Value)>> {
     Ok(found)
 }
 
-const PLACEHOLDER_PREFIX: &str = "hookgate-check-placeholder-";
-
-/// Parses `config` with the filter's parser, standing in a placeholder for every unset variable.
+/// Parses `config` with the filter's parser, each unset variable standing for a placeholder its use accepts
+/// (the provider's own, for a secret).
 fn parse_lenient(location: &str, config: &Value) -> anyhow::Result<Config> {
-    let env = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .or_else(|| Some(format!("{PLACEHOLDER_PREFIX}{name}-0123456789abcdef")))
-    };
-    Config::parse(&serde_json::to_vec(config)?, &env).map_err(|e| anyhow!("{location}: {e}"))
+    Config::parse_with_placeholders(&serde_json::to_vec(config)?, &|name| {
+        std::env::var(name).ok()
+    })
+    .map_err(|e| anyhow!("{location}: {e}"))
 }
 
 /// A receiver's path at `index`, or why it cannot be known here (its secret's variable is unset).
@@ -410,8 +407,42 @@ mod tests {
         );
         std::fs::write(&yaml_path, broken).unwrap();
         let error = check(&yaml_path).unwrap_err().to_string();
-        assert!(error.contains("policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: receiver argocd/argo (receivers[1]): field `targetz`"), "{error}");
+        assert!(error.contains("policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: receiver argocd/argo: field `receivers[1].targetz`"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// "Unset ones are reported, not required", whatever the type: a receiver of every type in the provider
+    /// table, every secret unset, checks, and its paths are reported as depending on those variables.
+    #[test]
+    fn check_reports_unset_secrets_for_every_provider_type() {
+        let dir = std::env::temp_dir().join(format!("hookgate-check-types-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (first, second) = (
+            "HOOKGATE_CHECK_EVERY_TYPE_UNSET_A",
+            "HOOKGATE_CHECK_EVERY_TYPE_UNSET_B",
+        );
+        let mut failures = Vec::new();
+        for (name, _) in hookgate_filter::providers::PROVIDERS {
+            let config = json!({
+                "attestationKeyEnv": "HOOKGATE_CHECK_EVERY_TYPE_KEY_UNSET",
+                "receivers": [{"name": "r", "namespace": "ns", "type": name,
+                               "secrets": [{"env": first}, {"env": second}],
+                               "targets": [{"kind": "GitRepository", "name": "x"}]}]});
+            let path = dir.join(format!("{name}.json"));
+            std::fs::write(&path, config.to_string()).unwrap();
+            match check(&path) {
+                Ok(report) => {
+                    for var in [first, second] {
+                        if !report.contains(&format!("(set {var} to print it)")) {
+                            failures.push(format!("{name}: {var} not reported: {report}"));
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("{name}: {e:#}")),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
     #[test]

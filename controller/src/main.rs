@@ -3,18 +3,18 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hookgate_controller::cli::{self, SendType};
 use hookgate_controller::dispatch::{DispatchSettings, Dispatcher};
 use hookgate_controller::metrics::Metrics;
 use hookgate_controller::reconcile::{Reconciler, Settings};
 use hookgate_controller::server::{router, AppState};
-use hookgate_filter::attestation::{DEFAULT_TOLERANCE_SECS, MIN_KEY_LEN};
+use hookgate_filter::attestation::{check_key, DEFAULT_TOLERANCE_SECS};
 use hookgate_filter::protocol::DEFAULT_FORWARD_PATH;
 use tracing_subscriber::EnvFilter;
 
@@ -238,24 +238,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_env_filter(filter)
             .init(),
     }
-    let key = match &args.attestation_key_file {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("attestation key file {}", path.display()))?,
-        None => std::env::var(&args.attestation_key_env)
-            .with_context(|| {
-                format!(
-                    "attestation key: environment variable {} is not set",
-                    args.attestation_key_env
-                )
-            })?
-            .into_bytes(),
-    };
-    // A key file written by `kubectl create secret --from-file` may end with a newline the filter's
-    // environment variable does not have.
-    let key = key.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(key);
-    if key.len() < MIN_KEY_LEN {
-        bail!("attestation key is shorter than {MIN_KEY_LEN} bytes");
-    }
+    let key = attestation_key(
+        args.attestation_key_file.as_deref(),
+        &args.attestation_key_env,
+        |var| std::env::var(var).ok(),
+    )?;
     let client = kube::Client::try_default()
         .await
         .context("cannot configure the Kubernetes client")?;
@@ -303,6 +290,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The attestation key from `file`, or else from the environment variable `var`, byte for byte as Envoy
+/// reads it, refused (never shown) when the filter would refuse it: one rule for both sides,
+/// [`check_key`].
+fn attestation_key(
+    file: Option<&Path>,
+    var: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<u8>> {
+    let (key, source) = match file {
+        Some(path) => (
+            std::fs::read(path)
+                .with_context(|| format!("attestation key file {}", path.display()))?,
+            format!("attestation key file {}", path.display()),
+        ),
+        None => (
+            env(var)
+                .with_context(|| format!("attestation key: environment variable {var} is not set"))?
+                .into_bytes(),
+            format!("attestation key: environment variable {var}"),
+        ),
+    };
+    check_key(&key).map_err(|e| anyhow!("{source}: {e}"))?;
+    Ok(key)
+}
+
 /// SIGTERM (Kubernetes) or Ctrl-C: stop accepting, let in-flight requests finish.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -324,4 +336,73 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received, finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "controller-test-attestation-key-0123456789";
+
+    /// The controller takes its key byte for byte, as Envoy does, and refuses at start-up what the filter
+    /// refuses, saying how to fix it and never showing the key.
+    #[test]
+    fn key_file_is_read_byte_for_byte_and_checked() {
+        let dir = std::env::temp_dir().join(format!("hookgate-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        let cases: &[(&str, String, Option<&str>)] = &[
+            ("as written by --from-literal", KEY.into(), None),
+            (
+                "trailing newline",
+                format!("{KEY}\n"),
+                Some("begins or ends with whitespace"),
+            ),
+            (
+                "trailing CRLF",
+                format!("{KEY}\r\n"),
+                Some("begins or ends with whitespace"),
+            ),
+            (
+                "leading space",
+                format!(" {KEY}"),
+                Some("begins or ends with whitespace"),
+            ),
+            (
+                "too short",
+                "short-key".into(),
+                Some("shorter than 16 bytes"),
+            ),
+        ];
+        for (name, content, refusal) in cases {
+            std::fs::write(&file, content).unwrap();
+            let from_file = attestation_key(Some(&file), "UNUSED", |_| None);
+            let from_env = attestation_key(None, "KEY_VAR", |v| {
+                (v == "KEY_VAR").then(|| content.clone())
+            });
+            for (source, result) in [("file", from_file), ("env", from_env)] {
+                match (refusal, result) {
+                    (None, Ok(key)) => assert_eq!(key, content.as_bytes(), "{name} ({source})"),
+                    (Some(reason), Err(e)) => {
+                        let message = format!("{e:#}");
+                        assert!(message.contains(reason), "{name} ({source}): {message}");
+                        assert!(
+                            message.contains("openssl rand -hex 32"),
+                            "{name} ({source}): {message}"
+                        );
+                        assert!(
+                            !message.contains(content.trim()),
+                            "{name} ({source}): shows the key"
+                        );
+                    }
+                    (_, other) => panic!("{name} ({source}): {other:?}"),
+                }
+            }
+        }
+        assert!(attestation_key(None, "KEY_VAR", |_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("environment variable KEY_VAR is not set"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -43,6 +43,48 @@ impl fmt::Display for AttestationError {
 
 impl std::error::Error for AttestationError {}
 
+/// Why an attestation key is refused at start-up. The messages say how to fix it and never show the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    TooShort,
+    SurroundingWhitespace,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort => write!(
+                f,
+                "the attestation key is shorter than {MIN_KEY_LEN} bytes: generate one with `openssl rand -hex 32` (or `hookgate token`)"
+            ),
+            Self::SurroundingWhitespace => f.write_str(
+                "the attestation key begins or ends with whitespace (often a newline written by `echo`, an editor or \
+                 `--from-file`); Envoy and the controller read it byte for byte and must agree, so it is refused. \
+                 Recreate the Secret without it: `kubectl create secret generic hookgate-attestation \
+                 --from-literal=key=\"$(openssl rand -hex 32)\"`, or write the file with `printf %s \"$key\"`",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// The one rule for an attestation key, applied by the filter to its configuration and by the controller
+/// to its key file or variable, so that both read the same bytes: at least [`MIN_KEY_LEN`] bytes and no
+/// whitespace at either end (Envoy takes a Secret byte for byte, so a trailing newline would otherwise
+/// make every forwarded request fail its attestation).
+pub fn check_key(key: &[u8]) -> Result<(), KeyError> {
+    // `is_ascii_whitespace` leaves out the vertical tab, which `str::trim` removes.
+    let space = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
+    if key.first().is_some_and(space) || key.last().is_some_and(space) {
+        return Err(KeyError::SurroundingWhitespace);
+    }
+    if key.len() < MIN_KEY_LEN {
+        return Err(KeyError::TooShort);
+    }
+    Ok(())
+}
+
 /// The value of [`SIGNATURE_HEADER`] for `body` signed at `timestamp`.
 pub fn sign(key: &[u8], timestamp: u64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
@@ -90,6 +132,60 @@ mod tests {
     use super::*;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn key_rule() {
+        let cases: &[(&str, &[u8], Result<(), KeyError>)] = &[
+            ("hex key", b"0123456789abcdef0123456789abcdef", Ok(())),
+            (
+                "inner space is part of the key",
+                b"0123456789 abcdef",
+                Ok(()),
+            ),
+            ("exactly the minimum", b"0123456789abcdef", Ok(())),
+            (
+                "trailing newline",
+                b"0123456789abcdef0123\n",
+                Err(KeyError::SurroundingWhitespace),
+            ),
+            (
+                "trailing CRLF",
+                b"0123456789abcdef0123\r\n",
+                Err(KeyError::SurroundingWhitespace),
+            ),
+            (
+                "leading space",
+                b" 0123456789abcdef0123",
+                Err(KeyError::SurroundingWhitespace),
+            ),
+            (
+                "trailing tab",
+                b"0123456789abcdef0123\t",
+                Err(KeyError::SurroundingWhitespace),
+            ),
+            (
+                "vertical tab",
+                b"\x0b0123456789abcdef0123",
+                Err(KeyError::SurroundingWhitespace),
+            ),
+            (
+                "only whitespace",
+                b"\n",
+                Err(KeyError::SurroundingWhitespace),
+            ),
+            ("one short", b"0123456789abcde", Err(KeyError::TooShort)),
+            ("empty", b"", Err(KeyError::TooShort)),
+        ];
+        for (name, key, expected) in cases {
+            assert_eq!(check_key(key), *expected, "{name}");
+        }
+        for error in [KeyError::TooShort, KeyError::SurroundingWhitespace] {
+            assert!(
+                error.to_string().contains("openssl rand -hex 32"),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn signed_request_verifies() {

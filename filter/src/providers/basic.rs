@@ -20,6 +20,9 @@ impl Provider for Basic {
         let credentials = String::from_utf8(decoded).map_err(|_| Rejection::MalformedSignature)?;
         verify_token(Some(&credentials), secrets)
     }
+    fn placeholder_secret(&self, seed: &str) -> String {
+        format!("hookgate-check:{seed}")
+    }
     fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, String> {
         if secret
             .split_once(':')

@@ -105,6 +105,13 @@ pub trait Provider: Sync {
         Ok(secret.as_bytes().to_vec())
     }
 
+    /// A secret that [`Provider::decode_secret`] accepts, standing in for one whose variable is unset
+    /// when a configuration is only checked (`hookgate check`). Distinct for distinct `seed`s (the
+    /// variable's name), so that the paths derived from two unset variables stay apart.
+    fn placeholder_secret(&self, seed: &str) -> String {
+        format!("hookgate-check-{seed}")
+    }
+
     /// Whether a receiver of this type may filter on `events`.
     fn supports_events(&self) -> bool {
         false

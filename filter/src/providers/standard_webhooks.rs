@@ -29,6 +29,12 @@ impl Provider for StandardWebhooks {
     fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
         verify_standard_webhook(d, secrets)
     }
+    fn placeholder_secret(&self, seed: &str) -> String {
+        format!(
+            "whsec_{}",
+            STANDARD.encode(format!("hookgate-check-{seed}"))
+        )
+    }
     fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, String> {
         let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
         STANDARD
