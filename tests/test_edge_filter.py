@@ -3,9 +3,11 @@ recording upstream: what a provider's delivery turns into, and that nothing of a
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
+import statistics
 import time
 
 import pytest
@@ -132,8 +134,9 @@ def edge(envoy, upstream):
     return envoy
 
 
-def send(port: int, path: str, headers: dict, body: bytes, method: str = "POST", chunked: bool = False):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+def send(port: int, path: str, headers: dict, body: bytes, method: str = "POST", chunked: bool = False,
+         timeout: float = 20):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         if chunked:
             conn.request(method, path, body=iter([body[i:i + 1000] for i in range(0, len(body), 1000)]),
@@ -542,3 +545,56 @@ def test_http2_deliveries_with_and_without_trailers(edge, upstream):
     status, reply = h2_post(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH, [("x-t", "v")])
     assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
     assert_nothing_upstream(upstream)
+
+
+def raise_header_limit(bootstrap: dict, kb: int) -> dict:
+    """The bootstrap with Envoy's request header limit (60 KiB by default) raised to `kb` KiB."""
+    listener = bootstrap["static_resources"]["listeners"][0]
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["max_request_headers_kb"] = kb
+    return bootstrap
+
+
+def test_thousands_of_standard_webhooks_signatures_cost_no_more_than_one(upstream):
+    """Issue 9, item 1: 15,000 empty `v1,` entries in `webhook-signature` over a 3 MiB body once cost one MAC
+    of the body each, keeping the Envoy worker busy for minutes. Now the work is one MAC per key: such a
+    delivery takes about as long as a one-entry one with the same body."""
+    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
+    bootstrap = raise_header_limit(envoy_bootstrap(listen_port=free_port(), admin_port=free_port(),
+                                                   upstream_port=upstream.port, filter_config=FILTER_CONFIG,
+                                                   host_env_keys=sorted(env)), kb=128)
+    path = CASES["standard-webhooks"][0]
+    # 3 MiB exactly: the receiver's default body limit.
+    padding = 3 * 1024 * 1024 - len(json.dumps({"type": "image.pushed", "pad": ""}))
+    body = json.dumps({"type": "image.pushed", "pad": "x" * padding}).encode()
+    assert len(body) == 3 * 1024 * 1024
+    genuine = signers.standard_webhooks(SW_KEY, body)
+    flood = " ".join(["v1,"] * 15_000)
+    one_entry = {**genuine, "webhook-signature": "v1," + base64.b64encode(bytes(32)).decode()}
+    many_entries = {**genuine, "webhook-signature": flood}
+    mismatch = (401, {"error": "signature mismatch"})
+    with Envoy(bootstrap, env) as proxy:
+        def timed(headers: dict) -> tuple[float, tuple[int, dict]]:
+            start = time.perf_counter()
+            status, reply = send(proxy.port, path, headers, body, timeout=60)
+            return time.perf_counter() - start, (status, json.loads(reply))
+
+        upstream.reset()
+        # Only the first 8 readable entries are read: a genuine one after the flood is not reached...
+        assert timed({**genuine, "webhook-signature": flood + " " + genuine["webhook-signature"]})[1] == mismatch
+        assert_nothing_upstream(upstream)
+        # ... and one before it verifies.
+        _, (status, reply) = timed({**genuine, "webhook-signature": genuine["webhook-signature"] + " " + flood})
+        assert (status, reply) == (200, {"ok": True})
+        assert assert_attested_forward(upstream, genuine)["deliveryId"] == "msg_2Lq0"
+        upstream.reset()
+
+        one, many = [], []
+        for _ in range(5):  # interleaved, so a noisy moment slows both alike
+            for times, headers in ((one, one_entry), (many, many_entries)):
+                elapsed, answer = timed(headers)
+                assert answer == mismatch
+                times.append(elapsed)
+        assert_nothing_upstream(upstream)
+        assert "panicked" not in proxy.log()
+    print(f"median one entry {statistics.median(one):.3f} s, 15,000 entries {statistics.median(many):.3f} s")
+    assert statistics.median(many) <= 5 * statistics.median(one), (one, many)
