@@ -21,7 +21,8 @@ pub enum Rejection {
     StaleTimestamp,
     MissingEvent,
     MalformedPayload,
-    /// Every provider sends a body, and Envoy cannot give a bodyless request the reconcile body.
+    /// A verified request without a body: the reconcile request replaces the body, and Envoy gives a Wasm
+    /// filter no body to replace in a bodyless request (proxy-wasm ABI 0.2.1), whatever the method.
     EmptyBody,
 }
 
