@@ -82,5 +82,10 @@ def bearer(secret: str, body: bytes) -> dict:
     return {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
 
 
+def basic(secret: str, body: bytes) -> dict:
+    """Argo CD's `basicAuth`: the secret is `user:password`."""
+    return {"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
+
+
 def attestation(key: str, timestamp: str, body: bytes) -> str:
     return "v1=" + hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()

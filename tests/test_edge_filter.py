@@ -3,9 +3,11 @@ recording upstream: what a provider's delivery turns into, and that nothing of a
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
+import statistics
 import time
 
 import pytest
@@ -21,9 +23,11 @@ SECRETS = {
     "GENERIC": "generic-token", "GENERIC_HMAC": "generic-hmac-secret", "SW": SW_KEY,
     "HARBOR": "harbor-auth-value", "NEXUS": "nexus-secret", "DOCKERHUB": "dockerhub-token",
     "QUAY": "quay-token", "ACR": "acr-token", "CDEVENTS": "cdevents-token", "BEARER": "argo-bearer-token",
+    "BASIC": "argocd:argo-basic-password",
 }
 NS = "flux-system"
 TARGET = [{"kind": "GitRepository", "name": "webapp"}]
+ARGO_TARGETS = [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "name": "guestbook", "namespace": "argocd"}]
 
 
 def receiver(name: str, type_: str, secret_envs: list[str], **extra) -> dict:
@@ -53,9 +57,8 @@ FILTER_CONFIG = {
         receiver("quay", "quay", ["QUAY"], targets=[{"kind": "ImageRepository", "name": "app"}]),
         receiver("acr", "acr", ["ACR"], targets=[{"kind": "ImageRepository", "name": "app"}]),
         receiver("cdevents", "cdevents", ["CDEVENTS"], events=["dev.cdevents.artifact.published.0.1.1"]),
-        receiver("argocd", "bearer", ["BEARER"], path="/hook/argocd",
-                 targets=[{"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "name": "guestbook",
-                           "namespace": "argocd"}]),
+        receiver("argocd", "bearer", ["BEARER"], path="/hook/argocd", targets=ARGO_TARGETS),
+        receiver("argocd-basic", "basic", ["BASIC"], path="/hook/argocd-basic", targets=ARGO_TARGETS),
     ]
 }
 
@@ -104,6 +107,8 @@ CASES = {
                  {"event": "dev.cdevents.artifact.published.0.1.1", "deliveryId": "ce-1"}),
     "bearer": ("/hook/argocd", signers.bearer, SECRETS["BEARER"],
                json.dumps({"app": "guestbook", "status": "Degraded"}).encode(), {}),
+    "basic": ("/hook/argocd-basic", signers.basic, SECRETS["BASIC"],
+              json.dumps({"app": "guestbook", "status": "Degraded"}).encode(), {}),
 }
 
 
@@ -132,8 +137,9 @@ def edge(envoy, upstream):
     return envoy
 
 
-def send(port: int, path: str, headers: dict, body: bytes, method: str = "POST", chunked: bool = False):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+def send(port: int, path: str, headers: dict, body: bytes | None, method: str = "POST", chunked: bool = False,
+         timeout: float = 20):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         if chunked:
             conn.request(method, path, body=iter([body[i:i + 1000] for i in range(0, len(body), 1000)]),
@@ -204,20 +210,20 @@ def bad_variants(provider: str):
         "github": "X-Hub-Signature-256", "gitea": "X-Gitea-Signature", "gitlab": "X-Gitlab-Token",
         "bitbucket": "X-Hub-Signature", "generic-hmac": "X-Signature", "standard-webhooks": "webhook-signature",
         "harbor": "Authorization", "nexus": "X-Nexus-Webhook-Signature", "bearer": "Authorization",
+        "basic": "Authorization",
     }[provider]
-    token_type = provider in ("gitlab", "harbor", "bearer")
+    token_type = provider in ("gitlab", "harbor", "bearer", "basic")
     mismatch = "token mismatch" if token_type else "signature mismatch"
     if not token_type:
         variants.append(("tampered body", path, good, tamper(body), 401, mismatch))
     variants.append(("wrong secret", path, sign(secret.replace(secret[-4:], "XXXX") if provider != "standard-webhooks"
                                                  else "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body), body, 401, mismatch))
     missing = {k: v for k, v in good.items() if k != proof_header and not (provider == "github" and k == "X-Hub-Signature")}
-    variants.append(("missing proof", path, missing, body, 401,
-                     "missing token" if token_type and provider != "bearer" else
-                     "missing token" if provider == "bearer" else "missing signature"))
+    variants.append(("missing proof", path, missing, body, 401, "missing token" if token_type else "missing signature"))
     malformed = {**good, proof_header: {
         "github": "sha256=not-hex", "gitea": "zz", "bitbucket": "sha256", "generic-hmac": "sha256=zz",
-        "standard-webhooks": "v1,***", "nexus": "nothex", "bearer": "Token abc", "gitlab": "", "harbor": "",
+        "standard-webhooks": "v1,***", "nexus": "nothex", "bearer": "Token abc", "basic": "Token abc", "gitlab": "",
+        "harbor": "",
     }[provider]}
     if provider not in ("gitlab", "harbor"):
         variants.append(("malformed proof", path, malformed, body, 401, "malformed signature header"))
@@ -417,13 +423,34 @@ def test_non_utf8_proof_header_is_refused_without_crashing(edge, upstream):
     assert status == 200
 
 
-def test_bearer_get_with_body_is_forwarded(edge, upstream):
-    # Argo CD's webhook service sends GET unless the template sets a method.
-    body = b'{"app":"guestbook"}'
-    status, _ = send(edge.port, "/hook/argocd", signers.bearer(SECRETS["BEARER"], body), body, method="GET")
-    assert status == 200
-    request = assert_attested_forward(upstream, {"Authorization": ""})
-    assert request["targets"][0]["kind"] == "Application"
+@pytest.mark.parametrize("provider", ["bearer", "basic"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "POST"])
+def test_token_receivers_take_every_method_they_advertise(edge, upstream, provider, method):
+    """Issue 9, item 5. Argo CD's webhook service sends GET unless its template sets a method, with the
+    template's `body`: forwarded, the targets from the receiver's configuration. The token is checked first,
+    so without it the answer is 401 with or without a body; a verified request without a body gets 400
+    `empty body`: Envoy gives a Wasm filter no body to replace the reconcile request into."""
+    path, sign, secret, body, _ = CASES[provider]
+    wrong = secret[:-4] + "XXXX"
+    cases = [  # label, headers, body, status, error (None: forwarded)
+        ("right token, body", sign(secret, body), body, 200, None),
+        ("wrong token, body", sign(wrong, body), body, 401, "token mismatch"),
+        ("missing token, body", {"Content-Type": "application/json"}, body, 401, "missing token"),
+        ("wrong token, no body", sign(wrong, b""), None, 401, "token mismatch"),
+        ("missing token, no body", {}, None, 401, "missing token"),
+        ("right token, no body", sign(secret, b""), None, 400, "empty body"),
+    ]
+    for label, headers, payload, status, error in cases:
+        upstream.reset()
+        got, reply = send(edge.port, path, headers, payload, method=method)
+        if error is None:
+            assert (got, reply) == (200, b'{"ok":true}'), label
+            request = assert_attested_forward(upstream, headers)
+            assert request["targets"] == ARGO_TARGETS, label
+            assert "event" not in request and "ref" not in request, label
+        else:
+            assert (got, json.loads(reply)) == (status, {"error": error}), label
+            assert_nothing_upstream(upstream)
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -551,3 +578,56 @@ def test_http2_deliveries_with_and_without_trailers(edge, upstream):
     status, reply = h2_post(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH, [("x-t", "v")])
     assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
     assert_nothing_upstream(upstream)
+
+
+def raise_header_limit(bootstrap: dict, kb: int) -> dict:
+    """The bootstrap with Envoy's request header limit (60 KiB by default) raised to `kb` KiB."""
+    listener = bootstrap["static_resources"]["listeners"][0]
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["max_request_headers_kb"] = kb
+    return bootstrap
+
+
+def test_thousands_of_standard_webhooks_signatures_cost_no_more_than_one(upstream):
+    """Issue 9, item 1: 15,000 empty `v1,` entries in `webhook-signature` over a 3 MiB body once cost one MAC
+    of the body each, keeping the Envoy worker busy for minutes. Now the work is one MAC per key: such a
+    delivery takes about as long as a one-entry one with the same body."""
+    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
+    bootstrap = raise_header_limit(envoy_bootstrap(listen_port=free_port(), admin_port=free_port(),
+                                                   upstream_port=upstream.port, filter_config=FILTER_CONFIG,
+                                                   host_env_keys=sorted(env)), kb=128)
+    path = CASES["standard-webhooks"][0]
+    # 3 MiB exactly: the receiver's default body limit.
+    padding = 3 * 1024 * 1024 - len(json.dumps({"type": "image.pushed", "pad": ""}))
+    body = json.dumps({"type": "image.pushed", "pad": "x" * padding}).encode()
+    assert len(body) == 3 * 1024 * 1024
+    genuine = signers.standard_webhooks(SW_KEY, body)
+    flood = " ".join(["v1,"] * 15_000)
+    one_entry = {**genuine, "webhook-signature": "v1," + base64.b64encode(bytes(32)).decode()}
+    many_entries = {**genuine, "webhook-signature": flood}
+    mismatch = (401, {"error": "signature mismatch"})
+    with Envoy(bootstrap, env) as proxy:
+        def timed(headers: dict) -> tuple[float, tuple[int, dict]]:
+            start = time.perf_counter()
+            status, reply = send(proxy.port, path, headers, body, timeout=60)
+            return time.perf_counter() - start, (status, json.loads(reply))
+
+        upstream.reset()
+        # Only the first 8 readable entries are read: a genuine one after the flood is not reached...
+        assert timed({**genuine, "webhook-signature": flood + " " + genuine["webhook-signature"]})[1] == mismatch
+        assert_nothing_upstream(upstream)
+        # ... and one before it verifies.
+        _, (status, reply) = timed({**genuine, "webhook-signature": genuine["webhook-signature"] + " " + flood})
+        assert (status, reply) == (200, {"ok": True})
+        assert assert_attested_forward(upstream, genuine)["deliveryId"] == "msg_2Lq0"
+        upstream.reset()
+
+        one, many = [], []
+        for _ in range(5):  # interleaved, so a noisy moment slows both alike
+            for times, headers in ((one, one_entry), (many, many_entries)):
+                elapsed, answer = timed(headers)
+                assert answer == mismatch
+                times.append(elapsed)
+        assert_nothing_upstream(upstream)
+        assert "panicked" not in proxy.log()
+    print(f"median one entry {statistics.median(one):.3f} s, 15,000 entries {statistics.median(many):.3f} s")
+    assert statistics.median(many) <= 5 * statistics.median(one), (one, many)

@@ -23,7 +23,8 @@ pub enum Rejection {
     MalformedPayload,
     /// A dispatch for an application the receiver does not list.
     ApplicationNotAllowed,
-    /// Every provider sends a body, and Envoy cannot give a bodyless request the reconcile body.
+    /// A verified request without a body: the reconcile request replaces the body, and Envoy gives a Wasm
+    /// filter no body to replace in a bodyless request (proxy-wasm ABI 0.2.1), whatever the method.
     EmptyBody,
 }
 

@@ -77,13 +77,16 @@ impl Filter {
         if body.len() as u64 > receiver.body_limit {
             return Outcome::Reject(Rejection::PayloadTooLarge);
         }
-        if body.is_empty() {
-            return Outcome::Reject(Rejection::EmptyBody);
-        }
         let delivery = Delivery { headers, body, now };
         let provider = receiver.provider;
         if let Err(rejection) = provider.verify(&delivery, &receiver.secrets, receiver.options) {
             return Outcome::Reject(rejection);
+        }
+        // After the proof, as every other refusal of a request's content: an unverified sender gets 401.
+        // The forwarded request needs a body to replace, and Envoy gives a Wasm filter none to replace in
+        // a bodyless request, whatever its method (a GET from Argo CD must carry its template's `body`).
+        if body.is_empty() {
+            return Outcome::Reject(Rejection::EmptyBody);
         }
 
         // Everything below runs only for a verified sender.
@@ -382,13 +385,101 @@ mod tests {
         );
         assert_eq!(
             f.on_body(0, &Headers::default(), b"", NOW),
-            Outcome::Reject(Rejection::EmptyBody)
+            Outcome::Reject(Rejection::MissingSignature),
+            "a bodyless request is refused for its proof first"
         );
         let big = vec![b' '; 1001];
         assert_eq!(
             f.on_body(0, &Headers::default(), &big, NOW),
             Outcome::Reject(Rejection::PayloadTooLarge)
         );
+    }
+
+    /// Issue 9, item 5: bearer and basic receivers take GET, PUT and POST alike. The token is checked
+    /// first, so a request without it gets 401 with or without a body; a verified request needs a body
+    /// (the reconcile request replaces it), and its targets come from the configuration.
+    #[test]
+    fn token_receivers_by_method_and_body() {
+        use base64::Engine;
+        let json = format!(
+            r#"{{"attestationKey":"{KEY}","receivers":[
+            {{"name":"argo","namespace":"argocd","type":"bearer","path":"/hook/argo","secrets":[{{"inline":"argo-token"}}],
+              "targets":[{{"apiVersion":"argoproj.io/v1alpha1","kind":"Application","name":"guestbook"}}]}},
+            {{"name":"argo-basic","namespace":"argocd","type":"basic","path":"/hook/argo-basic",
+              "secrets":[{{"inline":"argocd:s3cret"}}],
+              "targets":[{{"apiVersion":"argoproj.io/v1alpha1","kind":"Application","name":"guestbook"}}]}}]}}"#
+        );
+        let f = Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap());
+        let basic = |credentials: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        };
+        let receivers = [
+            (
+                "/hook/argo",
+                "Bearer argo-token".to_string(),
+                "Bearer guess".to_string(),
+            ),
+            (
+                "/hook/argo-basic",
+                basic("argocd:s3cret"),
+                basic("argocd:guess"),
+            ),
+        ];
+        for (path, right, wrong) in &receivers {
+            for method in ["GET", "PUT", "POST"] {
+                for (case, authorization, body, expected) in [
+                    ("right token, body", Some(right), &b"{}"[..], None),
+                    (
+                        "right token, no body",
+                        Some(right),
+                        b"",
+                        Some(Rejection::EmptyBody),
+                    ),
+                    (
+                        "wrong token, body",
+                        Some(wrong),
+                        b"{}",
+                        Some(Rejection::TokenMismatch),
+                    ),
+                    (
+                        "wrong token, no body",
+                        Some(wrong),
+                        b"",
+                        Some(Rejection::TokenMismatch),
+                    ),
+                    (
+                        "no token, no body",
+                        None,
+                        b"",
+                        Some(Rejection::MissingToken),
+                    ),
+                ] {
+                    let headers =
+                        Headers::new(authorization.map(|a| ("authorization", a.as_str())));
+                    let outcome = f.handle(method, path, &headers, body, NOW);
+                    match (expected, outcome) {
+                        (None, Outcome::Forward(forward)) => {
+                            assert_eq!(forward.request.targets[0].name, "guestbook");
+                            assert_eq!(forward.request.event, None);
+                            assert_eq!(forward.request.r#ref, None);
+                        }
+                        (Some(rejection), outcome) => assert_eq!(
+                            outcome,
+                            Outcome::Reject(rejection),
+                            "{path} {method} {case}"
+                        ),
+                        (None, outcome) => panic!("{path} {method} {case}: {outcome:?}"),
+                    }
+                }
+            }
+            assert_eq!(
+                f.handle("DELETE", path, &Headers::default(), b"{}", NOW),
+                Outcome::Reject(Rejection::MethodNotAllowed)
+            );
+        }
     }
 
     #[test]

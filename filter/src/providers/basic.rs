@@ -1,6 +1,6 @@
 //! HTTP basic authentication (`Authorization: Basic base64(user:password)`), for Argo CD notifications
 //! configured with `basicAuth`. The configured secret is `user:password`; the decoded credentials are
-//! compared in constant time. GET and PUT are accepted besides POST, as for `bearer`.
+//! compared in constant time. GET and PUT are accepted besides POST, with a body, as for `bearer`.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

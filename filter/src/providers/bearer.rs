@@ -1,5 +1,7 @@
 //! A static `Authorization: Bearer <token>`, for Argo CD notifications and any tool that can only send a
-//! header. Argo CD's webhook service defaults to GET, so GET and PUT are accepted besides POST.
+//! header. Argo CD's webhook service defaults to GET (with its template's `body`), so GET and PUT are
+//! accepted besides POST. Whatever the method, a verified request needs a body: the reconcile request
+//! replaces it, and Envoy gives a Wasm filter no body to replace in a bodyless request.
 
 use super::{authorization_credentials, verify_token, Provider, VerifyOptions};
 use crate::delivery::Delivery;
