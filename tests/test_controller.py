@@ -70,18 +70,18 @@ GIT = {"kind": "GitRepository", "name": "webapp"}
     # Fields that reach request paths and label selectors, checked with Kubernetes' rules before any API call.
     ("apiVersion with a path", {}, reconcile_request([{
         "apiVersion": "source.toolkit.fluxcd.io/v1/namespaces/other/gitrepositories/x", "kind": "GitRepository",
-        "name": "webapp"}]), 400, "targets[0]: apiVersion must be group/version with a Kubernetes version"),
+        "name": "webapp"}]), 400, "targets[0].apiVersion: apiVersion must be group/version with a Kubernetes version"),
     ("matchLabels value with a selector", {}, reconcile_request([{
         "kind": "Kustomization", "name": "*", "matchLabels": {"app": "a,env!=prod"}}]), 400,
-     "targets[0]: matchLabels values must be Kubernetes label values"),
+     "targets[0].matchLabels: matchLabels values must be Kubernetes label values"),
     ("matchLabels key with a selector", {}, reconcile_request([GIT, {
         "kind": "Kustomization", "name": "*", "matchLabels": {"app!": "a"}}]), 400,
-     "targets[1]: matchLabels keys must be Kubernetes label keys"),
+     "targets[1].matchLabels: matchLabels keys must be Kubernetes label keys"),
     ("name with a path", {}, reconcile_request([{"kind": "GitRepository", "name": "webapp/status"}]), 400,
-     "targets[0]: name must be an object name"),
+     "targets[0].name: name must be an object name"),
     ("namespace with a path", {}, reconcile_request([{"kind": "GitRepository", "name": "webapp",
                                                       "namespace": "forbidden/gitrepositories"}]), 400,
-     "targets[0]: namespace must be a Kubernetes namespace name"),
+     "targets[0].namespace: namespace must be a Kubernetes namespace name"),
     ("receiver namespace with a path", {}, reconcile_request([GIT], receiver_ns="forbidden/gitrepositories"), 400,
      "receiver namespace and name must be Kubernetes names"),
 ])

@@ -178,9 +178,9 @@ impl Reconciler {
             ));
         }
         for (index, target) in request.targets.iter().enumerate() {
-            target
-                .validate()
-                .map_err(|e| Error::InvalidTarget(format!("targets[{index}]: {e}")))?;
+            target.validate().map_err(|e| {
+                Error::InvalidTarget(format!("targets[{index}].{}: {e}", e.field()))
+            })?;
         }
         let receiver_ns = &request.receiver.namespace;
         let receiver = format!("{}/{}", receiver_ns, request.receiver.name);

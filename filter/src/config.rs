@@ -13,6 +13,7 @@ use crate::attestation::check_key;
 use crate::crypto::sha256_hex;
 use crate::dispatch::DispatchConfig;
 use crate::glob::glob_matches;
+use crate::kubernetes;
 use crate::protocol::{Action, Target, DEFAULT_FORWARD_PATH};
 use crate::providers::{self, Proof, Provider, VerifyOptions};
 
@@ -478,14 +479,14 @@ fn parse_receiver(
     )?;
 
     let name: String = fields.required("name")?;
-    if !is_dns_subdomain(&name) {
+    if !kubernetes::is_dns_subdomain(&name) {
         return Err(fields.error(
             "name",
             "must be a Kubernetes object name (lowercase letters, digits, '-', '.')",
         ));
     }
     let namespace: String = fields.required("namespace")?;
-    if !is_dns_label(&namespace) {
+    if !kubernetes::is_dns_label(&namespace) {
         return Err(fields.error("namespace", "must be a Kubernetes namespace name"));
     }
 
@@ -702,7 +703,9 @@ fn parse_receiver(
         let field = format!("targets[{i}]");
         let mut target: Target =
             deserialize_at(raw_target, &fields.receiver, &fields.path(&field))?;
-        validate_target(&target).map_err(|reason| fields.error(&field, reason))?;
+        target
+            .validate()
+            .map_err(|e| fields.error(&format!("{field}.{}", e.field()), e.to_string()))?;
         if target.namespace.as_deref().is_none_or(str::is_empty) {
             target.namespace = Some(namespace.clone());
         }
@@ -727,20 +730,6 @@ fn parse_receiver(
         targets,
         dispatch,
     })
-}
-
-fn validate_target(target: &Target) -> Result<(), String> {
-    target.validate().map_err(|e| e.to_string())
-}
-
-/// RFC 1123 label: what Kubernetes requires of namespace names (the rule shared with the controller).
-fn is_dns_label(s: &str) -> bool {
-    crate::kubernetes::is_dns_label(s)
-}
-
-/// RFC 1123 subdomain: what Kubernetes requires of most object names (the rule shared with the controller).
-fn is_dns_subdomain(s: &str) -> bool {
-    crate::kubernetes::is_dns_subdomain(s)
 }
 
 #[cfg(test)]
@@ -1068,7 +1057,7 @@ mod tests {
             (
                 "wildcard target without labels",
                 |d| d["receivers"][0]["targets"][1]["matchLabels"] = json!({}),
-                "receivers[0].targets[1]",
+                "receivers[0].targets[1].name",
                 Some("flux-system/webapp"),
             ),
             (

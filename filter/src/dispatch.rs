@@ -8,6 +8,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kubernetes::is_dns_subdomain;
+
 use crate::outcome::Rejection;
 
 /// GitHub's limit on `event_type`.
@@ -35,7 +37,7 @@ impl DispatchRequest {
         if !is_event_type(&self.event_type) {
             return Err("event_type must be 1-100 characters of letters, digits, '.', '_' or '-'");
         }
-        if !is_name(&self.application) {
+        if !is_dns_subdomain(&self.application) {
             return Err("application must be a Kubernetes object name");
         }
         if !is_revision(&self.failed_revision) || !is_revision(&self.healthy_revision) {
@@ -103,14 +105,18 @@ impl DispatchConfig {
         {
             return Err("eventType must be 1-100 characters of letters, digits, '.', '_' or '-'");
         }
-        if self.application.as_deref().is_some_and(|a| !is_name(a)) {
+        if self
+            .application
+            .as_deref()
+            .is_some_and(|a| !is_dns_subdomain(a))
+        {
             return Err("application must be a Kubernetes object name");
         }
         if let Some(applications) = &self.applications {
             if applications.is_empty() {
                 return Err("applications must list at least one application");
             }
-            if !applications.iter().all(|a| is_name(a)) {
+            if !applications.iter().all(|a| is_dns_subdomain(a)) {
                 return Err("applications must be Kubernetes object names");
             }
             if self
@@ -192,14 +198,6 @@ fn is_event_type(s: &str) -> bool {
         && s.len() <= MAX_EVENT_TYPE_LEN
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
-        && !s.starts_with(['-', '.'])
 }
 
 /// A Git object id (hex) or a ref name as `git check-ref-format` would accept it, conservatively: letters,

@@ -62,6 +62,19 @@ impl fmt::Display for TargetError {
     }
 }
 
+impl TargetError {
+    /// The target's field at fault, for error paths such as `receivers[0].targets[1].apiVersion`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::MissingKind => "kind",
+            Self::ApiVersion => "apiVersion",
+            Self::Name | Self::WildcardWithoutLabels => "name",
+            Self::Namespace => "namespace",
+            Self::LabelsWithoutWildcard | Self::LabelKey | Self::LabelValue => "matchLabels",
+        }
+    }
+}
+
 impl std::error::Error for TargetError {}
 
 impl Target {
@@ -272,7 +285,10 @@ mod tests {
                     let error_text = parsed.err().map(|e| (e.field, e.reason));
                     assert_eq!(
                         error_text,
-                        Some(("targets[0]".to_string(), error.to_string())),
+                        Some((
+                            format!("receivers[0].targets[0].{}", error.field()),
+                            error.to_string()
+                        )),
                         "{case}"
                     );
                 }
