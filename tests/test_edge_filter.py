@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import socket
 import statistics
 import time
@@ -169,7 +170,9 @@ def assert_attested_forward(upstream: RecordingUpstream, original_headers: dict)
     for name in original_headers:
         if name.lower() not in ("content-type", "content-length"):
             assert name.lower() not in forwarded.headers, f"provider header {name} was forwarded"
-    return json.loads(forwarded.body)
+    request = json.loads(forwarded.body)
+    assert re.fullmatch(r"[0-9a-f]{32}", request["nonce"]), "a fresh nonce: identical deliveries are distinct attestations"
+    return request
 
 
 @pytest.mark.parametrize("provider", sorted(CASES))

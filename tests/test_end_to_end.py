@@ -3,8 +3,10 @@ controller, and the real kube-apiserver. Deliveries are sent with `hookgate send
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -24,6 +26,10 @@ FILTER_CONFIG = {
         "name": "gitops-repo", "namespace": "argocd", "type": "github", "path": "/hook/argocd-refresh",
         "events": ["push"], "refs": {"branches": ["main"]}, "secrets": [{"env": "WEBAPP_TOKEN"}],
         "targets": [{"kind": "Application", "name": "guestbook"}],
+    }, {
+        # A token-only sender (an Argo CD notification): no delivery id, the same body every time.
+        "name": "notifier", "namespace": "flux-system", "type": "bearer", "path": "/hook/notify",
+        "secrets": [{"env": "WEBAPP_TOKEN"}], "targets": [{"kind": "GitRepository", "name": "webapp"}],
     }]
 }
 PATH = signers.flux_path(TOKEN, "webapp", "flux-system")
@@ -99,6 +105,29 @@ def test_push_to_the_tracked_branch_refreshes_the_argo_cd_application(cp, edge):
     status, body = hookgate_send(url, TOKEN)  # the built-in sample pushes to main
     assert status == 200, body
     assert annotations(cp, *app)["argocd.argoproj.io/refresh"] == "normal"
+
+
+def post(port: int, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_identical_deliveries_in_the_same_second_are_not_taken_for_a_replay(cp, edge):
+    """The controller refuses an attestation it has already accepted; the filter's nonce makes two identical
+    token-only deliveries in one second (the attestation's timestamp has whole seconds) two attestations."""
+    body = json.dumps({"text": "app synced"}).encode()
+    headers = signers.bearer(TOKEN, body)
+    for _ in range(5):  # until both fall in one second
+        second = int(time.time())
+        replies = [post(edge.port, "/hook/notify", headers, body) for _ in range(2)]
+        if int(time.time()) == second:
+            break
+    assert [status for status, _ in replies] == [200, 200], replies
 
 
 def _write(text: str) -> str:

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod glob;
 pub mod kubernetes;
+pub mod nonce;
 pub mod outcome;
 pub mod pipeline;
 pub mod protocol;

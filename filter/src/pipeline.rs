@@ -141,6 +141,7 @@ impl Filter {
             action: receiver.action,
             targets: receiver.targets.clone(),
             dispatch,
+            nonce: crate::nonce::fresh(),
         };
         // Serializing plain strings and maps cannot fail; refuse rather than forward if it ever does.
         let Ok(body) = serde_json::to_vec(&request) else {

@@ -175,6 +175,9 @@ pub struct ReconcileRequest {
     /// Present exactly when `action` is `dispatch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<DispatchRequest>,
+    /// Random per forwarded request (see [`crate::nonce`]): identical deliveries are distinct attestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 #[cfg(test)]
