@@ -59,12 +59,13 @@ def edge(cp, github, tmp_path_factory):
 
 
 def notify(port: int, failed: str = FAILED, healthy: str = HEALTHY, auth: str | None = f"Bearer {ARGO_TOKEN}",
-           path: str = "/hook/argocd-degraded", application: str | None = None) -> tuple[int, dict]:
+           path: str = "/hook/argocd-degraded", application: str | None = None,
+           event_type: str = "argo-degraded") -> tuple[int, dict]:
     """What Argo CD's webhook service sends with the documented template."""
     payload = {"failed_revision": failed, "healthy_revision": healthy}
     if application:
         payload["application"] = application
-    body = json.dumps({"event_type": "argo-degraded", "client_payload": payload}).encode()
+    body = json.dumps({"event_type": event_type, "client_payload": payload}).encode()
     headers = {"Content-Type": "application/json"}
     if auth:
         headers["Authorization"] = auth
@@ -127,19 +128,30 @@ def requests_total(controller: Controller) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("hookgate_requests_total"))
 
 
-@pytest.mark.parametrize("path,auth,application", [
-    pytest.param("/hook/argocd-degraded", f"Bearer {ARGO_TOKEN}", "billing", id="no list: not the receiver's name"),
-    pytest.param("/hook/argocd-degraded", f"Bearer {ARGO_TOKEN}", "guestbook-prod", id="no list: extends the name"),
-    pytest.param("/hook/argocd-basic", BASIC_AUTH, "billing", id="listing shop and cart: unlisted"),
-    pytest.param("/hook/argocd-basic", BASIC_AUTH, "car", id="listing shop and cart: a prefix of a listed one"),
+NOT_LISTED = {"error": "application not allowed"}
+OTHER_WORKFLOW = {"error": "event type not allowed"}
+
+
+@pytest.mark.parametrize("path,auth,application,event_type,refusal", [
+    pytest.param("/hook/argocd-degraded", f"Bearer {ARGO_TOKEN}", "billing", "argo-degraded", NOT_LISTED,
+                 id="no list: not the receiver's name"),
+    pytest.param("/hook/argocd-degraded", f"Bearer {ARGO_TOKEN}", "guestbook-prod", "argo-degraded", NOT_LISTED,
+                 id="no list: extends the name"),
+    pytest.param("/hook/argocd-basic", BASIC_AUTH, "billing", "argo-degraded", NOT_LISTED,
+                 id="listing shop and cart: unlisted"),
+    pytest.param("/hook/argocd-basic", BASIC_AUTH, "car", "argo-degraded", NOT_LISTED,
+                 id="listing shop and cart: a prefix of a listed one"),
+    pytest.param("/hook/argocd-degraded", f"Bearer {ARGO_TOKEN}", None, "deploy-prod", OTHER_WORKFLOW,
+                 id="no eventType configured: another workflow named"),
 ])
-def test_a_notification_for_an_application_the_receiver_does_not_list_is_refused_at_the_edge(
-        edge, github, path, auth, application):
+def test_a_notification_the_receiver_does_not_allow_is_refused_at_the_edge(
+        edge, github, path, auth, application, event_type, refusal):
     github.reset()
     failed = "0abc" * 10
     before = requests_total(edge.controller)
-    status, reply = notify(edge.port, failed=failed, auth=auth, path=path, application=application)
-    assert (status, reply) == (403, {"error": "application not allowed"})
+    status, reply = notify(edge.port, failed=failed, auth=auth, path=path, application=application,
+                           event_type=event_type)
+    assert (status, reply) == (403, refusal)
     assert github.requests == []
     assert requests_total(edge.controller) == before, "nothing reached the controller"
     assert failed not in edge.controller.log()

@@ -71,6 +71,9 @@ pub enum Refusal {
     Malformed(&'static str),
     /// A well-formed notification for an application outside the receiver's `applications` (403).
     ApplicationNotAllowed,
+    /// A notification naming another event type than the receiver's (403): the event type picks the
+    /// workflow, and whoever holds the token must not pick it.
+    EventTypeNotAllowed,
 }
 
 impl Refusal {
@@ -78,6 +81,7 @@ impl Refusal {
         match self {
             Self::Malformed(_) => Rejection::MalformedPayload,
             Self::ApplicationNotAllowed => Rejection::ApplicationNotAllowed,
+            Self::EventTypeNotAllowed => Rejection::EventTypeNotAllowed,
         }
     }
 }
@@ -88,6 +92,9 @@ impl fmt::Display for Refusal {
             Self::Malformed(reason) => f.write_str(reason),
             Self::ApplicationNotAllowed => {
                 f.write_str("the application is not one this receiver may dispatch for")
+            }
+            Self::EventTypeNotAllowed => {
+                f.write_str("the event type is not the one this receiver dispatches")
             }
         }
     }
@@ -141,7 +148,8 @@ impl DispatchConfig {
 
     /// Reads an Argo CD notification of the shape existing setups send,
     /// `{"event_type": ..., "client_payload": {"failed_revision": ..., "healthy_revision": ...,
-    /// "application"?: ...}}`, into a dispatch. The configured event type wins over the payload's; the
+    /// "application"?: ...}}`, into a dispatch. The event type is the configured one (the payload's is
+    /// ignored), else `argo-degraded`, which a payload may only repeat (it picks the workflow); the
     /// application falls back to the configured one, then to `receiver_name`, and must be one the
     /// receiver may dispatch for ([`DispatchConfig::allows`]).
     pub fn request_from(
@@ -157,13 +165,18 @@ impl DispatchConfig {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
+        let event_type = match &self.event_type {
+            Some(configured) => configured.clone(),
+            None => match text("/event_type") {
+                Some(named) if named != DEFAULT_EVENT_TYPE => {
+                    return Err(Refusal::EventTypeNotAllowed)
+                }
+                _ => DEFAULT_EVENT_TYPE.to_string(),
+            },
+        };
         let request = DispatchRequest {
             repository: self.repository.clone(),
-            event_type: self
-                .event_type
-                .clone()
-                .or_else(|| text("/event_type"))
-                .unwrap_or_else(|| DEFAULT_EVENT_TYPE.to_string()),
+            event_type,
             application: text("/client_payload/application")
                 .or_else(|| self.application.clone())
                 .unwrap_or_else(|| receiver_name.to_string()),
@@ -261,7 +274,11 @@ mod tests {
     #[test]
     fn reads_the_shape_existing_setups_send() {
         let body = br#"{"event_type":"rollback","client_payload":{"failed_revision":"3f786850e387550fdab836ed7e6dc881de23001b","healthy_revision":"aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"}}"#;
-        let request = config().request_from(body, "guestbook").unwrap();
+        let rollback = DispatchConfig {
+            event_type: Some("rollback".into()),
+            ..config()
+        };
+        let request = rollback.request_from(body, "guestbook").unwrap();
         assert_eq!(request.event_type, "rollback");
         assert_eq!(request.application, "guestbook");
         let configured = DispatchConfig {
@@ -335,6 +352,39 @@ mod tests {
             );
         }
         assert_eq!(Refusal::ApplicationNotAllowed.rejection().status(), 403);
+    }
+
+    #[test]
+    fn the_payload_never_picks_the_workflow() {
+        let denied = Err(Refusal::EventTypeNotAllowed);
+        // (case, dispatch.eventType, event_type in the payload, outcome)
+        #[rustfmt::skip]
+        let cases = [
+            ("nothing set, none named",       None,             None,                  Ok("argo-degraded")),
+            ("nothing set, the default named", None,            Some("argo-degraded"), Ok("argo-degraded")),
+            ("nothing set, another named",    None,             Some("deploy-prod"),   denied),
+            ("configured, none named",        Some("rollback"), None,                  Ok("rollback")),
+            ("configured, it named",          Some("rollback"), Some("rollback"),      Ok("rollback")),
+            ("configured, another named",     Some("rollback"), Some("deploy-prod"),   Ok("rollback")),
+        ];
+        for (case, configured, named, expected) in cases {
+            let config = DispatchConfig {
+                event_type: configured.map(str::to_owned),
+                application: Some("shop".into()),
+                ..config()
+            };
+            let named = named.map_or(String::new(), |e| format!(r#""event_type":"{e}","#));
+            let body = format!(
+                r#"{{{named}"client_payload":{{"failed_revision":"abc1234","healthy_revision":"b2"}}}}"#
+            );
+            let got = config.request_from(body.as_bytes(), "guestbook");
+            assert_eq!(
+                got.map(|r| r.event_type),
+                expected.map(str::to_owned),
+                "{case}"
+            );
+        }
+        assert_eq!(Refusal::EventTypeNotAllowed.rejection().status(), 403);
     }
 
     #[test]

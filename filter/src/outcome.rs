@@ -23,6 +23,8 @@ pub enum Rejection {
     MalformedPayload,
     /// A dispatch for an application the receiver does not list.
     ApplicationNotAllowed,
+    /// A dispatch naming another event type (workflow) than the receiver's.
+    EventTypeNotAllowed,
     /// A verified request without a body: the reconcile request replaces the body, and Envoy gives a Wasm
     /// filter no body to replace in a bodyless request (proxy-wasm ABI 0.2.1), whatever the method.
     EmptyBody,
@@ -33,7 +35,7 @@ impl Rejection {
         match self {
             Self::NotConfigured => 503,
             Self::UnknownPath => 404,
-            Self::ReceiverDisabled | Self::ApplicationNotAllowed => 403,
+            Self::ReceiverDisabled | Self::ApplicationNotAllowed | Self::EventTypeNotAllowed => 403,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
             Self::MissingSignature
@@ -65,6 +67,7 @@ impl Rejection {
             Self::MissingEvent => "missing event header",
             Self::MalformedPayload => "malformed payload",
             Self::ApplicationNotAllowed => "application not allowed",
+            Self::EventTypeNotAllowed => "event type not allowed",
             Self::EmptyBody => "empty body",
         }
     }
@@ -87,6 +90,7 @@ impl Rejection {
             Self::MissingEvent => "missing_event",
             Self::MalformedPayload => "malformed_payload",
             Self::ApplicationNotAllowed => "application_not_allowed",
+            Self::EventTypeNotAllowed => "event_type_not_allowed",
             Self::EmptyBody => "empty_body",
         }
     }
