@@ -821,6 +821,15 @@ mod tests {
     #[test]
     fn errors_name_the_full_path_and_never_show_secret_values() {
         use serde_json::json;
+        /// The first receiver as `provider`, without the GitHub-only fields it does not take.
+        fn without_github_fields<'a>(d: &'a mut Value, provider: &str) -> &'a mut Value {
+            let r = &mut d["receivers"][0];
+            r["type"] = provider.into();
+            if let Some(fields) = r.as_object_mut() {
+                fields.retain(|k, _| !["events", "refs"].contains(&k.as_str()));
+            }
+            r
+        }
         type Mutation = fn(&mut Value);
         // (case, mutation of the whole document, full field path, receiver named in the message)
         let cases: Vec<(&str, Mutation, &str, Option<&str>)> = vec![
@@ -983,11 +992,7 @@ mod tests {
             (
                 "basic inline secret without a user",
                 |d| {
-                    let r = &mut d["receivers"][0];
-                    r["type"] = "basic".into();
-                    r.as_object_mut()
-                        .unwrap()
-                        .retain(|k, _| !["events", "refs"].contains(&k.as_str()));
+                    let r = without_github_fields(d, "basic");
                     r["secrets"] = json!([{"inline": SECRET_TEXT}]);
                 },
                 "receivers[0].secrets[0].inline",
@@ -996,11 +1001,7 @@ mod tests {
             (
                 "standard-webhooks secret from env not base64",
                 |d| {
-                    let r = &mut d["receivers"][0];
-                    r["type"] = "standard-webhooks".into();
-                    r.as_object_mut()
-                        .unwrap()
-                        .retain(|k, _| !["events", "refs"].contains(&k.as_str()));
+                    let r = without_github_fields(d, "standard-webhooks");
                     r["secrets"] = json!([{"inline": "whsec_aGVsbG8="}, {"env": "BAD_WHSEC"}]);
                 },
                 "receivers[0].secrets[1].env",

@@ -231,6 +231,7 @@ pub fn is_revision(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn config() -> DispatchConfig {
         DispatchConfig {
@@ -305,6 +306,19 @@ mod tests {
 
     /// A notification is dispatched only for an application the receiver lists: `applications`, else
     /// exactly `application`, else the receiver's name. The payload names one or the default applies.
+    /// An Argo CD notification naming the event type and the application where given.
+    fn notification(event_type: Option<&str>, application: Option<&str>) -> String {
+        let mut payload =
+            json!({"client_payload": {"failed_revision": "abc1234", "healthy_revision": "b2"}});
+        if let Some(event_type) = event_type {
+            payload["event_type"] = event_type.into();
+        }
+        if let Some(application) = application {
+            payload["client_payload"]["application"] = application.into();
+        }
+        payload.to_string()
+    }
+
     #[test]
     fn only_the_applications_a_receiver_lists_are_dispatched() {
         const TWO: Option<&[&str]> = Some(&["cart", "shop"]);
@@ -340,11 +354,7 @@ mod tests {
                 ..config()
             };
             assert_eq!(config.validate(), Ok(()), "{case}");
-            let named = named.map_or(String::new(), |a| format!(r#""application":"{a}","#));
-            let body = format!(
-                r#"{{"client_payload":{{{named}"failed_revision":"abc1234","healthy_revision":"b2"}}}}"#
-            );
-            let got = config.request_from(body.as_bytes(), "guestbook");
+            let got = config.request_from(notification(None, named).as_bytes(), "guestbook");
             assert_eq!(
                 got.map(|r| r.application),
                 expected.map(str::to_owned),
@@ -373,11 +383,7 @@ mod tests {
                 application: Some("shop".into()),
                 ..config()
             };
-            let named = named.map_or(String::new(), |e| format!(r#""event_type":"{e}","#));
-            let body = format!(
-                r#"{{{named}"client_payload":{{"failed_revision":"abc1234","healthy_revision":"b2"}}}}"#
-            );
-            let got = config.request_from(body.as_bytes(), "guestbook");
+            let got = config.request_from(notification(named, None).as_bytes(), "guestbook");
             assert_eq!(
                 got.map(|r| r.event_type),
                 expected.map(str::to_owned),
