@@ -98,28 +98,44 @@ def test_the_controller_may_keep_dispatch_records_in_its_own_namespace_only(dire
     assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
 
 
+# A ServiceAccount of its own, bound as the manifests bind it: other tests deploy examples whose bindings
+# share names with the session's seeded ones, so a review of the seeded account would depend on test order.
+PROBE_HOME, PROBE_BOUND = "rbac-probe-system", "rbac-probe-apps"
+
+
+@pytest.fixture(scope="module")
+def probe_account(cp):
+    from gitops import bind_manifest_rbac
+
+    for namespace in (PROBE_HOME, PROBE_BOUND):
+        cp.namespace(namespace)
+    bind_manifest_rbac(cp, PROBE_HOME, "hookgate-controller", [PROBE_BOUND])
+    return f"system:serviceaccount:{PROBE_HOME}:hookgate-controller"
+
+
 @pytest.mark.parametrize("verb,resource,group,namespace,allowed", [
-    *[pytest.param(verb, "leases", "coordination.k8s.io", "hookgate-system", True, id=f"{verb} its own leases")
+    *[pytest.param(verb, "leases", "coordination.k8s.io", PROBE_HOME, True, id=f"{verb} its own leases")
       for verb in LEASE_VERBS],
-    pytest.param("watch", "leases", "coordination.k8s.io", "hookgate-system", False, id="watch leases"),
-    pytest.param("patch", "leases", "coordination.k8s.io", "hookgate-system", False, id="patch leases"),
-    pytest.param("deletecollection", "leases", "coordination.k8s.io", "hookgate-system", False,
+    pytest.param("watch", "leases", "coordination.k8s.io", PROBE_HOME, False, id="watch leases"),
+    pytest.param("patch", "leases", "coordination.k8s.io", PROBE_HOME, False, id="patch leases"),
+    pytest.param("deletecollection", "leases", "coordination.k8s.io", PROBE_HOME, False,
                  id="delete all leases at once"),
-    pytest.param("create", "leases", "coordination.k8s.io", "argocd", False, id="leases where it reconciles"),
+    pytest.param("create", "leases", "coordination.k8s.io", PROBE_BOUND, False, id="leases where it reconciles"),
     pytest.param("create", "leases", "coordination.k8s.io", "kube-system", False, id="leases elsewhere"),
     pytest.param("list", "leases", "coordination.k8s.io", "", False, id="leases cluster-wide"),
-    pytest.param("get", "configmaps", "", "hookgate-system", False, id="anything else of its namespace"),
-    pytest.param("patch", "applications", "argoproj.io", "hookgate-system", False,
+    pytest.param("get", "configmaps", "", PROBE_HOME, False, id="anything else of its namespace"),
+    pytest.param("patch", "applications", "argoproj.io", PROBE_HOME, False,
                  id="reconcile in its own namespace"),
-    pytest.param("patch", "applications", "argoproj.io", "argocd", True, id="reconcile where bound"),
+    pytest.param("patch", "applications", "argoproj.io", PROBE_BOUND, True, id="reconcile where bound"),
 ])
-def test_the_api_server_gives_the_controller_exactly_the_manifests_rbac(cp, verb, resource, group, namespace, allowed):
-    """What the kube-apiserver decides for the controller's ServiceAccount bound as the manifests bind it
-    (the account the controller and dispatch tests run under)."""
+def test_the_api_server_gives_the_controller_exactly_the_manifests_rbac(cp, probe_account, verb, resource, group,
+                                                                        namespace, allowed):
+    """What the kube-apiserver decides for a ServiceAccount bound as the manifests bind it (as the controller
+    and dispatch tests bind theirs)."""
     review = cp.ok("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
         "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-        "spec": {"user": "system:serviceaccount:hookgate-system:hookgate-controller",
-                 "groups": ["system:serviceaccounts", "system:serviceaccounts:hookgate-system", "system:authenticated"],
+        "spec": {"user": probe_account,
+                 "groups": ["system:serviceaccounts", f"system:serviceaccounts:{PROBE_HOME}", "system:authenticated"],
                  "resourceAttributes": {"verb": verb, "resource": resource, "group": group, "namespace": namespace}}})
     assert review["status"].get("allowed", False) is allowed, review["status"]
 
