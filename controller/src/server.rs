@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use hookgate_filter::attestation::{self, AttestationError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use hookgate_filter::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use hookgate_filter::protocol::{Action, ReconcileRequest};
 use kube::Client;
 use serde_json::json;
@@ -19,7 +19,7 @@ use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
-use crate::replay::{self, Mac, Refusal, ReplayCache};
+use crate::replay::{self, Refusal, ReplayCache};
 
 /// Reconcile requests are a few hundred bytes; anything near this is not from the filter.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -58,31 +58,6 @@ fn error_response(error: &Error) -> Response {
         .into_response()
 }
 
-/// Records the signature of a request whose attestation has just verified, or refuses it as a replay. The
-/// key is the MAC's bytes, so the same MAC in other hex case or with other surrounding space is the same.
-fn admit(
-    replay: &ReplayCache,
-    timestamp: Option<&str>,
-    signature: Option<&str>,
-    now: u64,
-) -> Result<(), Error> {
-    let timestamp = timestamp.and_then(|t| t.trim().parse::<u64>().ok());
-    let mac = signature
-        .and_then(|s| s.trim().split_once('='))
-        .and_then(|(_, hex)| hex::decode(hex).ok())
-        .and_then(|bytes| Mac::try_from(bytes).ok());
-    // Both parsed a moment ago in `attestation::verify`; refuse rather than skip the check if not.
-    let (Some(timestamp), Some(mac)) = (timestamp, mac) else {
-        return Err(Error::Unauthorized(AttestationError::MalformedSignature));
-    };
-    replay
-        .admit(mac, timestamp, now)
-        .map_err(|refusal| match refusal {
-            Refusal::Replayed => Error::Replayed,
-            Refusal::Full => Error::ReplayCacheFull,
-        })
-}
-
 async fn reconcile(
     State(state): State<Arc<AppState>>,
     Extension(replay): Extension<Arc<ReplayCache>>,
@@ -102,13 +77,13 @@ async fn reconcile(
         state.tolerance_secs,
     )
     .map_err(Error::from)
-    .and_then(|()| {
-        admit(
-            &replay,
-            header(TIMESTAMP_HEADER),
-            header(SIGNATURE_HEADER),
-            now,
-        )
+    .and_then(|verified| {
+        replay
+            .admit(verified.mac, verified.timestamp, now)
+            .map_err(|refusal| match refusal {
+                Refusal::Replayed => Error::Replayed,
+                Refusal::Full => Error::ReplayCacheFull,
+            })
     })
     .and_then(|()| {
         serde_json::from_slice::<ReconcileRequest>(&body)

@@ -92,6 +92,14 @@ pub fn sign(key: &[u8], timestamp: u64, body: &[u8]) -> String {
     format!("{SCHEME}{}", hex::encode(mac))
 }
 
+/// What a verified attestation proved: its timestamp and its MAC (which the controller remembers to refuse
+/// a replay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub timestamp: u64,
+    pub mac: [u8; 32],
+}
+
 /// Checks the two attestation headers of a request against `body`, with `now` and `tolerance_secs` in unix
 /// seconds. The timestamp is checked first so a stale request costs no MAC computation.
 pub fn verify(
@@ -101,7 +109,7 @@ pub fn verify(
     body: &[u8],
     now: u64,
     tolerance_secs: u64,
-) -> Result<(), AttestationError> {
+) -> Result<Verified, AttestationError> {
     let ts_text = timestamp.ok_or(AttestationError::MissingTimestamp)?.trim();
     let ts: u64 = ts_text
         .parse()
@@ -114,6 +122,10 @@ pub fn verify(
         .strip_prefix(SCHEME)
         .ok_or(AttestationError::MalformedSignature)?;
     let mac = hex::decode(hex_mac).map_err(|_| AttestationError::MalformedSignature)?;
+    // An HMAC-SHA256 of another length can never match: the same answer as any other mismatch.
+    let mac: [u8; 32] = mac
+        .try_into()
+        .map_err(|_| AttestationError::SignatureMismatch)?;
     // Sign over the timestamp text exactly as received, so no re-formatting can change what is covered.
     if hmac_matches(
         Algorithm::Sha256,
@@ -121,7 +133,7 @@ pub fn verify(
         &[ts_text.as_bytes(), b".", body],
         &mac,
     ) {
-        Ok(())
+        Ok(Verified { timestamp: ts, mac })
     } else {
         Err(AttestationError::SignatureMismatch)
     }
@@ -198,8 +210,9 @@ mod tests {
                 b"{}",
                 1_700_000_030,
                 60
-            ),
-            Ok(())
+            )
+            .map(|v| v.timestamp),
+            Ok(1_700_000_000)
         );
     }
 

@@ -236,8 +236,9 @@ mod tests {
                 &forward.body,
                 NOW,
                 DEFAULT_TOLERANCE_SECS
-            ),
-            Ok(())
+            )
+            .map(|v| v.timestamp),
+            Ok(NOW)
         );
         let request: ReconcileRequest = serde_json::from_slice(&forward.body).unwrap();
         assert_eq!(
