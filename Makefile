@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 build: wasm-target
 	cargo build --release -p hookgate-filter --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{ printf "filter module: %s (%d bytes)\n", $$9, $$5 }'
-	cargo build --release -p hookgate-controller
+	cargo build --release -p hookgate-cli
 
 # The filter as an OCI image layout (Envoy Gateway's Image source) and its sha256 (HTTP source).
 oci: build

@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hookgate_filter::crypto::sha256_hex;
-use hookgate_filter::dispatch::DispatchRequest;
+use hookgate_protocol::crypto::sha256_hex;
+use hookgate_protocol::dispatch::DispatchRequest;
 use http::StatusCode;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};

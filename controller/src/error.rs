@@ -7,7 +7,7 @@ use http::StatusCode;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
-    Unauthorized(#[from] hookgate_filter::attestation::AttestationError),
+    Unauthorized(#[from] hookgate_protocol::attestation::AttestationError),
     /// The attestation verified, but this signature was already accepted within the tolerance window.
     #[error("attestation already used")]
     Replayed,

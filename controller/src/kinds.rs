@@ -1,7 +1,7 @@
 //! The kinds the controller may reconcile: the allow-list, their default apiVersions (Flux's and Argo
 //! CD's), their plural resource names, and the annotation that asks each engine to reconcile.
 
-use hookgate_filter::kubernetes::is_version;
+use hookgate_protocol::kubernetes::is_version;
 use kube::api::ApiResource;
 use serde_json::{json, Value};
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use hookgate_filter::protocol::{ReconcileRequest, Target};
+use hookgate_protocol::{AttestedRequest, Target};
 use http::StatusCode;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
@@ -168,7 +168,7 @@ impl Reconciler {
 
     /// Refuses the whole request if any target is malformed (400, checked for every target first) or not
     /// allowed (422, 403); nothing reaches the API server then.
-    fn plan(&self, request: &ReconcileRequest) -> Result<Vec<Planned>> {
+    fn plan(&self, request: &AttestedRequest) -> Result<Vec<Planned>> {
         if request.targets.is_empty() {
             return Err(Error::InvalidTarget("no targets".into()));
         }
@@ -224,7 +224,7 @@ impl Reconciler {
     }
 
     /// Validates, expands wildcards, patches every object and reports each outcome.
-    pub async fn reconcile(&self, request: &ReconcileRequest) -> Result<Summary> {
+    pub async fn reconcile(&self, request: &AttestedRequest) -> Result<Summary> {
         let plan = self.plan(request)?;
         let deadline = Instant::now() + self.settings.deadline;
         let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use hookgate_filter::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use hookgate_filter::protocol::{Action, ReconcileRequest};
+use hookgate_protocol::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use hookgate_protocol::{Action, AttestedRequest};
 use kube::Client;
 use serde_json::json;
 
@@ -86,7 +86,7 @@ async fn reconcile(
             })
     })
     .and_then(|()| {
-        serde_json::from_slice::<ReconcileRequest>(&body)
+        serde_json::from_slice::<AttestedRequest>(&body)
             .map_err(|e| Error::MalformedRequest(e.to_string()))
     });
     let request = match verified {
@@ -129,7 +129,7 @@ async fn reconcile(
     }
 }
 
-async fn dispatch(state: &AppState, request: &ReconcileRequest) -> Response {
+async fn dispatch(state: &AppState, request: &AttestedRequest) -> Response {
     let Some(dispatch) = &request.dispatch else {
         let error = Error::MalformedRequest("action dispatch without dispatch".into());
         state.metrics.request(error.code());

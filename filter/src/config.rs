@@ -9,13 +9,13 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::attestation::check_key;
-use crate::crypto::sha256_hex;
 use crate::dispatch::DispatchConfig;
 use crate::glob::glob_matches;
-use crate::kubernetes;
-use crate::protocol::{Action, Target, DEFAULT_FORWARD_PATH};
 use crate::providers::{self, Proof, Provider, VerifyOptions};
+use hookgate_protocol::attestation::check_key;
+use hookgate_protocol::crypto::sha256_hex;
+use hookgate_protocol::kubernetes;
+use hookgate_protocol::{Action, Secret, Target, DEFAULT_FORWARD_PATH};
 
 /// Flux's limit, and the default here.
 pub const DEFAULT_BODY_LIMIT: u64 = 3 * 1024 * 1024;
@@ -86,7 +86,7 @@ pub struct Receiver {
     /// Lowercased; empty accepts every event.
     pub events: Vec<String>,
     /// Key bytes, as the provider uses them.
-    pub secrets: Vec<Vec<u8>>,
+    pub secrets: Vec<Secret>,
     /// Where each secret came from, in order.
     pub secret_sources: Vec<SecretSource>,
     /// Every path this receiver answers on: the pinned one, or one Flux path per secret (same order).
@@ -126,7 +126,7 @@ impl fmt::Debug for Receiver {
 pub struct Config {
     pub receivers: Vec<Receiver>,
     pub forward_path: String,
-    pub attestation_key: Vec<u8>,
+    pub attestation_key: Secret,
     /// Path to receiver index.
     by_path: HashMap<String, usize>,
     /// Things worth a warning log (inline secrets), without secret values.
@@ -224,7 +224,7 @@ impl Config {
                 check_key(inline.as_bytes())
                     .map_err(|e| top_err("attestationKey", e.to_string()))?;
                 warnings.push("attestation key is inline in the configuration: use attestationKeyEnv outside development".into());
-                inline.into_bytes()
+                Secret::from(inline)
             }
             None => {
                 let var: String = top
@@ -246,7 +246,7 @@ impl Config {
                         format!("environment variable {var}: {e}"),
                     )
                 })?;
-                key.into_bytes()
+                Secret::from(key)
             }
         };
 

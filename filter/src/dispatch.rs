@@ -1,51 +1,18 @@
-//! The `dispatch` action: an Argo CD "degraded" notification becomes a GitHub `repository_dispatch` that
-//! tells a workflow to roll back. This module is the contract both ends check: the filter refuses a bad
-//! notification with 400, and one naming an application the receiver may not dispatch for with 403, before
-//! forwarding; the controller checks the shape again before calling GitHub.
+//! The `dispatch` action's edge half: a receiver's dispatch settings, and the reading of an Argo CD
+//! "degraded" notification into the [`DispatchRequest`] the controller sends to GitHub. A bad notification
+//! is refused with 400, and one naming an application the receiver may not dispatch for with 403, before
+//! forwarding.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use hookgate_protocol::dispatch::{
+    is_event_type, is_repository, DispatchRequest, DEFAULT_EVENT_TYPE,
+};
+use hookgate_protocol::kubernetes::is_dns_subdomain;
+use serde::Deserialize;
 use serde_json::Value;
 
-use crate::kubernetes::is_dns_subdomain;
-
 use crate::outcome::Rejection;
-
-/// GitHub's limit on `event_type`.
-pub const MAX_EVENT_TYPE_LEN: usize = 100;
-pub const DEFAULT_EVENT_TYPE: &str = "argo-degraded";
-
-/// What the controller needs to dispatch, as forwarded in the reconcile request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DispatchRequest {
-    /// `owner/repo`.
-    pub repository: String,
-    pub event_type: String,
-    pub application: String,
-    pub failed_revision: String,
-    pub healthy_revision: String,
-}
-
-impl DispatchRequest {
-    /// Every field in the shape GitHub and a rollback workflow can use safely.
-    pub fn validate(&self) -> Result<(), &'static str> {
-        if !is_repository(&self.repository) {
-            return Err("repository must be owner/name");
-        }
-        if !is_event_type(&self.event_type) {
-            return Err("event_type must be 1-100 characters of letters, digits, '.', '_' or '-'");
-        }
-        if !is_dns_subdomain(&self.application) {
-            return Err("application must be a Kubernetes object name");
-        }
-        if !is_revision(&self.failed_revision) || !is_revision(&self.healthy_revision) {
-            return Err("revisions must be Git object ids or refs");
-        }
-        Ok(())
-    }
-}
 
 /// The receiver's dispatch settings, from the filter configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -195,39 +162,6 @@ impl DispatchConfig {
     }
 }
 
-fn is_repository(s: &str) -> bool {
-    let ok = |part: &str| {
-        !part.is_empty()
-            && part.len() <= 100
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    matches!(s.split_once('/'), Some((owner, repo)) if ok(owner) && ok(repo) && repo != "." && repo != "..")
-}
-
-fn is_event_type(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_EVENT_TYPE_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-/// A Git object id (hex) or a ref name as `git check-ref-format` would accept it, conservatively: letters,
-/// digits and `._/-`, no `..`, no leading `-` or `/`, no trailing `/`, `.` or `.lock`, at most 255 bytes.
-/// Nothing that could smuggle quoting, whitespace or options into a workflow's shell.
-pub fn is_revision(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
-        && !s.contains("..")
-        && !s.contains("//")
-        && !s.starts_with(['-', '/', '.'])
-        && !s.ends_with(['/', '.'])
-        && !s.ends_with(".lock")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,36 +173,6 @@ mod tests {
             event_type: None,
             application: None,
             applications: None,
-        }
-    }
-
-    #[test]
-    fn revisions() {
-        for ok in [
-            "3f786850e387550fdab836ed7e6dc881de23001b",
-            "3f78685",
-            "refs/heads/main",
-            "main",
-            "v1.2.3",
-            "release/2026.11",
-        ] {
-            assert!(is_revision(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "main; rm -rf /",
-            "$(id)",
-            "a b",
-            "-x",
-            "/main",
-            "a..b",
-            "main.lock",
-            "refs/heads/",
-            "a\nb",
-            "`x`",
-            "a//b",
-        ] {
-            assert!(!is_revision(bad), "{bad:?}");
         }
     }
 

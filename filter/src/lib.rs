@@ -1,21 +1,18 @@
 //! hookgate's edge filter.
 //!
-//! Everything that decides (configuration, provider verification, routing, the reconcile request and its
-//! attestation) is plain Rust in this library, tested on the host. The proxy-wasm glue in `glue` only moves
+//! Everything that decides (configuration, provider verification, routing, building the attested request)
+//! is plain Rust in this library, tested on the host; the contract with the controller is the
+//! `hookgate-protocol` crate. The proxy-wasm glue in `glue` only moves
 //! bytes between Envoy and [`pipeline::Filter`].
 #![forbid(unsafe_code)]
 
-pub mod attestation;
 pub mod config;
-pub mod crypto;
 pub mod delivery;
 pub mod dispatch;
 pub mod glob;
-pub mod kubernetes;
 pub mod nonce;
 pub mod outcome;
 pub mod pipeline;
-pub mod protocol;
 pub mod providers;
 
 #[cfg(target_arch = "wasm32")]

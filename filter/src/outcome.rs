@@ -1,7 +1,7 @@
 //! What the filter decides for a delivery, and how each decision is answered.
 
 use crate::delivery::Headers;
-use crate::protocol::ReconcileRequest;
+use hookgate_protocol::AttestedRequest;
 
 /// A refusal. Each has one HTTP status and one short reason that is safe to show the sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +104,7 @@ pub struct Forward {
     /// `(name, value)` attestation headers to add.
     pub headers: Vec<(&'static str, String)>,
     /// The request as sent, for logs and tests.
-    pub request: ReconcileRequest,
+    pub request: AttestedRequest,
 }
 
 /// Request headers that survive the rewrite besides the pseudo-headers: tracing and proxy bookkeeping

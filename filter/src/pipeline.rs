@@ -1,11 +1,11 @@
 //! The decisions, in the order Envoy gives the filter its information: the request line and headers first
 //! ([`Filter::on_headers`]), then the complete body ([`Filter::on_body`]).
 
-use crate::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::config::Config;
 use crate::delivery::{Delivery, Headers};
 use crate::outcome::{Forward, Outcome, Rejection};
-use crate::protocol::{ReceiverRef, ReconcileRequest};
+use hookgate_protocol::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use hookgate_protocol::{AttestedRequest, ReceiverRef};
 
 pub struct Filter {
     config: Config,
@@ -128,7 +128,7 @@ impl Filter {
                 }
             },
         };
-        let request = ReconcileRequest {
+        let request = AttestedRequest {
             receiver: ReceiverRef {
                 namespace: receiver.namespace.clone(),
                 name: receiver.name.clone(),
@@ -147,7 +147,7 @@ impl Filter {
         let Ok(body) = serde_json::to_vec(&request) else {
             return Outcome::Reject(Rejection::MalformedPayload);
         };
-        let signature = attestation::sign(&self.config.attestation_key, now, &body);
+        let signature = attestation::sign(self.config.attestation_key.expose(), now, &body);
         Outcome::Forward(Box::new(Forward {
             path: self.config.forward_path.clone(),
             body,
@@ -178,8 +178,8 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attestation::{verify, DEFAULT_TOLERANCE_SECS};
-    use crate::crypto::{hmac, Algorithm};
+    use hookgate_protocol::attestation::{verify, DEFAULT_TOLERANCE_SECS};
+    use hookgate_protocol::crypto::{hmac, Algorithm};
 
     const NOW: u64 = 1_700_000_000;
     const KEY: &str = "attestation-key-0123456789";
@@ -240,7 +240,7 @@ mod tests {
             .map(|v| v.timestamp),
             Ok(NOW)
         );
-        let request: ReconcileRequest = serde_json::from_slice(&forward.body).unwrap();
+        let request: AttestedRequest = serde_json::from_slice(&forward.body).unwrap();
         assert_eq!(
             request.receiver,
             ReceiverRef {
@@ -498,8 +498,8 @@ mod tests {
         else {
             panic!("not forwarded")
         };
-        let request: ReconcileRequest = serde_json::from_slice(&forward.body).unwrap();
-        assert_eq!(request.action, crate::protocol::Action::Dispatch);
+        let request: AttestedRequest = serde_json::from_slice(&forward.body).unwrap();
+        assert_eq!(request.action, hookgate_protocol::Action::Dispatch);
         let dispatch = request.dispatch.unwrap();
         assert_eq!(
             (dispatch.repository.as_str(), dispatch.application.as_str()),

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use base64::Engine;
-use hookgate_filter::crypto::{hmac, macs_computed, Algorithm};
+use hookgate_protocol::crypto::{hmac, macs_computed, Algorithm};
 use hookgate_filter::{Config, Filter, Headers, Outcome};
 use libfuzzer_sys::fuzz_target;
 

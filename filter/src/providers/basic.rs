@@ -4,6 +4,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use hookgate_protocol::Secret;
 
 use super::{authorization_credentials, verify_token, Provider, VerifyOptions};
 use crate::delivery::Delivery;
@@ -12,7 +13,7 @@ use crate::outcome::Rejection;
 pub struct Basic;
 
 impl Provider for Basic {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         let encoded = authorization_credentials(d, "basic")?;
         let decoded = STANDARD
             .decode(encoded)
@@ -23,12 +24,12 @@ impl Provider for Basic {
     fn placeholder_secret(&self, seed: &str) -> String {
         format!("hookgate-check:{seed}")
     }
-    fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, String> {
+    fn decode_secret(&self, secret: &str) -> Result<Secret, String> {
         if secret
             .split_once(':')
             .is_some_and(|(user, _)| !user.is_empty())
         {
-            Ok(secret.as_bytes().to_vec())
+            Ok(Secret::from(secret))
         } else {
             Err("a basic secret is user:password".into())
         }

@@ -6,11 +6,12 @@
 use super::{authorization_credentials, verify_token, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::Secret;
 
 pub struct Bearer;
 
 impl Provider for Bearer {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         verify_token(Some(authorization_credentials(d, "bearer")?), secrets)
     }
     fn methods(&self) -> &'static [&'static str] {

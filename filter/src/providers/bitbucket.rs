@@ -1,6 +1,7 @@
 //! Bitbucket Cloud and Bitbucket Server / Data Center: `X-Hub-Signature: sha256=<hex>` over the raw body,
 //! events in `X-Event-Key`; `diagnostics:ping` is Server's "test connection" button.
 
+use hookgate_protocol::Secret;
 use serde_json::Value;
 
 use super::{
@@ -12,7 +13,7 @@ use crate::outcome::Rejection;
 pub struct Bitbucket;
 
 impl Provider for Bitbucket {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         // Bitbucket signs with SHA-256 only; a sha1 label is never accepted here.
         verify_prefixed_hex_signature(d.headers.get("x-hub-signature"), d, secrets, false)
     }
@@ -68,9 +69,9 @@ fn server_ref(payload: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Algorithm;
     use crate::delivery::Headers;
     use crate::providers::test_support::*;
+    use hookgate_protocol::crypto::Algorithm;
 
     fn check(headers: &[(&str, &str)], body: &[u8]) -> Result<(), Rejection> {
         let h = Headers::new(headers.iter().copied());

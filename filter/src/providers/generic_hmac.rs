@@ -4,6 +4,7 @@
 use super::{verify_prefixed_hex_signature, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::Secret;
 
 pub struct GenericHmac;
 
@@ -11,7 +12,7 @@ impl Provider for GenericHmac {
     fn verify(
         &self,
         d: &Delivery,
-        secrets: &[Vec<u8>],
+        secrets: &[Secret],
         options: VerifyOptions,
     ) -> Result<(), Rejection> {
         verify_prefixed_hex_signature(d.headers.get("x-signature"), d, secrets, options.allow_sha1)
@@ -24,9 +25,9 @@ impl Provider for GenericHmac {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Algorithm;
     use crate::delivery::Headers;
     use crate::providers::test_support::*;
+    use hookgate_protocol::crypto::Algorithm;
 
     fn check(sig: Option<String>, body: &[u8], allow_sha1: bool) -> Result<(), Rejection> {
         let h = Headers::new(sig.iter().map(|s| ("X-Signature", s.as_str())));

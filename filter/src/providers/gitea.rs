@@ -3,9 +3,10 @@
 
 use super::github::{github_payload_facts, verify_github_signature};
 use super::{verify_hex_mac, PayloadFacts, Provider, VerifyOptions};
-use crate::crypto::Algorithm;
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::crypto::Algorithm;
+use hookgate_protocol::Secret;
 
 pub struct Gitea;
 
@@ -31,7 +32,7 @@ impl Provider for Gitea {
     fn verify(
         &self,
         d: &Delivery,
-        secrets: &[Vec<u8>],
+        secrets: &[Secret],
         options: VerifyOptions,
     ) -> Result<(), Rejection> {
         match d.headers.first_of(&SIGNATURE_HEADERS) {

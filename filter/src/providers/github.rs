@@ -8,6 +8,7 @@ use super::{
 };
 use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
+use hookgate_protocol::Secret;
 
 pub struct GitHub;
 
@@ -15,7 +16,7 @@ impl Provider for GitHub {
     fn verify(
         &self,
         d: &Delivery,
-        secrets: &[Vec<u8>],
+        secrets: &[Secret],
         options: VerifyOptions,
     ) -> Result<(), Rejection> {
         verify_github_signature(d, secrets, options.allow_sha1)
@@ -46,7 +47,7 @@ impl Provider for GitHub {
 /// Signature check shared with Gitea, which sends GitHub's headers too.
 pub(crate) fn verify_github_signature(
     d: &Delivery,
-    secrets: &[Vec<u8>],
+    secrets: &[Secret],
     allow_sha1: bool,
 ) -> Result<(), Rejection> {
     let header = d
@@ -114,8 +115,8 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Algorithm;
     use crate::providers::test_support::*;
+    use hookgate_protocol::crypto::Algorithm;
 
     fn signed(
         headers: &[(&str, &str)],

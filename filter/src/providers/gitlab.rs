@@ -3,11 +3,12 @@
 use super::{json_fields, top_level_ref, verify_token, PayloadFacts, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::Secret;
 
 pub struct GitLab;
 
 impl Provider for GitLab {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         verify_token(d.headers.get("x-gitlab-token"), secrets)
     }
     fn supports_events(&self) -> bool {

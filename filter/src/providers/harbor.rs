@@ -4,11 +4,12 @@
 use super::{json_fields, string_at, verify_token, PayloadFacts, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::Secret;
 
 pub struct Harbor;
 
 impl Provider for Harbor {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         verify_token(d.headers.get("authorization"), secrets)
     }
     fn supports_events(&self) -> bool {

@@ -1,11 +1,12 @@
 //! Webhook providers: one module each, behind [`Provider`]. Adding a provider means writing its module and
 //! adding one row to [`PROVIDERS`].
 
+use hookgate_protocol::Secret;
 use serde_json::Value;
 
-use crate::crypto::{any_hmac_matches, token_matches_any, Algorithm};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::crypto::{any_hmac_matches, token_matches_any, Algorithm};
 
 mod acr;
 mod basic;
@@ -91,7 +92,7 @@ pub trait Provider: Sync {
     fn verify(
         &self,
         _delivery: &Delivery,
-        _secrets: &[Vec<u8>],
+        _secrets: &[Secret],
         _options: VerifyOptions,
     ) -> Result<(), Rejection> {
         match self.proof() {
@@ -101,8 +102,8 @@ pub trait Provider: Sync {
     }
 
     /// Turns a configured secret into key bytes; an error is reported at configure time.
-    fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, String> {
-        Ok(secret.as_bytes().to_vec())
+    fn decode_secret(&self, secret: &str) -> Result<Secret, String> {
+        Ok(Secret::from(secret))
     }
 
     /// A secret that [`Provider::decode_secret`] accepts, standing in for one whose variable is unset
@@ -150,7 +151,7 @@ pub trait Provider: Sync {
 pub(crate) fn verify_prefixed_hex_signature(
     header: Option<&str>,
     delivery: &Delivery,
-    secrets: &[Vec<u8>],
+    secrets: &[Secret],
     allow_sha1: bool,
 ) -> Result<(), Rejection> {
     let header = header.ok_or(Rejection::MissingSignature)?.trim();
@@ -169,7 +170,7 @@ pub(crate) fn verify_hex_mac(
     algorithm: Algorithm,
     hex_mac: &str,
     body: &[u8],
-    secrets: &[Vec<u8>],
+    secrets: &[Secret],
 ) -> Result<(), Rejection> {
     let mac = hex::decode(hex_mac.trim()).map_err(|_| Rejection::MalformedSignature)?;
     if any_hmac_matches(algorithm, secrets, &[body], &mac) {
@@ -180,7 +181,7 @@ pub(crate) fn verify_hex_mac(
 }
 
 /// Verifies a static token sent in a header, in constant time.
-pub(crate) fn verify_token(presented: Option<&str>, secrets: &[Vec<u8>]) -> Result<(), Rejection> {
+pub(crate) fn verify_token(presented: Option<&str>, secrets: &[Secret]) -> Result<(), Rejection> {
     let presented = presented.ok_or(Rejection::MissingToken)?;
     if token_matches_any(presented.as_bytes(), secrets) {
         Ok(())
@@ -249,8 +250,9 @@ pub(crate) fn registry_payload(
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use crate::crypto::{hmac, Algorithm};
     use crate::delivery::{Delivery, Headers};
+    use hookgate_protocol::crypto::{hmac, Algorithm};
+    use hookgate_protocol::Secret;
 
     pub const SECRET: &str = "It's a Secret to Everybody";
     pub const NOW: u64 = 1_700_000_000;
@@ -259,8 +261,8 @@ pub(crate) mod test_support {
         hex::encode(hmac(algorithm, secret.as_bytes(), &[body]))
     }
 
-    pub fn secrets(list: &[&str]) -> Vec<Vec<u8>> {
-        list.iter().map(|s| s.as_bytes().to_vec()).collect()
+    pub fn secrets(list: &[&str]) -> Vec<Secret> {
+        list.iter().map(|s| Secret::from(*s)).collect()
     }
 
     /// Builds a delivery borrowing from `headers` and `body`.
@@ -325,7 +327,7 @@ mod tests {
     ];
 
     /// `count` secrets every type accepts: `user:password` for basic, `whsec_` keys for Standard Webhooks.
-    fn keys_for(provider: &dyn Provider, count: usize) -> Vec<Vec<u8>> {
+    fn keys_for(provider: &dyn Provider, count: usize) -> Vec<Secret> {
         use base64::Engine;
         (0..count)
             .map(|i| {
@@ -346,7 +348,7 @@ mod tests {
 
     /// Every signature a sender holding `keys` could present, in every format of the table: bare and
     /// labelled hex for each algorithm, and Standard Webhooks' `v1,<base64>`.
-    fn genuine_signatures(keys: &[Vec<u8>], body: &[u8], now: &str) -> Vec<String> {
+    fn genuine_signatures(keys: &[Secret], body: &[u8], now: &str) -> Vec<String> {
         use base64::Engine;
         let mut signatures = Vec::new();
         for key in keys {
@@ -355,12 +357,16 @@ mod tests {
                 ("sha256", Algorithm::Sha256),
                 ("sha512", Algorithm::Sha512),
             ] {
-                let mac = hex::encode(crate::crypto::hmac(algorithm, key, &[body]));
+                let mac = hex::encode(hookgate_protocol::crypto::hmac(
+                    algorithm,
+                    key.expose(),
+                    &[body],
+                ));
                 signatures.push(format!("{label}={mac}"));
                 signatures.push(mac);
             }
             let signed: [&[u8]; 5] = [SW_ID.as_bytes(), b".", now.as_bytes(), b".", body];
-            let mac = crate::crypto::hmac(Algorithm::Sha256, key, &signed);
+            let mac = hookgate_protocol::crypto::hmac(Algorithm::Sha256, key.expose(), &signed);
             signatures.push(format!(
                 "v1,{}",
                 base64::engine::general_purpose::STANDARD.encode(mac)
@@ -479,10 +485,10 @@ mod tests {
                 for (case, headers) in signed.iter().chain(&unsigned) {
                     let delivery = test_support::delivery(headers, &body);
                     for allow_sha1 in [false, true] {
-                        let before = crate::crypto::macs_computed();
+                        let before = hookgate_protocol::crypto::macs_computed();
                         let verdict =
                             provider.verify(&delivery, &keys, VerifyOptions { allow_sha1 });
-                        let macs = crate::crypto::macs_computed() - before;
+                        let macs = hookgate_protocol::crypto::macs_computed() - before;
                         assert!(
                             macs <= secret_count as u64,
                             "{name}, {secret_count} secret(s), {case}, allowSha1 {allow_sha1}: \

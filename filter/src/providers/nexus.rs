@@ -2,14 +2,15 @@
 //! algorithm Nexus offers, so it is accepted here without `allowSha1`. The event is `X-Nexus-Webhook-Id`.
 
 use super::{verify_hex_mac, Provider, VerifyOptions};
-use crate::crypto::Algorithm;
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::crypto::Algorithm;
+use hookgate_protocol::Secret;
 
 pub struct Nexus;
 
 impl Provider for Nexus {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         let signature = d
             .headers
             .get("x-nexus-webhook-signature")

@@ -5,11 +5,12 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use hookgate_protocol::Secret;
 
 use super::{json_fields, string_at, PayloadFacts, Provider, VerifyOptions};
-use crate::crypto::{any_mac_equal, hmac, Algorithm};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::crypto::{any_mac_equal, hmac, Algorithm};
 
 pub struct StandardWebhooks;
 
@@ -26,7 +27,7 @@ fn header<'a>(d: &'a Delivery, suffix: &str) -> Option<&'a str> {
 }
 
 impl Provider for StandardWebhooks {
-    fn verify(&self, d: &Delivery, secrets: &[Vec<u8>], _: VerifyOptions) -> Result<(), Rejection> {
+    fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         verify_standard_webhook(d, secrets)
     }
     fn placeholder_secret(&self, seed: &str) -> String {
@@ -35,7 +36,7 @@ impl Provider for StandardWebhooks {
             STANDARD.encode(format!("hookgate-check-{seed}"))
         )
     }
-    fn decode_secret(&self, secret: &str) -> Result<Vec<u8>, String> {
+    fn decode_secret(&self, secret: &str) -> Result<Secret, String> {
         let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
         STANDARD
             .decode(encoded)
@@ -44,7 +45,7 @@ impl Provider for StandardWebhooks {
                 if key.is_empty() {
                     Err("empty key".to_string())
                 } else {
-                    Ok(key)
+                    Ok(Secret::new(key))
                 }
             })
     }
@@ -65,7 +66,7 @@ impl Provider for StandardWebhooks {
     }
 }
 
-fn verify_standard_webhook(d: &Delivery, keys: &[Vec<u8>]) -> Result<(), Rejection> {
+fn verify_standard_webhook(d: &Delivery, keys: &[Secret]) -> Result<(), Rejection> {
     let id = header(d, "id").ok_or(Rejection::MissingSignature)?;
     let timestamp = header(d, "timestamp").ok_or(Rejection::MissingSignature)?;
     let signatures = header(d, "signature").ok_or(Rejection::MissingSignature)?;
@@ -104,7 +105,7 @@ fn verify_standard_webhook(d: &Delivery, keys: &[Vec<u8>]) -> Result<(), Rejecti
     let signed: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", d.body];
     let computed: Vec<Vec<u8>> = keys
         .iter()
-        .map(|key| hmac(Algorithm::Sha256, key, &signed))
+        .map(|key| hmac(Algorithm::Sha256, key.expose(), &signed))
         .collect();
     if any_mac_equal(&computed, &presented) {
         Ok(())
@@ -198,22 +199,26 @@ mod tests {
                 Err(Rejection::SignatureMismatch),
             ),
         ] {
-            let before = crate::crypto::macs_computed();
+            let before = hookgate_protocol::crypto::macs_computed();
             assert_eq!(
                 check("webhook", ID, TS, &sigs, &body, NOW),
                 expected,
                 "{name}"
             );
-            assert_eq!(crate::crypto::macs_computed() - before, 1, "{name}");
+            assert_eq!(
+                hookgate_protocol::crypto::macs_computed() - before,
+                1,
+                "{name}"
+            );
         }
         // Nothing readable: no MAC at all.
-        let before = crate::crypto::macs_computed();
+        let before = hookgate_protocol::crypto::macs_computed();
         let unreadable = "v1,!!! ".repeat(1000);
         assert_eq!(
             check("webhook", ID, TS, &unreadable, &body, NOW),
             Err(Rejection::MalformedSignature)
         );
-        assert_eq!(crate::crypto::macs_computed(), before);
+        assert_eq!(hookgate_protocol::crypto::macs_computed(), before);
     }
 
     #[test]
@@ -287,6 +292,12 @@ mod tests {
     fn key_decoding() {
         assert!(StandardWebhooks.decode_secret("whsec_not base64!").is_err());
         assert!(StandardWebhooks.decode_secret("whsec_").is_err());
-        assert_eq!(StandardWebhooks.decode_secret("whsec_aGk=").unwrap(), b"hi");
+        assert_eq!(
+            StandardWebhooks
+                .decode_secret("whsec_aGk=")
+                .unwrap()
+                .expose(),
+            b"hi"
+        );
     }
 }

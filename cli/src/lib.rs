@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use hookgate_filter::config::{flux_webhook_path, Config, SecretSource};
-use hookgate_filter::crypto::{hmac, Algorithm};
+use hookgate_protocol::crypto::{hmac, Algorithm};
 use serde_json::{json, Value};
 
 /// A strong random secret: `bytes` random bytes, hex encoded.

@@ -1,235 +1,85 @@
-//! `hookgate`: the reconcile controller (`serve`) and the workstation tools (`token`, `url`, `check`,
-//! `send`).
-#![forbid(unsafe_code)]
+//! `hookgate serve`: the controller's arguments (flags with environment fallbacks) and its start-up: read
+//! the attestation key, build the Kubernetes client, the reconciler and the dispatcher, serve the router,
+//! stop gracefully.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use hookgate_controller::cli::{self, SendType};
-use hookgate_controller::dispatch::{DispatchSettings, Dispatcher};
-use hookgate_controller::metrics::Metrics;
-use hookgate_controller::reconcile::{Reconciler, Settings};
-use hookgate_controller::server::{router, AppState};
-use hookgate_filter::attestation::{check_key, DEFAULT_TOLERANCE_SECS};
-use hookgate_filter::protocol::DEFAULT_FORWARD_PATH;
+use anyhow::{anyhow, Context};
+use clap::{Args, ValueEnum};
+use hookgate_protocol::attestation::{check_key, DEFAULT_TOLERANCE_SECS};
+use hookgate_protocol::DEFAULT_FORWARD_PATH;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Parser)]
-#[command(
-    name = "hookgate",
-    version,
-    about = "Webhooks that drive Flux and Argo CD, verified at the edge"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the reconcile controller: accept attested requests from the hookgate filter and set the
-    /// reconcile annotation on their targets (in-cluster config, or KUBECONFIG).
-    Serve(ServeArgs),
-    /// Print a strong random secret (hex) to register with a provider.
-    Token {
-        /// Random bytes in the secret.
-        #[arg(long, default_value_t = 32)]
-        bytes: usize,
-    },
-    /// Print a receiver's webhook path: Flux's (/hook/ + sha256(token + name + namespace)) from a token,
-    /// or the paths a filter configuration gives it (--config).
-    Url {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        namespace: String,
-        /// The receiver's token; prefer --token-env so it stays out of shell history.
-        #[arg(long, conflicts_with_all = ["token_env", "config"])]
-        token: Option<String>,
-        /// Environment variable holding the token.
-        #[arg(long, conflicts_with = "config")]
-        token_env: Option<String>,
-        /// A filter configuration (JSON) or a YAML file with an EnvoyExtensionPolicy: print the paths it
-        /// gives this receiver (pinned, or derived from its secrets).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-    /// Validate a filter configuration (JSON) or the `config` of each EnvoyExtensionPolicy in a YAML file
-    /// with the filter's own parser, and print each receiver's paths. Secrets are read from this
-    /// environment; unset ones are reported, not required.
-    Check { file: PathBuf },
-    /// Sign a payload like the provider would and POST it to a hookgate (or Flux) webhook URL.
-    Send(SendArgs),
-}
+use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::metrics::Metrics;
+use crate::reconcile::{Reconciler, Settings};
+use crate::server::{router, AppState};
 
 #[derive(Args)]
-struct ServeArgs {
+pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "HOOKGATE_LISTEN", default_value = "0.0.0.0:8080")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
     /// Path of the reconcile endpoint; must equal the filter's `forwardPath`.
     #[arg(long, env = "HOOKGATE_RECONCILE_PATH", default_value = DEFAULT_FORWARD_PATH)]
-    reconcile_path: String,
+    pub reconcile_path: String,
     /// File holding the attestation key shared with the filter (e.g. a mounted Secret).
     #[arg(
         long,
         env = "HOOKGATE_ATTESTATION_KEY_FILE",
         conflicts_with = "attestation_key_env"
     )]
-    attestation_key_file: Option<PathBuf>,
+    pub attestation_key_file: Option<PathBuf>,
     /// Environment variable holding the attestation key, when no file is given.
     #[arg(long, default_value = "HOOKGATE_ATTESTATION_KEY")]
-    attestation_key_env: String,
+    pub attestation_key_env: String,
     /// Seconds an attestation timestamp may differ from this clock.
     #[arg(long, env = "HOOKGATE_ATTESTATION_TOLERANCE", default_value_t = DEFAULT_TOLERANCE_SECS)]
-    attestation_tolerance: u64,
+    pub attestation_tolerance: u64,
     /// Allow targets outside the receiver's namespace.
     #[arg(long, env = "HOOKGATE_ALLOW_CROSS_NAMESPACE")]
-    allow_cross_namespace: bool,
+    pub allow_cross_namespace: bool,
     /// Patches in flight at once for one request.
     #[arg(long, env = "HOOKGATE_MAX_CONCURRENCY", default_value_t = 32)]
-    max_concurrency: usize,
+    pub max_concurrency: usize,
     /// Time budget of one request in milliseconds, retries included (providers wait about 10 s).
     #[arg(long, env = "HOOKGATE_DEADLINE_MS", default_value_t = 8000)]
-    deadline_ms: u64,
+    pub deadline_ms: u64,
     /// GitHub API base for `dispatch` receivers (GitHub Enterprise: https://HOST/api/v3).
     #[arg(
         long,
         env = "HOOKGATE_GITHUB_API_URL",
         default_value = "https://api.github.com"
     )]
-    github_api_url: String,
+    pub github_api_url: String,
     /// File holding the GitHub token for `repository_dispatch` (mount it from a Secret).
     #[arg(long, env = "HOOKGATE_GITHUB_TOKEN_FILE")]
-    github_token_file: Option<PathBuf>,
+    pub github_token_file: Option<PathBuf>,
     /// Seconds during which the same (repository, event type, application, failed revision) dispatches
     /// only once, across replicas.
     #[arg(long, env = "HOOKGATE_DISPATCH_DEDUP_SECONDS", default_value_t = 600)]
-    dispatch_dedup_seconds: u64,
+    pub dispatch_dedup_seconds: u64,
     /// Namespace of the Leases that record dispatches, shared by the replicas: the controller's own (set
     /// POD_NAMESPACE from the downward API). Default: the namespace of the in-cluster ServiceAccount, or
     /// of the kubeconfig context.
     #[arg(long, env = "POD_NAMESPACE")]
-    lease_namespace: Option<String>,
+    pub lease_namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    pub log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Args)]
-struct SendArgs {
-    /// The webhook URL.
-    #[arg(long)]
-    url: String,
-    /// Sign as this provider would.
-    #[arg(long = "type", value_enum)]
-    kind: SendType,
-    /// The secret; prefer --secret-env.
-    #[arg(long, conflicts_with = "secret_env")]
-    secret: Option<String>,
-    /// Environment variable holding the secret.
-    #[arg(long)]
-    secret_env: Option<String>,
-    /// Event name (default: the provider's push event).
-    #[arg(long)]
-    event: Option<String>,
-    /// Payload file; without it, a built-in sample for the type.
-    #[arg(long)]
-    payload: Option<PathBuf>,
-    /// Connect to this IP address for the URL's host name, keeping the URL's port and host name (as
-    /// curl's --resolve): to try a route with `hostnames` before DNS points at the gateway.
-    #[arg(long, value_name = "IP")]
-    resolve: Option<std::net::IpAddr>,
-}
-
-fn secret_from(value: Option<String>, env: Option<String>, what: &str) -> anyhow::Result<String> {
-    match (value, env) {
-        (Some(v), _) => Ok(v),
-        (None, Some(var)) => std::env::var(&var)
-            .with_context(|| format!("{what}: environment variable {var} is not set")),
-        (None, None) => bail!("{what}: give --{what} or --{what}-env"),
-    }
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    // One TLS provider for kube and reqwest.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
-        Command::Token { bytes } => {
-            println!("{}", cli::token(bytes)?);
-            Ok(())
-        }
-        Command::Url {
-            name,
-            namespace,
-            token,
-            token_env,
-            config,
-        } => {
-            match config {
-                Some(file) => {
-                    for path in cli::receiver_paths(&file, &namespace, &name)? {
-                        println!("{path}");
-                    }
-                }
-                None => {
-                    let token = secret_from(token, token_env, "token")?;
-                    println!("{}", cli::url(&name, &namespace, &token));
-                }
-            }
-            Ok(())
-        }
-        Command::Check { file } => {
-            print!("{}", cli::check(&file)?);
-            Ok(())
-        }
-        Command::Send(args) => {
-            let secret = match args.kind {
-                SendType::Generic
-                | SendType::Dockerhub
-                | SendType::Quay
-                | SendType::Acr
-                | SendType::Cdevents => {
-                    secret_from(args.secret, args.secret_env, "secret").unwrap_or_default()
-                }
-                _ => secret_from(args.secret, args.secret_env, "secret")?,
-            };
-            let body = match &args.payload {
-                Some(path) => std::fs::read(path)
-                    .with_context(|| format!("{}: cannot read", path.display()))?,
-                None => serde_json::to_vec(&cli::sample_payload(args.kind))?,
-            };
-            let sent = cli::send(
-                &args.url,
-                args.resolve,
-                args.kind,
-                &secret,
-                args.event.as_deref(),
-                body,
-            )
-            .await?;
-            println!("{} {}", sent.status, sent.body);
-            if sent.status >= 300 {
-                std::process::exit(1);
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the controller until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),

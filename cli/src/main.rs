@@ -1,0 +1,161 @@
+//! `hookgate`: the reconcile controller (`serve`) and the workstation tools (`token`, `url`, `check`,
+//! `send`).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use hookgate_cli::{self as cli, SendType};
+use hookgate_controller::serve::{self, ServeArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "hookgate",
+    version,
+    about = "Webhooks that drive Flux and Argo CD, verified at the edge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reconcile controller: accept attested requests from the hookgate filter and set the
+    /// reconcile annotation on their targets (in-cluster config, or KUBECONFIG).
+    Serve(ServeArgs),
+    /// Print a strong random secret (hex) to register with a provider.
+    Token {
+        /// Random bytes in the secret.
+        #[arg(long, default_value_t = 32)]
+        bytes: usize,
+    },
+    /// Print a receiver's webhook path: Flux's (/hook/ + sha256(token + name + namespace)) from a token,
+    /// or the paths a filter configuration gives it (--config).
+    Url {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        namespace: String,
+        /// The receiver's token; prefer --token-env so it stays out of shell history.
+        #[arg(long, conflicts_with_all = ["token_env", "config"])]
+        token: Option<String>,
+        /// Environment variable holding the token.
+        #[arg(long, conflicts_with = "config")]
+        token_env: Option<String>,
+        /// A filter configuration (JSON) or a YAML file with an EnvoyExtensionPolicy: print the paths it
+        /// gives this receiver (pinned, or derived from its secrets).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a filter configuration (JSON) or the `config` of each EnvoyExtensionPolicy in a YAML file
+    /// with the filter's own parser, and print each receiver's paths. Secrets are read from this
+    /// environment; unset ones are reported, not required.
+    Check { file: PathBuf },
+    /// Sign a payload like the provider would and POST it to a hookgate (or Flux) webhook URL.
+    Send(SendArgs),
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// The webhook URL.
+    #[arg(long)]
+    url: String,
+    /// Sign as this provider would.
+    #[arg(long = "type", value_enum)]
+    kind: SendType,
+    /// The secret; prefer --secret-env.
+    #[arg(long, conflicts_with = "secret_env")]
+    secret: Option<String>,
+    /// Environment variable holding the secret.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// Event name (default: the provider's push event).
+    #[arg(long)]
+    event: Option<String>,
+    /// Payload file; without it, a built-in sample for the type.
+    #[arg(long)]
+    payload: Option<PathBuf>,
+    /// Connect to this IP address for the URL's host name, keeping the URL's port and host name (as
+    /// curl's --resolve): to try a route with `hostnames` before DNS points at the gateway.
+    #[arg(long, value_name = "IP")]
+    resolve: Option<std::net::IpAddr>,
+}
+
+fn secret_from(value: Option<String>, env: Option<String>, what: &str) -> anyhow::Result<String> {
+    match (value, env) {
+        (Some(v), _) => Ok(v),
+        (None, Some(var)) => std::env::var(&var)
+            .with_context(|| format!("{what}: environment variable {var} is not set")),
+        (None, None) => bail!("{what}: give --{what} or --{what}-env"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // One TLS provider for kube and reqwest.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Token { bytes } => {
+            println!("{}", cli::token(bytes)?);
+            Ok(())
+        }
+        Command::Url {
+            name,
+            namespace,
+            token,
+            token_env,
+            config,
+        } => {
+            match config {
+                Some(file) => {
+                    for path in cli::receiver_paths(&file, &namespace, &name)? {
+                        println!("{path}");
+                    }
+                }
+                None => {
+                    let token = secret_from(token, token_env, "token")?;
+                    println!("{}", cli::url(&name, &namespace, &token));
+                }
+            }
+            Ok(())
+        }
+        Command::Check { file } => {
+            print!("{}", cli::check(&file)?);
+            Ok(())
+        }
+        Command::Send(args) => {
+            let secret = match args.kind {
+                SendType::Generic
+                | SendType::Dockerhub
+                | SendType::Quay
+                | SendType::Acr
+                | SendType::Cdevents => {
+                    secret_from(args.secret, args.secret_env, "secret").unwrap_or_default()
+                }
+                _ => secret_from(args.secret, args.secret_env, "secret")?,
+            };
+            let body = match &args.payload {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?,
+                None => serde_json::to_vec(&cli::sample_payload(args.kind))?,
+            };
+            let sent = cli::send(
+                &args.url,
+                args.resolve,
+                args.kind,
+                &secret,
+                args.event.as_deref(),
+                body,
+            )
+            .await?;
+            println!("{} {}", sent.status, sent.body);
+            if sent.status >= 300 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
