@@ -5,6 +5,7 @@ use super::{registry_payload, string_at, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
+#[derive(Debug)]
 pub struct Acr;
 
 impl Provider for Acr {

@@ -10,6 +10,7 @@ use super::{authorization_credentials, verify_token, Provider, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
+#[derive(Debug)]
 pub struct Basic;
 
 impl Provider for Basic {

@@ -8,6 +8,7 @@ use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
 
+#[derive(Debug)]
 pub struct Bearer;
 
 impl Provider for Bearer {

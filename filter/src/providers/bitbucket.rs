@@ -10,6 +10,7 @@ use super::{
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
+#[derive(Debug)]
 pub struct Bitbucket;
 
 impl Provider for Bitbucket {

@@ -5,6 +5,7 @@ use super::{json_fields, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
+#[derive(Debug)]
 pub struct CdEvents;
 
 impl Provider for CdEvents {

@@ -5,6 +5,7 @@ use super::{registry_payload, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
+#[derive(Debug)]
 pub struct DockerHub;
 
 impl Provider for DockerHub {

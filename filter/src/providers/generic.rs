@@ -2,6 +2,7 @@
 
 use super::{Proof, Provider};
 
+#[derive(Debug)]
 pub struct Generic;
 
 impl Provider for Generic {

@@ -8,6 +8,7 @@ use crate::outcome::Rejection;
 use hookgate_protocol::crypto::Algorithm;
 use hookgate_protocol::Secret;
 
+#[derive(Debug)]
 pub struct Gitea;
 
 const SIGNATURE_HEADERS: [&str; 3] = [

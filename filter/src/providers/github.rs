@@ -10,6 +10,7 @@ use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
 
+#[derive(Debug)]
 pub struct GitHub;
 
 impl Provider for GitHub {

@@ -5,6 +5,7 @@ use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
 
+#[derive(Debug)]
 pub struct GitLab;
 
 impl Provider for GitLab {

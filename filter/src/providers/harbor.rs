@@ -6,6 +6,7 @@ use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
 
+#[derive(Debug)]
 pub struct Harbor;
 
 impl Provider for Harbor {

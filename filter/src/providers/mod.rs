@@ -79,7 +79,7 @@ pub struct PayloadFacts {
     pub image_tag: Option<String>,
 }
 
-pub trait Provider: Sync {
+pub trait Provider: Sync + std::fmt::Debug {
     fn proof(&self) -> Proof {
         Proof::InRequest
     }

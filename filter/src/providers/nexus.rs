@@ -7,6 +7,7 @@ use crate::outcome::Rejection;
 use hookgate_protocol::crypto::Algorithm;
 use hookgate_protocol::Secret;
 
+#[derive(Debug)]
 pub struct Nexus;
 
 impl Provider for Nexus {

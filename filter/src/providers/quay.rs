@@ -7,6 +7,7 @@ use super::{json_fields, string_at, PayloadFacts, Proof, Provider};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
+#[derive(Debug)]
 pub struct Quay;
 
 impl Provider for Quay {

@@ -12,6 +12,7 @@ use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::{any_mac_equal, hmac, Algorithm};
 
+#[derive(Debug)]
 pub struct StandardWebhooks;
 
 const TOLERANCE_SECS: u64 = 5 * 60;
