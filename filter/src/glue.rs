@@ -14,8 +14,10 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use crate::config::Config;
 use crate::delivery::Headers;
-use crate::outcome::{Forward, Outcome, Rejection, Reply};
-use crate::pipeline::Filter;
+use crate::forward::Forward;
+use crate::label::{unmatched_metric_name, ReceiverLabel};
+use crate::outcome::{Outcome, Rejection, Reply};
+use crate::pipeline::{Filter, ReceiverId};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -95,7 +97,7 @@ impl RootContext for HookgateRoot {
 struct HookgateHttp {
     filter: Option<Rc<Filter>>,
     metrics: Rc<Metrics>,
-    receiver: Option<usize>,
+    receiver: Option<ReceiverId>,
     answered: bool,
 }
 
@@ -113,15 +115,15 @@ impl HttpContext for HookgateHttp {
         let method = header(":method").unwrap_or_default();
         let path = header(":path").unwrap_or_default();
         let content_length = header("content-length");
-        let Some(index) = filter.config().receiver_for_path(&path) else {
+        let Some(id) = filter.route(&path) else {
             return self.reject_unmatched(Rejection::UnknownPath);
         };
-        self.receiver = Some(index);
-        match filter.admit(index, &method, content_length.as_deref()) {
-            Err(rejection) => self.conclude(&filter, Outcome::Reject(rejection), None, 0),
+        self.receiver = Some(id);
+        match filter.admit(id, &method, content_length.as_deref()) {
+            Err(rejection) => self.conclude(&filter, id, Outcome::Reject(rejection), None, 0),
             Ok(()) => {
                 if end_of_stream {
-                    self.decide(&filter, Vec::new(), 0)
+                    self.decide(&filter, id, Vec::new(), 0)
                 } else {
                     // Hold the headers; the body callbacks decide.
                     Action::Pause
@@ -131,30 +133,25 @@ impl HttpContext for HookgateHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let (Some(filter), Some(index)) = (self.filter.clone(), self.receiver) else {
+        let (Some(filter), Some(id)) = (self.filter.clone(), self.receiver) else {
             return Action::Pause;
         };
         if self.answered {
             return Action::Pause;
         }
-        if body_size as u64 > filter.body_limit(index) {
-            return self.conclude(
-                &filter,
-                Outcome::Reject(Rejection::PayloadTooLarge),
-                None,
-                body_size,
-            );
+        if let Err(rejection) = filter.check_body_size(id, body_size as u64) {
+            return self.conclude(&filter, id, Outcome::Reject(rejection), None, body_size);
         }
         if !end_of_stream {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        self.decide(&filter, body, body_size)
+        self.decide(&filter, id, body, body_size)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the stream without an end-of-stream body callback.
-        let (Some(filter), Some(_)) = (self.filter.clone(), self.receiver) else {
+        let (Some(filter), Some(id)) = (self.filter.clone(), self.receiver) else {
             return Action::Pause;
         };
         if self.answered {
@@ -164,7 +161,7 @@ impl HttpContext for HookgateHttp {
             .get_http_request_body(0, usize::MAX)
             .unwrap_or_default();
         let size = body.len();
-        let action = self.decide(&filter, body, size);
+        let action = self.decide(&filter, id, body, size);
         if action == Action::Continue {
             // The trailers are the provider's too: nothing of them goes to the controller.
             self.set_http_request_trailers(vec![]);
@@ -174,37 +171,36 @@ impl HttpContext for HookgateHttp {
 }
 
 impl HookgateHttp {
-    fn decide(&mut self, filter: &Filter, body: Vec<u8>, body_size: usize) -> Action {
-        let Some(index) = self.receiver else {
-            return self.reject_unmatched(Rejection::UnknownPath);
-        };
+    fn decide(
+        &mut self,
+        filter: &Filter,
+        id: ReceiverId,
+        body: Vec<u8>,
+        body_size: usize,
+    ) -> Action {
         let headers = Headers::new(self.get_http_request_headers_bytes());
         let now = self
             .get_current_time()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let outcome = filter.on_body(index, &headers, &body, now);
-        self.conclude(filter, outcome, Some(&headers), body_size)
+        let outcome = filter.on_body(id, &headers, &body, now);
+        self.conclude(filter, id, outcome, Some(&headers), body_size)
     }
 
     /// Records the outcome, then answers locally or lets the rewritten request go.
     fn conclude(
         &mut self,
         filter: &Filter,
+        id: ReceiverId,
         outcome: Outcome,
         headers: Option<&Headers>,
         body_size: usize,
     ) -> Action {
-        let receiver = self.receiver.and_then(|i| filter.config().receivers.get(i));
-        let label = receiver.map_or_else(|| "-".to_string(), |r| r.label());
-        if let Some(r) = receiver {
-            self.metrics.increment(format!(
-                "hookgate.receiver.{}.{}.{}",
-                r.namespace,
-                r.name,
-                outcome.metric_suffix()
-            ));
+        let label = filter.label(id);
+        if let Some(label) = label {
+            self.metrics.increment(label.metric_name(&outcome));
         }
+        let label = label.map_or("-", ReceiverLabel::as_str);
         match outcome {
             Outcome::Forward(forward) => {
                 log::info!(
@@ -237,8 +233,7 @@ impl HookgateHttp {
 
     /// A refusal before any receiver is known (unknown path, or no valid configuration).
     fn reject_unmatched(&mut self, rejection: Rejection) -> Action {
-        self.metrics
-            .increment(format!("hookgate.unmatched.{}", rejection.metric_key()));
+        self.metrics.increment(unmatched_metric_name(rejection));
         log::info!(
             "hookgate: rejected with {}: {}",
             rejection.status(),

@@ -2,14 +2,16 @@
 //!
 //! Everything that decides (configuration, provider verification, routing, building the attested request)
 //! is plain Rust in this library, tested on the host; the contract with the controller is the
-//! `hookgate-protocol` crate. The proxy-wasm glue in `glue` only moves
-//! bytes between Envoy and [`pipeline::Filter`].
+//! `hookgate-protocol` crate. The proxy-wasm glue in `glue` only moves bytes between Envoy and
+//! [`pipeline::Filter`], which decides, and [`forward::Forward`], which is the request it lets through.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod delivery;
 pub mod dispatch;
+pub mod forward;
 pub mod glob;
+pub mod label;
 pub mod nonce;
 pub mod outcome;
 pub mod pipeline;
@@ -21,4 +23,4 @@ mod glue;
 pub use config::{Config, ConfigError};
 pub use delivery::{Delivery, Headers};
 pub use outcome::{Outcome, Rejection};
-pub use pipeline::Filter;
+pub use pipeline::{Filter, ReceiverId};

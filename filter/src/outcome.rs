@@ -1,7 +1,6 @@
 //! What the filter decides for a delivery, and how each decision is answered.
 
-use crate::delivery::Headers;
-use hookgate_protocol::AttestedRequest;
+use crate::forward::Forward;
 
 /// A refusal. Each has one HTTP status and one short reason that is safe to show the sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,52 +92,6 @@ impl Rejection {
             Self::EventTypeNotAllowed => "event_type_not_allowed",
             Self::EmptyBody => "empty_body",
         }
-    }
-}
-
-/// A verified delivery rewritten for the controller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Forward {
-    pub path: String,
-    pub body: Vec<u8>,
-    /// `(name, value)` attestation headers to add.
-    pub headers: Vec<(&'static str, String)>,
-    /// The request as sent, for logs and tests.
-    pub request: AttestedRequest,
-}
-
-/// Request headers that survive the rewrite besides the pseudo-headers: tracing and proxy bookkeeping
-/// only. Everything the provider sent (signatures, tokens, event headers) is dropped.
-const KEPT_HEADERS: &[&str] = &[
-    "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-envoy-internal",
-];
-
-impl Forward {
-    /// The complete header map of the rewritten request, built from the original one: pseudo-headers other
-    /// than `:method` and `:path`, and the headers in `KEPT_HEADERS`, survive; the rest is replaced.
-    pub fn request_headers(&self, original: &Headers) -> Vec<(String, Vec<u8>)> {
-        let mut headers: Vec<(String, Vec<u8>)> = original
-            .iter()
-            .filter(|(name, _)| {
-                (name.starts_with(':') && *name != ":method" && *name != ":path")
-                    || KEPT_HEADERS.contains(name)
-            })
-            .map(|(name, value)| (name.to_string(), value.to_vec()))
-            .collect();
-        headers.push((":method".into(), b"POST".to_vec()));
-        headers.push((":path".into(), self.path.clone().into_bytes()));
-        headers.push(("content-type".into(), b"application/json".to_vec()));
-        headers.push((
-            "content-length".into(),
-            self.body.len().to_string().into_bytes(),
-        ));
-        for (name, value) in &self.headers {
-            headers.push((name.to_string(), value.clone().into_bytes()));
-        }
-        headers
     }
 }
 

@@ -1,81 +1,81 @@
-//! The decisions, in the order Envoy gives the filter its information: the request line and headers first
-//! ([`Filter::on_headers`]), then the complete body ([`Filter::on_body`]).
+//! The decisions, in the order Envoy gives the filter its information: the path ([`Filter::route`]), the
+//! request line and headers ([`Filter::admit`]), the body as it streams in ([`Filter::check_body_size`]),
+//! then the complete body ([`Filter::on_body`]).
 
-use crate::config::Config;
+use crate::config::{Config, Receiver};
 use crate::delivery::{Delivery, Headers};
-use crate::outcome::{Forward, Outcome, Rejection};
-use hookgate_protocol::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use hookgate_protocol::{AttestedRequest, ReceiverRef};
+use crate::forward::{self, Forward, VerifiedDelivery};
+use crate::label::ReceiverLabel;
+use crate::outcome::{Outcome, Rejection};
+
+/// A receiver of one [`Filter`], as [`Filter::route`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiverId(usize);
 
 pub struct Filter {
     config: Config,
+    /// One per receiver, in the order of `config.receivers`.
+    labels: Vec<ReceiverLabel>,
 }
 
 impl Filter {
     pub fn new(config: Config) -> Self {
-        Self { config }
+        let labels = config.receivers.iter().map(ReceiverLabel::new).collect();
+        Self { config, labels }
     }
 
+    /// The configuration, for the fuzzer, which delivers to every configured receiver's path.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// Decides what can be decided before any body byte is read: the receiver (404), whether it is
-    /// enabled (403), the method (405) and a declared length over the limit (413). Returns the receiver.
-    pub fn on_headers(
-        &self,
-        method: &str,
-        path: &str,
-        content_length: Option<&str>,
-    ) -> Result<usize, Rejection> {
-        let index = self
-            .config
-            .receiver_for_path(path)
-            .ok_or(Rejection::UnknownPath)?;
-        self.admit(index, method, content_length)?;
-        Ok(index)
+    /// The receiver answering on `path`; `None` is a 404.
+    pub fn route(&self, path: &str) -> Option<ReceiverId> {
+        self.config.receiver_for_path(path).map(ReceiverId)
     }
 
-    /// The header-time checks for a request already matched to receiver `index`.
+    /// How logs and metrics name receiver `id`.
+    pub fn label(&self, id: ReceiverId) -> Option<&ReceiverLabel> {
+        self.labels.get(id.0)
+    }
+
+    /// Decides what can be decided before any body byte is read: whether the receiver is enabled (403),
+    /// the method (405) and a declared length over the limit (413).
     pub fn admit(
         &self,
-        index: usize,
+        id: ReceiverId,
         method: &str,
         content_length: Option<&str>,
     ) -> Result<(), Rejection> {
-        let receiver = self
-            .config
-            .receivers
-            .get(index)
-            .ok_or(Rejection::UnknownPath)?;
+        let receiver = self.receiver(id)?;
         if receiver.disabled {
             return Err(Rejection::ReceiverDisabled);
         }
         if !receiver.provider.methods().contains(&method) {
             return Err(Rejection::MethodNotAllowed);
         }
-        let declared = content_length.and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|len| len > receiver.body_limit) {
+        match content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+            Some(declared) => self.check_body_size(id, declared),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a body (declared, streaming in, or complete) of `size` bytes over the receiver's limit (413).
+    pub fn check_body_size(&self, id: ReceiverId, size: u64) -> Result<(), Rejection> {
+        if size > self.receiver(id)?.body_limit {
             return Err(Rejection::PayloadTooLarge);
         }
         Ok(())
     }
 
-    /// The body limit of receiver `index`, for checks while the body streams in.
-    pub fn body_limit(&self, index: usize) -> u64 {
-        self.config
-            .receivers
-            .get(index)
-            .map_or(0, |receiver| receiver.body_limit)
-    }
-
-    /// Decides a complete delivery for receiver `index` (from [`Filter::on_headers`]).
-    pub fn on_body(&self, index: usize, headers: &Headers, body: &[u8], now: u64) -> Outcome {
-        let Some(receiver) = self.config.receivers.get(index) else {
-            return Outcome::Reject(Rejection::UnknownPath);
+    /// Decides a complete delivery for receiver `id`, admitted by [`Filter::admit`].
+    pub fn on_body(&self, id: ReceiverId, headers: &Headers, body: &[u8], now: u64) -> Outcome {
+        let receiver = match self.receiver(id) {
+            Ok(receiver) => receiver,
+            Err(rejection) => return Outcome::Reject(rejection),
         };
-        if body.len() as u64 > receiver.body_limit {
-            return Outcome::Reject(Rejection::PayloadTooLarge);
+        if let Err(rejection) = self.check_body_size(id, body.len() as u64) {
+            return Outcome::Reject(rejection);
         }
         let delivery = Delivery { headers, body, now };
         let provider = receiver.provider;
@@ -128,38 +128,25 @@ impl Filter {
                 }
             },
         };
-        let request = AttestedRequest {
-            receiver: ReceiverRef {
-                namespace: receiver.namespace.clone(),
-                name: receiver.name.clone(),
+        let request = forward::attested_request(
+            receiver,
+            VerifiedDelivery {
+                event,
+                delivery_id: provider.delivery_id(&delivery),
+                facts,
+                dispatch,
             },
-            provider: receiver.provider_name.to_string(),
-            event,
-            delivery_id: provider.delivery_id(&delivery),
-            r#ref: facts.git_ref,
-            image_tag: facts.image_tag,
-            action: receiver.action,
-            targets: receiver.targets.clone(),
-            dispatch,
-            nonce: crate::nonce::fresh(),
-        };
-        // Serializing plain strings and maps cannot fail; refuse rather than forward if it ever does.
-        let Ok(body) = serde_json::to_vec(&request) else {
-            return Outcome::Reject(Rejection::MalformedPayload);
-        };
-        let signature = attestation::sign(self.config.attestation_key.expose(), now, &body);
-        Outcome::Forward(Box::new(Forward {
-            path: self.config.forward_path.clone(),
-            body,
-            headers: vec![
-                (TIMESTAMP_HEADER, now.to_string()),
-                (SIGNATURE_HEADER, signature),
-            ],
-            request,
-        }))
+        );
+        let config = &self.config;
+        match Forward::signed(request, &config.forward_path, &config.attestation_key, now) {
+            Some(forward) => Outcome::Forward(Box::new(forward)),
+            // Serializing plain strings and maps cannot fail; refuse rather than forward if it ever does.
+            None => Outcome::Reject(Rejection::MalformedPayload),
+        }
     }
 
-    /// Both steps at once, for tests and the fuzzer.
+    /// Every step at once, for tests and the fuzzer: [`Filter::route`], [`Filter::admit`] with the
+    /// request's `content-length`, then [`Filter::on_body`].
     pub fn handle(
         &self,
         method: &str,
@@ -168,23 +155,37 @@ impl Filter {
         body: &[u8],
         now: u64,
     ) -> Outcome {
-        match self.on_headers(method, path, headers.get("content-length")) {
-            Ok(index) => self.on_body(index, headers, body, now),
+        let Some(id) = self.route(path) else {
+            return Outcome::Reject(Rejection::UnknownPath);
+        };
+        match self.admit(id, method, headers.get("content-length")) {
+            Ok(()) => self.on_body(id, headers, body, now),
             Err(rejection) => Outcome::Reject(rejection),
         }
+    }
+
+    /// Receiver `id`; refused as an unknown path for an id of another filter.
+    fn receiver(&self, id: ReceiverId) -> Result<&Receiver, Rejection> {
+        self.config
+            .receivers
+            .get(id.0)
+            .ok_or(Rejection::UnknownPath)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hookgate_protocol::attestation::{verify, DEFAULT_TOLERANCE_SECS};
+    use hookgate_protocol::attestation::{
+        verify, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    };
     use hookgate_protocol::crypto::{hmac, Algorithm};
+    use hookgate_protocol::{AttestedRequest, ReceiverRef};
 
     const NOW: u64 = 1_700_000_000;
     const KEY: &str = "attestation-key-0123456789";
 
-    fn filter() -> Filter {
+    fn config() -> Config {
         let json = format!(
             r#"{{"attestationKey":"{KEY}","receivers":[
             {{"name":"webapp","namespace":"flux-system","type":"github","events":["push"],
@@ -195,7 +196,16 @@ mod tests {
             {{"name":"hub","namespace":"apps","type":"dockerhub","secrets":[{{"inline":"s"}}],
               "targets":[{{"kind":"ImageRepository","name":"app"}}]}}]}}"#
         );
-        Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap())
+        Config::parse(json.as_bytes(), &|_| None).unwrap()
+    }
+
+    fn filter() -> Filter {
+        Filter::new(config())
+    }
+
+    /// The path of receiver `index` of [`config`] (derived from its secret where none is configured).
+    fn path(index: usize) -> String {
+        config().receivers[index].paths[0].clone()
     }
 
     fn github(filter: &Filter, secret: &str, event: &str, body: &[u8]) -> Outcome {
@@ -208,8 +218,7 @@ mod tests {
             ("x-hub-signature-256", sig.as_str()),
             ("x-github-delivery", "d-1"),
         ]);
-        let path = filter.config().receivers[0].paths[0].clone();
-        filter.handle("POST", &path, &headers, body, NOW)
+        filter.handle("POST", &path(0), &headers, body, NOW)
     }
 
     const PUSH: &[u8] = br#"{"ref":"refs/heads/main"}"#;
@@ -266,54 +275,6 @@ mod tests {
     }
 
     #[test]
-    fn rewritten_headers_keep_only_routing_and_tracing() {
-        let f = filter();
-        let Outcome::Forward(forward) = github(&f, "new", "push", PUSH) else {
-            panic!("not forwarded")
-        };
-        let original = Headers::new([
-            (":method", "GET"),
-            (":path", "/hook/abc"),
-            (":authority", "hooks.example.com"),
-            (":scheme", "https"),
-            ("x-request-id", "r-1"),
-            ("x-hub-signature-256", "sha256=00"),
-            ("authorization", "Bearer t"),
-            ("content-length", "9999"),
-            ("transfer-encoding", "chunked"),
-            ("user-agent", "GitHub-Hookshot"),
-        ]);
-        let headers = forward.request_headers(&original);
-        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                ":authority",
-                ":scheme",
-                "x-request-id",
-                ":method",
-                ":path",
-                "content-type",
-                "content-length",
-                TIMESTAMP_HEADER,
-                SIGNATURE_HEADER
-            ]
-        );
-        let value = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
-        };
-        assert_eq!(value(":method").as_deref(), Some("POST"));
-        assert_eq!(value(":path").as_deref(), Some("/hook/v1/reconcile"));
-        assert_eq!(
-            value("content-length"),
-            Some(forward.body.len().to_string())
-        );
-    }
-
-    #[test]
     fn rotation_accepts_every_configured_secret_only() {
         let f = filter();
         assert!(matches!(
@@ -364,37 +325,63 @@ mod tests {
     #[test]
     fn header_time_decisions() {
         let f = filter();
-        let path = f.config().receivers[0].paths[0].clone();
+        let path = path(0);
+        let id = f.route(&path).unwrap();
+        assert_eq!(id, ReceiverId(0));
+        assert_eq!(f.route("/hook/nope"), None);
         assert_eq!(
-            f.on_headers("POST", "/hook/nope", None),
-            Err(Rejection::UnknownPath)
+            f.route(&format!("{path}?x=1")),
+            Some(id),
+            "the query string is not part of the route"
         );
+        let off = f.route("/hook/off").unwrap();
+        assert_eq!(f.admit(off, "POST", None), Err(Rejection::ReceiverDisabled));
+        assert_eq!(f.admit(id, "GET", None), Err(Rejection::MethodNotAllowed));
         assert_eq!(
-            f.on_headers("POST", "/hook/off", None),
-            Err(Rejection::ReceiverDisabled)
-        );
-        assert_eq!(
-            f.on_headers("GET", &path, None),
-            Err(Rejection::MethodNotAllowed)
-        );
-        assert_eq!(
-            f.on_headers("POST", &path, Some("1001")),
+            f.admit(id, "POST", Some("1001")),
             Err(Rejection::PayloadTooLarge)
         );
+        assert_eq!(f.admit(id, "POST", Some("1000")), Ok(()));
         assert_eq!(
-            f.on_headers("POST", &format!("{path}?x=1"), Some("1000")),
-            Ok(0)
+            f.handle("POST", "/hook/off", &Headers::default(), b"{}", NOW),
+            Outcome::Reject(Rejection::ReceiverDisabled)
         );
         assert_eq!(
-            f.on_body(0, &Headers::default(), b"", NOW),
+            f.handle("POST", "/hook/nope", &Headers::default(), b"{}", NOW),
+            Outcome::Reject(Rejection::UnknownPath)
+        );
+    }
+
+    /// One limit for a body streaming in and a complete one.
+    #[test]
+    fn body_limit() {
+        let f = filter();
+        let id = f.route(&path(0)).unwrap();
+        assert_eq!(f.check_body_size(id, 1000), Ok(()));
+        assert_eq!(f.check_body_size(id, 1001), Err(Rejection::PayloadTooLarge));
+        assert_eq!(
+            f.on_body(id, &Headers::default(), b"", NOW),
             Outcome::Reject(Rejection::MissingSignature),
             "a bodyless request is refused for its proof first"
         );
         let big = vec![b' '; 1001];
         assert_eq!(
-            f.on_body(0, &Headers::default(), &big, NOW),
+            f.on_body(id, &Headers::default(), &big, NOW),
             Outcome::Reject(Rejection::PayloadTooLarge)
         );
+    }
+
+    #[test]
+    fn receivers_are_labelled_for_logs_and_metrics() {
+        let f = filter();
+        let id = f.route(&path(0)).unwrap();
+        let label = f.label(id).unwrap();
+        assert_eq!(label.as_str(), "flux-system/webapp");
+        assert_eq!(
+            label.metric_name(&github(&f, "new", "push", PUSH)),
+            "hookgate.receiver.flux-system.webapp.accepted"
+        );
+        assert_eq!(f.label(ReceiverId(3)), None);
     }
 
     /// Issue 9, item 5: bearer and basic receivers take GET, PUT and POST alike. The token is checked
@@ -530,9 +517,8 @@ mod tests {
             ("x-hub-signature-256", sig.as_str()),
         ]);
         // The dockerhub receiver's path: a GitHub signature means nothing there, and its payload check fails.
-        let hub = f.config().receivers[2].paths[0].clone();
         assert_eq!(
-            f.handle("POST", &hub, &headers, PUSH, NOW),
+            f.handle("POST", &path(2), &headers, PUSH, NOW),
             Outcome::Reject(Rejection::MalformedPayload)
         );
     }
