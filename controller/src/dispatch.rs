@@ -16,7 +16,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookgate_protocol::crypto::sha256_hex;
 use hookgate_protocol::dispatch::DispatchRequest;
@@ -27,8 +27,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::Client;
 use serde_json::{json, Value};
+use tokio::time::Instant;
 
-use crate::reconcile::{is_transient, with_retry};
+use crate::reconcile::{is_transient, API_RETRY};
+use crate::retry::{self, Policy};
 
 /// Names of dispatch records: this prefix and the hex SHA-256 of the dispatch key.
 pub const RECORD_PREFIX: &str = "hookgate-dispatch-";
@@ -190,12 +192,14 @@ impl Dispatcher {
         let post = PostParams::default();
         for _ in 0..TAKE_ATTEMPTS {
             let fresh = self.sending_record(name, request, &holder, now());
-            match with_retry(deadline, || self.records.create(&post, &fresh)).await {
+            match retry::until(deadline, &API_RETRY, || self.records.create(&post, &fresh)).await {
                 Ok(lease) => return Ok(Record::Held(Box::new(lease))),
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(error) => return Err(error),
             }
-            let Some(existing) = with_retry(deadline, || self.records.get_opt(name)).await? else {
+            let Some(existing) =
+                retry::until(deadline, &API_RETRY, || self.records.get_opt(name)).await?
+            else {
                 continue; // deleted since: create again
             };
             let spec = existing.spec.clone().unwrap_or_default();
@@ -224,7 +228,11 @@ impl Dispatcher {
                         .saturating_add(1),
                 );
             }
-            match with_retry(deadline, || self.records.replace(name, &post, &takeover)).await {
+            match retry::until(deadline, &API_RETRY, || {
+                self.records.replace(name, &post, &takeover)
+            })
+            .await
+            {
                 Ok(lease) => return Ok(Record::Held(Box::new(lease))),
                 Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
                 Err(error) => return Err(error),
@@ -298,7 +306,10 @@ impl Dispatcher {
         }
         let post = PostParams::default();
         let deadline = Instant::now() + RECORD_BUDGET;
-        if let Err(error) = with_retry(deadline, || self.records.replace(&name, &post, &held)).await
+        if let Err(error) = retry::until(deadline, &API_RETRY, || {
+            self.records.replace(&name, &post, &held)
+        })
+        .await
         {
             tracing::warn!(%error, record = %name,
                 "dispatch sent, but its record could not be marked sent: a redelivery after it expires would dispatch again");
@@ -319,7 +330,9 @@ impl Dispatcher {
             ..DeleteParams::default()
         };
         let deadline = Instant::now() + RECORD_BUDGET;
-        if let Err(error) = with_retry(deadline, || self.records.delete(&name, &params)).await {
+        if let Err(error) =
+            retry::until(deadline, &API_RETRY, || self.records.delete(&name, &params)).await
+        {
             tracing::warn!(%error, record = %name,
                 "dispatch failed and its record could not be deleted: a redelivery will dispatch once it expires");
         }
@@ -396,64 +409,71 @@ impl Dispatcher {
                 "healthy_revision": request.healthy_revision,
             },
         });
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let attempt = self
+        let post = || async {
+            let response = self
                 .http
                 .post(&url)
                 .bearer_auth(token)
                 .header("accept", "application/vnd.github+json")
                 .header("x-github-api-version", "2022-11-28")
                 .json(&body)
-                .timeout(remaining.max(Duration::from_millis(1)))
                 .send()
-                .await;
-            let failure = match attempt {
-                Ok(response)
-                    if response.status() == StatusCode::NO_CONTENT
-                        || response.status().is_success() =>
-                {
-                    tracing::info!(repository = %request.repository, application = %request.application,
-                        failed_revision = %request.failed_revision, "repository_dispatch sent");
-                    return Ok(());
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let message = response
-                        .json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                        .unwrap_or_default();
-                    let text = format!("GitHub answered {}: {message}", status.as_u16());
-                    if !status.is_server_error() {
-                        tracing::warn!(repository = %request.repository, %text, "repository_dispatch refused");
-                        return Err(Failure::Refused(text));
-                    }
-                    text
-                }
+                .await
                 // reqwest's errors name the URL, never the Authorization header.
-                Err(error) => format!("GitHub unreachable: {}", error.without_url()),
-            };
-            if Instant::now() + backoff >= deadline {
-                tracing::warn!(repository = %request.repository, %failure, "repository_dispatch failed until the deadline");
-                return Err(Failure::Unavailable(failure));
+                .map_err(|e| {
+                    Failure::Unavailable(format!("GitHub unreachable: {}", e.without_url()))
+                })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
             }
-            tracing::debug!(%failure, ?backoff, "retrying repository_dispatch");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            let message = response
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            let text = format!("GitHub answered {}: {message}", status.as_u16());
+            Err(if status.is_server_error() {
+                Failure::Unavailable(text)
+            } else {
+                Failure::Refused(text)
+            })
+        };
+        let sent = retry::until(deadline, &GITHUB_RETRY, post).await;
+        match &sent {
+            Ok(()) => {
+                tracing::info!(repository = %request.repository, application = %request.application,
+                    failed_revision = %request.failed_revision, "repository_dispatch sent")
+            }
+            Err(Failure::Refused(text)) => {
+                tracing::warn!(repository = %request.repository, %text, "repository_dispatch refused")
+            }
+            Err(Failure::Unavailable(failure)) => {
+                tracing::warn!(repository = %request.repository, %failure, "repository_dispatch failed until the deadline")
+            }
         }
+        sent
     }
 }
 
+/// Why GitHub's `repository_dispatch` was not sent; the text is the reply's `error`.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     #[error("{0}")]
     Refused(String),
+    /// A 5xx or a network error, retried until the deadline.
     #[error("{0}")]
     Unavailable(String),
 }
+
+/// How GitHub's `repository_dispatch` is retried: its 5xx and network errors.
+const GITHUB_RETRY: Policy<Failure> = Policy {
+    first_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(2),
+    is_transient: |failure| matches!(failure, Failure::Unavailable(_)),
+    deadline_exceeded: || Failure::Unavailable("GitHub did not answer before the deadline".into()),
+};
 
 fn answer(status: StatusCode, outcome: &'static str, body: Value) -> DispatchAnswer {
     DispatchAnswer {

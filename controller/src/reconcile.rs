@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use hookgate_protocol::{AttestedRequest, Target};
@@ -20,10 +20,12 @@ use http::StatusCode;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::kinds::{resolve, Resolved};
 use crate::metrics::Metrics;
+use crate::retry::{self, Policy};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -358,7 +360,7 @@ impl Reconciler {
             .join(",");
         let api = &planned.api;
         let params = ListParams::default().labels(&selector);
-        match with_retry(deadline, || api.list_metadata(&params)).await {
+        match retry::until(deadline, &API_RETRY, || api.list_metadata(&params)).await {
             Ok(list) => {
                 let names: Vec<String> = list
                     .items
@@ -430,7 +432,10 @@ impl Reconciler {
             ..PatchParams::default()
         };
         let started = Instant::now();
-        let outcome = with_retry(deadline, || api.patch_metadata(name, &params, &patch)).await;
+        let outcome = retry::until(deadline, &API_RETRY, || {
+            api.patch_metadata(name, &params, &patch)
+        })
+        .await;
         self.metrics
             .patch_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -447,34 +452,16 @@ pub(crate) fn is_transient(error: &kube::Error) -> bool {
     }
 }
 
-/// Runs `op` until it succeeds, fails for good, or the deadline would pass; each try is itself bounded by
-/// the deadline so a hung connection cannot hold the provider past it.
-pub(crate) async fn with_retry<T, F, Fut>(deadline: Instant, mut op: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = match tokio::time::timeout(remaining, op()).await {
-            Ok(result) => result,
-            Err(_) => {
-                return Err(kube::Error::Service(
-                    "deadline exceeded waiting for the API server".into(),
-                ))
-            }
-        };
-        match attempt {
-            Err(error) if is_transient(&error) && Instant::now() + backoff < deadline => {
-                tracing::debug!(%error, ?backoff, "transient API error, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-}
+/// How calls to the API server are retried (patches, lists, dispatch records).
+pub(crate) const API_RETRY: Policy<kube::Error> = Policy {
+    first_backoff: Duration::from_millis(50),
+    max_backoff: Duration::from_secs(1),
+    is_transient,
+    // A service error: transient, so a target it cuts short reports `unavailable`.
+    deadline_exceeded: || {
+        kube::Error::Service("deadline exceeded waiting for the API server".into())
+    },
+};
 
 impl Planned {
     fn is_wildcard(&self) -> bool {
