@@ -549,4 +549,19 @@ mod tests {
         assert_eq!(classify(api(404)).0, TargetStatus::NotFound);
         assert_eq!(classify(api(422)).0, TargetStatus::Failed);
     }
+
+    /// The API server's message names the ServiceAccount: the log keeps it, the reply carries the code.
+    #[test]
+    fn api_messages_reach_the_log_not_the_reply() {
+        let denied = kube::Error::Api(Box::new(kube::core::Status {
+            code: 403,
+            message:
+                "User \"system:serviceaccount:hookgate-system:hookgate-controller\" cannot list"
+                    .into(),
+            ..Default::default()
+        }));
+        let (status, detail) = classify(denied);
+        assert!(detail.contains("system:serviceaccount"), "the log keeps it");
+        assert_eq!(serde_json::to_value(status).unwrap(), "forbidden");
+    }
 }

@@ -49,13 +49,10 @@ pub fn router(state: Arc<AppState>, reconcile_path: &str) -> Router {
         .with_state(state)
 }
 
-/// A refusal as the provider sees it: a message without internals and the stable reason code.
-fn error_response(error: &Error) -> Response {
-    (
-        error.status(),
-        Json(json!({ "error": error.public_message(), "reason": error.code() })),
-    )
-        .into_response()
+/// A refused request: counted by its reason, answered with its status, reason and message.
+fn refuse(metrics: &Metrics, error: Error) -> Response {
+    metrics.request(error.metric_label());
+    error.into_response()
 }
 
 async fn reconcile(
@@ -93,8 +90,7 @@ async fn reconcile(
         Ok(request) => request,
         Err(error) => {
             tracing::warn!(%error, "refused reconcile request");
-            state.metrics.request(error.code());
-            return error_response(&error);
+            return refuse(&state.metrics, error);
         }
     };
     if request.action == Action::Dispatch {
@@ -123,8 +119,7 @@ async fn reconcile(
         }
         Err(error) => {
             tracing::warn!(%error, receiver = %format!("{}/{}", request.receiver.namespace, request.receiver.name), "refused reconcile request");
-            state.metrics.request(error.code());
-            error_response(&error)
+            refuse(&state.metrics, error)
         }
     }
 }
@@ -132,8 +127,7 @@ async fn reconcile(
 async fn dispatch(state: &AppState, request: &AttestedRequest) -> Response {
     let Some(dispatch) = &request.dispatch else {
         let error = Error::MalformedRequest("action dispatch without dispatch".into());
-        state.metrics.request(error.code());
-        return error_response(&error);
+        return refuse(&state.metrics, error);
     };
     let answer = state.dispatcher.dispatch(dispatch).await;
     state
