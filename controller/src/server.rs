@@ -98,14 +98,9 @@ async fn reconcile(
     }
     match state.reconciler.reconcile(&request).await {
         Ok(summary) => {
-            let status = summary.status();
-            let outcome = match status {
-                StatusCode::OK => "ok",
-                StatusCode::NOT_FOUND => "not_found",
-                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-                _ => "failed",
-            };
-            state.metrics.request(outcome);
+            let outcome = summary.outcome();
+            let status = outcome.status();
+            state.metrics.request(outcome.metric_label());
             tracing::info!(
                 receiver = %summary.receiver,
                 delivery = summary.delivery_id.as_deref().unwrap_or("-"),
