@@ -71,12 +71,79 @@ pub struct Dispatcher {
     attempts: AtomicU64,
 }
 
+/// What a dispatch request came to: the reply's status and the request metric's `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Sent within the window, by this replica or another.
+    Deduplicated,
+    /// Another replica is sending it now.
+    InProgress,
+    /// The request itself is malformed.
+    Invalid,
+    /// No usable GitHub token, or the record cannot be written.
+    Error,
+    /// GitHub refused it (4xx): not retried.
+    RefusedByGithub,
+    /// GitHub or the record stayed unavailable until the deadline.
+    Unavailable,
+}
+
+impl Outcome {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Sent | Self::Deduplicated => StatusCode::OK,
+            Self::InProgress => StatusCode::ACCEPTED,
+            Self::Invalid => StatusCode::BAD_REQUEST,
+            Self::Error => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RefusedByGithub => StatusCode::BAD_GATEWAY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::Sent => "dispatch_sent",
+            Self::Deduplicated => "dispatch_deduplicated",
+            Self::InProgress => "dispatch_in_progress",
+            Self::Invalid | Self::Error => "dispatch_error",
+            Self::RefusedByGithub => "dispatch_refused_by_github",
+            Self::Unavailable => "dispatch_unavailable",
+        }
+    }
+
+    /// The reply's `dispatch` for a dispatch sent or on its way (`sent`, `deduplicated`, `in_progress`): the
+    /// metric label without its prefix.
+    fn code(self) -> &'static str {
+        self.metric_label().trim_start_matches("dispatch_")
+    }
+}
+
 /// The controller's answer to a dispatch request.
 pub struct DispatchAnswer {
-    pub status: StatusCode,
+    pub outcome: Outcome,
     pub body: Value,
-    /// `sent`, `deduplicated`, `in_progress`, `refused_by_github`, `unavailable`, `error`.
-    pub outcome: &'static str,
+}
+
+impl DispatchAnswer {
+    /// A dispatch sent, or that will be: what it is.
+    fn of(outcome: Outcome, request: &DispatchRequest) -> Self {
+        let body = json!({
+            "dispatch": outcome.code(),
+            "repository": request.repository,
+            "eventType": request.event_type,
+            "application": request.application,
+            "failedRevision": request.failed_revision,
+            "healthyRevision": request.healthy_revision,
+        });
+        Self { outcome, body }
+    }
+
+    /// A dispatch not sent: why, in words fit for the sender (no API server message, no token).
+    fn not_sent(outcome: Outcome, message: impl std::fmt::Display) -> Self {
+        let body = json!({ "error": message.to_string() });
+        Self { outcome, body }
+    }
 }
 
 /// What the record of a dispatch says when a replica tries to take it.
@@ -107,53 +174,31 @@ impl Dispatcher {
 
     pub async fn dispatch(&self, request: &DispatchRequest) -> DispatchAnswer {
         if let Err(reason) = request.validate() {
-            return answer(StatusCode::BAD_REQUEST, "error", json!({ "error": reason }));
+            return DispatchAnswer::not_sent(Outcome::Invalid, reason);
         }
         let token = match self.token() {
             Ok(token) => token,
-            Err(reason) => {
-                return answer(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "error",
-                    json!({ "error": reason }),
-                )
-            }
-        };
-        let summary = |dispatch: &str| {
-            json!({
-                "dispatch": dispatch,
-                "repository": request.repository,
-                "eventType": request.event_type,
-                "application": request.application,
-                "failedRevision": request.failed_revision,
-                "healthyRevision": request.healthy_revision,
-            })
+            Err(reason) => return DispatchAnswer::not_sent(Outcome::Error, reason),
         };
         let deadline = Instant::now() + self.settings.deadline;
         let name = record_name(request);
         let held = match self.take(&name, request, deadline).await {
             Ok(Record::Held(lease)) => *lease,
-            Ok(Record::Sent) => {
-                return answer(StatusCode::OK, "deduplicated", summary("deduplicated"))
-            }
-            Ok(Record::Sending) => {
-                return answer(StatusCode::ACCEPTED, "in_progress", summary("in_progress"))
-            }
+            Ok(Record::Sent) => return DispatchAnswer::of(Outcome::Deduplicated, request),
+            Ok(Record::Sending) => return DispatchAnswer::of(Outcome::InProgress, request),
             Err(error) => {
                 // The API server's message stays in this log; the sender learns only that it failed.
                 tracing::warn!(%error, record = %name, namespace = %self.settings.namespace,
                     "cannot record the dispatch; not sent");
                 return if is_transient(&error) {
-                    answer(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        json!({ "error": "the dispatch record is unavailable; not sent" }),
+                    DispatchAnswer::not_sent(
+                        Outcome::Unavailable,
+                        "the dispatch record is unavailable; not sent",
                     )
                 } else {
-                    answer(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "error",
-                        json!({ "error": "the dispatch cannot be recorded; not sent" }),
+                    DispatchAnswer::not_sent(
+                        Outcome::Error,
+                        "the dispatch cannot be recorded; not sent",
                     )
                 };
             }
@@ -162,16 +207,12 @@ impl Dispatcher {
             Ok(()) => {
                 self.mark_sent(held).await;
                 self.sweep();
-                answer(StatusCode::OK, "sent", summary("sent"))
+                DispatchAnswer::of(Outcome::Sent, request)
             }
             Err(failure) => {
                 // Not sent: a redelivery may try again.
                 self.release(held).await;
-                let (status, outcome) = match failure {
-                    Failure::Refused(_) => (StatusCode::BAD_GATEWAY, "refused_by_github"),
-                    Failure::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                };
-                answer(status, outcome, json!({ "error": failure.to_string() }))
+                DispatchAnswer::not_sent(failure.outcome(), failure)
             }
         }
     }
@@ -467,6 +508,15 @@ enum Failure {
     Unavailable(String),
 }
 
+impl Failure {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Refused(_) => Outcome::RefusedByGithub,
+            Self::Unavailable(_) => Outcome::Unavailable,
+        }
+    }
+}
+
 /// How GitHub's `repository_dispatch` is retried: its 5xx and network errors.
 const GITHUB_RETRY: Policy<Failure> = Policy {
     first_backoff: Duration::from_millis(100),
@@ -474,14 +524,6 @@ const GITHUB_RETRY: Policy<Failure> = Policy {
     is_transient: |failure| matches!(failure, Failure::Unavailable(_)),
     deadline_exceeded: || Failure::Unavailable("GitHub did not answer before the deadline".into()),
 };
-
-fn answer(status: StatusCode, outcome: &'static str, body: Value) -> DispatchAnswer {
-    DispatchAnswer {
-        status,
-        body,
-        outcome,
-    }
-}
 
 /// The record of a dispatch: one per (repository, event type, application, failed revision). None of them
 /// can hold a newline (validated), so joining them with newlines is unambiguous.
@@ -540,6 +582,63 @@ mod tests {
             failed_revision: "3f786850e387550fdab836ed7e6dc881de23001b".into(),
             healthy_revision: "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d".into(),
         }
+    }
+
+    #[test]
+    fn each_outcome_has_its_status_code_and_metric_label() {
+        use Outcome::*;
+        let cases = [
+            (Sent, StatusCode::OK, "sent", "dispatch_sent"),
+            (
+                Deduplicated,
+                StatusCode::OK,
+                "deduplicated",
+                "dispatch_deduplicated",
+            ),
+            (
+                InProgress,
+                StatusCode::ACCEPTED,
+                "in_progress",
+                "dispatch_in_progress",
+            ),
+            (Invalid, StatusCode::BAD_REQUEST, "error", "dispatch_error"),
+            (
+                Error,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error",
+                "dispatch_error",
+            ),
+            (
+                RefusedByGithub,
+                StatusCode::BAD_GATEWAY,
+                "refused_by_github",
+                "dispatch_refused_by_github",
+            ),
+            (
+                Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "dispatch_unavailable",
+            ),
+        ];
+        for (outcome, status, code, label) in cases {
+            assert_eq!(
+                (outcome.status(), outcome.code(), outcome.metric_label()),
+                (status, code, label),
+                "{outcome:?}"
+            );
+        }
+        let sent = DispatchAnswer::of(Sent, &request());
+        assert_eq!(
+            sent.body,
+            json!({"dispatch": "sent", "repository": "example/gitops", "eventType": "argo-degraded",
+                "application": "guestbook", "failedRevision": "3f786850e387550fdab836ed7e6dc881de23001b",
+                "healthyRevision": "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"})
+        );
+        let refused = Failure::Refused("GitHub answered 422: no".into());
+        let answer = DispatchAnswer::not_sent(refused.outcome(), refused);
+        assert_eq!(answer.outcome, RefusedByGithub);
+        assert_eq!(answer.body, json!({"error": "GitHub answered 422: no"}));
     }
 
     #[test]

@@ -125,9 +125,7 @@ async fn dispatch(state: &AppState, request: &AttestedRequest) -> Response {
         return refuse(&state.metrics, error);
     };
     let answer = state.dispatcher.dispatch(dispatch).await;
-    state
-        .metrics
-        .request(&format!("dispatch_{}", answer.outcome));
+    state.metrics.request(answer.outcome.metric_label());
     let mut body = answer.body;
     body["receiver"] = json!(format!(
         "{}/{}",
@@ -136,7 +134,7 @@ async fn dispatch(state: &AppState, request: &AttestedRequest) -> Response {
     if let Some(id) = &request.delivery_id {
         body["deliveryId"] = json!(id);
     }
-    (answer.status, Json(body)).into_response()
+    (answer.outcome.status(), Json(body)).into_response()
 }
 
 /// Ready only while the API server answers.
