@@ -16,7 +16,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookgate_protocol::crypto::sha256_hex;
 use hookgate_protocol::dispatch::DispatchRequest;
@@ -27,8 +27,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::Client;
 use serde_json::{json, Value};
+use tokio::time::Instant;
 
-use crate::reconcile::{is_transient, with_retry};
+use crate::reconcile::{is_transient, API_RETRY};
+use crate::retry::{self, Policy};
 
 /// Names of dispatch records: this prefix and the hex SHA-256 of the dispatch key.
 pub const RECORD_PREFIX: &str = "hookgate-dispatch-";
@@ -69,12 +71,79 @@ pub struct Dispatcher {
     attempts: AtomicU64,
 }
 
+/// What a dispatch request came to: the reply's status and the request metric's `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// Sent within the window, by this replica or another.
+    Deduplicated,
+    /// Another replica is sending it now.
+    InProgress,
+    /// The request itself is malformed.
+    Invalid,
+    /// No usable GitHub token, or the record cannot be written.
+    Error,
+    /// GitHub refused it (4xx): not retried.
+    RefusedByGithub,
+    /// GitHub or the record stayed unavailable until the deadline.
+    Unavailable,
+}
+
+impl Outcome {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Sent | Self::Deduplicated => StatusCode::OK,
+            Self::InProgress => StatusCode::ACCEPTED,
+            Self::Invalid => StatusCode::BAD_REQUEST,
+            Self::Error => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RefusedByGithub => StatusCode::BAD_GATEWAY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::Sent => "dispatch_sent",
+            Self::Deduplicated => "dispatch_deduplicated",
+            Self::InProgress => "dispatch_in_progress",
+            Self::Invalid | Self::Error => "dispatch_error",
+            Self::RefusedByGithub => "dispatch_refused_by_github",
+            Self::Unavailable => "dispatch_unavailable",
+        }
+    }
+
+    /// The reply's `dispatch` for a dispatch sent or on its way (`sent`, `deduplicated`, `in_progress`): the
+    /// metric label without its prefix.
+    fn code(self) -> &'static str {
+        self.metric_label().trim_start_matches("dispatch_")
+    }
+}
+
 /// The controller's answer to a dispatch request.
 pub struct DispatchAnswer {
-    pub status: StatusCode,
+    pub outcome: Outcome,
     pub body: Value,
-    /// `sent`, `deduplicated`, `in_progress`, `refused_by_github`, `unavailable`, `error`.
-    pub outcome: &'static str,
+}
+
+impl DispatchAnswer {
+    /// A dispatch sent, or that will be: what it is.
+    fn of(outcome: Outcome, request: &DispatchRequest) -> Self {
+        let body = json!({
+            "dispatch": outcome.code(),
+            "repository": request.repository,
+            "eventType": request.event_type,
+            "application": request.application,
+            "failedRevision": request.failed_revision,
+            "healthyRevision": request.healthy_revision,
+        });
+        Self { outcome, body }
+    }
+
+    /// A dispatch not sent: why, in words fit for the sender (no API server message, no token).
+    fn not_sent(outcome: Outcome, message: impl std::fmt::Display) -> Self {
+        let body = json!({ "error": message.to_string() });
+        Self { outcome, body }
+    }
 }
 
 /// What the record of a dispatch says when a replica tries to take it.
@@ -105,53 +174,31 @@ impl Dispatcher {
 
     pub async fn dispatch(&self, request: &DispatchRequest) -> DispatchAnswer {
         if let Err(reason) = request.validate() {
-            return answer(StatusCode::BAD_REQUEST, "error", json!({ "error": reason }));
+            return DispatchAnswer::not_sent(Outcome::Invalid, reason);
         }
         let token = match self.token() {
             Ok(token) => token,
-            Err(reason) => {
-                return answer(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "error",
-                    json!({ "error": reason }),
-                )
-            }
-        };
-        let summary = |dispatch: &str| {
-            json!({
-                "dispatch": dispatch,
-                "repository": request.repository,
-                "eventType": request.event_type,
-                "application": request.application,
-                "failedRevision": request.failed_revision,
-                "healthyRevision": request.healthy_revision,
-            })
+            Err(reason) => return DispatchAnswer::not_sent(Outcome::Error, reason),
         };
         let deadline = Instant::now() + self.settings.deadline;
         let name = record_name(request);
         let held = match self.take(&name, request, deadline).await {
             Ok(Record::Held(lease)) => *lease,
-            Ok(Record::Sent) => {
-                return answer(StatusCode::OK, "deduplicated", summary("deduplicated"))
-            }
-            Ok(Record::Sending) => {
-                return answer(StatusCode::ACCEPTED, "in_progress", summary("in_progress"))
-            }
+            Ok(Record::Sent) => return DispatchAnswer::of(Outcome::Deduplicated, request),
+            Ok(Record::Sending) => return DispatchAnswer::of(Outcome::InProgress, request),
             Err(error) => {
                 // The API server's message stays in this log; the sender learns only that it failed.
                 tracing::warn!(%error, record = %name, namespace = %self.settings.namespace,
                     "cannot record the dispatch; not sent");
                 return if is_transient(&error) {
-                    answer(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "unavailable",
-                        json!({ "error": "the dispatch record is unavailable; not sent" }),
+                    DispatchAnswer::not_sent(
+                        Outcome::Unavailable,
+                        "the dispatch record is unavailable; not sent",
                     )
                 } else {
-                    answer(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "error",
-                        json!({ "error": "the dispatch cannot be recorded; not sent" }),
+                    DispatchAnswer::not_sent(
+                        Outcome::Error,
+                        "the dispatch cannot be recorded; not sent",
                     )
                 };
             }
@@ -160,16 +207,12 @@ impl Dispatcher {
             Ok(()) => {
                 self.mark_sent(held).await;
                 self.sweep();
-                answer(StatusCode::OK, "sent", summary("sent"))
+                DispatchAnswer::of(Outcome::Sent, request)
             }
             Err(failure) => {
                 // Not sent: a redelivery may try again.
                 self.release(held).await;
-                let (status, outcome) = match failure {
-                    Failure::Refused(_) => (StatusCode::BAD_GATEWAY, "refused_by_github"),
-                    Failure::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                };
-                answer(status, outcome, json!({ "error": failure.to_string() }))
+                DispatchAnswer::not_sent(failure.outcome(), failure)
             }
         }
     }
@@ -190,12 +233,14 @@ impl Dispatcher {
         let post = PostParams::default();
         for _ in 0..TAKE_ATTEMPTS {
             let fresh = self.sending_record(name, request, &holder, now());
-            match with_retry(deadline, || self.records.create(&post, &fresh)).await {
+            match retry::until(deadline, &API_RETRY, || self.records.create(&post, &fresh)).await {
                 Ok(lease) => return Ok(Record::Held(Box::new(lease))),
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(error) => return Err(error),
             }
-            let Some(existing) = with_retry(deadline, || self.records.get_opt(name)).await? else {
+            let Some(existing) =
+                retry::until(deadline, &API_RETRY, || self.records.get_opt(name)).await?
+            else {
                 continue; // deleted since: create again
             };
             let spec = existing.spec.clone().unwrap_or_default();
@@ -224,7 +269,11 @@ impl Dispatcher {
                         .saturating_add(1),
                 );
             }
-            match with_retry(deadline, || self.records.replace(name, &post, &takeover)).await {
+            match retry::until(deadline, &API_RETRY, || {
+                self.records.replace(name, &post, &takeover)
+            })
+            .await
+            {
                 Ok(lease) => return Ok(Record::Held(Box::new(lease))),
                 Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}
                 Err(error) => return Err(error),
@@ -298,7 +347,10 @@ impl Dispatcher {
         }
         let post = PostParams::default();
         let deadline = Instant::now() + RECORD_BUDGET;
-        if let Err(error) = with_retry(deadline, || self.records.replace(&name, &post, &held)).await
+        if let Err(error) = retry::until(deadline, &API_RETRY, || {
+            self.records.replace(&name, &post, &held)
+        })
+        .await
         {
             tracing::warn!(%error, record = %name,
                 "dispatch sent, but its record could not be marked sent: a redelivery after it expires would dispatch again");
@@ -319,7 +371,9 @@ impl Dispatcher {
             ..DeleteParams::default()
         };
         let deadline = Instant::now() + RECORD_BUDGET;
-        if let Err(error) = with_retry(deadline, || self.records.delete(&name, &params)).await {
+        if let Err(error) =
+            retry::until(deadline, &API_RETRY, || self.records.delete(&name, &params)).await
+        {
             tracing::warn!(%error, record = %name,
                 "dispatch failed and its record could not be deleted: a redelivery will dispatch once it expires");
         }
@@ -396,72 +450,80 @@ impl Dispatcher {
                 "healthy_revision": request.healthy_revision,
             },
         });
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let attempt = self
+        let post = || async {
+            let response = self
                 .http
                 .post(&url)
                 .bearer_auth(token)
                 .header("accept", "application/vnd.github+json")
                 .header("x-github-api-version", "2022-11-28")
                 .json(&body)
-                .timeout(remaining.max(Duration::from_millis(1)))
                 .send()
-                .await;
-            let failure = match attempt {
-                Ok(response)
-                    if response.status() == StatusCode::NO_CONTENT
-                        || response.status().is_success() =>
-                {
-                    tracing::info!(repository = %request.repository, application = %request.application,
-                        failed_revision = %request.failed_revision, "repository_dispatch sent");
-                    return Ok(());
-                }
-                Ok(response) => {
-                    let status = response.status();
-                    let message = response
-                        .json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                        .unwrap_or_default();
-                    let text = format!("GitHub answered {}: {message}", status.as_u16());
-                    if !status.is_server_error() {
-                        tracing::warn!(repository = %request.repository, %text, "repository_dispatch refused");
-                        return Err(Failure::Refused(text));
-                    }
-                    text
-                }
+                .await
                 // reqwest's errors name the URL, never the Authorization header.
-                Err(error) => format!("GitHub unreachable: {}", error.without_url()),
-            };
-            if Instant::now() + backoff >= deadline {
-                tracing::warn!(repository = %request.repository, %failure, "repository_dispatch failed until the deadline");
-                return Err(Failure::Unavailable(failure));
+                .map_err(|e| {
+                    Failure::Unavailable(format!("GitHub unreachable: {}", e.without_url()))
+                })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
             }
-            tracing::debug!(%failure, ?backoff, "retrying repository_dispatch");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            let message = response
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            let text = format!("GitHub answered {}: {message}", status.as_u16());
+            Err(if status.is_server_error() {
+                Failure::Unavailable(text)
+            } else {
+                Failure::Refused(text)
+            })
+        };
+        let sent = retry::until(deadline, &GITHUB_RETRY, post).await;
+        match &sent {
+            Ok(()) => {
+                tracing::info!(repository = %request.repository, application = %request.application,
+                    failed_revision = %request.failed_revision, "repository_dispatch sent")
+            }
+            Err(Failure::Refused(text)) => {
+                tracing::warn!(repository = %request.repository, %text, "repository_dispatch refused")
+            }
+            Err(Failure::Unavailable(failure)) => {
+                tracing::warn!(repository = %request.repository, %failure, "repository_dispatch failed until the deadline")
+            }
         }
+        sent
     }
 }
 
+/// Why GitHub's `repository_dispatch` was not sent; the text is the reply's `error`.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     #[error("{0}")]
     Refused(String),
+    /// A 5xx or a network error, retried until the deadline.
     #[error("{0}")]
     Unavailable(String),
 }
 
-fn answer(status: StatusCode, outcome: &'static str, body: Value) -> DispatchAnswer {
-    DispatchAnswer {
-        status,
-        body,
-        outcome,
+impl Failure {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Refused(_) => Outcome::RefusedByGithub,
+            Self::Unavailable(_) => Outcome::Unavailable,
+        }
     }
 }
+
+/// How GitHub's `repository_dispatch` is retried: its 5xx and network errors.
+const GITHUB_RETRY: Policy<Failure> = Policy {
+    first_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(2),
+    is_transient: |failure| matches!(failure, Failure::Unavailable(_)),
+    deadline_exceeded: || Failure::Unavailable("GitHub did not answer before the deadline".into()),
+};
 
 /// The record of a dispatch: one per (repository, event type, application, failed revision). None of them
 /// can hold a newline (validated), so joining them with newlines is unambiguous.
@@ -520,6 +582,63 @@ mod tests {
             failed_revision: "3f786850e387550fdab836ed7e6dc881de23001b".into(),
             healthy_revision: "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d".into(),
         }
+    }
+
+    #[test]
+    fn each_outcome_has_its_status_code_and_metric_label() {
+        use Outcome::*;
+        let cases = [
+            (Sent, StatusCode::OK, "sent", "dispatch_sent"),
+            (
+                Deduplicated,
+                StatusCode::OK,
+                "deduplicated",
+                "dispatch_deduplicated",
+            ),
+            (
+                InProgress,
+                StatusCode::ACCEPTED,
+                "in_progress",
+                "dispatch_in_progress",
+            ),
+            (Invalid, StatusCode::BAD_REQUEST, "error", "dispatch_error"),
+            (
+                Error,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error",
+                "dispatch_error",
+            ),
+            (
+                RefusedByGithub,
+                StatusCode::BAD_GATEWAY,
+                "refused_by_github",
+                "dispatch_refused_by_github",
+            ),
+            (
+                Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "dispatch_unavailable",
+            ),
+        ];
+        for (outcome, status, code, label) in cases {
+            assert_eq!(
+                (outcome.status(), outcome.code(), outcome.metric_label()),
+                (status, code, label),
+                "{outcome:?}"
+            );
+        }
+        let sent = DispatchAnswer::of(Sent, &request());
+        assert_eq!(
+            sent.body,
+            json!({"dispatch": "sent", "repository": "example/gitops", "eventType": "argo-degraded",
+                "application": "guestbook", "failedRevision": "3f786850e387550fdab836ed7e6dc881de23001b",
+                "healthyRevision": "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"})
+        );
+        let refused = Failure::Refused("GitHub answered 422: no".into());
+        let answer = DispatchAnswer::not_sent(refused.outcome(), refused);
+        assert_eq!(answer.outcome, RefusedByGithub);
+        assert_eq!(answer.body, json!({"error": "GitHub answered 422: no"}));
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Errors of the controller library. A refused request carries the HTTP status, a stable reason code and a
-//! message that is safe to return to the provider's delivery log: no key material and no cluster internals
-//! (API server messages go to the controller's log only, see [`Error::public_message`]).
+//! Refusals of a whole reconcile request. Each is answered with its HTTP status, a stable reason code and
+//! its message, which goes to the provider's delivery log: so no variant carries key material or cluster
+//! internals. API server errors never become one: they are classified per target (a stable status code in
+//! the reply, the API server's message in the controller's log only).
 
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use http::StatusCode;
+use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,10 +30,6 @@ pub enum Error {
         namespace: String,
         name: String,
     },
-    #[error("attestation key: {0}")]
-    AttestationKey(String),
-    #[error("kubernetes client: {0}")]
-    Kube(#[from] kube::Error),
 }
 
 impl Error {
@@ -40,12 +40,11 @@ impl Error {
             Self::MalformedRequest(_) | Self::InvalidTarget(_) => StatusCode::BAD_REQUEST,
             Self::KindNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CrossNamespace { .. } => StatusCode::FORBIDDEN,
-            Self::AttestationKey(_) | Self::Kube(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// A stable code for the reply's `reason` and the `outcome` label of the request metric.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of the reply's `reason`.
+    pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthorized(_) => "unauthorized",
             Self::Replayed => "replayed",
@@ -53,17 +52,20 @@ impl Error {
             Self::MalformedRequest(_) | Self::InvalidTarget(_) => "bad_request",
             Self::KindNotAllowed { .. } => "kind_not_allowed",
             Self::CrossNamespace { .. } => "cross_namespace",
-            Self::AttestationKey(_) | Self::Kube(_) => "error",
         }
     }
 
-    /// What the reply may say. Kubernetes client errors carry API server messages (the ServiceAccount,
-    /// its groups, URLs) and key errors are the operator's business: both are logged, never returned.
-    pub fn public_message(&self) -> String {
-        match self {
-            Self::AttestationKey(_) | Self::Kube(_) => "internal error".into(),
-            other => other.to_string(),
-        }
+    /// The `outcome` label of the request metric: the reason code, so a refusal reads the same in both.
+    pub fn metric_label(&self) -> &'static str {
+        self.reason()
+    }
+}
+
+/// A refusal as the provider sees it: `{"error": message, "reason": code}` with the error's status.
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.to_string(), "reason": self.reason() });
+        (self.status(), Json(body)).into_response()
     }
 }
 
@@ -71,24 +73,75 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    use hookgate_protocol::attestation::AttestationError;
+
     use super::*;
 
-    #[test]
-    fn kube_errors_never_reach_the_reply() {
-        let api = kube::Error::Api(Box::new(kube::core::Status {
-            code: 403,
-            message:
-                "User \"system:serviceaccount:hookgate-system:hookgate-controller\" cannot list"
-                    .into(),
-            ..Default::default()
-        }));
-        let error = Error::Kube(api);
-        assert!(
-            error.to_string().contains("system:serviceaccount"),
-            "the log keeps it"
-        );
-        assert_eq!(error.public_message(), "internal error");
-        let key = Error::AttestationKey("/var/run/secrets/hookgate/key: too short".into());
-        assert_eq!(key.public_message(), "internal error");
+    #[tokio::test]
+    async fn every_refusal_answers_its_status_reason_and_message() {
+        let kind_not_allowed = Error::KindNotAllowed {
+            kind: "Secret".into(),
+            api_version: "v1".into(),
+        };
+        let cross_namespace = Error::CrossNamespace {
+            receiver: "flux-system/r".into(),
+            namespace: "other".into(),
+            name: "x".into(),
+        };
+        // (error, status, reason and metric label, message)
+        let cases = [
+            (
+                Error::from(AttestationError::MissingTimestamp),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing attestation timestamp",
+            ),
+            (
+                Error::Replayed,
+                StatusCode::UNAUTHORIZED,
+                "replayed",
+                "attestation already used",
+            ),
+            (
+                Error::ReplayCacheFull,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests inside the attestation window, retry later",
+            ),
+            (
+                Error::MalformedRequest("eof".into()),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "malformed reconcile request: eof",
+            ),
+            (
+                Error::InvalidTarget("no targets".into()),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "no targets",
+            ),
+            (
+                kind_not_allowed,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "kind_not_allowed",
+                "kind Secret (apiVersion v1) is not reconcilable",
+            ),
+            (
+                cross_namespace,
+                StatusCode::FORBIDDEN,
+                "cross_namespace",
+                "cross-namespace target other/x refused for receiver flux-system/r (see --allow-cross-namespace)",
+            ),
+        ];
+        for (error, status, reason, message) in cases {
+            assert_eq!(error.metric_label(), reason, "{message}");
+            let response = error.into_response();
+            assert_eq!(response.status(), status, "{message}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body, json!({ "error": message, "reason": reason }));
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod reconcile;
 pub mod replay;
+pub mod retry;
 pub mod serve;
 pub mod server;
 

@@ -12,18 +12,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use hookgate_protocol::{AttestedRequest, Target};
 use http::StatusCode;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::kinds::{resolve, Resolved};
 use crate::metrics::Metrics;
+use crate::retry::{self, Policy};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -45,10 +47,9 @@ impl Default for Settings {
     }
 }
 
-/// What happened to one target (or, for a wildcard, to one of its matches): the stable code the reply
-/// carries. Listed from best to worst: a wildcard reports the worst of its matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// What happened to one target (or, for a wildcard, to one of its matches). Listed from best to worst: a
+/// wildcard reports the worst of its matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TargetStatus {
     Annotated,
     /// A wildcard that matched nothing: reported, not an error.
@@ -64,7 +65,8 @@ impl TargetStatus {
     fn is_failure(self) -> bool {
         !matches!(self, Self::Annotated | Self::NoMatches)
     }
-    fn as_str(self) -> &'static str {
+    /// The stable code the reply carries, also the `outcome` label of the annotation metric.
+    pub fn code(self) -> &'static str {
         match self {
             Self::Annotated => "annotated",
             Self::NoMatches => "no_matches",
@@ -73,6 +75,12 @@ impl TargetStatus {
             Self::Unavailable => "unavailable",
             Self::Failed => "failed",
         }
+    }
+}
+
+impl Serialize for TargetStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
     }
 }
 
@@ -110,11 +118,43 @@ pub struct Summary {
     pub targets: Vec<TargetResult>,
 }
 
+/// What a reconcile request that passed validation came to, over all its objects: the reply's status (a
+/// failure shows in the provider's delivery log, and the delivery can be redelivered) and the request
+/// metric's `outcome` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing failed.
+    Ok,
+    /// Every object is missing.
+    NotFound,
+    /// The API server was unavailable for one of them at least.
+    Unavailable,
+    /// Anything else failed.
+    Failed,
+}
+
+impl Outcome {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Ok => StatusCode::OK,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NotFound => "not_found",
+            Self::Unavailable => "unavailable",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 impl Summary {
-    /// The status the provider sees: 200 when nothing failed; 404 when every target is missing; 503 when
-    /// the API server was unavailable; otherwise 500. The provider's delivery log then shows the failure
-    /// and the delivery can be redelivered.
-    pub fn status(&self) -> StatusCode {
+    pub fn outcome(&self) -> Outcome {
         let outcomes: Vec<TargetStatus> = self
             .targets
             .iter()
@@ -126,15 +166,15 @@ impl Summary {
             .filter(|s| s.is_failure())
             .collect();
         if failures.is_empty() {
-            StatusCode::OK
+            Outcome::Ok
         } else if failures.contains(&TargetStatus::Unavailable) {
-            StatusCode::SERVICE_UNAVAILABLE
+            Outcome::Unavailable
         } else if failures.len() == outcomes.len()
             && failures.iter().all(|s| *s == TargetStatus::NotFound)
         {
-            StatusCode::NOT_FOUND
+            Outcome::NotFound
         } else {
-            StatusCode::INTERNAL_SERVER_ERROR
+            Outcome::Failed
         }
     }
 }
@@ -279,10 +319,10 @@ impl Reconciler {
             .collect();
         for r in &results {
             if r.status == TargetStatus::NoMatches {
-                self.metrics.annotation(&r.kind, r.status.as_str());
+                self.metrics.annotation(&r.kind, r.status.code());
             }
             for outcome in &r.outcomes {
-                self.metrics.annotation(&r.kind, outcome.as_str());
+                self.metrics.annotation(&r.kind, outcome.code());
             }
         }
         let count = |pred: fn(TargetStatus) -> bool| {
@@ -336,7 +376,6 @@ impl Reconciler {
         }
     }
 
-    /// The object names a target stands for: itself, or every object matching its labels.
     /// The object names a target stands for: itself, or every object matching its labels (logged here,
     /// never replied).
     async fn expand(
@@ -358,7 +397,7 @@ impl Reconciler {
             .join(",");
         let api = &planned.api;
         let params = ListParams::default().labels(&selector);
-        match with_retry(deadline, || api.list_metadata(&params)).await {
+        match retry::until(deadline, &API_RETRY, || api.list_metadata(&params)).await {
             Ok(list) => {
                 let names: Vec<String> = list
                     .items
@@ -383,7 +422,7 @@ impl Reconciler {
                     kind = %planned.resource.kind,
                     namespace = %planned.namespace,
                     selector = %selector,
-                    status = status.as_str(),
+                    status = status.code(),
                     detail = %detail,
                     "listing a wildcard target's matches failed"
                 );
@@ -407,7 +446,7 @@ impl Reconciler {
                     kind = %planned.resource.kind,
                     namespace = %planned.namespace,
                     name = %name,
-                    status = status.as_str(),
+                    status = status.code(),
                     detail = %detail,
                     "patching a target failed"
                 );
@@ -430,7 +469,10 @@ impl Reconciler {
             ..PatchParams::default()
         };
         let started = Instant::now();
-        let outcome = with_retry(deadline, || api.patch_metadata(name, &params, &patch)).await;
+        let outcome = retry::until(deadline, &API_RETRY, || {
+            api.patch_metadata(name, &params, &patch)
+        })
+        .await;
         self.metrics
             .patch_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -447,34 +489,16 @@ pub(crate) fn is_transient(error: &kube::Error) -> bool {
     }
 }
 
-/// Runs `op` until it succeeds, fails for good, or the deadline would pass; each try is itself bounded by
-/// the deadline so a hung connection cannot hold the provider past it.
-pub(crate) async fn with_retry<T, F, Fut>(deadline: Instant, mut op: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let attempt = match tokio::time::timeout(remaining, op()).await {
-            Ok(result) => result,
-            Err(_) => {
-                return Err(kube::Error::Service(
-                    "deadline exceeded waiting for the API server".into(),
-                ))
-            }
-        };
-        match attempt {
-            Err(error) if is_transient(&error) && Instant::now() + backoff < deadline => {
-                tracing::debug!(%error, ?backoff, "transient API error, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-}
+/// How calls to the API server are retried (patches, lists, dispatch records).
+pub(crate) const API_RETRY: Policy<kube::Error> = Policy {
+    first_backoff: Duration::from_millis(50),
+    max_backoff: Duration::from_secs(1),
+    is_transient,
+    // A service error: transient, so a target it cuts short reports `unavailable`.
+    deadline_exceeded: || {
+        kube::Error::Service("deadline exceeded waiting for the API server".into())
+    },
+};
 
 impl Planned {
     fn is_wildcard(&self) -> bool {
@@ -526,40 +550,117 @@ mod tests {
     }
 
     #[test]
-    fn provider_visible_status() {
+    fn provider_visible_outcome() {
         use TargetStatus::*;
-        assert_eq!(summary(&[Annotated, NoMatches]).status(), StatusCode::OK);
-        assert_eq!(
-            summary(&[NotFound, NotFound]).status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            summary(&[Annotated, NotFound]).status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
-        assert_eq!(
-            summary(&[Annotated, Forbidden]).status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
-        assert_eq!(
-            summary(&[Failed, Unavailable]).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        let cases = [
+            (
+                "nothing failed",
+                &[Annotated, NoMatches][..],
+                Outcome::Ok,
+                StatusCode::OK,
+                "ok",
+            ),
+            (
+                "every object missing",
+                &[NotFound, NotFound],
+                Outcome::NotFound,
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                "one object missing",
+                &[Annotated, NotFound],
+                Outcome::Failed,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+            ),
+            (
+                "one object forbidden",
+                &[Annotated, Forbidden],
+                Outcome::Failed,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+            ),
+            (
+                "the API server unavailable for one",
+                &[Failed, Unavailable],
+                Outcome::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+        ];
+        for (case, statuses, outcome, status, label) in cases {
+            let got = summary(statuses).outcome();
+            assert_eq!(got, outcome, "{case}");
+            assert_eq!(
+                (got.status(), got.metric_label()),
+                (status, label),
+                "{case}"
+            );
+        }
+    }
+
+    fn api_error(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: message.into(),
+            ..Default::default()
+        }))
     }
 
     #[test]
-    fn transient_errors() {
-        let api = |code| {
-            kube::Error::Api(Box::new(kube::core::Status {
-                code,
-                ..Default::default()
-            }))
-        };
-        assert!(is_transient(&api(503)));
-        assert!(is_transient(&api(429)));
-        assert!(!is_transient(&api(404)));
-        assert_eq!(classify(api(403)).0, TargetStatus::Forbidden);
-        assert_eq!(classify(api(404)).0, TargetStatus::NotFound);
-        assert_eq!(classify(api(422)).0, TargetStatus::Failed);
+    fn api_errors_classified() {
+        // (case, error, transient, status)
+        let cases = [
+            ("503", api_error(503, ""), true, TargetStatus::Unavailable),
+            ("429", api_error(429, ""), true, TargetStatus::Unavailable),
+            ("404", api_error(404, ""), false, TargetStatus::NotFound),
+            ("403", api_error(403, ""), false, TargetStatus::Forbidden),
+            ("422", api_error(422, ""), false, TargetStatus::Failed),
+            (
+                "the deadline",
+                (API_RETRY.deadline_exceeded)(),
+                true,
+                TargetStatus::Unavailable,
+            ),
+        ];
+        for (case, error, transient, status) in cases {
+            assert_eq!(is_transient(&error), transient, "{case}");
+            assert_eq!(classify(error).0, status, "{case}");
+        }
+    }
+
+    /// The API server's message names the ServiceAccount: the log keeps it, the reply carries the code.
+    #[test]
+    fn api_messages_reach_the_log_not_the_reply() {
+        let denied = api_error(
+            403,
+            "User \"system:serviceaccount:hookgate-system:hookgate-controller\" cannot list",
+        );
+        let (status, detail) = classify(denied);
+        assert!(detail.contains("system:serviceaccount"), "the log keeps it");
+        assert_eq!(serde_json::to_value(status).unwrap(), "forbidden");
+    }
+
+    #[test]
+    fn status_codes_are_the_reply_and_the_metric_label() {
+        use TargetStatus::*;
+        let counts = BTreeMap::from([(Annotated, 1), (NotFound, 2)]);
+        assert_eq!(
+            serde_json::to_value(&counts).unwrap(),
+            serde_json::json!({"annotated": 1, "not_found": 2})
+        );
+        let codes = [
+            (Annotated, "annotated"),
+            (NoMatches, "no_matches"),
+            (NotFound, "not_found"),
+            (Failed, "failed"),
+            (Forbidden, "forbidden"),
+            (Unavailable, "unavailable"),
+        ];
+        for (status, code) in codes {
+            assert_eq!(status.code(), code);
+            assert_eq!(serde_json::to_value(status).unwrap(), code);
+        }
     }
 }

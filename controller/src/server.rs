@@ -49,13 +49,10 @@ pub fn router(state: Arc<AppState>, reconcile_path: &str) -> Router {
         .with_state(state)
 }
 
-/// A refusal as the provider sees it: a message without internals and the stable reason code.
-fn error_response(error: &Error) -> Response {
-    (
-        error.status(),
-        Json(json!({ "error": error.public_message(), "reason": error.code() })),
-    )
-        .into_response()
+/// A refused request: counted by its reason, answered with its status, reason and message.
+fn refuse(metrics: &Metrics, error: Error) -> Response {
+    metrics.request(error.metric_label());
+    error.into_response()
 }
 
 async fn reconcile(
@@ -93,8 +90,7 @@ async fn reconcile(
         Ok(request) => request,
         Err(error) => {
             tracing::warn!(%error, "refused reconcile request");
-            state.metrics.request(error.code());
-            return error_response(&error);
+            return refuse(&state.metrics, error);
         }
     };
     if request.action == Action::Dispatch {
@@ -102,14 +98,9 @@ async fn reconcile(
     }
     match state.reconciler.reconcile(&request).await {
         Ok(summary) => {
-            let status = summary.status();
-            let outcome = match status {
-                StatusCode::OK => "ok",
-                StatusCode::NOT_FOUND => "not_found",
-                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-                _ => "failed",
-            };
-            state.metrics.request(outcome);
+            let outcome = summary.outcome();
+            let status = outcome.status();
+            state.metrics.request(outcome.metric_label());
             tracing::info!(
                 receiver = %summary.receiver,
                 delivery = summary.delivery_id.as_deref().unwrap_or("-"),
@@ -123,8 +114,7 @@ async fn reconcile(
         }
         Err(error) => {
             tracing::warn!(%error, receiver = %format!("{}/{}", request.receiver.namespace, request.receiver.name), "refused reconcile request");
-            state.metrics.request(error.code());
-            error_response(&error)
+            refuse(&state.metrics, error)
         }
     }
 }
@@ -132,13 +122,10 @@ async fn reconcile(
 async fn dispatch(state: &AppState, request: &AttestedRequest) -> Response {
     let Some(dispatch) = &request.dispatch else {
         let error = Error::MalformedRequest("action dispatch without dispatch".into());
-        state.metrics.request(error.code());
-        return error_response(&error);
+        return refuse(&state.metrics, error);
     };
     let answer = state.dispatcher.dispatch(dispatch).await;
-    state
-        .metrics
-        .request(&format!("dispatch_{}", answer.outcome));
+    state.metrics.request(answer.outcome.metric_label());
     let mut body = answer.body;
     body["receiver"] = json!(format!(
         "{}/{}",
@@ -147,7 +134,7 @@ async fn dispatch(state: &AppState, request: &AttestedRequest) -> Response {
     if let Some(id) = &request.delivery_id {
         body["deliveryId"] = json!(id);
     }
-    (answer.status, Json(body)).into_response()
+    (answer.outcome.status(), Json(body)).into_response()
 }
 
 /// Ready only while the API server answers.
