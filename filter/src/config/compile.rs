@@ -1,0 +1,985 @@
+//! The compile step: from the wire format, whose shape is already checked, to the [`Config`] the filter
+//! runs on. Each function checks what one part means (secrets, paths, refs, targets, ...) and names the
+//! field at fault.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::wire::{self, Object, SecretText, VariableName};
+use super::{
+    flux_webhook_path, receiver_label, Config, ConfigError, Receiver, RefFilter, SecretSource,
+    DEFAULT_ATTESTATION_KEY_ENV, DEFAULT_BODY_LIMIT, MAX_BODY_LIMIT, PATH_PREFIX,
+};
+use crate::dispatch::DispatchConfig;
+use crate::providers::{self, Proof, Provider, VerifyOptions};
+use hookgate_protocol::attestation::check_key;
+use hookgate_protocol::kubernetes;
+use hookgate_protocol::{Action, Secret, Target, DEFAULT_FORWARD_PATH};
+
+/// What an environment variable that is not set stands for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unset {
+    /// An error: the filter cannot verify without its secrets.
+    Refused,
+    /// A placeholder the variable's use accepts (its provider's [`Provider::placeholder_secret`], a key
+    /// of the minimum length), so that the rest of a configuration can be checked on a workstation.
+    Placeholder,
+}
+
+/// Stands for an unset attestation key variable when only checking.
+const PLACEHOLDER_ATTESTATION_KEY: &str = "hookgate-check-placeholder-attestation-key";
+
+/// The environment secrets are read from, and what a variable that is not set stands for.
+struct Environment<'a> {
+    read: &'a dyn Fn(&str) -> Option<String>,
+    unset: Unset,
+}
+
+impl Environment<'_> {
+    /// The value of `variable`; when it is not set, `placeholder()` if only checking, else `None`.
+    fn get(&self, variable: &str, placeholder: impl FnOnce() -> String) -> Option<String> {
+        (self.read)(variable).or_else(|| (self.unset == Unset::Placeholder).then(placeholder))
+    }
+}
+
+/// Compiles `document`, read from `raw`, reading secrets through `env`.
+pub(super) fn config(
+    document: wire::Document,
+    raw: &Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    unset: Unset,
+) -> Result<Config, ConfigError> {
+    let env = Environment { read: env, unset };
+    let mut warnings = Vec::new();
+    let forward_path = forward_path(document.forward_path)?;
+    let attestation_key = attestation_key(
+        document.attestation_key,
+        document.attestation_key_env,
+        &env,
+        &mut warnings,
+    )?;
+    if document.receivers.is_empty() {
+        return Err(top_level("receivers", "at least one receiver is required"));
+    }
+    let mut receivers = Vec::with_capacity(document.receivers.len());
+    let mut by_path = HashMap::new();
+    for (index, Object(wire)) in document.receivers.into_iter().enumerate() {
+        let at = ReceiverAt::new(index, &wire.namespace, &wire.name);
+        let raw_dispatch = &raw["receivers"][index]["dispatch"];
+        let receiver = receiver(&at, wire, raw_dispatch, &forward_path, &env, &mut warnings)?;
+        register(&at, &receiver, &receivers, &mut by_path)?;
+        receivers.push(receiver);
+    }
+    Ok(Config {
+        receivers,
+        forward_path,
+        attestation_key,
+        by_path,
+        warnings,
+    })
+}
+
+fn top_level(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        receiver: None,
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Receiver `index`, as its errors name it.
+struct ReceiverAt {
+    index: usize,
+    label: String,
+}
+
+impl ReceiverAt {
+    fn new(index: usize, namespace: &str, name: &str) -> Self {
+        Self {
+            index,
+            label: receiver_label(namespace, name),
+        }
+    }
+
+    /// The full path of the receiver's `field`: `secrets[1]` is `receivers[0].secrets[1]`.
+    fn path(&self, field: &str) -> String {
+        format!("receivers[{}].{field}", self.index)
+    }
+
+    fn error(&self, field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            receiver: Some(self.label.clone()),
+            field: self.path(field),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn forward_path(configured: Option<String>) -> Result<String, ConfigError> {
+    let path = configured.unwrap_or_else(|| DEFAULT_FORWARD_PATH.to_string());
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return Err(top_level(
+            "forwardPath",
+            "must be an absolute path without query",
+        ));
+    }
+    Ok(path)
+}
+
+/// The inline key if there is one (for development: warned about), else the variable's.
+fn attestation_key(
+    inline: Option<SecretText>,
+    variable: Option<VariableName>,
+    env: &Environment,
+    warnings: &mut Vec<String>,
+) -> Result<Secret, ConfigError> {
+    if let Some(SecretText(key)) = inline {
+        check_key(key.expose()).map_err(|e| top_level("attestationKey", e.to_string()))?;
+        warnings.push("attestation key is inline in the configuration: use attestationKeyEnv outside development".into());
+        return Ok(key);
+    }
+    let variable = variable.map_or_else(|| DEFAULT_ATTESTATION_KEY_ENV.to_string(), |v| v.0);
+    let key = env
+        .get(&variable, || PLACEHOLDER_ATTESTATION_KEY.to_string())
+        .ok_or_else(|| {
+            top_level(
+                "attestationKeyEnv",
+                format!("environment variable {variable} is not set"),
+            )
+        })?;
+    check_key(key.as_bytes()).map_err(|e| {
+        top_level(
+            "attestationKeyEnv",
+            format!("environment variable {variable}: {e}"),
+        )
+    })?;
+    Ok(Secret::from(key))
+}
+
+/// A receiver's provider and its `type` name, for the errors that say what the type does not support.
+#[derive(Clone, Copy)]
+struct ProviderType {
+    name: &'static str,
+    provider: &'static dyn Provider,
+}
+
+impl ProviderType {
+    /// The error for a `field` that this type cannot honour: "type harbor {why}".
+    fn refusal(&self, at: &ReceiverAt, field: &str, why: &str) -> ConfigError {
+        at.error(field, format!("type {} {why}", self.name))
+    }
+}
+
+/// Compiles one receiver; `raw_dispatch` is its `dispatch` block as written, for the errors about it.
+fn receiver(
+    at: &ReceiverAt,
+    receiver: wire::Receiver,
+    raw_dispatch: &Value,
+    forward_path: &str,
+    env: &Environment,
+    warnings: &mut Vec<String>,
+) -> Result<Receiver, ConfigError> {
+    let wire::Receiver {
+        name,
+        namespace,
+        provider,
+        events,
+        secrets,
+        path,
+        refs,
+        body_limit,
+        allow_sha1,
+        disabled,
+        targets,
+        action,
+        dispatch,
+    } = receiver;
+    check_names(at, &name, &namespace)?;
+    let provider_type = provider_type(at, &provider)?;
+    let events = events_filter(at, events, provider_type)?;
+    let options = verify_options(at, allow_sha1, provider_type)?;
+    let secrets = receiver_secrets(at, secrets, provider_type.provider, env, warnings)?;
+    let pinned_path = path.is_some();
+    let paths = receiver_paths(at, path, &secrets.texts, &name, &namespace, provider_type)?;
+    if paths.iter().any(|p| p == forward_path) {
+        return Err(at.error("path", "is the forward path"));
+    }
+    let refs = ref_filter(at, refs, provider_type)?;
+    let body_limit = checked_body_limit(at, body_limit)?;
+    let (action, dispatch) = action_and_dispatch(at, action, dispatch, raw_dispatch)?;
+    let targets = receiver_targets(at, action, targets, &namespace)?;
+    Ok(Receiver {
+        name,
+        namespace,
+        provider_name: provider_type.name,
+        provider: provider_type.provider,
+        events,
+        secrets: secrets.keys,
+        secret_sources: secrets.sources,
+        paths,
+        pinned_path,
+        refs,
+        body_limit,
+        options,
+        disabled: disabled.unwrap_or(false),
+        action,
+        targets,
+        dispatch,
+    })
+}
+
+fn check_names(at: &ReceiverAt, name: &str, namespace: &str) -> Result<(), ConfigError> {
+    if !kubernetes::is_dns_subdomain(name) {
+        return Err(at.error(
+            "name",
+            "must be a Kubernetes object name (lowercase letters, digits, '-', '.')",
+        ));
+    }
+    if !kubernetes::is_dns_label(namespace) {
+        return Err(at.error("namespace", "must be a Kubernetes namespace name"));
+    }
+    Ok(())
+}
+
+fn provider_type(at: &ReceiverAt, name: &str) -> Result<ProviderType, ConfigError> {
+    providers::names()
+        .find(|known| *known == name)
+        .and_then(|known| {
+            Some(ProviderType {
+                name: known,
+                provider: providers::lookup(known)?,
+            })
+        })
+        .ok_or_else(|| {
+            let known: Vec<&str> = providers::names().collect();
+            at.error(
+                "type",
+                format!("unknown type {name:?} (known: {})", known.join(", ")),
+            )
+        })
+}
+
+/// The events to accept, lowercased; empty accepts every event.
+fn events_filter(
+    at: &ReceiverAt,
+    events: Option<Vec<String>>,
+    provider_type: ProviderType,
+) -> Result<Vec<String>, ConfigError> {
+    let events = events.unwrap_or_default();
+    if !events.is_empty() && !provider_type.provider.supports_events() {
+        return Err(provider_type.refusal(at, "events", "has no events to filter on"));
+    }
+    if events.iter().any(|e| e.trim().is_empty()) {
+        return Err(at.error("events", "an event name is empty"));
+    }
+    Ok(events
+        .iter()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .collect())
+}
+
+fn verify_options(
+    at: &ReceiverAt,
+    allow_sha1: Option<bool>,
+    provider_type: ProviderType,
+) -> Result<VerifyOptions, ConfigError> {
+    let allow_sha1 = allow_sha1.unwrap_or(false);
+    if allow_sha1 && !provider_type.provider.supports_sha1() {
+        return Err(provider_type.refusal(at, "allowSha1", "never signs with SHA-1"));
+    }
+    Ok(VerifyOptions { allow_sha1 })
+}
+
+/// A receiver's secrets, in order: the key bytes its provider uses, where each came from, and the text
+/// each was decoded from (Flux derives a path from it).
+struct Secrets {
+    keys: Vec<Secret>,
+    sources: Vec<SecretSource>,
+    texts: Vec<String>,
+}
+
+fn receiver_secrets(
+    at: &ReceiverAt,
+    secret_refs: Vec<Object<wire::SecretRef>>,
+    provider: &dyn Provider,
+    env: &Environment,
+    warnings: &mut Vec<String>,
+) -> Result<Secrets, ConfigError> {
+    if secret_refs.is_empty() {
+        return Err(at.error("secrets", "at least one secret is required"));
+    }
+    let mut secrets = Secrets {
+        keys: Vec::with_capacity(secret_refs.len()),
+        sources: Vec::with_capacity(secret_refs.len()),
+        texts: Vec::with_capacity(secret_refs.len()),
+    };
+    for (i, Object(secret_ref)) in secret_refs.into_iter().enumerate() {
+        let field = format!("secrets[{i}]");
+        let (text, source) = secret_text(at, &field, secret_ref, provider, env, warnings)?;
+        // The errors about the value name where it came from: its variable, or the inline field.
+        let (value_field, origin) = match &source {
+            SecretSource::Env(variable) => ("env", format!("environment variable {variable}: ")),
+            SecretSource::Inline => ("inline", String::new()),
+        };
+        let error = |reason: String| at.error(&format!("{field}.{value_field}"), origin + &reason);
+        if text.is_empty() {
+            return Err(error("is empty".into()));
+        }
+        secrets
+            .keys
+            .push(provider.decode_secret(&text).map_err(error)?);
+        secrets.texts.push(text);
+        secrets.sources.push(source);
+    }
+    Ok(secrets)
+}
+
+/// The text of the secret at `field` (`secrets[1]`), and where it came from. An inline secret is warned
+/// about.
+fn secret_text(
+    at: &ReceiverAt,
+    field: &str,
+    secret_ref: wire::SecretRef,
+    provider: &dyn Provider,
+    env: &Environment,
+    warnings: &mut Vec<String>,
+) -> Result<(String, SecretSource), ConfigError> {
+    match (secret_ref.env, secret_ref.inline) {
+        (Some(VariableName(variable)), None) => {
+            let text = env
+                .get(&variable, || provider.placeholder_secret(&variable))
+                .ok_or_else(|| {
+                    at.error(
+                        &format!("{field}.env"),
+                        format!("environment variable {variable} is not set"),
+                    )
+                })?;
+            Ok((text, SecretSource::Env(variable)))
+        }
+        (None, Some(SecretText(inline))) => {
+            warnings.push(format!(
+                "receiver {}: {} is inline in the configuration: use env outside development",
+                at.label,
+                at.path(field)
+            ));
+            // Read from a JSON string, so valid UTF-8: the conversion loses nothing.
+            let text = String::from_utf8_lossy(inline.expose()).into_owned();
+            Ok((text, SecretSource::Inline))
+        }
+        _ => Err(at.error(field, "needs exactly one of `env` or `inline`")),
+    }
+}
+
+/// The pinned path, or one Flux path per secret text.
+fn receiver_paths(
+    at: &ReceiverAt,
+    pinned: Option<String>,
+    secret_texts: &[String],
+    name: &str,
+    namespace: &str,
+    provider_type: ProviderType,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(path) = pinned else {
+        return Ok(secret_texts
+            .iter()
+            .map(|token| flux_webhook_path(token, name, namespace))
+            .collect());
+    };
+    if provider_type.provider.proof() == Proof::SecretPath {
+        return Err(provider_type.refusal(
+            at,
+            "path",
+            "has no proof but its secret path: an explicit path would accept anyone",
+        ));
+    }
+    let valid = path.len() > PATH_PREFIX.len()
+        && path.starts_with(PATH_PREFIX)
+        && !path.contains(['?', '#'])
+        && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid {
+        return Err(at.error(
+            "path",
+            format!("must start with {PATH_PREFIX} and have no query"),
+        ));
+    }
+    Ok(vec![path])
+}
+
+fn ref_filter(
+    at: &ReceiverAt,
+    refs: Option<Object<wire::Refs>>,
+    provider_type: ProviderType,
+) -> Result<Option<RefFilter>, ConfigError> {
+    let Some(Object(refs)) = refs else {
+        return Ok(None);
+    };
+    if !provider_type.provider.supports_refs() {
+        return Err(provider_type.refusal(at, "refs", "payloads carry no Git ref"));
+    }
+    let filter = RefFilter {
+        branches: refs.branches.unwrap_or_default(),
+        tags: refs.tags.unwrap_or_default(),
+    };
+    if filter.branches.is_empty() && filter.tags.is_empty() {
+        return Err(at.error("refs", "needs at least one branch or tag glob"));
+    }
+    if filter
+        .branches
+        .iter()
+        .chain(&filter.tags)
+        .any(String::is_empty)
+    {
+        return Err(at.error("refs", "a glob is empty"));
+    }
+    Ok(Some(filter))
+}
+
+fn checked_body_limit(at: &ReceiverAt, body_limit: Option<u64>) -> Result<u64, ConfigError> {
+    let body_limit = body_limit.unwrap_or(DEFAULT_BODY_LIMIT);
+    if body_limit == 0 || body_limit > MAX_BODY_LIMIT {
+        return Err(at.error(
+            "bodyLimit",
+            format!("must be between 1 and {MAX_BODY_LIMIT} bytes"),
+        ));
+    }
+    Ok(body_limit)
+}
+
+/// The action, and the dispatch settings, which come exactly with action `dispatch`.
+fn action_and_dispatch(
+    at: &ReceiverAt,
+    action: Option<Action>,
+    dispatch: Option<Object<DispatchConfig>>,
+    raw_dispatch: &Value,
+) -> Result<(Action, Option<DispatchConfig>), ConfigError> {
+    let action = action.unwrap_or_default();
+    let dispatch = dispatch.map(|Object(settings)| settings);
+    match (action, &dispatch) {
+        (Action::Dispatch, None) => {
+            return Err(at.error("dispatch", "is required with action dispatch"))
+        }
+        (Action::Reconcile, Some(_)) => {
+            return Err(at.error("dispatch", "only applies with action dispatch"))
+        }
+        (_, Some(settings)) => settings
+            .validate()
+            .map_err(|reason| at.error(&dispatch_field(reason, raw_dispatch), reason))?,
+        (Action::Reconcile, None) => {}
+    }
+    Ok((action, dispatch))
+}
+
+/// The field a [`DispatchConfig::validate`] error is about: `validate` names it first ("repository must
+/// be owner/name"), so the error points at `dispatch.repository` when `raw_dispatch` sets it, else at the
+/// block.
+fn dispatch_field(reason: &str, raw_dispatch: &Value) -> String {
+    let first = reason.split_whitespace().next().unwrap_or_default();
+    match raw_dispatch.get(first) {
+        Some(value) if !value.is_null() => format!("dispatch.{first}"),
+        _ => "dispatch".to_string(),
+    }
+}
+
+/// The targets, each checked by the protocol's rule, the receiver's namespace filled in where none is
+/// given. A reconcile receiver needs one; a dispatch receiver has none.
+fn receiver_targets(
+    at: &ReceiverAt,
+    action: Action,
+    targets: Option<Vec<Object<Target>>>,
+    namespace: &str,
+) -> Result<Vec<Target>, ConfigError> {
+    let targets = targets.unwrap_or_default();
+    match action {
+        Action::Reconcile if targets.is_empty() => {
+            return Err(at.error("targets", "at least one target is required"))
+        }
+        Action::Dispatch if !targets.is_empty() => {
+            return Err(at.error("targets", "a dispatch receiver has no targets"))
+        }
+        _ => {}
+    }
+    targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, Object(mut target))| {
+            target
+                .validate()
+                .map_err(|e| at.error(&format!("targets[{i}].{}", e.field()), e.to_string()))?;
+            if target.namespace.as_deref().is_none_or(str::is_empty) {
+                target.namespace = Some(namespace.to_string());
+            }
+            Ok(target)
+        })
+        .collect()
+}
+
+/// Adds `receiver`'s paths to `by_path`, refusing a receiver named twice and a path taken twice.
+fn register(
+    at: &ReceiverAt,
+    receiver: &Receiver,
+    earlier: &[Receiver],
+    by_path: &mut HashMap<String, usize>,
+) -> Result<(), ConfigError> {
+    if earlier
+        .iter()
+        .any(|r| r.name == receiver.name && r.namespace == receiver.namespace)
+    {
+        return Err(at.error("name", "duplicate receiver"));
+    }
+    for path in &receiver.paths {
+        match by_path.insert(path.clone(), at.index) {
+            Some(other) if other == at.index => {
+                return Err(at.error("secrets", "two of its secrets give the same path"))
+            }
+            Some(other) => {
+                return Err(at.error(
+                    "path",
+                    format!("path already used by receiver {}", earlier[other].label()),
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use serde_json::json;
+
+    /// Errors of meaning: values of the right JSON type that the filter cannot use.
+    #[test]
+    fn value_errors_name_the_full_path_and_never_show_secret_values() {
+        let webapp = Some("flux-system/webapp");
+        assert_error_cases(vec![
+            (
+                "forward path with a query",
+                |d| d["forwardPath"] = "/x?y".into(),
+                "forwardPath",
+                None,
+                "must be an absolute path without query",
+            ),
+            (
+                "no receivers",
+                |d| d["receivers"] = json!([]),
+                "receivers",
+                None,
+                "at least one receiver is required",
+            ),
+            (
+                "attestation key too short",
+                |d| d["attestationKey"] = "hunter2".into(),
+                "attestationKey",
+                None,
+                "the attestation key is shorter than 16 bytes: generate one with `openssl rand -hex 32` (or `hookgate token`)",
+            ),
+            (
+                "invalid name",
+                |d| d["receivers"][0]["name"] = "Web_App".into(),
+                "receivers[0].name",
+                Some("flux-system/Web_App"),
+                "must be a Kubernetes object name (lowercase letters, digits, '-', '.')",
+            ),
+            (
+                "invalid namespace",
+                |d| d["receivers"][0]["namespace"] = "Flux_System".into(),
+                "receivers[0].namespace",
+                Some("Flux_System/webapp"),
+                "must be a Kubernetes namespace name",
+            ),
+            (
+                "unknown type",
+                |d| d["receivers"][0]["type"] = "gitlub".into(),
+                "receivers[0].type",
+                webapp,
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+            ),
+            (
+                "an empty event",
+                |d| d["receivers"][0]["events"] = json!([""]),
+                "receivers[0].events",
+                webapp,
+                "an event name is empty",
+            ),
+            (
+                "no secrets",
+                |d| d["receivers"][0]["secrets"] = json!([]),
+                "receivers[0].secrets",
+                webapp,
+                "at least one secret is required",
+            ),
+            (
+                "inline secret empty",
+                |d| d["receivers"][0]["secrets"][0] = json!({"inline": ""}),
+                "receivers[0].secrets[0].inline",
+                webapp,
+                "is empty",
+            ),
+            (
+                "secret variable unset",
+                |d| d["receivers"][0]["secrets"][0] = json!({"env": "MISSING"}),
+                "receivers[0].secrets[0].env",
+                webapp,
+                "environment variable MISSING is not set",
+            ),
+            (
+                "env and inline",
+                |d| {
+                    d["receivers"][0]["secrets"][0] =
+                        json!({"env": "GITHUB_SECRET", "inline": SECRET_TEXT})
+                },
+                "receivers[0].secrets[0]",
+                webapp,
+                "needs exactly one of `env` or `inline`",
+            ),
+            (
+                "neither env nor inline",
+                |d| d["receivers"][0]["secrets"][0] = json!({"inline": null}),
+                "receivers[0].secrets[0]",
+                webapp,
+                "needs exactly one of `env` or `inline`",
+            ),
+            (
+                "basic inline secret without a user",
+                |d| {
+                    let r = without_github_fields(d, "basic");
+                    r["secrets"] = json!([{"inline": SECRET_TEXT}]);
+                },
+                "receivers[0].secrets[0].inline",
+                webapp,
+                "a basic secret is user:password",
+            ),
+            (
+                "standard-webhooks secret from env not base64",
+                |d| {
+                    let r = without_github_fields(d, "standard-webhooks");
+                    r["secrets"] = json!([{"inline": "whsec_aGVsbG8="}, {"env": "BAD_WHSEC"}]);
+                },
+                "receivers[0].secrets[1].env",
+                webapp,
+                "environment variable BAD_WHSEC: not a whsec_<base64> key",
+            ),
+            (
+                "path outside /hook/",
+                |d| d["receivers"][0]["path"] = "/other/x".into(),
+                "receivers[0].path",
+                webapp,
+                "must start with /hook/ and have no query",
+            ),
+            (
+                "path is the forward path",
+                |d| d["receivers"][0]["path"] = "/hook/v1/reconcile".into(),
+                "receivers[0].path",
+                webapp,
+                "is the forward path",
+            ),
+            (
+                "body limit zero",
+                |d| d["receivers"][0]["bodyLimit"] = 0.into(),
+                "receivers[0].bodyLimit",
+                webapp,
+                "must be between 1 and 33554432 bytes",
+            ),
+            (
+                "body limit over the maximum",
+                |d| d["receivers"][0]["bodyLimit"] = (MAX_BODY_LIMIT + 1).into(),
+                "receivers[0].bodyLimit",
+                webapp,
+                "must be between 1 and 33554432 bytes",
+            ),
+            (
+                "refs empty",
+                |d| d["receivers"][0]["refs"] = json!({}),
+                "receivers[0].refs",
+                webapp,
+                "needs at least one branch or tag glob",
+            ),
+            (
+                "an empty glob",
+                |d| d["receivers"][0]["refs"] = json!({"tags": [""]}),
+                "receivers[0].refs",
+                webapp,
+                "a glob is empty",
+            ),
+            (
+                "no targets",
+                |d| d["receivers"][0]["targets"] = json!([]),
+                "receivers[0].targets",
+                webapp,
+                "at least one target is required",
+            ),
+            (
+                "wildcard target without labels",
+                |d| d["receivers"][0]["targets"][1]["matchLabels"] = json!({}),
+                "receivers[0].targets[1].name",
+                webapp,
+                "name \"*\" requires matchLabels",
+            ),
+            (
+                "dispatch repository not owner/name",
+                |d| dispatch(d, json!({"repository": "no-slash"})),
+                "receivers[0].dispatch.repository",
+                webapp,
+                "repository must be owner/name",
+            ),
+            (
+                "dispatch event type invalid",
+                |d| dispatch(d, json!({"repository": "a/b", "eventType": "has space"})),
+                "receivers[0].dispatch.eventType",
+                webapp,
+                "eventType must be 1-100 characters of letters, digits, '.', '_' or '-'",
+            ),
+            (
+                "dispatch without action dispatch",
+                |d| d["receivers"][0]["dispatch"] = json!({"repository": "a/b"}),
+                "receivers[0].dispatch",
+                webapp,
+                "only applies with action dispatch",
+            ),
+            (
+                "action dispatch without dispatch",
+                |d| dispatch(d, Value::Null),
+                "receivers[0].dispatch",
+                webapp,
+                "is required with action dispatch",
+            ),
+            (
+                "a dispatch receiver with targets",
+                |d| {
+                    dispatch(d, json!({"repository": "a/b"}));
+                    d["receivers"][0]["targets"] = json!([{"kind": "GitRepository", "name": "x"}]);
+                },
+                "receivers[0].targets",
+                webapp,
+                "a dispatch receiver has no targets",
+            ),
+            (
+                "second receiver's type",
+                |d| second(d)["type"] = "gitlub".into(),
+                "receivers[1].type",
+                Some("flux-system/other"),
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+            ),
+            (
+                "second receiver's dispatch",
+                |d| as_dispatch(second(d), json!({"repository": "a/b/c"})),
+                "receivers[1].dispatch.repository",
+                Some("flux-system/other"),
+                "repository must be owner/name",
+            ),
+            (
+                "duplicate receiver",
+                |d| {
+                    second(d)["name"] = "webapp".into();
+                },
+                "receivers[1].name",
+                webapp,
+                "duplicate receiver",
+            ),
+            (
+                "a path taken by an earlier receiver",
+                |d| {
+                    d["receivers"][0]["path"] = "/hook/pinned".into();
+                    second(d)["path"] = "/hook/pinned".into();
+                },
+                "receivers[1].path",
+                Some("flux-system/other"),
+                "path already used by receiver flux-system/webapp",
+            ),
+            (
+                "two secrets giving the same path",
+                |d| d["receivers"][0]["secrets"][1] = json!({"inline": "test-token"}),
+                "receivers[0].secrets",
+                webapp,
+                "two of its secrets give the same path",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn type_specific_fields_are_refused_where_meaningless() {
+        type Mutation = fn(&mut Value);
+        // (case, provider type, mutation of its receiver, field at fault)
+        let cases: [(&str, &str, Mutation, &str); 5] = [
+            (
+                "a secret-path type cannot pin its path",
+                "generic",
+                |r| r["path"] = "/hook/fixed".into(),
+                "receivers[0].path",
+            ),
+            (
+                "refs where payloads carry no ref",
+                "harbor",
+                |r| r["refs"] = json!({"branches": ["main"]}),
+                "receivers[0].refs",
+            ),
+            (
+                "events where the type names none",
+                "bearer",
+                |r| r["events"] = json!(["push"]),
+                "receivers[0].events",
+            ),
+            (
+                "allowSha1 where the type never signs with SHA-1",
+                "gitlab",
+                |r| r["allowSha1"] = true.into(),
+                "receivers[0].allowSha1",
+            ),
+            (
+                "a secret the type cannot decode",
+                "standard-webhooks",
+                |r| r["secrets"] = json!([{"inline": "whsec_%%"}]),
+                "receivers[0].secrets[0].inline",
+            ),
+        ];
+        for (case, provider, mutation, field) in cases {
+            let err = error_for(|r| {
+                r["type"] = provider.into();
+                r.as_object_mut().unwrap().remove("refs");
+                r.as_object_mut().unwrap().remove("events");
+                mutation(r);
+            });
+            assert_eq!(err.field, field, "{case}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_second_copy_of_a_receiver_is_a_duplicate() {
+        let mut value: Value = serde_json::from_str(VALID).unwrap();
+        let copy = value["receivers"][0].clone();
+        value["receivers"].as_array_mut().unwrap().push(copy);
+        assert_eq!(
+            parse(&value.to_string()).unwrap_err().reason,
+            "duplicate receiver"
+        );
+    }
+
+    #[test]
+    fn a_pinned_path_taken_twice_names_the_receiver_that_has_it() {
+        let mut value: Value = serde_json::from_str(VALID).unwrap();
+        let mut copy = value["receivers"][0].clone();
+        copy["name"] = "other".into();
+        copy["path"] = "/hook/pinned".into();
+        let mut third = copy.clone();
+        third["name"] = "third".into();
+        value["receivers"]
+            .as_array_mut()
+            .unwrap()
+            .extend([copy, third]);
+        let err = parse(&value.to_string()).unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.reason.as_str()),
+            (
+                "receivers[2].path",
+                "path already used by receiver flux-system/other"
+            )
+        );
+    }
+
+    #[test]
+    fn an_unset_attestation_key_variable_is_refused() {
+        let no_key = Config::parse(VALID.as_bytes(), &|n| {
+            (n != "HOOKGATE_ATTESTATION_KEY").then(|| env(n)).flatten()
+        })
+        .unwrap_err();
+        assert_eq!(
+            (no_key.field.as_str(), no_key.reason.as_str()),
+            (
+                "attestationKeyEnv",
+                "environment variable HOOKGATE_ATTESTATION_KEY is not set"
+            )
+        );
+        let named = VALID.replacen('{', r#"{"attestationKeyEnv":"OTHER_KEY","#, 1);
+        assert_eq!(
+            parse(&named).unwrap_err().reason,
+            "environment variable OTHER_KEY is not set"
+        );
+        let short = VALID.replacen('{', r#"{"attestationKey":"short","#, 1);
+        assert_eq!(parse(&short).unwrap_err().field, "attestationKey");
+    }
+
+    /// The filter applies the controller's rule to its key: whitespace at either end is refused at start-up
+    /// (Envoy reads the Secret byte for byte; the controller would read the same bytes).
+    #[test]
+    fn attestation_key_with_surrounding_whitespace_is_refused() {
+        let key = "attestation-key-0123456789";
+        let with_env = |value: String| {
+            move |name: &str| {
+                if name == "HOOKGATE_ATTESTATION_KEY" {
+                    Some(value.clone())
+                } else {
+                    env(name)
+                }
+            }
+        };
+        for (name, padded) in [
+            ("trailing newline", format!("{key}\n")),
+            ("trailing CRLF", format!("{key}\r\n")),
+            ("leading space", format!(" {key}")),
+        ] {
+            let err = Config::parse(VALID.as_bytes(), &with_env(padded.clone())).unwrap_err();
+            assert_eq!(err.field, "attestationKeyEnv", "{name}: {err}");
+            assert!(
+                err.reason.contains("begins or ends with whitespace"),
+                "{name}: {err}"
+            );
+            assert!(
+                !format!("{err} {err:?}").contains(key),
+                "{name}: the key is never shown"
+            );
+
+            let inline = serde_json::to_string(&padded).unwrap();
+            let json = VALID.replacen('{', &format!(r#"{{"attestationKey":{inline},"#), 1);
+            let err = parse(&json).unwrap_err();
+            assert_eq!(err.field, "attestationKey", "{name}: {err}");
+            assert!(
+                err.reason.contains("begins or ends with whitespace"),
+                "{name}: {err}"
+            );
+            assert!(
+                !format!("{err} {err:?}").contains(key),
+                "{name}: the key is never shown"
+            );
+        }
+        assert!(Config::parse(VALID.as_bytes(), &with_env(key.into())).is_ok());
+    }
+
+    /// `hookgate check`'s mode: an unset variable stands for a placeholder its use accepts; a set one is
+    /// checked as usual.
+    #[test]
+    fn placeholders_stand_only_for_unset_variables() {
+        let unset = |_: &str| None;
+        assert_eq!(
+            Config::parse(VALID.as_bytes(), &unset).unwrap_err().field,
+            "attestationKeyEnv"
+        );
+        let checked = Config::parse_with_placeholders(VALID.as_bytes(), &unset).unwrap();
+        let paths = &checked.receivers[0].paths;
+        assert_eq!(paths.len(), 2);
+        assert_ne!(paths[0], paths[1], "two unset variables, two paths");
+
+        let mut document: Value = serde_json::from_str(VALID).unwrap();
+        let r = &mut document["receivers"][0];
+        r["type"] = "standard-webhooks".into();
+        r.as_object_mut().unwrap().remove("refs");
+        r["secrets"] = json!([{"env": "UNSET_ANYWHERE"}, {"env": "BAD_WHSEC"}]);
+        let err =
+            Config::parse_with_placeholders(document.to_string().as_bytes(), &env).unwrap_err();
+        assert_eq!(err.field, "receivers[0].secrets[1].env", "{err}");
+    }
+
+    #[test]
+    fn inline_secrets_warn() {
+        let json = VALID.replace(r#"{"env":"GITHUB_SECRET"}"#, r#"{"inline":"dev-only"}"#);
+        let config = parse(&json).unwrap();
+        assert_eq!(
+            config.warnings,
+            ["receiver flux-system/webapp: receivers[0].secrets[0] is inline in the configuration: use env outside development"]
+        );
+        assert_eq!(config.receivers[0].secret_sources[0], SecretSource::Inline);
+        assert_eq!(config.receivers[0].secrets[0].expose(), b"dev-only");
+    }
+}
