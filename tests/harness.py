@@ -115,6 +115,7 @@ class RecordingUpstream:
         self._sock.bind(("127.0.0.1", self.port))
         self._sock.listen(64)
         self._stop = False
+        self._last_activity = 0.0  # time.monotonic() of the last connection or byte
         threading.Thread(target=self._accept, daemon=True).start()
 
     def reset(self) -> None:
@@ -122,6 +123,19 @@ class RecordingUpstream:
             self.connections = 0
             self.raw_bytes = 0
             self.requests = []
+
+    def wait_until_quiet(self, quiet: float, limit: float = 10) -> None:
+        """Returns once no connection and no byte has reached this upstream for `quiet` seconds since the call
+        (a request still arriving is waited for), or after `limit` seconds of continuing activity."""
+        start = time.monotonic()
+        deadline = start + limit
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                idle = now - max(self._last_activity, start)
+            if idle >= quiet or now >= deadline:
+                return
+            time.sleep(min(quiet - idle, deadline - now))
 
     def close(self) -> None:
         self._stop = True
@@ -135,6 +149,7 @@ class RecordingUpstream:
                 return
             with self._lock:
                 self.connections += 1
+                self._last_activity = time.monotonic()
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -196,6 +211,7 @@ class RecordingUpstream:
     def _count(self, n: int) -> None:
         with self._lock:
             self.raw_bytes += n
+            self._last_activity = time.monotonic()
 
 
 def envoy_bootstrap(

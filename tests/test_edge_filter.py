@@ -9,12 +9,16 @@ import json
 import re
 import socket
 import statistics
+import subprocess
+import threading
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import pytest
 
 import signers
-from harness import FORWARD_PATH, Envoy, RecordingUpstream, envoy_bootstrap, free_port
+from harness import CONTROLLER, FORWARD_PATH, Envoy, RecordingUpstream, envoy_bootstrap, free_port
 
 ATTESTATION_KEY = "attestation-key-for-tests-0123456789abcdef"
 SW_KEY = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -153,9 +157,37 @@ def send(port: int, path: str, headers: dict, body: bytes | None, method: str = 
         conn.close()
 
 
+# How long the upstream must have seen nothing before a refusal counts as having reached nothing.
+QUIET_SECONDS = 0.1
+
+
 def assert_nothing_upstream(upstream: RecordingUpstream) -> None:
-    time.sleep(0.05)
+    """Nothing reached the upstream: checked once it has been quiet for QUIET_SECONDS, so a request that
+    arrives after the answer (or is still arriving) is seen too."""
+    upstream.wait_until_quiet(QUIET_SECONDS)
     assert (upstream.connections, upstream.raw_bytes, upstream.requests) == (0, 0, [])
+
+
+def test_nothing_upstream_catches_a_request_that_arrives_late():
+    """The check can fail: a request sent upstream only after the check began is caught."""
+    late = RecordingUpstream()
+    try:
+        def deliver() -> None:
+            time.sleep(QUIET_SECONDS / 2)
+            with socket.create_connection(("127.0.0.1", late.port), timeout=5) as s:
+                s.sendall(b"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+                s.recv(4096)
+
+        sender = threading.Thread(target=deliver)
+        sender.start()
+        with pytest.raises(AssertionError):
+            assert_nothing_upstream(late)
+        sender.join()
+        assert [r.path for r in late.requests] == ["/late"]
+        late.reset()
+        assert_nothing_upstream(late)
+    finally:
+        late.close()
 
 
 def assert_attested_forward(upstream: RecordingUpstream, original_headers: dict) -> dict:
@@ -195,63 +227,134 @@ def tamper(body: bytes) -> bytes:
     return body[:-1] + (b" " if body[-1:] != b" " else b"\n")
 
 
-# provider -> list of (label, headers, body, expected status, expected reason)
-def bad_variants(provider: str):
-    path, sign, secret, body, _ = CASES[provider]
-    good = sign(secret, body)
-    variants = []
-    if provider in ("generic", "dockerhub", "quay", "acr", "cdevents"):
-        # The secret path is the proof: another token's path is unknown; a wrong shape is malformed.
-        variants.append(("wrong secret", path.replace(path[-8:], "00000000"), good, body, 404, "unknown webhook path"))
-        if provider != "generic":
-            variants.append(("malformed payload", path, good, b'{"unexpected":true}', 400, "malformed payload"))
-        if provider == "cdevents":
-            no_type = {k: v for k, v in good.items() if k != "Ce-Type"}
-            variants.append(("missing event header", path, no_type, body, 400, "missing event header"))
-        return variants
-    proof_header = {
-        "github": "X-Hub-Signature-256", "gitea": "X-Gitea-Signature", "gitlab": "X-Gitlab-Token",
-        "bitbucket": "X-Hub-Signature", "generic-hmac": "X-Signature", "standard-webhooks": "webhook-signature",
-        "harbor": "Authorization", "nexus": "X-Nexus-Webhook-Signature", "bearer": "Authorization",
-        "basic": "Authorization",
-    }[provider]
-    token_type = provider in ("gitlab", "harbor", "bearer", "basic")
-    mismatch = "token mismatch" if token_type else "signature mismatch"
-    if not token_type:
-        variants.append(("tampered body", path, good, tamper(body), 401, mismatch))
-    variants.append(("wrong secret", path, sign(secret.replace(secret[-4:], "XXXX") if provider != "standard-webhooks"
-                                                 else "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body), body, 401, mismatch))
-    missing = {k: v for k, v in good.items() if k != proof_header and not (provider == "github" and k == "X-Hub-Signature")}
-    variants.append(("missing proof", path, missing, body, 401, "missing token" if token_type else "missing signature"))
-    malformed = {**good, proof_header: {
-        "github": "sha256=not-hex", "gitea": "zz", "bitbucket": "sha256", "generic-hmac": "sha256=zz",
-        "standard-webhooks": "v1,***", "nexus": "nothex", "bearer": "Token abc", "basic": "Token abc", "gitlab": "",
-        "harbor": "",
-    }[provider]}
-    if provider not in ("gitlab", "harbor"):
-        variants.append(("malformed proof", path, malformed, body, 401, "malformed signature header"))
-    if provider in ("github", "bitbucket", "generic-hmac"):
-        header = good[proof_header]
-        variants.append(("wrong algorithm", path, {**good, proof_header: header.replace("sha256=", "md5=")}, body,
-                         401, "unsupported signature algorithm"))
-        sha1 = {**missing, proof_header: "sha1=" + signers.hex_hmac("sha1", secret, body)}
-        variants.append(("sha1 without opt-in", path, sha1, body, 401, "unsupported signature algorithm"))
-    if provider == "standard-webhooks":
-        stale = signers.standard_webhooks(secret, body, timestamp=int(time.time()) - 600)
-        variants.append(("stale timestamp", path, stale, body, 401, "timestamp outside tolerance"))
-    return variants
+@dataclass(frozen=True)
+class Refusal:
+    """A named variant of a provider's genuine delivery and the answer it gets."""
+    name: str
+    # (path, signer, secret, body) of the genuine delivery -> (path, headers, body) of the variant
+    variant: Callable[[str, Callable, str, bytes], tuple[str, dict, bytes]]
+    status: int
+    reason: str
 
 
-ALL_BAD = [(p, *v) for p in sorted(CASES) for v in bad_variants(p)]
+SIGNATURE_MISMATCH, TOKEN_MISMATCH = "signature mismatch", "token mismatch"
+MISSING_SIGNATURE, MISSING_TOKEN = "missing signature", "missing token"
+UNSUPPORTED_ALGORITHM = "unsupported signature algorithm"
 
 
-@pytest.mark.parametrize("provider,label,path,headers,body,status,reason", ALL_BAD,
-                         ids=[f"{v[0]}-{v[1]}" for v in ALL_BAD])
-def test_refused_delivery_reaches_nothing(edge, upstream, provider, label, path, headers, body, status, reason):
-    got_status, reply = send(edge.port, path, headers, body)
-    assert got_status == status, reply
-    assert json.loads(reply) == {"error": reason}
+def without(headers: dict, names: tuple[str, ...]) -> dict:
+    return {k: v for k, v in headers.items() if k not in names}
+
+
+def tampered_body() -> Refusal:
+    return Refusal("tampered body", lambda path, sign, secret, body: (path, sign(secret, body), tamper(body)),
+                   401, SIGNATURE_MISMATCH)
+
+
+def wrong_secret(reason: str, other: Callable[[str], str] = lambda s: s.replace(s[-4:], "XXXX")) -> Refusal:
+    return Refusal("wrong secret", lambda path, sign, secret, body: (path, sign(other(secret), body), body),
+                   401, reason)
+
+
+def missing_proof(reason: str, *headers: str) -> Refusal:
+    """Every header in `headers` (the proof, and any other header that proves as much) left out."""
+    return Refusal("missing proof", lambda path, sign, secret, body: (path, without(sign(secret, body), headers), body),
+                   401, reason)
+
+
+def malformed_proof(header: str, value: str) -> Refusal:
+    return Refusal("malformed proof", lambda path, sign, secret, body: (path, {**sign(secret, body), header: value}, body),
+                   401, "malformed signature header")
+
+
+def wrong_algorithm(header: str) -> Refusal:
+    def variant(path, sign, secret, body):
+        good = sign(secret, body)
+        return path, {**good, header: good[header].replace("sha256=", "md5=")}, body
+    return Refusal("wrong algorithm", variant, 401, UNSUPPORTED_ALGORITHM)
+
+
+def sha1_without_opt_in(header: str, *others: str) -> Refusal:
+    """A genuine `sha1=` MAC in `header`, the `others` that prove as much left out."""
+    def variant(path, sign, secret, body):
+        sha1 = "sha1=" + signers.hex_hmac("sha1", secret, body)
+        return path, {**without(sign(secret, body), (header, *others)), header: sha1}, body
+    return Refusal("sha1 without opt-in", variant, 401, UNSUPPORTED_ALGORITHM)
+
+
+def unknown_path() -> Refusal:
+    """The secret path is the proof: another token's path is unknown."""
+    return Refusal("wrong secret", lambda path, sign, secret, body: (path.replace(path[-8:], "00000000"), sign(secret, body), body),
+                   404, "unknown webhook path")
+
+
+def malformed_payload() -> Refusal:
+    return Refusal("malformed payload", lambda path, sign, secret, body: (path, sign(secret, body), b'{"unexpected":true}'),
+                   400, "malformed payload")
+
+
+def missing_event_header(header: str) -> Refusal:
+    return Refusal("missing event header", lambda path, sign, secret, body: (path, without(sign(secret, body), (header,)), body),
+                   400, "missing event header")
+
+
+STALE_TIMESTAMP = Refusal(
+    "stale timestamp",
+    lambda path, sign, secret, body: (path, signers.standard_webhooks(secret, body, timestamp=int(time.time()) - 600), body),
+    401, "timestamp outside tolerance")
+
+# provider type -> how variants of its genuine delivery are refused
+REFUSALS = {
+    "github": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH),
+               missing_proof(MISSING_SIGNATURE, "X-Hub-Signature-256", "X-Hub-Signature"),
+               malformed_proof("X-Hub-Signature-256", "sha256=not-hex"), wrong_algorithm("X-Hub-Signature-256"),
+               sha1_without_opt_in("X-Hub-Signature-256", "X-Hub-Signature")],
+    "gitea": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH), missing_proof(MISSING_SIGNATURE, "X-Gitea-Signature"),
+              malformed_proof("X-Gitea-Signature", "zz")],
+    "gitlab": [wrong_secret(TOKEN_MISMATCH), missing_proof(MISSING_TOKEN, "X-Gitlab-Token")],
+    "bitbucket": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH), missing_proof(MISSING_SIGNATURE, "X-Hub-Signature"),
+                  malformed_proof("X-Hub-Signature", "sha256"), wrong_algorithm("X-Hub-Signature"),
+                  sha1_without_opt_in("X-Hub-Signature")],
+    "generic": [unknown_path()],
+    "generic-hmac": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH), missing_proof(MISSING_SIGNATURE, "X-Signature"),
+                     malformed_proof("X-Signature", "sha256=zz"), wrong_algorithm("X-Signature"),
+                     sha1_without_opt_in("X-Signature")],
+    "standard-webhooks": [tampered_body(),
+                          wrong_secret(SIGNATURE_MISMATCH, other=lambda _: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                          missing_proof(MISSING_SIGNATURE, "webhook-signature"),
+                          malformed_proof("webhook-signature", "v1,***"), STALE_TIMESTAMP],
+    "harbor": [wrong_secret(TOKEN_MISMATCH), missing_proof(MISSING_TOKEN, "Authorization")],
+    "nexus": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH),
+              missing_proof(MISSING_SIGNATURE, "X-Nexus-Webhook-Signature"),
+              malformed_proof("X-Nexus-Webhook-Signature", "nothex")],
+    "dockerhub": [unknown_path(), malformed_payload()],
+    "quay": [unknown_path(), malformed_payload()],
+    "acr": [unknown_path(), malformed_payload()],
+    "cdevents": [unknown_path(), malformed_payload(), missing_event_header("Ce-Type")],
+    "bearer": [wrong_secret(TOKEN_MISMATCH), missing_proof(MISSING_TOKEN, "Authorization"),
+               malformed_proof("Authorization", "Token abc")],
+    "basic": [wrong_secret(TOKEN_MISMATCH), missing_proof(MISSING_TOKEN, "Authorization"),
+              malformed_proof("Authorization", "Token abc")],
+}
+assert REFUSALS.keys() == CASES.keys(), "every provider with a case has its refusals"
+ALL_REFUSALS = [(provider, refusal) for provider in sorted(CASES) for refusal in REFUSALS[provider]]
+
+
+@pytest.mark.parametrize("provider,refusal", ALL_REFUSALS, ids=[f"{p}-{r.name}" for p, r in ALL_REFUSALS])
+def test_refused_delivery_reaches_nothing(edge, upstream, provider, refusal):
+    genuine_path, sign, secret, genuine_body, _ = CASES[provider]
+    path, headers, body = refusal.variant(genuine_path, sign, secret, genuine_body)
+    status, reply = send(edge.port, path, headers, body)
+    assert status == refusal.status, reply
+    assert json.loads(reply) == {"error": refusal.reason}
     assert_nothing_upstream(upstream)
+
+
+def test_every_type_of_the_provider_table_has_a_case():
+    """The binary's provider table (the values `hookgate send --type` takes) is what CASES covers."""
+    usage = subprocess.run([str(CONTROLLER), "send", "--help"], capture_output=True, text=True, check=True).stdout
+    types = re.search(r"--type <KIND>.*\[possible values: ([^\]]+)\]", usage).group(1).split(", ")
+    assert sorted(types) == sorted(CASES)
 
 
 GITHUB_PATH = path_of("webapp", "GH_NEW")

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
-use base64::Engine;
 use hookgate_filter::config::{flux_webhook_path, Config, SecretSource};
-use hookgate_protocol::crypto::{hmac, Algorithm};
-use serde_json::{json, Value};
+use hookgate_filter::providers::{self, Outgoing, Provider};
+use serde_json::Value;
 
 /// A strong random secret: `bytes` random bytes, hex encoded.
 pub fn token(bytes: usize) -> anyhow::Result<String> {
@@ -143,156 +142,22 @@ pub fn check(path: &Path) -> anyhow::Result<String> {
     Ok(report)
 }
 
-/// How `send` signs a delivery, like the provider would.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SendType {
-    Github,
-    Gitea,
-    Gitlab,
-    Bitbucket,
-    Generic,
-    GenericHmac,
-    StandardWebhooks,
-    Harbor,
-    Nexus,
-    Dockerhub,
-    Quay,
-    Acr,
-    Cdevents,
-    Bearer,
-    Basic,
-}
-
-/// The built-in sample payload for a type.
-pub fn sample_payload(kind: SendType) -> Value {
-    let push = json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": "3f786850e387550fdab836ed7e6dc881de23001b",
-                      "repository": {"full_name": "example/webapp"}, "commits": []});
-    match kind {
-        SendType::Github | SendType::Gitea => push,
-        SendType::Gitlab => {
-            json!({"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": "3f786850e387550fdab836ed7e6dc881de23001b"})
-        }
-        SendType::Bitbucket => {
-            json!({"push": {"changes": [{"new": {"type": "branch", "name": "main"}}]}})
-        }
-        SendType::Harbor => {
-            json!({"type": "PUSH_ARTIFACT", "event_data": {"resources": [{"tag": "1.0.0"}]}})
-        }
-        SendType::Dockerhub => {
-            json!({"push_data": {"tag": "1.0.0"}, "repository": {"repo_url": "https://hub.docker.com/r/example/webapp"}})
-        }
-        SendType::Quay => {
-            json!({"docker_url": "quay.io/example/webapp", "updated_tags": ["1.0.0"]})
-        }
-        SendType::Acr => {
-            json!({"id": "sample", "action": "push", "target": {"repository": "webapp", "tag": "1.0.0"}})
-        }
-        SendType::Cdevents => {
-            json!({"context": {"id": "sample", "type": "dev.cdevents.artifact.published.0.1.1"}, "subject": {"id": "webapp"}})
-        }
-        SendType::StandardWebhooks => json!({"type": "image.pushed", "data": {"tag": "1.0.0"}}),
-        // The notification Argo CD sends for a degraded application (see the README).
-        SendType::Bearer | SendType::Basic => {
-            json!({"event_type": "argo-degraded", "client_payload": {
-            "application": "guestbook",
-            "failed_revision": "3f786850e387550fdab836ed7e6dc881de23001b",
-            "healthy_revision": "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"}})
-        }
-        SendType::Generic | SendType::GenericHmac | SendType::Nexus => json!({"event": "sample"}),
-    }
-}
-
-/// The headers a provider of `kind` would send with `body`.
+/// The headers a sender of `provider` would send with `body`, with a fresh delivery id and the current time.
 pub fn sign(
-    kind: SendType,
+    provider: &dyn Provider,
     secret: &str,
     event: Option<&str>,
     body: &[u8],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let hex_mac = |alg| hex::encode(hmac(alg, secret.as_bytes(), &[body]));
-    let delivery = token(16)?;
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let mut add = |name: &str, value: String| headers.push((name.to_string(), value));
-    match kind {
-        SendType::Github => {
-            add("x-github-event", event.unwrap_or("push").into());
-            add("x-github-delivery", delivery);
-            add(
-                "x-hub-signature-256",
-                format!("sha256={}", hex_mac(Algorithm::Sha256)),
-            );
-        }
-        SendType::Gitea => {
-            add("x-gitea-event", event.unwrap_or("push").into());
-            add("x-gitea-delivery", delivery);
-            add("x-gitea-signature", hex_mac(Algorithm::Sha256));
-        }
-        SendType::Gitlab => {
-            add("x-gitlab-event", event.unwrap_or("Push Hook").into());
-            add("x-gitlab-event-uuid", delivery);
-            add("x-gitlab-token", secret.into());
-        }
-        SendType::Bitbucket => {
-            add("x-event-key", event.unwrap_or("repo:push").into());
-            add("x-request-uuid", delivery);
-            add(
-                "x-hub-signature",
-                format!("sha256={}", hex_mac(Algorithm::Sha256)),
-            );
-        }
-        SendType::GenericHmac => add(
-            "x-signature",
-            format!("sha256={}", hex_mac(Algorithm::Sha256)),
-        ),
-        SendType::StandardWebhooks => {
-            let engine = base64::engine::general_purpose::STANDARD;
-            let key = engine
-                .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-                .context("a Standard Webhooks secret is whsec_<base64>")?;
-            let id = format!("msg_{delivery}");
-            let ts = SystemTime::now()
-                .duration_since(UNIX_EPOCH)?
-                .as_secs()
-                .to_string();
-            let mac = hmac(
-                Algorithm::Sha256,
-                &key,
-                &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
-            );
-            add("webhook-id", id);
-            add("webhook-timestamp", ts);
-            add("webhook-signature", format!("v1,{}", engine.encode(mac)));
-        }
-        SendType::Harbor => add("authorization", secret.into()),
-        SendType::Nexus => {
-            add(
-                "x-nexus-webhook-id",
-                event.unwrap_or("rm:repository:component").into(),
-            );
-            add("x-nexus-webhook-signature", hex_mac(Algorithm::Sha1));
-        }
-        SendType::Cdevents => {
-            add(
-                "ce-type",
-                event
-                    .unwrap_or("dev.cdevents.artifact.published.0.1.1")
-                    .into(),
-            );
-            add("ce-id", delivery);
-            add("ce-specversion", "1.0".into());
-            add("ce-source", "hookgate-send".into());
-        }
-        SendType::Bearer => add("authorization", format!("Bearer {secret}")),
-        SendType::Basic => add(
-            "authorization",
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(secret)
-            ),
-        ),
-        SendType::Generic | SendType::Dockerhub | SendType::Quay | SendType::Acr => {}
-    }
-    Ok(headers)
+    let delivery_id = token(16)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let outgoing = Outgoing {
+        event,
+        delivery_id: &delivery_id,
+        now,
+        body,
+    };
+    providers::sign(provider, secret, &outgoing).map_err(|e| anyhow!("the secret: {e}"))
 }
 
 /// The answer to a `send`.
@@ -301,17 +166,17 @@ pub struct Sent {
     pub body: String,
 }
 
-/// Signs `body` as `kind` would and POSTs it to `url`, connecting to `resolve` instead of the address
+/// Signs `body` as a sender of `provider` would and POSTs it to `url`, connecting to `resolve` instead of the address
 /// the URL's host name resolves to, when given.
 pub async fn send(
     url: &str,
     resolve: Option<std::net::IpAddr>,
-    kind: SendType,
+    provider: &dyn Provider,
     secret: &str,
     event: Option<&str>,
     body: Vec<u8>,
 ) -> anyhow::Result<Sent> {
-    let headers = sign(kind, secret, event, &body)?;
+    let headers = sign(provider, secret, event, &body)?;
     let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15));
     if let Some(ip) = resolve {
         let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
@@ -339,31 +204,25 @@ pub async fn send(
 mod tests {
     use super::*;
     use hookgate_filter::{Filter, Headers, Outcome};
+    use serde_json::json;
 
-    /// `send` signs exactly as the filter verifies, for every type.
+    /// `send` signs exactly as the filter verifies, for every type of the provider table.
     #[test]
     fn signatures_verify_with_the_filter() {
-        use clap::ValueEnum;
-        for kind in SendType::value_variants() {
-            // One secret every type accepts: a whsec_ key that is also user:password.
-            let secret = if *kind == SendType::Basic {
-                "argocd:whsec_C2FV"
-            } else {
-                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
-            };
-            let name = kind.to_possible_value().unwrap().get_name().to_string();
-            let config = format!(
-                r#"{{"attestationKey":"0123456789abcdef0123","receivers":[{{"name":"r","namespace":"ns","type":"{name}",
-                "secrets":[{{"inline":"{secret}"}}],"targets":[{{"kind":"GitRepository","name":"x"}}]}}]}}"#
-            );
-            let filter = Filter::new(Config::parse(config.as_bytes(), &|_| None).unwrap());
-            let body = serde_json::to_vec(&sample_payload(*kind)).unwrap();
-            let headers = Headers::new(sign(*kind, secret, None, &body).unwrap());
+        for (name, provider) in providers::PROVIDERS {
+            let secret = provider.placeholder_secret("send");
+            let config = json!({"attestationKey": "0123456789abcdef0123", "receivers": [{
+                "name": "r", "namespace": "ns", "type": name, "secrets": [{"inline": secret}],
+                "targets": [{"kind": "GitRepository", "name": "x"}]}]});
+            let filter =
+                Filter::new(Config::parse(config.to_string().as_bytes(), &|_| None).unwrap());
+            let body = provider.sender().sample_payload.as_bytes();
+            let headers = Headers::new(sign(*provider, &secret, None, body).unwrap());
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let outcome = filter.handle("POST", &url("r", "ns", secret), &headers, &body, now);
+            let outcome = filter.handle("POST", &url("r", "ns", &secret), &headers, body, now);
             assert!(
                 matches!(outcome, Outcome::Forward(_)),
                 "{name}: {outcome:?}"

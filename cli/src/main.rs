@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use hookgate_cli::{self as cli, SendType};
+use hookgate_cli as cli;
 use hookgate_controller::serve::{self, ServeArgs};
+use hookgate_filter::providers::{self, Proof, Provider};
 
 #[derive(Parser)]
 #[command(
@@ -63,8 +65,8 @@ struct SendArgs {
     #[arg(long)]
     url: String,
     /// Sign as this provider would.
-    #[arg(long = "type", value_enum)]
-    kind: SendType,
+    #[arg(long = "type", value_name = "KIND", value_parser = provider_parser())]
+    provider: &'static dyn Provider,
     /// The secret; prefer --secret-env.
     #[arg(long, conflicts_with = "secret_env")]
     secret: Option<String>,
@@ -81,6 +83,12 @@ struct SendArgs {
     /// curl's --resolve): to try a route with `hostnames` before DNS points at the gateway.
     #[arg(long, value_name = "IP")]
     resolve: Option<std::net::IpAddr>,
+}
+
+/// A provider of the table, by its `type` name; the names are the possible values `--help` lists.
+fn provider_parser() -> impl TypedValueParser<Value = &'static dyn Provider> {
+    PossibleValuesParser::new(providers::names())
+        .map(|name| providers::lookup(&name).expect("a possible value is the name of a provider"))
 }
 
 fn secret_from(value: Option<String>, env: Option<String>, what: &str) -> anyhow::Result<String> {
@@ -127,25 +135,21 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Send(args) => {
-            let secret = match args.kind {
-                SendType::Generic
-                | SendType::Dockerhub
-                | SendType::Quay
-                | SendType::Acr
-                | SendType::Cdevents => {
-                    secret_from(args.secret, args.secret_env, "secret").unwrap_or_default()
-                }
-                _ => secret_from(args.secret, args.secret_env, "secret")?,
+            let secret = secret_from(args.secret, args.secret_env, "secret");
+            // Only the URL path proves a delivery of a secret-path type: it is sent with no secret.
+            let secret = match args.provider.proof() {
+                Proof::SecretPath => secret.unwrap_or_default(),
+                Proof::InRequest => secret?,
             };
             let body = match &args.payload {
                 Some(path) => std::fs::read(path)
                     .with_context(|| format!("{}: cannot read", path.display()))?,
-                None => serde_json::to_vec(&cli::sample_payload(args.kind))?,
+                None => args.provider.sender().sample_payload.as_bytes().to_vec(),
             };
             let sent = cli::send(
                 &args.url,
                 args.resolve,
-                args.kind,
+                args.provider,
                 &secret,
                 args.event.as_deref(),
                 body,

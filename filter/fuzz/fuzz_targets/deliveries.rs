@@ -8,20 +8,12 @@
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use base64::Engine;
-use hookgate_protocol::crypto::{hmac, macs_computed, Algorithm};
+use hookgate_filter::providers::{self, Outgoing, Proof, Provider, PROVIDERS};
 use hookgate_filter::{Config, Filter, Headers, Outcome};
+use hookgate_protocol::crypto::macs_computed;
 use libfuzzer_sys::fuzz_target;
 
-const SECRET: &str = "fuzz-secret-0123456789";
-const SW_KEY: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-const TYPES: &[&str] = &[
-    "github", "gitea", "gitlab", "bitbucket", "generic", "generic-hmac", "standard-webhooks", "harbor",
-    "nexus", "dockerhub", "quay", "acr", "cdevents", "bearer", "basic",
-];
-const BASIC_SECRET: &str = "fuzz:fuzz-secret-0123456789";
 /// Every receiver has a second secret besides the one valid proofs use: the MAC bound is per secret.
-const SECOND_SECRETS: [&str; 3] = ["fuzz-second-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "other:fuzz-second"];
 const SECRETS_PER_RECEIVER: u64 = 2;
 const HEADER_NAMES: &[&str] = &[
     "x-hub-signature-256", "x-hub-signature", "x-github-event", "x-gitea-signature", "x-gitlab-token",
@@ -30,19 +22,25 @@ const HEADER_NAMES: &[&str] = &[
 ];
 const METHODS: &[&str] = &["POST", "GET", "PUT", "DELETE", ""];
 
+/// The secret valid proofs use, one the type accepts.
+fn secret(provider: &dyn Provider) -> String {
+    provider.placeholder_secret("fuzz-secret-0123456789")
+}
+
+/// One receiver of every type in the table, in the table's order, filtering on its sender's default event
+/// and, where payloads carry refs, on refs.
 fn filter() -> &'static Filter {
     static FILTER: OnceLock<Filter> = OnceLock::new();
     FILTER.get_or_init(|| {
-        let receivers: Vec<String> = TYPES
+        let receivers: Vec<String> = PROVIDERS
             .iter()
-            .map(|t| {
-                let (secret, second) = match *t {
-                    "standard-webhooks" => (SW_KEY, SECOND_SECRETS[1]),
-                    "basic" => (BASIC_SECRET, SECOND_SECRETS[2]),
-                    _ => (SECRET, SECOND_SECRETS[0]),
+            .map(|(t, provider)| {
+                let (secret, second) = (secret(*provider), provider.placeholder_secret("fuzz-second-secret"));
+                let events = match provider.sender().event {
+                    Some((_, default)) if provider.supports_events() => format!(r#","events":["{default}"]"#),
+                    _ => String::new(),
                 };
-                let events = if ["github", "gitlab", "bitbucket"].contains(t) { r#","events":["push","Push Hook","repo:push"]"# } else { "" };
-                let refs = if *t == "github" { r#","refs":{"branches":["main","rel*"],"tags":["v*"]}"# } else { "" };
+                let refs = if provider.supports_refs() { r#","refs":{"branches":["main","rel*"],"tags":["v*"]}"# } else { "" };
                 format!(r#"{{"name":"{t}","namespace":"fuzz","type":"{t}","secrets":[{{"inline":"{secret}"}},{{"inline":"{second}"}}]{events}{refs},"bodyLimit":65536,"targets":[{{"kind":"Kustomization","name":"*","matchLabels":{{"a":"b"}}}}]}}"#)
             })
             .collect();
@@ -73,38 +71,20 @@ struct Input {
     now: u64,
 }
 
-fn hex_mac(algorithm: Algorithm, body: &[u8]) -> String {
-    hex::encode(hmac(algorithm, SECRET.as_bytes(), &[body]))
-}
-
-/// The proof headers a genuine sender of `kind` would add.
-fn valid_proof(kind: &str, body: &[u8], now: u64) -> Vec<(String, Vec<u8>)> {
-    let h = |n: &str, v: String| (n.to_string(), v.into_bytes());
-    match kind {
-        "github" => vec![h("x-hub-signature-256", format!("sha256={}", hex_mac(Algorithm::Sha256, body)))],
-        "gitea" => vec![h("x-gitea-signature", hex_mac(Algorithm::Sha256, body))],
-        "bitbucket" => vec![h("x-hub-signature", format!("sha256={}", hex_mac(Algorithm::Sha256, body)))],
-        "generic-hmac" => vec![h("x-signature", format!("sha512={}", hex_mac(Algorithm::Sha512, body)))],
-        "nexus" => vec![h("x-nexus-webhook-signature", hex_mac(Algorithm::Sha1, body))],
-        "gitlab" => vec![h("x-gitlab-token", SECRET.into())],
-        "harbor" => vec![h("authorization", SECRET.into())],
-        "bearer" => vec![h("authorization", format!("Bearer {SECRET}"))],
-        "basic" => vec![h("authorization", format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(BASIC_SECRET)))],
-        "standard-webhooks" => {
-            let engine = base64::engine::general_purpose::STANDARD;
-            let key = engine.decode(&SW_KEY[6..]).unwrap_or_default();
-            let ts = now.to_string();
-            let mac = hmac(Algorithm::Sha256, &key, &[b"msg_1.", ts.as_bytes(), b".", body]);
-            vec![h("webhook-id", "msg_1".into()), h("webhook-timestamp", ts), h("webhook-signature", format!("v1,{}", engine.encode(mac)))]
-        }
-        _ => vec![],
-    }
+/// The headers a genuine sender of `provider` would send, its proof last.
+fn valid_proof(provider: &dyn Provider, body: &[u8], now: u64) -> Vec<(String, Vec<u8>)> {
+    let outgoing = Outgoing { event: None, delivery_id: "1", now, body };
+    providers::sign(provider, &secret(provider), &outgoing)
+        .expect("the fuzz secret suits its type")
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect()
 }
 
 fuzz_target!(|input: Input| {
     let filter = filter();
-    let index = input.receiver as usize % TYPES.len();
-    let kind = TYPES[index];
+    let index = input.receiver as usize % PROVIDERS.len();
+    let (kind, provider) = PROVIDERS[index];
     let receiver = &filter.config().receivers[index];
     let mut path = receiver.paths[0].clone();
     if let Some(suffix) = &input.path_suffix {
@@ -117,7 +97,7 @@ fuzz_target!(|input: Input| {
         .collect();
     if input.valid_proof {
         // Genuine proof first, so it wins over fuzzed duplicates.
-        let mut proof = valid_proof(kind, &input.body, input.now);
+        let mut proof = valid_proof(provider, &input.body, input.now);
         if let Some((_, value)) = proof.last_mut() {
             let genuine = value.clone();
             for extra in &input.proof_extension {
@@ -144,9 +124,11 @@ fuzz_target!(|input: Input| {
     assert!(macs <= SECRETS_PER_RECEIVER, "{kind}: {macs} MACs before the proof verified");
     if let Outcome::Forward(forward) = &outcome {
         assert!(!forward.body.is_empty());
-        let secret_path_type = ["generic", "dockerhub", "quay", "acr", "cdevents"].contains(&kind);
         // Fuzzed headers could only forge a proof by finding the secret or an HMAC collision.
-        assert!(input.valid_proof || secret_path_type, "forwarded without a valid proof: {kind}");
+        assert!(
+            input.valid_proof || provider.proof() == Proof::SecretPath,
+            "forwarded without a valid proof: {kind}"
+        );
     }
     if let Some(reply) = outcome.reply() {
         assert!((200..600).contains(&reply.status));

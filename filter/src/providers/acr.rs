@@ -1,7 +1,7 @@
 //! Azure Container Registry: no proof in the request (the secret path is the proof); the payload must have
 //! ACR's shape `{action, target:{repository, tag}}`.
 
-use super::{registry_payload, string_at, PayloadFacts, Proof, Provider};
+use super::{registry_payload, string_at, Credential, PayloadFacts, Provider, Sender};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -9,8 +9,11 @@ use crate::outcome::Rejection;
 pub struct Acr;
 
 impl Provider for Acr {
-    fn proof(&self) -> Proof {
-        Proof::SecretPath
+    fn sender(&self) -> Sender {
+        Sender::new(
+            Credential::SecretPath,
+            r#"{"action":"push","id":"sample","target":{"repository":"webapp","tag":"1.0.0"}}"#,
+        )
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
         super::json_fields(d.body, &["/id"])

@@ -6,7 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hookgate_protocol::Secret;
 
-use super::{authorization_credentials, verify_token, Provider, VerifyOptions};
+use super::bearer::ARGO_CD_SAMPLE;
+use super::{authorization_credentials, verify_token, Credential, Provider, Sender, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -14,6 +15,9 @@ use crate::outcome::Rejection;
 pub struct Basic;
 
 impl Provider for Basic {
+    fn sender(&self) -> Sender {
+        Sender::new(Credential::BasicAuth, ARGO_CD_SAMPLE)
+    }
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         let encoded = authorization_credentials(d, "basic")?;
         let decoded = STANDARD

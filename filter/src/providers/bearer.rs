@@ -3,7 +3,7 @@
 //! accepted besides POST. Whatever the method, a verified request needs a body: the reconcile request
 //! replaces it, and Envoy gives a Wasm filter no body to replace in a bodyless request.
 
-use super::{authorization_credentials, verify_token, Provider, VerifyOptions};
+use super::{authorization_credentials, verify_token, Credential, Provider, Sender, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
@@ -11,7 +11,17 @@ use hookgate_protocol::Secret;
 #[derive(Debug)]
 pub struct Bearer;
 
+/// The notification Argo CD sends for a degraded application (see the README).
+pub(super) const ARGO_CD_SAMPLE: &str = r#"{"client_payload":{"application":"guestbook","failed_revision":"3f786850e387550fdab836ed7e6dc881de23001b","healthy_revision":"aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"},"event_type":"argo-degraded"}"#;
+
 impl Provider for Bearer {
+    fn sender(&self) -> Sender {
+        let credential = Credential::Token {
+            header: "authorization",
+            scheme: Some("Bearer"),
+        };
+        Sender::new(credential, ARGO_CD_SAMPLE)
+    }
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         verify_token(Some(authorization_credentials(d, "bearer")?), secrets)
     }

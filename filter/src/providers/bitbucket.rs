@@ -5,18 +5,37 @@ use hookgate_protocol::Secret;
 use serde_json::Value;
 
 use super::{
-    json_fields, string_at, verify_prefixed_hex_signature, PayloadFacts, Provider, VerifyOptions,
+    json_fields, string_at, verify_prefixed_hex_signature, Credential, PayloadFacts, Provider,
+    Sender, VerifyOptions,
 };
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::crypto::Algorithm;
 
 #[derive(Debug)]
 pub struct Bitbucket;
 
+const SIGNATURE_HEADER: &str = "x-hub-signature";
+const EVENT_HEADER: &str = "x-event-key";
+const DELIVERY_HEADERS: [&str; 3] = ["x-request-uuid", "x-hook-uuid", "x-request-id"];
+
 impl Provider for Bitbucket {
+    fn sender(&self) -> Sender {
+        let credential = Credential::BodyMac {
+            header: SIGNATURE_HEADER,
+            algorithm: Algorithm::Sha256,
+            labelled: true,
+        };
+        Sender::new(
+            credential,
+            r#"{"push":{"changes":[{"new":{"name":"main","type":"branch"}}]}}"#,
+        )
+        .event(EVENT_HEADER, "repo:push")
+        .delivery_header(DELIVERY_HEADERS[0])
+    }
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         // Bitbucket signs with SHA-256 only; a sha1 label is never accepted here.
-        verify_prefixed_hex_signature(d.headers.get("x-hub-signature"), d, secrets, false)
+        verify_prefixed_hex_signature(d.headers.get(SIGNATURE_HEADER), d, secrets, false)
     }
     fn supports_events(&self) -> bool {
         true
@@ -25,15 +44,13 @@ impl Provider for Bitbucket {
         true
     }
     fn event(&self, d: &Delivery) -> Option<String> {
-        d.headers.get("x-event-key").map(str::to_owned)
+        d.headers.get(EVENT_HEADER).map(str::to_owned)
     }
     fn is_ping(&self, event: &str) -> bool {
         event.eq_ignore_ascii_case("diagnostics:ping")
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
-        d.headers
-            .first_of(&["x-request-uuid", "x-hook-uuid", "x-request-id"])
-            .map(str::to_owned)
+        d.headers.first_of(&DELIVERY_HEADERS).map(str::to_owned)
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         let payload = json_fields(
@@ -72,7 +89,6 @@ mod tests {
     use super::*;
     use crate::delivery::Headers;
     use crate::providers::test_support::*;
-    use hookgate_protocol::crypto::Algorithm;
 
     fn check(headers: &[(&str, &str)], body: &[u8]) -> Result<(), Rejection> {
         let h = Headers::new(headers.iter().copied());

@@ -1,25 +1,34 @@
 //! CDEvents over the CloudEvents HTTP binding: no proof in the request (the secret path is the proof),
 //! the event type in `Ce-Type`, a JSON body with the CDEvents `context` and `subject`.
 
-use super::{json_fields, PayloadFacts, Proof, Provider};
+use super::{json_fields, Credential, PayloadFacts, Provider, Sender};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
 #[derive(Debug)]
 pub struct CdEvents;
 
+const EVENT_HEADER: &str = "ce-type";
+const DELIVERY_HEADER: &str = "ce-id";
+
 impl Provider for CdEvents {
-    fn proof(&self) -> Proof {
-        Proof::SecretPath
+    fn sender(&self) -> Sender {
+        Sender::new(
+            Credential::SecretPath,
+            r#"{"context":{"id":"sample","type":"dev.cdevents.artifact.published.0.1.1"},"subject":{"id":"webapp"}}"#,
+        )
+        .event(EVENT_HEADER, "dev.cdevents.artifact.published.0.1.1")
+        .delivery_header(DELIVERY_HEADER)
+        .fixed_headers(&[("ce-specversion", "1.0"), ("ce-source", "hookgate-send")])
     }
     fn supports_events(&self) -> bool {
         true
     }
     fn event(&self, d: &Delivery) -> Option<String> {
-        d.headers.get("ce-type").map(str::to_owned)
+        d.headers.get(EVENT_HEADER).map(str::to_owned)
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
-        d.headers.get("ce-id").map(str::to_owned)
+        d.headers.get(DELIVERY_HEADER).map(str::to_owned)
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         // A CloudEvent without its type is not a CDEvent, whatever the receiver filters on.

@@ -1,7 +1,7 @@
 //! Docker Hub: no proof in the request (the secret path is the proof); the payload must have Docker Hub's
 //! shape `{push_data:{tag}, repository:{repo_url}}`.
 
-use super::{registry_payload, PayloadFacts, Proof, Provider};
+use super::{registry_payload, Credential, PayloadFacts, Provider, Sender};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -9,8 +9,11 @@ use crate::outcome::Rejection;
 pub struct DockerHub;
 
 impl Provider for DockerHub {
-    fn proof(&self) -> Proof {
-        Proof::SecretPath
+    fn sender(&self) -> Sender {
+        Sender::new(
+            Credential::SecretPath,
+            r#"{"push_data":{"tag":"1.0.0"},"repository":{"repo_url":"https://hub.docker.com/r/example/webapp"}}"#,
+        )
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         registry_payload(d.body, &["/repository/repo_url"], "/push_data/tag")

@@ -1,22 +1,40 @@
 //! Flux's `generic-hmac`: `X-Signature: sha256=|sha512=<hex>` over the raw body (`sha1=` only when the
 //! receiver sets `allowSha1`).
 
-use super::{verify_prefixed_hex_signature, Provider, VerifyOptions};
+use super::{
+    verify_prefixed_hex_signature, Credential, Provider, Sender, VerifyOptions, ANY_JSON_SAMPLE,
+};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
+use hookgate_protocol::crypto::Algorithm;
 use hookgate_protocol::Secret;
 
 #[derive(Debug)]
 pub struct GenericHmac;
 
+const SIGNATURE_HEADER: &str = "x-signature";
+
 impl Provider for GenericHmac {
+    fn sender(&self) -> Sender {
+        let credential = Credential::BodyMac {
+            header: SIGNATURE_HEADER,
+            algorithm: Algorithm::Sha256,
+            labelled: true,
+        };
+        Sender::new(credential, ANY_JSON_SAMPLE)
+    }
     fn verify(
         &self,
         d: &Delivery,
         secrets: &[Secret],
         options: VerifyOptions,
     ) -> Result<(), Rejection> {
-        verify_prefixed_hex_signature(d.headers.get("x-signature"), d, secrets, options.allow_sha1)
+        verify_prefixed_hex_signature(
+            d.headers.get(SIGNATURE_HEADER),
+            d,
+            secrets,
+            options.allow_sha1,
+        )
     }
     fn supports_sha1(&self) -> bool {
         true
@@ -60,30 +78,25 @@ mod tests {
     }
 
     #[test]
-    fn negative_cases() {
+    fn refuses_changed_bodies_other_keys_and_unknown_labels() {
+        use Rejection::{
+            MalformedSignature, MissingSignature, SignatureMismatch, UnsupportedAlgorithm,
+        };
         let good = format!("sha256={}", hex_hmac(Algorithm::Sha256, SECRET, b"x"));
-        assert_eq!(
-            check(Some(good.clone()), b"y", false),
-            Err(Rejection::SignatureMismatch)
-        );
-        assert_eq!(check(None, b"x", false), Err(Rejection::MissingSignature));
-        assert_eq!(
-            check(Some(good[7..].to_string()), b"x", false),
-            Err(Rejection::MalformedSignature)
-        );
-        assert_eq!(
-            check(Some(format!("SHA256={}", &good[7..])), b"x", false),
-            Ok(()),
-            "labels are case-insensitive"
-        );
-        assert_eq!(
-            check(Some(format!("sha384={}", &good[7..])), b"x", false),
-            Err(Rejection::UnsupportedAlgorithm)
-        );
-        let wrong = format!("sha256={}", hex_hmac(Algorithm::Sha256, "b", b"x"));
-        assert_eq!(
-            check(Some(wrong), b"x", false),
-            Err(Rejection::SignatureMismatch)
-        );
+        let hex = &good[7..];
+        let other_key = format!("sha256={}", hex_hmac(Algorithm::Sha256, "b", b"x"));
+        // (case, X-Signature, body, verdict)
+        #[rustfmt::skip]
+        let cases = [
+            ("body changed after signing",      Some(good.clone()),            b"y", Err(SignatureMismatch)),
+            ("no signature",                    None,                          b"x", Err(MissingSignature)),
+            ("hex without its algorithm label", Some(hex.to_string()),         b"x", Err(MalformedSignature)),
+            ("labels are case-insensitive",     Some(format!("SHA256={hex}")), b"x", Ok(())),
+            ("sha384 label",                    Some(format!("sha384={hex}")), b"x", Err(UnsupportedAlgorithm)),
+            ("signed with another secret",      Some(other_key),               b"x", Err(SignatureMismatch)),
+        ];
+        for (case, signature, body, verdict) in cases {
+            assert_eq!(check(signature, body, false), verdict, "{case}");
+        }
     }
 }

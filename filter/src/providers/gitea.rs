@@ -1,8 +1,8 @@
 //! Gitea, Forgejo and Gogs: bare lowercase hex HMAC-SHA256 in `X-Gitea-Signature` / `X-Forgejo-Signature`
 //! / `X-Gogs-Signature`. They also send GitHub-style headers, which a Gitea receiver accepts as well.
 
-use super::github::{github_payload_facts, verify_github_signature};
-use super::{verify_hex_mac, PayloadFacts, Provider, VerifyOptions};
+use super::github::{github_payload_facts, verify_github_signature, PUSH_SAMPLE};
+use super::{verify_hex_mac, Credential, PayloadFacts, Provider, Sender, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::Algorithm;
@@ -30,6 +30,16 @@ const DELIVERY_HEADERS: [&str; 4] = [
 ];
 
 impl Provider for Gitea {
+    fn sender(&self) -> Sender {
+        let credential = Credential::BodyMac {
+            header: SIGNATURE_HEADERS[0],
+            algorithm: Algorithm::Sha256,
+            labelled: false,
+        };
+        Sender::new(credential, PUSH_SAMPLE)
+            .event(EVENT_HEADERS[0], "push")
+            .delivery_header(DELIVERY_HEADERS[0])
+    }
     fn verify(
         &self,
         d: &Delivery,
@@ -91,30 +101,30 @@ mod tests {
     }
 
     #[test]
-    fn negative_cases() {
+    fn refuses_changed_bodies_other_keys_and_labelled_or_sha1_macs() {
+        use Rejection::{MalformedSignature, MissingSignature, SignatureMismatch};
         let body = b"{}";
         let mac = hex_hmac(Algorithm::Sha256, SECRET, body);
-        assert_eq!(
-            check(&[("x-gitea-signature", &mac)], b"{ }"),
-            Err(Rejection::SignatureMismatch)
-        );
-        let wrong = hex_hmac(Algorithm::Sha256, "nope", body);
-        assert_eq!(
-            check(&[("x-gitea-signature", &wrong)], body),
-            Err(Rejection::SignatureMismatch)
-        );
-        assert_eq!(check(&[], body), Err(Rejection::MissingSignature));
-        // Gitea's header is bare hex: a GitHub-style prefix is malformed there.
-        assert_eq!(
-            check(&[("x-gitea-signature", &format!("sha256={mac}"))], body),
-            Err(Rejection::MalformedSignature)
-        );
-        // SHA-1 MAC in the SHA-256 header.
+        let other_key = hex_hmac(Algorithm::Sha256, "nope", body);
+        let labelled = format!("sha256={mac}");
         let sha1 = hex_hmac(Algorithm::Sha1, SECRET, body);
-        assert_eq!(
-            check(&[("x-gitea-signature", &sha1)], body),
-            Err(Rejection::SignatureMismatch)
-        );
+        // (case, X-Gitea-Signature, body, rejection). Gitea's header is bare hex: a GitHub-style prefix is
+        // malformed there.
+        #[rustfmt::skip]
+        let cases: [(&str, Option<&str>, &[u8], Rejection); 5] = [
+            ("body changed after signing",      Some(&mac),       b"{ }", SignatureMismatch),
+            ("signed with another secret",      Some(&other_key), body,   SignatureMismatch),
+            ("no signature",                    None,             body,   MissingSignature),
+            ("GitHub-style sha256= prefix",     Some(&labelled),  body,   MalformedSignature),
+            ("SHA-1 MAC in the SHA-256 header", Some(&sha1),      body,   SignatureMismatch),
+        ];
+        for (case, signature, body, rejection) in cases {
+            let headers: Vec<_> = signature
+                .map(|s| ("x-gitea-signature", s))
+                .into_iter()
+                .collect();
+            assert_eq!(check(&headers, body), Err(rejection), "{case}");
+        }
     }
 
     #[test]

@@ -3,17 +3,35 @@
 //! JSON or form-encoded bodies (the JSON is then the `payload` field; the MAC still covers the raw body).
 
 use super::{
-    json_fields, string_at, top_level_ref, verify_prefixed_hex_signature, PayloadFacts, Provider,
-    VerifyOptions,
+    json_fields, string_at, top_level_ref, verify_prefixed_hex_signature, Credential, PayloadFacts,
+    Provider, Sender, VerifyOptions,
 };
 use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
+use hookgate_protocol::crypto::Algorithm;
 use hookgate_protocol::Secret;
 
 #[derive(Debug)]
 pub struct GitHub;
 
+const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+const EVENT_HEADER: &str = "x-github-event";
+const DELIVERY_HEADER: &str = "x-github-delivery";
+
+/// A push to `main`, as GitHub and Gitea send it.
+pub(super) const PUSH_SAMPLE: &str = r#"{"after":"3f786850e387550fdab836ed7e6dc881de23001b","before":"0000000000000000000000000000000000000000","commits":[],"ref":"refs/heads/main","repository":{"full_name":"example/webapp"}}"#;
+
 impl Provider for GitHub {
+    fn sender(&self) -> Sender {
+        let credential = Credential::BodyMac {
+            header: SIGNATURE_HEADER,
+            algorithm: Algorithm::Sha256,
+            labelled: true,
+        };
+        Sender::new(credential, PUSH_SAMPLE)
+            .event(EVENT_HEADER, "push")
+            .delivery_header(DELIVERY_HEADER)
+    }
     fn verify(
         &self,
         d: &Delivery,
@@ -32,13 +50,13 @@ impl Provider for GitHub {
         true
     }
     fn event(&self, d: &Delivery) -> Option<String> {
-        d.headers.get("x-github-event").map(str::to_owned)
+        d.headers.get(EVENT_HEADER).map(str::to_owned)
     }
     fn is_ping(&self, event: &str) -> bool {
         event.eq_ignore_ascii_case("ping")
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
-        d.headers.get("x-github-delivery").map(str::to_owned)
+        d.headers.get(DELIVERY_HEADER).map(str::to_owned)
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         github_payload_facts(d)
@@ -51,9 +69,7 @@ pub(crate) fn verify_github_signature(
     secrets: &[Secret],
     allow_sha1: bool,
 ) -> Result<(), Rejection> {
-    let header = d
-        .headers
-        .first_of(&["x-hub-signature-256", "x-hub-signature"]);
+    let header = d.headers.first_of(&[SIGNATURE_HEADER, "x-hub-signature"]);
     verify_prefixed_hex_signature(header, d, secrets, allow_sha1)
 }
 
@@ -178,43 +194,37 @@ mod tests {
     }
 
     #[test]
-    fn negative_cases() {
+    fn refuses_changed_bodies_other_keys_and_malformed_signatures() {
+        use Rejection::{
+            MalformedSignature, MissingSignature, SignatureMismatch, UnsupportedAlgorithm,
+        };
         let body = b"{\"ref\":\"refs/heads/main\"}";
         let good = format!("sha256={}", hex_hmac(Algorithm::Sha256, SECRET, body));
-        let o = VerifyOptions::default();
-        assert_eq!(
-            signed(
-                &[("x-hub-signature-256", &good)],
-                b"{\"ref\":\"refs/heads/evil\"}",
-                o
-            ),
-            Err(Rejection::SignatureMismatch)
-        );
-        let wrong = format!("sha256={}", hex_hmac(Algorithm::Sha256, "wrong", body));
-        assert_eq!(
-            signed(&[("x-hub-signature-256", &wrong)], body, o),
-            Err(Rejection::SignatureMismatch)
-        );
-        assert_eq!(signed(&[], body, o), Err(Rejection::MissingSignature));
-        assert_eq!(
-            signed(&[("x-hub-signature-256", &good[7..])], body, o),
-            Err(Rejection::MalformedSignature)
-        );
+        let other_key = format!("sha256={}", hex_hmac(Algorithm::Sha256, "wrong", body));
         let md5 = good.replace("sha256=", "md5=");
-        assert_eq!(
-            signed(&[("x-hub-signature-256", &md5)], body, o),
-            Err(Rejection::UnsupportedAlgorithm)
-        );
-        assert_eq!(
-            signed(&[("x-hub-signature-256", "sha256=xyz")], body, o),
-            Err(Rejection::MalformedSignature)
-        );
-        // Wrong algorithm label on a correct SHA-256 MAC.
         let relabelled = good.replace("sha256=", "sha512=");
-        assert_eq!(
-            signed(&[("x-hub-signature-256", &relabelled)], body, o),
-            Err(Rejection::SignatureMismatch)
-        );
+        // (case, X-Hub-Signature-256, body, rejection)
+        #[rustfmt::skip]
+        let cases: [(&str, Option<&str>, &[u8], Rejection); 7] = [
+            ("body changed after signing",       Some(&good),        b"{\"ref\":\"refs/heads/evil\"}", SignatureMismatch),
+            ("signed with another secret",       Some(&other_key),   body,                           SignatureMismatch),
+            ("no signature",                     None,               body,                           MissingSignature),
+            ("hex without its algorithm label",  Some(&good[7..]),   body,                           MalformedSignature),
+            ("md5 label",                        Some(&md5),         body,                           UnsupportedAlgorithm),
+            ("label with a MAC that is not hex", Some("sha256=xyz"), body,                           MalformedSignature),
+            ("SHA-256 MAC labelled sha512",      Some(&relabelled),  body,                           SignatureMismatch),
+        ];
+        for (case, signature, body, rejection) in cases {
+            let headers: Vec<_> = signature
+                .map(|s| ("x-hub-signature-256", s))
+                .into_iter()
+                .collect();
+            assert_eq!(
+                signed(&headers, body, VerifyOptions::default()),
+                Err(rejection),
+                "{case}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Harbor: the configured value exactly in `Authorization` (no scheme), compared in constant time. The
 //! event is the payload's `type` (`PUSH_ARTIFACT`, ...); the image tag is the first resource's tag.
 
-use super::{json_fields, string_at, verify_token, PayloadFacts, Provider, VerifyOptions};
+use super::{
+    json_fields, string_at, verify_token, Credential, PayloadFacts, Provider, Sender, VerifyOptions,
+};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
@@ -9,9 +11,21 @@ use hookgate_protocol::Secret;
 #[derive(Debug)]
 pub struct Harbor;
 
+const TOKEN_HEADER: &str = "authorization";
+
 impl Provider for Harbor {
+    fn sender(&self) -> Sender {
+        let credential = Credential::Token {
+            header: TOKEN_HEADER,
+            scheme: None,
+        };
+        Sender::new(
+            credential,
+            r#"{"event_data":{"resources":[{"tag":"1.0.0"}]},"type":"PUSH_ARTIFACT"}"#,
+        )
+    }
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
-        verify_token(d.headers.get("authorization"), secrets)
+        verify_token(d.headers.get(TOKEN_HEADER), secrets)
     }
     fn supports_events(&self) -> bool {
         true

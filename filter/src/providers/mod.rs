@@ -22,8 +22,12 @@ mod gitlab;
 mod harbor;
 mod nexus;
 mod quay;
+mod sender;
 mod sparse_json;
 mod standard_webhooks;
+
+use sender::ANY_JSON_SAMPLE;
+pub use sender::{sign, Credential, Outgoing, Sender};
 
 /// Every provider type the configuration accepts, by its `type` name.
 pub static PROVIDERS: &[(&str, &dyn Provider)] = &[
@@ -80,8 +84,16 @@ pub struct PayloadFacts {
 }
 
 pub trait Provider: Sync + std::fmt::Debug {
+    /// How a genuine sender of this type delivers: its proof, event and delivery headers, a sample payload.
+    fn sender(&self) -> Sender;
+
+    /// Follows from the sender's credential: a type whose sender proves nothing in the request is
+    /// [`Proof::SecretPath`].
     fn proof(&self) -> Proof {
-        Proof::InRequest
+        match self.sender().credential {
+            Credential::SecretPath => Proof::SecretPath,
+            _ => Proof::InRequest,
+        }
     }
 
     /// Checks the delivery's proof of origin against every configured secret.
@@ -291,8 +303,17 @@ mod tests {
 
     #[test]
     fn a_type_without_its_own_verification_fails_closed() {
+        #[derive(Debug)]
         struct Forgetful;
-        impl Provider for Forgetful {}
+        impl Provider for Forgetful {
+            fn sender(&self) -> Sender {
+                let credential = Credential::Token {
+                    header: "authorization",
+                    scheme: None,
+                };
+                Sender::new(credential, "{}")
+            }
+        }
         let headers = crate::delivery::Headers::default();
         let d = test_support::delivery(&headers, b"{}");
         assert_eq!(
@@ -316,32 +337,14 @@ mod tests {
         "authorization",
     ];
     const SW_ID: &str = "msg_1";
-    /// The types whose proof is a MAC over the body; the others compare tokens or need no proof.
-    const MAC_TYPES: &[&str] = &[
-        "github",
-        "gitea",
-        "bitbucket",
-        "generic-hmac",
-        "standard-webhooks",
-        "nexus",
-    ];
 
-    /// `count` secrets every type accepts: `user:password` for basic, `whsec_` keys for Standard Webhooks.
+    /// `count` distinct secrets the type accepts.
     fn keys_for(provider: &dyn Provider, count: usize) -> Vec<Secret> {
-        use base64::Engine;
         (0..count)
             .map(|i| {
-                let candidates = [
-                    format!("user{i}:secret-{i}"),
-                    format!(
-                        "whsec_{}",
-                        base64::engine::general_purpose::STANDARD.encode(format!("key-{i}"))
-                    ),
-                ];
-                candidates
-                    .iter()
-                    .find_map(|c| provider.decode_secret(c).ok())
-                    .expect("one candidate secret suits every type")
+                provider
+                    .decode_secret(&provider.placeholder_secret(&format!("key-{i}")))
+                    .expect("a placeholder secret is accepted")
             })
             .collect()
     }
@@ -498,7 +501,7 @@ mod tests {
                     }
                 }
                 // The cases reach the MAC of every type that has one: the bound is met, not dodged.
-                let expected = if MAC_TYPES.contains(name) {
+                let expected = if provider.sender().credential.signs_body() {
                     secret_count as u64
                 } else {
                     0

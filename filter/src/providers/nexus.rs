@@ -1,7 +1,7 @@
 //! Sonatype Nexus 3: `X-Nexus-Webhook-Signature: <hex HMAC-SHA1(secret, raw body)>`. SHA-1 is the only
 //! algorithm Nexus offers, so it is accepted here without `allowSha1`. The event is `X-Nexus-Webhook-Id`.
 
-use super::{verify_hex_mac, Provider, VerifyOptions};
+use super::{verify_hex_mac, Credential, Provider, Sender, VerifyOptions, ANY_JSON_SAMPLE};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::Algorithm;
@@ -10,11 +10,22 @@ use hookgate_protocol::Secret;
 #[derive(Debug)]
 pub struct Nexus;
 
+const SIGNATURE_HEADER: &str = "x-nexus-webhook-signature";
+const EVENT_HEADER: &str = "x-nexus-webhook-id";
+
 impl Provider for Nexus {
+    fn sender(&self) -> Sender {
+        let credential = Credential::BodyMac {
+            header: SIGNATURE_HEADER,
+            algorithm: Algorithm::Sha1,
+            labelled: false,
+        };
+        Sender::new(credential, ANY_JSON_SAMPLE).event(EVENT_HEADER, "rm:repository:component")
+    }
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         let signature = d
             .headers
-            .get("x-nexus-webhook-signature")
+            .get(SIGNATURE_HEADER)
             .ok_or(Rejection::MissingSignature)?;
         verify_hex_mac(Algorithm::Sha1, signature, d.body, secrets)
     }
@@ -22,7 +33,7 @@ impl Provider for Nexus {
         true
     }
     fn event(&self, d: &Delivery) -> Option<String> {
-        d.headers.get("x-nexus-webhook-id").map(str::to_owned)
+        d.headers.get(EVENT_HEADER).map(str::to_owned)
     }
     fn delivery_id(&self, d: &Delivery) -> Option<String> {
         d.headers.get("x-nexus-webhook-delivery").map(str::to_owned)

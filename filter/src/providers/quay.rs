@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{json_fields, string_at, PayloadFacts, Proof, Provider};
+use super::{json_fields, string_at, Credential, PayloadFacts, Provider, Sender};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -11,8 +11,11 @@ use crate::outcome::Rejection;
 pub struct Quay;
 
 impl Provider for Quay {
-    fn proof(&self) -> Proof {
-        Proof::SecretPath
+    fn sender(&self) -> Sender {
+        Sender::new(
+            Credential::SecretPath,
+            r#"{"docker_url":"quay.io/example/webapp","updated_tags":["1.0.0"]}"#,
+        )
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         let payload = json_fields(d.body, &["/docker_url", "/updated_tags"])?;

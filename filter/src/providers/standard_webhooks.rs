@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hookgate_protocol::Secret;
 
-use super::{json_fields, string_at, PayloadFacts, Provider, VerifyOptions};
+use super::{json_fields, string_at, Credential, PayloadFacts, Provider, Sender, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::{any_mac_equal, hmac, Algorithm};
@@ -27,7 +27,18 @@ fn header<'a>(d: &'a Delivery, suffix: &str) -> Option<&'a str> {
         .or_else(|| d.headers.get(&format!("svix-{suffix}")))
 }
 
+/// What a Standard Webhooks signature covers: `id.timestamp.body`.
+pub(super) fn signed_content<'a>(id: &'a str, timestamp: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
+    [id.as_bytes(), b".", timestamp.as_bytes(), b".", body]
+}
+
 impl Provider for StandardWebhooks {
+    fn sender(&self) -> Sender {
+        Sender::new(
+            Credential::StandardWebhooks,
+            r#"{"data":{"tag":"1.0.0"},"type":"image.pushed"}"#,
+        )
+    }
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         verify_standard_webhook(d, secrets)
     }
@@ -103,7 +114,7 @@ fn verify_standard_webhook(d: &Delivery, keys: &[Secret]) -> Result<(), Rejectio
         });
     }
     // One MAC per key, however many signatures the header holds.
-    let signed: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", d.body];
+    let signed = signed_content(id, timestamp, d.body);
     let computed: Vec<Vec<u8>> = keys
         .iter()
         .map(|key| hmac(Algorithm::Sha256, key.expose(), &signed))
@@ -127,6 +138,47 @@ mod tests {
     const BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
     const SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
 
+    /// A delivery field by field, and the key it is verified with.
+    #[derive(Clone, Copy)]
+    struct Signed<'a> {
+        prefix: &'a str,
+        id: &'a str,
+        ts: &'a str,
+        sig: &'a str,
+        body: &'a [u8],
+        now: u64,
+        key: &'a str,
+    }
+
+    /// The reference vector, delivered ten seconds after it was signed.
+    const REFERENCE: Signed = Signed {
+        prefix: "webhook",
+        id: ID,
+        ts: TS,
+        sig: SIG,
+        body: BODY,
+        now: NOW,
+        key: KEY,
+    };
+
+    impl Signed<'_> {
+        fn verify(&self) -> Result<(), Rejection> {
+            let prefix = self.prefix;
+            let h = Headers::new([
+                (format!("{prefix}-id"), self.id),
+                (format!("{prefix}-timestamp"), self.ts),
+                (format!("{prefix}-signature"), self.sig),
+            ]);
+            let keys = vec![StandardWebhooks.decode_secret(self.key).unwrap()];
+            let d = Delivery {
+                headers: &h,
+                body: self.body,
+                now: self.now,
+            };
+            StandardWebhooks.verify(&d, &keys, VerifyOptions::default())
+        }
+    }
+
     fn check(
         prefix: &str,
         id: &str,
@@ -135,21 +187,16 @@ mod tests {
         body: &[u8],
         now: u64,
     ) -> Result<(), Rejection> {
-        let h = Headers::new([
-            (format!("{prefix}-id"), id),
-            (format!("{prefix}-timestamp"), ts),
-            (format!("{prefix}-signature"), sig),
-        ]);
-        let keys = vec![StandardWebhooks.decode_secret(KEY).unwrap()];
-        StandardWebhooks.verify(
-            &Delivery {
-                headers: &h,
-                body,
-                now,
-            },
-            &keys,
-            VerifyOptions::default(),
-        )
+        Signed {
+            prefix,
+            id,
+            ts,
+            sig,
+            body,
+            now,
+            key: KEY,
+        }
+        .verify()
     }
 
     const NOW: u64 = 1_649_367_553 + 10;
@@ -223,70 +270,36 @@ mod tests {
     }
 
     #[test]
-    fn negative_cases() {
+    fn refuses_changed_content_stale_or_malformed_headers_and_other_keys() {
+        use Rejection::{
+            MalformedSignature, MissingSignature, SignatureMismatch, StaleTimestamp,
+            UnsupportedAlgorithm,
+        };
         assert_eq!(
-            check("webhook", ID, TS, SIG, b"{}", NOW),
-            Err(Rejection::SignatureMismatch)
+            REFERENCE.verify(),
+            Ok(()),
+            "each case changes one field of this"
         );
-        assert_eq!(
-            check("webhook", "msg_other", TS, SIG, BODY, NOW),
-            Err(Rejection::SignatureMismatch)
-        );
-        assert_eq!(
-            check("webhook", ID, TS, SIG, BODY, 1_649_367_553 + 301),
-            Err(Rejection::StaleTimestamp)
-        );
-        assert_eq!(
-            check("webhook", ID, TS, SIG, BODY, 1_649_367_553 - 301),
-            Err(Rejection::StaleTimestamp)
-        );
-        assert_eq!(
-            check("webhook", ID, "soon", SIG, BODY, NOW),
-            Err(Rejection::MalformedSignature)
-        );
-        assert_eq!(
-            check("webhook", ID, TS, "tZ1I4", BODY, NOW),
-            Err(Rejection::MalformedSignature)
-        );
-        assert_eq!(
-            check("webhook", ID, TS, "v1,!!!", BODY, NOW),
-            Err(Rejection::MalformedSignature)
-        );
-        assert_eq!(
-            check(
-                "webhook",
-                ID,
-                TS,
-                "v2,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
-                BODY,
-                NOW
-            ),
-            Err(Rejection::UnsupportedAlgorithm)
-        );
-        assert_eq!(
-            check("other", ID, TS, SIG, BODY, NOW),
-            Err(Rejection::MissingSignature)
-        );
-        let keys = vec![StandardWebhooks
-            .decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap()];
-        let h = Headers::new([
-            ("webhook-id", ID),
-            ("webhook-timestamp", TS),
-            ("webhook-signature", SIG),
-        ]);
-        assert_eq!(
-            StandardWebhooks.verify(
-                &Delivery {
-                    headers: &h,
-                    body: BODY,
-                    now: NOW
-                },
-                &keys,
-                VerifyOptions::default()
-            ),
-            Err(Rejection::SignatureMismatch)
-        );
+        let v2 = "v2,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+        let other_key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let signed_at = 1_649_367_553;
+        // (case, the reference delivery changed, rejection)
+        #[rustfmt::skip]
+        let cases = [
+            ("body changed after signing",     Signed { body: b"{}", ..REFERENCE },          SignatureMismatch),
+            ("id changed after signing",       Signed { id: "msg_other", ..REFERENCE },      SignatureMismatch),
+            ("delivered 301 s after signing",  Signed { now: signed_at + 301, ..REFERENCE }, StaleTimestamp),
+            ("delivered 301 s before signing", Signed { now: signed_at - 301, ..REFERENCE }, StaleTimestamp),
+            ("timestamp not a number",         Signed { ts: "soon", ..REFERENCE },           MalformedSignature),
+            ("signature without a version",    Signed { sig: "tZ1I4", ..REFERENCE },         MalformedSignature),
+            ("v1 signature not base64",        Signed { sig: "v1,!!!", ..REFERENCE },        MalformedSignature),
+            ("only a v2 signature",            Signed { sig: v2, ..REFERENCE },              UnsupportedAlgorithm),
+            ("headers with another prefix",    Signed { prefix: "other", ..REFERENCE },      MissingSignature),
+            ("verified with another key",      Signed { key: other_key, ..REFERENCE },       SignatureMismatch),
+        ];
+        for (case, delivery, rejection) in cases {
+            assert_eq!(delivery.verify(), Err(rejection), "{case}");
+        }
     }
 
     #[test]
