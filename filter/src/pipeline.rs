@@ -24,11 +24,6 @@ impl Filter {
         Self { config, labels }
     }
 
-    /// The configuration, for the fuzzer, which delivers to every configured receiver's path.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The receiver answering on `path`; `None` is a 404.
     pub fn route(&self, path: &str) -> Option<ReceiverId> {
         self.config.receiver_for_path(path).map(ReceiverId)

@@ -18,14 +18,22 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// Parses the `sha1` / `sha256` / `sha512` prefix used in `X-Hub-Signature` style headers.
-    pub fn from_prefix(prefix: &str) -> Option<Self> {
-        match prefix.to_ascii_lowercase().as_str() {
-            "sha1" => Some(Self::Sha1),
-            "sha256" => Some(Self::Sha256),
-            "sha512" => Some(Self::Sha512),
-            _ => None,
+    const ALL: [Self; 3] = [Self::Sha1, Self::Sha256, Self::Sha512];
+
+    /// The `sha1` / `sha256` / `sha512` prefix of `X-Hub-Signature` style headers (`<prefix>=<hex>`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+            Self::Sha512 => "sha512",
         }
+    }
+
+    /// Reads a [`Algorithm::prefix`], in any case.
+    pub fn from_prefix(prefix: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.prefix().eq_ignore_ascii_case(prefix))
     }
 }
 
@@ -112,6 +120,17 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_read_back_in_any_case() {
+        for algorithm in Algorithm::ALL {
+            assert_eq!(Algorithm::from_prefix(algorithm.prefix()), Some(algorithm));
+            let upper = algorithm.prefix().to_ascii_uppercase();
+            assert_eq!(Algorithm::from_prefix(&upper), Some(algorithm));
+        }
+        assert_eq!(Algorithm::from_prefix("md5"), None);
+        assert_eq!(Algorithm::from_prefix(""), None);
+    }
 
     #[test]
     fn token_comparison_requires_exact_match() {

@@ -29,8 +29,9 @@ fn secret(provider: &dyn Provider) -> String {
 
 /// One receiver of every type in the table, in the table's order, filtering on its sender's default event
 /// and, where payloads carry refs, on refs.
-fn filter() -> &'static Filter {
-    static FILTER: OnceLock<Filter> = OnceLock::new();
+/// Returns the filter and each receiver's first path (where deliveries are sent).
+fn filter() -> &'static (Filter, Vec<String>) {
+    static FILTER: OnceLock<(Filter, Vec<String>)> = OnceLock::new();
     FILTER.get_or_init(|| {
         let receivers: Vec<String> = PROVIDERS
             .iter()
@@ -45,7 +46,9 @@ fn filter() -> &'static Filter {
             })
             .collect();
         let json = format!(r#"{{"attestationKey":"fuzz-attestation-key-0123","receivers":[{}]}}"#, receivers.join(","));
-        Filter::new(Config::parse(json.as_bytes(), &|_| None).expect("fuzz configuration is valid"))
+        let config = Config::parse(json.as_bytes(), &|_| None).expect("fuzz configuration is valid");
+        let paths = config.receivers.iter().map(|r| r.paths[0].clone()).collect();
+        (Filter::new(config), paths)
     })
 }
 
@@ -82,11 +85,10 @@ fn valid_proof(provider: &dyn Provider, body: &[u8], now: u64) -> Vec<(String, V
 }
 
 fuzz_target!(|input: Input| {
-    let filter = filter();
+    let (filter, paths) = filter();
     let index = input.receiver as usize % PROVIDERS.len();
     let (kind, provider) = PROVIDERS[index];
-    let receiver = &filter.config().receivers[index];
-    let mut path = receiver.paths[0].clone();
+    let mut path = paths[index].clone();
     if let Some(suffix) = &input.path_suffix {
         path.push_str(suffix);
     }

@@ -129,7 +129,7 @@ pub fn sign(
             add(
                 header,
                 if labelled {
-                    format!("{}={mac}", label(algorithm))
+                    format!("{}={mac}", algorithm.prefix())
                 } else {
                     mac
                 },
@@ -161,15 +161,6 @@ pub fn sign(
         }
     }
     Ok(headers)
-}
-
-/// The label of `algorithm` in `<label>=<hex>` signatures (what [`Algorithm::from_prefix`] reads).
-fn label(algorithm: Algorithm) -> &'static str {
-    match algorithm {
-        Algorithm::Sha1 => "sha1",
-        Algorithm::Sha256 => "sha256",
-        Algorithm::Sha512 => "sha512",
-    }
 }
 
 #[cfg(test)]
