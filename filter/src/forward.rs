@@ -99,9 +99,35 @@ impl Forward {
 }
 
 #[cfg(test)]
+impl Forward {
+    /// The timestamp this forward's attestation proves, verified with `key` at `now` as the controller does.
+    pub(crate) fn verified_timestamp(
+        &self,
+        key: &[u8],
+        now: u64,
+    ) -> Result<u64, hookgate_protocol::attestation::AttestationError> {
+        use hookgate_protocol::attestation::{verify, DEFAULT_TOLERANCE_SECS};
+        let header = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        verify(
+            key,
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            &self.body,
+            now,
+            DEFAULT_TOLERANCE_SECS,
+        )
+        .map(|verified| verified.timestamp)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use hookgate_protocol::attestation::{verify, DEFAULT_TOLERANCE_SECS};
 
     const NOW: u64 = 1_700_000_000;
     const KEY: &str = "attestation-key-0123456789";
@@ -128,25 +154,7 @@ mod tests {
     #[test]
     fn signed_request_verifies_with_the_key() {
         let forward = forward();
-        let header = |n: &str| {
-            forward
-                .headers
-                .iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(
-            verify(
-                KEY.as_bytes(),
-                header(TIMESTAMP_HEADER),
-                header(SIGNATURE_HEADER),
-                &forward.body,
-                NOW,
-                DEFAULT_TOLERANCE_SECS
-            )
-            .map(|v| v.timestamp),
-            Ok(NOW)
-        );
+        assert_eq!(forward.verified_timestamp(KEY.as_bytes(), NOW), Ok(NOW));
         let request: AttestedRequest = serde_json::from_slice(&forward.body).unwrap();
         assert_eq!(request, forward.request);
     }

@@ -171,9 +171,6 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hookgate_protocol::attestation::{
-        verify, DEFAULT_TOLERANCE_SECS, SIGNATURE_HEADER, TIMESTAMP_HEADER,
-    };
     use hookgate_protocol::crypto::{hmac, Algorithm};
     use hookgate_protocol::{AttestedRequest, ReceiverRef};
 
@@ -225,25 +222,7 @@ mod tests {
             panic!("not forwarded")
         };
         assert_eq!(forward.path, "/hook/v1/reconcile");
-        let header = |n: &str| {
-            forward
-                .headers
-                .iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(
-            verify(
-                KEY.as_bytes(),
-                header(TIMESTAMP_HEADER),
-                header(SIGNATURE_HEADER),
-                &forward.body,
-                NOW,
-                DEFAULT_TOLERANCE_SECS
-            )
-            .map(|v| v.timestamp),
-            Ok(NOW)
-        );
+        assert_eq!(forward.verified_timestamp(KEY.as_bytes(), NOW), Ok(NOW));
         let request: AttestedRequest = serde_json::from_slice(&forward.body).unwrap();
         assert_eq!(
             request.receiver,
