@@ -10,7 +10,7 @@ use crate::kubernetes::is_dns_subdomain;
 pub const MAX_EVENT_TYPE_LEN: usize = 100;
 pub const DEFAULT_EVENT_TYPE: &str = "argo-degraded";
 
-/// What the controller needs to dispatch, as forwarded in the reconcile request.
+/// What the controller needs to dispatch, as forwarded in the attested request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DispatchRequest {
