@@ -243,14 +243,10 @@ fn check_names(at: &ReceiverAt, name: &str, namespace: &str) -> Result<(), Confi
 }
 
 fn provider_type(at: &ReceiverAt, name: &str) -> Result<ProviderType, ConfigError> {
-    providers::names()
-        .find(|known| *known == name)
-        .and_then(|known| {
-            Some(ProviderType {
-                name: known,
-                provider: providers::lookup(known)?,
-            })
-        })
+    providers::PROVIDERS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|&(name, provider)| ProviderType { name, provider })
         .ok_or_else(|| {
             let known: Vec<&str> = providers::names().collect();
             at.error(
