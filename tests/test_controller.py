@@ -10,7 +10,10 @@ import os
 import re
 import subprocess
 import time
+import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import pytest
 
@@ -155,6 +158,7 @@ def test_wildcard_patches_every_match_and_reports_no_matches(cp, controller):
     assert status == 200, reply
     assert reply["annotated"] == 200
     # The reply shows the configured target with counts; the names it matched are in the controller's log only.
+    assert RFC3339_NANOS.match(reply["targets"][0].pop("requestedAt")), "when its earliest patch started"
     assert reply["targets"] == [{"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
                                  "namespace": "flux-system", "name": "*", "matchLabels": {"fleet": "edge"},
                                  "status": "annotated", "matched": 200, "counts": {"annotated": 200}}]
@@ -170,6 +174,58 @@ def test_wildcard_patches_every_match_and_reports_no_matches(cp, controller):
     assert reply["targets"] == [{"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
                                  "namespace": "flux-system", "name": "*", "matchLabels": {"fleet": "none"},
                                  "status": "no_matches", "matched": 0}]
+
+
+def api_server_patches(cp, resource: str) -> int:
+    """PATCH requests the API server has served for `resource` so far, from its own metrics."""
+    pattern = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$')
+    total = 0
+    status, text = cp.request("GET", "/metrics")
+    assert status == 200, text
+    for line in text.splitlines():
+        match = pattern.match(line)
+        if match and 'verb="PATCH"' in match.group(1) and f'resource="{resource}"' in match.group(1):
+            total += int(float(match.group(2)))
+    return total
+
+
+def concurrent_reconciles(port: int, target: dict, count: int) -> list[tuple[datetime, int, dict]]:
+    """`count` requests for `target`, released together: (when each was sent, status, reply)."""
+    start = threading.Barrier(count)
+
+    def one(i: int):
+        body = reconcile_request([target], delivery=f"concurrent-{time.monotonic_ns()}-{i}")
+        start.wait()
+        sent = datetime.now(timezone.utc)
+        return (sent, *post(port, body))
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_concurrent_requests_for_one_object_share_patches_and_every_answer_is_true(cp, controller):
+    count = 32
+    before = api_server_patches(cp, "gitrepositories")
+    results = concurrent_reconciles(controller.port, GIT, count)
+    patches = api_server_patches(cp, "gitrepositories") - before
+    assert [status for _, status, _ in results] == [200] * count, results
+    written = [reply["targets"][0]["requestedAt"] for _, _, reply in results]
+    for (sent, _, reply), value in zip(results, written):
+        # The patch that answered this request started after the request was sent (microseconds compared).
+        assert datetime.fromisoformat(value[:26] + "+00:00") >= sent, (sent, reply)
+    # Every value reported was written by a real PATCH, and requests shared them.
+    assert len(set(written)) == patches < count, (patches, sorted(set(written)))
+    assert annotations(cp, "source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")[FLUX] == max(written)
+
+
+def test_a_failing_patch_fails_every_request_that_shared_it(cp, controller):
+    count = 32
+    before = api_server_patches(cp, "gitrepositories")
+    results = concurrent_reconciles(controller.port, {"kind": "GitRepository", "name": "absent"}, count)
+    patches = api_server_patches(cp, "gitrepositories") - before
+    assert [(status, reply["targets"][0]["status"]) for _, status, reply in results] == [(404, "not_found")] * count
+    assert all("requestedAt" not in reply["targets"][0] for _, _, reply in results)
+    assert 0 < patches < count, "the failures came from shared patches"
 
 
 def test_namespace_outside_the_rbac_is_forbidden_by_the_api_server(cp, cross_ns_controller):

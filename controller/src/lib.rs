@@ -3,6 +3,7 @@
 //! (`hookgate-protocol`) only; the `hookgate` binary (crate `hookgate-cli`) runs it as `hookgate serve`.
 #![forbid(unsafe_code)]
 
+pub mod coalesce;
 pub mod dispatch;
 pub mod error;
 pub mod kinds;

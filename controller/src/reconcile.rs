@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::FutureExt;
 use futures::stream::{self, StreamExt};
 use hookgate_protocol::{AttestedRequest, Target};
 use http::StatusCode;
@@ -22,6 +23,7 @@ use kube::Client;
 use serde::{Serialize, Serializer};
 use tokio::time::Instant;
 
+use crate::coalesce::Coalescer;
 use crate::error::{Error, Result};
 use crate::kinds::{resolve, Resolved};
 use crate::metrics::Metrics;
@@ -102,6 +104,11 @@ pub struct TargetResult {
     /// Wildcards with matches: how many objects ended in each status.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub counts: BTreeMap<TargetStatus, usize>,
+    /// When the earliest patch that annotated one of its objects started: for a Flux kind, the
+    /// `requestedAt` value written. Always after the request arrived, also when the patch was shared
+    /// with other requests (see `coalesce`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<String>,
     /// Every object's outcome (one for a named target or a failed list), for the reply's status code.
     #[serde(skip)]
     pub outcomes: Vec<TargetStatus>,
@@ -191,10 +198,18 @@ struct Planned {
     receiver: String,
 }
 
+/// One object on the API server: its group, resource (plural), namespace and name.
+type ObjectKey = (String, String, String, String);
+
+/// What one patch came to: the `requestedAt` it wrote (the time it started), or why it failed.
+type PatchResult = std::result::Result<String, (TargetStatus, String)>;
+
 pub struct Reconciler {
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
+    /// Requests for the same object share patches (see `coalesce`).
+    patches: Arc<Coalescer<ObjectKey, PatchResult>>,
 }
 
 impl Reconciler {
@@ -203,6 +218,7 @@ impl Reconciler {
             client,
             settings,
             metrics,
+            patches: Arc::default(),
         }
     }
 
@@ -267,7 +283,6 @@ impl Reconciler {
     pub async fn reconcile(&self, request: &AttestedRequest) -> Result<Summary> {
         let plan = self.plan(request)?;
         let deadline = Instant::now() + self.settings.deadline;
-        let requested_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
 
         // Expand wildcards first (in parallel), then patch everything (in parallel, bounded).
         // (Futures are collected first: a lazy `map` over borrowed items trips the compiler's
@@ -277,8 +292,10 @@ impl Reconciler {
             .buffered(self.settings.max_concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
-        // Each configured target's object outcomes; `matched` once a wildcard's list succeeded.
+        // Each configured target's object outcomes and earliest `requestedAt` written; `matched` once a
+        // wildcard's list succeeded.
         let mut outcomes: Vec<Vec<TargetStatus>> = vec![Vec::new(); plan.len()];
+        let mut requested_at: Vec<Option<String>> = vec![None; plan.len()];
         let mut matched: Vec<Option<usize>> = vec![None; plan.len()];
         let mut to_patch = Vec::new();
         for (index, (planned, expansion)) in plan.iter().zip(expansions).enumerate() {
@@ -292,30 +309,37 @@ impl Reconciler {
                 Err(status) => outcomes[index].push(status),
             }
         }
-        let requested_at = requested_at.as_str();
         let patches: Vec<_> = to_patch
             .into_iter()
             .map(|(index, planned, name)| async move {
-                (
-                    index,
-                    self.patch_and_report(planned, &name, requested_at, deadline)
-                        .await,
-                )
+                (index, self.patch_and_report(planned, name, deadline).await)
             })
             .collect();
         let patched = stream::iter(patches)
             .buffer_unordered(self.settings.max_concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
-        for (index, status) in patched {
-            outcomes[index].push(status);
+        for (index, result) in patched {
+            match result {
+                Ok(written) => {
+                    outcomes[index].push(TargetStatus::Annotated);
+                    let earliest = &mut requested_at[index];
+                    if earliest.as_ref().is_none_or(|e| written < *e) {
+                        *earliest = Some(written);
+                    }
+                }
+                Err(status) => outcomes[index].push(status),
+            }
         }
 
         let results: Vec<TargetResult> = plan
             .iter()
             .zip(outcomes)
             .zip(matched)
-            .map(|((planned, outcomes), matched)| self.result(planned, outcomes, matched))
+            .zip(requested_at)
+            .map(|(((planned, outcomes), matched), requested_at)| {
+                self.result(planned, outcomes, matched, requested_at)
+            })
             .collect();
         for r in &results {
             if r.status == TargetStatus::NoMatches {
@@ -347,6 +371,7 @@ impl Reconciler {
         planned: &Planned,
         outcomes: Vec<TargetStatus>,
         matched: Option<usize>,
+        requested_at: Option<String>,
     ) -> TargetResult {
         let status = if matched == Some(0) {
             TargetStatus::NoMatches
@@ -372,6 +397,7 @@ impl Reconciler {
             status,
             matched,
             counts,
+            requested_at,
             outcomes,
         }
     }
@@ -431,15 +457,15 @@ impl Reconciler {
         }
     }
 
+    /// The `requestedAt` written for the object, or its failure status (logged here).
     async fn patch_and_report(
         &self,
         planned: &Planned,
-        name: &str,
-        requested_at: &str,
+        name: String,
         deadline: Instant,
-    ) -> TargetStatus {
-        match self.patch(planned, name, requested_at, deadline).await {
-            Ok(()) => TargetStatus::Annotated,
+    ) -> std::result::Result<String, TargetStatus> {
+        match self.patch(planned, name.clone(), deadline).await {
+            Ok(written) => Ok(written),
             Err((status, detail)) => {
                 tracing::warn!(
                     receiver = %planned.receiver,
@@ -450,33 +476,56 @@ impl Reconciler {
                     detail = %detail,
                     "patching a target failed"
                 );
-                status
+                Err(status)
             }
         }
     }
 
-    async fn patch(
-        &self,
-        planned: &Planned,
-        name: &str,
-        requested_at: &str,
-        deadline: Instant,
-    ) -> Result<(), (TargetStatus, String)> {
-        let api = &planned.api;
-        let patch = Patch::Merge(planned.resolved.patch(requested_at));
+    /// The result of the next patch of the object that starts after this call, shared with every request
+    /// for the same object that arrives before it starts. This request's deadline bounds the wait.
+    async fn patch(&self, planned: &Planned, name: String, deadline: Instant) -> PatchResult {
+        let resource = &planned.resource;
+        let key = (
+            resource.group.clone(),
+            resource.plural.clone(),
+            planned.namespace.clone(),
+            name.clone(),
+        );
+        let (api, resolved, metrics) = (
+            planned.api.clone(),
+            planned.resolved.clone(),
+            self.metrics.clone(),
+        );
         let params = PatchParams {
             field_manager: Some(self.settings.field_manager.clone()),
             ..PatchParams::default()
         };
-        let started = Instant::now();
-        let outcome = retry::until(deadline, &API_RETRY, || {
-            api.patch_metadata(name, &params, &patch)
-        })
-        .await;
-        self.metrics
-            .patch_seconds
-            .observe(started.elapsed().as_secs_f64());
-        outcome.map(|_| ()).map_err(classify)
+        let work = move || {
+            async move {
+                // Taken when the patch starts, so it is after every request that shares the patch arrived.
+                let requested_at =
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                let patch = Patch::Merge(resolved.patch(&requested_at));
+                let started = Instant::now();
+                let outcome = retry::until(deadline, &API_RETRY, || {
+                    api.patch_metadata(&name, &params, &patch)
+                })
+                .await;
+                metrics
+                    .patch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                outcome.map(|_| requested_at).map_err(classify)
+            }
+            .boxed()
+        };
+        match tokio::time::timeout_at(deadline, self.patches.run(key, work)).await {
+            Ok((Some(result), _)) => result,
+            Ok((None, _)) => Err((TargetStatus::Failed, "the patch task failed".into())),
+            Err(_) => Err((
+                TargetStatus::Unavailable,
+                "deadline exceeded waiting for a patch shared with other requests".into(),
+            )),
+        }
     }
 }
 
@@ -543,6 +592,7 @@ mod tests {
                     status: *s,
                     matched: None,
                     counts: BTreeMap::new(),
+                    requested_at: None,
                     outcomes: vec![*s],
                 })
                 .collect(),

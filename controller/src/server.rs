@@ -457,9 +457,17 @@ mod tests {
         let body = request(
             r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app":"webapp"}},{"kind":"GitRepository","name":"webapp"}]"#,
         );
-        let (status, reply) = send(&app, signed(&body, now())).await;
+        let sent_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let (status, mut reply) = send(&app, signed(&body, now())).await;
         assert_eq!(seen.lock().unwrap().len(), 4, "{:?}", seen.lock().unwrap());
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        // The one annotated object's patch started after the request was sent.
+        let written = reply["targets"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("requestedAt")
+            .unwrap();
+        assert!(written.as_str().unwrap() > sent_at.as_str(), "{written}");
         assert_eq!(
             reply,
             json!({"receiver": "flux-system/r", "annotated": 1, "failed": 2, "targets": [
