@@ -462,20 +462,30 @@ def main() -> int:
         for envoy in envoys:
             envoy.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
-    return report(args, variants, results, cost_results)
+    return report(args, variants, results, cost_results, rate_limit[1])
 
 
 def spread(values: list[float], fmt: str) -> str:
     return f"{format(min(values), fmt)}..{format(max(values), fmt)}"
 
 
-def report(args, variants: dict, results: dict, cost_results: dict) -> int:
+def describe(route_config: dict) -> str:
+    """The buckets of a route's local rate limit config, in words."""
+    return "; ".join(
+        f"{'+'.join(e['key'] + ('=' + e['value'] if 'value' in e else '=each') for e in d['entries'])}: "
+        f"{d['token_bucket']['max_tokens']} per {d['token_bucket']['fill_interval']}"
+        for d in route_config["descriptors"])
+
+
+def report(args, variants: dict, results: dict, cost_results: dict, route_config: dict) -> int:
     print(f"\nhookgate flood benchmark: Envoy 1 worker, filter at the default bodyLimit ({DEFAULT_BODY_LIMIT} bytes); "
           f"wrk 1 thread x {args.connections} connections from 127.0.0.1 on the plain route; flooder "
           f"{args.flood_connections} keep-alive connections from {FLOOD_SOURCE}, forged 1 MiB deliveries; genuine "
           f"8 KiB deliveries every {args.genuine_interval * 1000:.0f} ms from {GENUINE_FIRST_SOURCE} onwards, "
           f"fresh connection each; {args.rounds} rounds x {args.seconds}s, medians (min..max over rounds); "
           f"nproc={os.cpu_count()}, load average before the run's end {os.getloadavg()[0]:.2f}")
+    print(f"rate limit: Envoy Gateway's translation of {EXAMPLE.relative_to(MANIFESTS.parent)}'s BackendTrafficPolicy, "
+          f"in front of the filter: {describe(route_config)}")
     print(f"{'variant':30s} {'scenario':15s} {'plain req/s':>12s} {'worker busy':>11s} {'genuine p50/p99 ms':>19s} "
           f"{'flood req/s':>11s} {'flooder CPU':>11s}  answers to the flood / genuine")
     unexpected = []
