@@ -3,7 +3,7 @@
 One Envoy (one worker) built like Envoy Gateway's (tests/harness.py), with the filter at its default
 `bodyLimit`, a webhook route and a plain route, in front of a fast upstream (edge_bench.py's). Two variants
 run side by side: the webhook route with the local rate limit Envoy Gateway generates for the project's
-BackendTrafficPolicy (taken from Envoy Gateway's own translators, bench/flood/eg-xds), and without it.
+BackendTrafficPolicy (taken from Envoy Gateway's own translators, tests/eg-translate), and without it.
 
 Each round, in both variants, interleaved: wrk from 127.0.0.1 measures the plain route's throughput, once
 without a flood (baseline) and once while a flooder bound to 127.0.0.2 sends forged 1 MiB deliveries to the
@@ -18,29 +18,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
-import json
 import multiprocessing
 import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import yaml
-
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
 
 import signers  # noqa: E402
-from deploy import GATEWAY_KINDS, MANIFESTS  # noqa: E402
+from deploy import MANIFESTS, kubernetes_translation  # noqa: E402
 from edge_bench import KEY, SECRET, TARGETS, direct_upstream, push_body, run_wrk, wrk_script  # noqa: E402
-from gateway import STANDALONE, render  # noqa: E402
+from gateway import render  # noqa: E402
 from harness import LISTENER_NAME, LOCAL_RATELIMIT, Envoy, envoy_bootstrap, free_port  # noqa: E402
 
 EXAMPLE = MANIFESTS / "examples/homelab-github"
@@ -56,39 +52,28 @@ DEFAULT_BODY_LIMIT = 3 * 1024 * 1024
 GENUINE_PER_SOURCE = 100
 # What runs beside wrk on the plain route: nothing, the flood on the Envoy measured, the same flood on a twin.
 SCENARIOS = ("baseline", "flood", "flood on a twin")
-# What the cluster has besides the manifests (tests/test_translate.py: Envoy Gateway's certgen Secret).
-ENVOY_CLIENT_TLS = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                    "metadata": {"name": "envoy", "namespace": "envoy-gateway-system"},
-                    "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "ca.crt": "Y2E="}}
 
 
 # -- the rate limit, as Envoy Gateway generates it -----------------------------------------------------------
 def envoy_gateway_rate_limit(workdir: Path) -> tuple[dict, dict]:
     """(the listener's local rate limit filter, the webhook route's local rate limit config) that Envoy
     Gateway's translators generate for the example's manifests, unchanged, with the cluster's Gateway."""
-    build = subprocess.run(["bash", str(BENCH / "flood/build.sh")], check=True, stdout=subprocess.PIPE, text=True)
-    eg_xds = dict(line.split("=", 1) for line in build.stdout.split() if "=" in line)["EG_XDS"]
-    cluster = [d for d in yaml.safe_load_all((STANDALONE / "gateway.yaml").read_text()) if d] + [ENVOY_CLIENT_TLS]
-    # The Wasm filter is not needed here (harness.py's bootstrap has it): leave out what configures it. The
-    # route's backend Service gets the cluster IP the API server would give it.
-    kinds = GATEWAY_KINDS - {"EnvoyExtensionPolicy", "EnvoyPatchPolicy"} | {"Service"}
-    docs = [d for d in render(EXAMPLE) if d["kind"] in kinds]
-    for service in (d for d in docs if d["kind"] == "Service"):
-        service["spec"]["clusterIP"] = "10.96.0.10"
-    source = workdir / "eg-input.yaml"
-    source.write_text(yaml.safe_dump_all(cluster + docs))
-    out = json.loads(subprocess.run([eg_xds, str(source)], check=True, stdout=subprocess.PIPE, text=True).stdout)
-    listener = out["listeners"][LISTENER_NAME]
-    chain = listener.get("default_filter_chain") or listener["filter_chains"][0]
-    (listener_filter,) = [f for f in chain["filters"][0]["typed_config"]["http_filters"]
+    # The Wasm filter is not needed here (harness.py's bootstrap has it): leave out what configures it.
+    docs = [d for d in render(EXAMPLE) if d["kind"] not in {"EnvoyExtensionPolicy", "EnvoyPatchPolicy"}]
+    out = kubernetes_translation(docs, workdir)
+    if out["errors"]:
+        raise RuntimeError(f"Envoy Gateway's translation failed: {out['errors']}")
+    (listener,) = out["listeners"][LISTENER_NAME]
+    chain = listener.get("defaultFilterChain") or listener["filterChains"][0]
+    (listener_filter,) = [f for f in chain["filters"][0]["typedConfig"]["httpFilters"]
                           if f["name"] == LOCAL_RATELIMIT]
     def policies(route: dict) -> set[tuple[str, str]]:
-        listed = route.get("metadata", {}).get("filter_metadata", {}).get("envoy-gateway", {}).get("policies", [])
+        listed = route.get("metadata", {}).get("filterMetadata", {}).get("envoy-gateway", {}).get("policies", [])
         return {(p["kind"], p["name"]) for p in listed}
 
-    (route,) = [r for rc in out["routes"].values() for vh in rc["virtual_hosts"] for r in vh["routes"]
-                if ("BackendTrafficPolicy", RATE_LIMIT_POLICY) in policies(r)]
-    return listener_filter, route["typed_per_filter_config"][LOCAL_RATELIMIT]
+    (route,) = [r for configs in out["routes"].values() for rc in configs for vh in rc["virtualHosts"]
+                for r in vh["routes"] if ("BackendTrafficPolicy", RATE_LIMIT_POLICY) in policies(r)]
+    return listener_filter, route["typedPerFilterConfig"][LOCAL_RATELIMIT]
 
 
 def edge_bootstrap(rate_limit: tuple[dict, dict] | None, upstream_port: int, env_keys: list[str]) -> dict:
@@ -473,7 +458,7 @@ def describe(route_config: dict) -> str:
     """The buckets of a route's local rate limit config, in words."""
     return "; ".join(
         f"{'+'.join(e['key'] + ('=' + e['value'] if 'value' in e else '=each') for e in d['entries'])}: "
-        f"{d['token_bucket']['max_tokens']} per {d['token_bucket']['fill_interval']}"
+        f"{d['tokenBucket']['maxTokens']} per {d['tokenBucket']['fillInterval']}"
         for d in route_config["descriptors"])
 
 

@@ -5,16 +5,20 @@ Gateway. Deliveries are signed as each provider signs them (signers.py) and sent
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
+import subprocess
 import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import signers
-from cluster import ROOT, ControlPlane
-from gateway import EnvoyGateway, render, standalone_overlay, wait
+import yaml
+
+from cluster import ROOT, ControlPlane, build_binaries
+from gateway import STANDALONE, EnvoyGateway, render, standalone_overlay, wait
 from harness import Controller
 
 MANIFESTS = ROOT / "manifests"
@@ -25,6 +29,29 @@ ARGO_REFRESH = "argocd.argoproj.io/refresh"
 GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "Backend", "EnvoyProxy", "EnvoyExtensionPolicy",
                  "EnvoyPatchPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy", "SecurityPolicy", "Secret"}
 CLUSTER_KINDS = ("ServiceAccount", "ClusterRole", "Role", "RoleBinding")
+# What Envoy Gateway's installation creates (its certgen job): the client certificate Envoy uses towards the
+# Wasm cache. Its content takes no part in the translation.
+ENVOY_CLIENT_TLS = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": "envoy", "namespace": "envoy-gateway-system"},
+                    "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "ca.crt": "Y2E="}}
+
+
+def kubernetes_translation(docs: list[dict], workdir: Path) -> dict:
+    """Envoy Gateway's own translation of rendered manifests `docs` as on Kubernetes (tests/eg-translate), with
+    the cluster's GatewayClass and Gateway: EnvoyPatchPolicy statuses, listeners and route configurations
+    (protobuf JSON), and errors."""
+    cluster = [d for d in yaml.safe_load_all((STANDALONE / "gateway.yaml").read_text()) if d] + [ENVOY_CLIENT_TLS]
+    # What Envoy Gateway watches on a cluster (the Secret operators' kinds are not in its scheme), with the
+    # cluster IP the API server gives a Service.
+    watched = copy.deepcopy([d for d in docs if d["kind"] in GATEWAY_KINDS | {"Service"}])
+    for service in (d for d in watched if d["kind"] == "Service"):
+        service["spec"]["clusterIP"] = "10.96.0.10"
+    source = workdir / "eg-translate-input.yaml"
+    source.write_text(yaml.safe_dump_all(cluster + watched))
+    out = subprocess.run([build_binaries()["EG_TRANSLATE"], str(source)], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"eg-translate failed: {out.stderr}")
+    return json.loads(out.stdout)
 
 # The smallest valid object of each kind a receiver can target: (apiVersion, spec).
 OBJECTS = {

@@ -6,38 +6,19 @@ standalone mode the kind is empty): the hold-headers patch must be Programmed un
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
 
 import pytest
-import yaml
 
-from cluster import build_binaries
-from deploy import EXAMPLES, GATEWAY_KINDS, MANIFESTS
-from gateway import STANDALONE, render
+from deploy import EXAMPLES, MANIFESTS, kubernetes_translation
+from gateway import render
 from harness import LISTENER_NAME, LOCAL_RATELIMIT
 
 HOLD_HEADERS = ("envoy-gateway-system", "hookgate-hold-headers")
-# What Envoy Gateway's installation creates (its certgen job): the client certificate Envoy uses towards the
-# Wasm cache. Its content takes no part in the translation.
-ENVOY_CLIENT_TLS = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                    "metadata": {"name": "envoy", "namespace": "envoy-gateway-system"},
-                    "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "ca.crt": "Y2E="}}
 
 
 def translate(docs: list[dict], tmp_path) -> dict:
-    """Envoy Gateway's translation of `docs` with the cluster's Gateway: patch statuses and listeners."""
-    cluster = [d for d in yaml.safe_load_all((STANDALONE / "gateway.yaml").read_text()) if d] + [ENVOY_CLIENT_TLS]
-    # What Envoy Gateway watches on a cluster (the Secret operators' kinds are not in its scheme), with the
-    # cluster IP the API server gives a Service.
-    watched = copy.deepcopy([d for d in docs if d["kind"] in GATEWAY_KINDS | {"Service"}])
-    for service in (d for d in watched if d["kind"] == "Service"):
-        service["spec"]["clusterIP"] = "10.96.0.10"
-    source = tmp_path / "input.yaml"
-    source.write_text(yaml.safe_dump_all(cluster + watched))
-    out = subprocess.run([build_binaries()["EG_TRANSLATE"], str(source)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    """Envoy Gateway's translation of `docs` with the cluster's Gateway, which must raise no error."""
+    result = kubernetes_translation(docs, tmp_path)
     assert not result["errors"], result["errors"]
     return result
 

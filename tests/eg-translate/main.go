@@ -1,7 +1,8 @@
 // eg-translate runs Envoy Gateway's own translators over a file of rendered manifests, as on Kubernetes:
 // Gateway API resources to its intermediate representation to xDS (what `egctl x translate` does), with
-// EnvoyPatchPolicies enabled and the Wasm filter included. It prints JSON: each EnvoyPatchPolicy's status
-// and each listener's HTTP filters with their typed configs.
+// EnvoyPatchPolicies enabled and the Wasm filter included. It prints JSON: each EnvoyPatchPolicy's status,
+// each listener and each route configuration (where per-route settings such as the rate limit's buckets
+// live), in protobuf JSON.
 //
 // `egctl x translate` cannot show this: it has no Wasm cache, so an EnvoyExtensionPolicy with Wasm code turns
 // the route into a direct 500 and no Wasm filter is generated. Here a fixed serving URL stands in for the
@@ -17,6 +18,7 @@ import (
 	"os"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -48,6 +50,7 @@ type patchStatus struct {
 type output struct {
 	Patches   []patchStatus                `json:"patches"`
 	Listeners map[string][]json.RawMessage `json:"listeners"`
+	Routes    map[string][]json.RawMessage `json:"routes"`
 	Errors    []string                     `json:"errors"`
 }
 
@@ -79,7 +82,7 @@ func main() {
 		Logger:                  logger,
 	}
 	result, err := gatewayAPI.Translate(context.Background(), resources)
-	out := output{Listeners: map[string][]json.RawMessage{}}
+	out := output{Listeners: map[string][]json.RawMessage{}, Routes: map[string][]json.RawMessage{}}
 	if err != nil {
 		out.Errors = append(out.Errors, err.Error())
 	}
@@ -106,6 +109,14 @@ func main() {
 				fail(err)
 			}
 			out.Listeners[listener.Name] = append(out.Listeners[listener.Name], text)
+		}
+		for _, r := range table.XdsResources[resourcev3.RouteType] {
+			config := r.(*routev3.RouteConfiguration)
+			text, err := protojson.Marshal(config)
+			if err != nil {
+				fail(err)
+			}
+			out.Routes[config.Name] = append(out.Routes[config.Name], text)
 		}
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
