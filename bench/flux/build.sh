@@ -25,7 +25,7 @@ if [ ! -x "$OUT" ]; then
   src=$(cd "$dir" && go mod download -json "$MODULE@$NOTIFICATION_CONTROLLER_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
   [ -d "$src" ] || { echo "[flux] cannot download $MODULE@$NOTIFICATION_CONTROLLER_VERSION" >&2; exit 1; }
   # The module cache is read-only.
-  cp -r "$src/." "$dir/src" 2>/dev/null || cp -r "$src" "$dir/src"
+  cp -r "$src" "$dir/src"
   chmod -R u+w "$dir/src"
   (cd "$dir/src" &&
     go mod edit -dropreplace "$MODULE/api" -require "$MODULE/api@$NOTIFICATION_CONTROLLER_VERSION" &&
