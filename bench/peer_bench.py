@@ -49,6 +49,7 @@ FLUX_NAMESPACE = "flux-system"
 TARGET = "webapp"  # the GitRepository both peers annotate
 SENDERS = 8
 TARGET_RATIO = 3.0  # hookgate's valid throughput at 8 concurrent senders, against Flux's
+PROCESS_LABELS = ["Envoy", "hookgate controller", "notification-controller", "kube-apiserver", "etcd"]
 
 
 def build_notification_controller() -> dict[str, str]:
@@ -143,7 +144,7 @@ def sequential_latencies(peer: Peer, watch: AnnotationWatch, body: bytes, count:
     for _ in range(count):
         before = len(watch.seen)
         started = time.monotonic()
-        status = post_via_envoy(peer.port, peer.path, body)
+        status = post_via_envoy(peer.port, peer.path, body)  # a signed POST, to Envoy or to Flux directly
         assert status == 200, f"{peer.name}: a signed push answered {status}"
         latencies.append((watch.wait_new(before) - started) * 1000)
     return latencies
@@ -215,9 +216,6 @@ def summarize(peer: Peer) -> dict[str, float | None]:
     for label in PROCESS_LABELS:
         rows[f"RSS MiB: {label}"] = med(lambda r: r["rss"][label]) if label in peer.processes else None
     return rows
-
-
-PROCESS_LABELS = ["Envoy", "hookgate controller", "notification-controller", "kube-apiserver", "etcd"]
 
 
 def request_breakdown(peer: Peer, kind: str) -> str:
