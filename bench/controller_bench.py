@@ -29,35 +29,61 @@ TOKEN = "bench-webhook-token-0123456789abcdef"
 
 
 class AnnotationWatch:
-    """Watches one GitRepository and records when each new reconcile annotation value becomes visible."""
+    """Watches one GitRepository and records when each new reconcile annotation value becomes visible. A watch
+    the API server ends is resumed from the object's current state (counted in `resumed`; a value first seen
+    on resuming is timed then, so late rather than early); any other end is kept in `ended` and reported."""
 
     def __init__(self, cp, name: str) -> None:
+        self.cp, self.name = cp, name
         self.seen: dict[str, float] = {}
         self.cond = threading.Condition()
-        obj = cp.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", name)
-        path = (cp.resource_path("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system")
-                + f"?watch=1&fieldSelector=metadata.name%3D{name}&resourceVersion={obj['metadata']['resourceVersion']}")
-        context = ssl.create_default_context(cafile=str(cp.ca_file))
-        self.conn = http.client.HTTPSConnection("127.0.0.1", cp.port, context=context, timeout=300)
-        self.conn.request("GET", path, headers={"Authorization": f"Bearer {cp.admin_token}"})
-        self.response = self.conn.getresponse()
+        self.resumed = 0
+        self.ended: str | None = None
+        self.response = self._open(record=False)
         threading.Thread(target=self._read, daemon=True).start()
 
+    def _open(self, record: bool) -> http.client.HTTPResponse:
+        obj = self.cp.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", self.name)
+        if record:
+            self._record(obj)
+        path = (self.cp.resource_path("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system")
+                + f"?watch=1&fieldSelector=metadata.name%3D{self.name}&resourceVersion={obj['metadata']['resourceVersion']}")
+        context = ssl.create_default_context(cafile=str(self.cp.ca_file))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.cp.port, context=context, timeout=300)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {self.cp.admin_token}"})
+        return conn.getresponse()
+
+    def _record(self, obj: dict) -> None:
+        value = obj["metadata"].get("annotations", {}).get(FLUX)
+        with self.cond:
+            if value and value not in self.seen:
+                self.seen[value] = time.monotonic()
+                self.cond.notify_all()
+
     def _read(self) -> None:
-        while True:
-            line = self.response.readline()
-            if not line:
-                return
-            value = json.loads(line)["object"]["metadata"].get("annotations", {}).get(FLUX)
+        try:
+            while True:
+                line = self.response.readline()
+                if not line:
+                    self.resumed += 1
+                    self.response = self._open(record=True)
+                    continue
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    raise RuntimeError(event["object"].get("message"))
+                self._record(event["object"])
+        except Exception as e:  # the thread's end must reach wait_new, not vanish
             with self.cond:
-                if value and value not in self.seen:
-                    self.seen[value] = time.monotonic()
-                    self.cond.notify_all()
+                self.ended = repr(e)
+                self.cond.notify_all()
 
     def wait_new(self, count_before: int, timeout: float = 10) -> float:
         with self.cond:
-            if not self.cond.wait_for(lambda: len(self.seen) > count_before, timeout):
-                raise TimeoutError("annotation never became visible")
+            if not self.cond.wait_for(lambda: len(self.seen) > count_before or self.ended, timeout):
+                raise TimeoutError(f"annotation never became visible ({len(self.seen)} values seen, "
+                                   f"watch resumed {self.resumed} times)")
+            if len(self.seen) <= count_before:
+                raise RuntimeError(f"the watch ended: {self.ended}")
             return max(self.seen.values())
 
 
