@@ -80,6 +80,7 @@ bench: build venv control-plane
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PYTHON) bench/edge_bench.py $(ARGS)
 	$(PYTHON) bench/controller_bench.py
+	$(PYTHON) bench/peer_bench.py
 	$(PYTHON) bench/flood_bench.py
 
 demo: build venv control-plane
