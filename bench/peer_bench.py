@@ -30,14 +30,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
 
 import signers  # noqa: E402
-from cluster import module_files  # noqa: E402
+from cluster import crd_documents  # noqa: E402
 from controller_bench import TOKEN, AnnotationWatch, cpu_seconds, percentile, post_via_envoy  # noqa: E402
 from edge_bench import push_body, run_wrk, wrk_script  # noqa: E402
 from gitops import KEY, controller_env, seeded_control_plane  # noqa: E402
@@ -254,9 +253,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hookgate-peer-"))
     try:
         with ExitStack() as running:
-            crds = [d for text in module_files(NOTIFICATION_MODULE, flux["NOTIFICATION_CONTROLLER_VERSION"], "config/crd/bases/")
-                    for d in yaml.safe_load_all(text) if d and d.get("kind") == "CustomResourceDefinition"]
-            cp.install_crds(crds)
+            cp.install_crds(crd_documents([(NOTIFICATION_MODULE, flux["NOTIFICATION_CONTROLLER_VERSION"], "config/crd/bases/")]))
             # The peer gets the admin token: its own RBAC is not what is measured here.
             admin_kubeconfig = cp.kubeconfig(cp.admin_token, workdir / "admin-kubeconfig")
 

@@ -65,9 +65,10 @@ def module_files(module: str, version: str, prefix: str, suffix: str = ".yaml") 
         return [z.read(n).decode() for n in sorted(z.namelist()) if n.startswith(root) and n.endswith(suffix)]
 
 
-def crd_documents(group: str) -> list[dict]:
+def crd_documents(group: str | list[tuple[str, str, str]]) -> list[dict]:
+    """The CRDs of a group of CRD_MODULES, or of a list of (module, version, directory)."""
     docs = []
-    for module, version, prefix in CRD_MODULES[group]:
+    for module, version, prefix in CRD_MODULES[group] if isinstance(group, str) else group:
         for text in module_files(module, version, prefix):
             docs += [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "CustomResourceDefinition"]
     return docs
