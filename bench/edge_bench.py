@@ -6,7 +6,8 @@ Envoy has the floors any edge verifier is bound by, each on its own route: Envoy
 a minimal proxy-wasm module (`bench/wasm-floor`, built here) that holds the headers and buffers the body,
 with and without one HMAC-SHA256 over it. Each scenario runs ROUNDS times, interleaved, and the median is
 reported; ratios compare each scenario with the route without a filter and with the Wasm HMAC floor of the
-same body size, round by round.
+same body size, round by round. The edge Envoy's CPU time per request (all its threads) is printed too: on a
+shared machine it moves less than throughput.
 
 Then the memory part: Envoy's resident set (VmRSS) after warm-up traffic, without a Wasm filter, with
 hookgate and with the Wasm floor, at 1, 2 and 4 workers. Envoy runs one VM per worker (and one on the main
@@ -48,6 +49,7 @@ FLOOR_ROUTES = {
 }
 PLAIN_ROUTE = "/plain/"
 SMALL, LARGE = 8 * 1024, 1024 * 1024
+COMPARE_HEADER = "x-bench-compared-module"
 # Target ratios against the Wasm HMAC floor (issue 11).
 TARGET_VALID, TARGET_REJECTED = 0.95, 1.00
 MIN_ROUNDS_FOR_A_VERDICT = 3
@@ -142,6 +144,27 @@ def with_floors(bootstrap: dict, floor_module: Path) -> dict:
     return bootstrap
 
 
+def with_compared_module(bootstrap: dict, module: Path) -> dict:
+    """`bootstrap` plus a second hookgate filter running `module`, enabled instead of the first on requests
+    carrying COMPARE_HEADER: an A/B of two builds of the filter in the same Envoy and the same rounds."""
+    bootstrap = copy.deepcopy(bootstrap)
+    manager = http_connection_manager(bootstrap)
+    hookgate = hookgate_wasm_filter(bootstrap)
+    compared = copy.deepcopy(hookgate)
+    compared["name"] = hookgate["name"] + "/compared"
+    vm_config = compared["typed_config"]["config"]["vm_config"]
+    vm_config.update(vm_id=vm_config["vm_id"] + "/compared", code={"local": {"filename": str(module)}})
+    filters = manager["http_filters"]
+    filters.insert(filters.index(hookgate) + 1, compared)
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    hook = next(r for r in routes if hookgate["name"] in r.get("typed_per_filter_config", {}))
+    switch = hook["typed_per_filter_config"][hookgate["name"]]
+    routes.insert(0, {**copy.deepcopy(hook), "name": "bench/compared",
+                      "match": {**hook["match"], "headers": [{"name": COMPARE_HEADER, "present_match": True}]},
+                      "typed_per_filter_config": {compared["name"]: switch}})
+    return bootstrap
+
+
 def without_wasm(bootstrap: dict) -> dict:
     """`bootstrap` without hookgate's filter and its per-route switch: the same Envoy, no Wasm VM."""
     bootstrap = copy.deepcopy(bootstrap)
@@ -178,7 +201,21 @@ def to_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(port: int, script: Path, seconds: int, connections: int) -> dict:
+def cpu_ns(pid: int) -> int:
+    """On-CPU time so far of every thread of process `pid`, in nanoseconds (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def run_wrk(port: int, script: Path, seconds: int, connections: int, pid: int | None = None) -> dict:
+    """wrk's figures, and with `pid` the CPU time that process spent per request (less sensitive than
+    throughput to other work on a shared machine)."""
+    before = cpu_ns(pid) if pid else 0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}"],
         check=True, capture_output=True, text=True).stdout
@@ -186,7 +223,8 @@ def run_wrk(port: int, script: Path, seconds: int, connections: int) -> dict:
     p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": rps, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0, "total": total}
+    cpu_us = (cpu_ns(pid) - before) / 1000 / total if pid else None
+    return {"rps": rps, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0, "total": total, "cpu_us": cpu_us}
 
 
 def rss_kib(pid: int) -> int:
@@ -227,6 +265,13 @@ def throughput(args, workdir: Path, floor_module: Path, config: dict, env: dict)
         floor[LARGE]: (FLOOR_ROUTES["wasm-floor-hmac"] + "bench", json_headers, LARGE, "2xx"),
         "hookgate, valid 1 MiB push": (hook, signers.github(SECRET, bodies[LARGE]), LARGE, "2xx"),
     }
+    if args.compare_wasm:
+        compared = {COMPARE_HEADER: "1"}
+        scenarios |= {
+            "compared, valid 8 KiB push": (hook, {**good_small, **compared}, SMALL, "2xx"),
+            "compared, bad signature": (hook, {**bad_small, **compared}, SMALL, "401"),
+            "compared, missing signature": (hook, {**missing, **compared}, SMALL, "401"),
+        }
     if args.scenario:  # with the references of their body sizes: every ratio needs them
         chosen = {name: s for name, s in scenarios.items() if any(part in name for part in args.scenario)}
         references = {ref[size] for _, _, size, _ in chosen.values() for ref in (plain, floor)}
@@ -236,19 +281,21 @@ def throughput(args, workdir: Path, floor_module: Path, config: dict, env: dict)
     bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
                                 filter_config=config, host_env_keys=sorted(env), buffer_limit=BUFFER_LIMIT)
     with Envoy(direct_upstream(upstream_port, free_port()), {}), \
-         Envoy(with_floors(bootstrap, floor_module), env, log_level=args.log_level) as edge:
+         Envoy(with_floors(with_compared_module(bootstrap, args.compare_wasm) if args.compare_wasm else bootstrap,
+                           floor_module), env, log_level=args.log_level) as edge:
         scripts = {name: wrk_script(workdir, f"s{i}", path, headers, bodies[size])
                    for i, (name, (path, headers, size, _)) in enumerate(scenarios.items())}
         for name, script in scripts.items():  # warm-up
             run_wrk(edge.port, script, 1, args.connections)
         for _ in range(args.rounds):
             for name, script in scripts.items():
-                results[name].append(run_wrk(edge.port, script, args.seconds, args.connections))
+                results[name].append(run_wrk(edge.port, script, args.seconds, args.connections, edge.proc.pid))
 
     print(f"\nhookgate edge benchmark: Envoy 1 worker (log level {args.log_level}), wrk 1 thread x {args.connections} "
           f"connections, {args.rounds} interleaved rounds x {args.seconds}s, medians (of per-round ratios too); "
           f"nproc={os.cpu_count()}, load average before: {args.load}")
-    print(f"{'scenario':32s} {'req/s':>9s} {'p99 ms':>8s} {'vs plain':>9s} {'vs HMAC floor':>14s}  answers")
+    print(f"{'scenario':32s} {'req/s':>9s} {'p99 ms':>8s} {'vs plain':>9s} {'vs HMAC floor':>14s} "
+          f"{'Envoy CPU us/req':>16s}  answers")
     failures = []
     for name, (_, _, size, expected) in scenarios.items():
         rps = statistics.median(r["rps"] for r in results[name])
@@ -260,7 +307,8 @@ def throughput(args, workdir: Path, floor_module: Path, config: dict, env: dict)
             failures.append(name)
         vs_plain = statistics.median(per_round_ratios(results, name, plain[size]))
         vs_floor = statistics.median(per_round_ratios(results, name, floor[size]))
-        print(f"{name:32s} {rps:9.0f} {p99:8.2f} {vs_plain:8.2f}x {vs_floor:13.2f}x  {answers}")
+        cpu = statistics.median(r["cpu_us"] for r in results[name])
+        print(f"{name:32s} {rps:9.0f} {p99:8.2f} {vs_plain:8.2f}x {vs_floor:13.2f}x {cpu:16.1f}  {answers}")
     size = WASM.stat().st_size
     print(f"{'hookgate module size':32s} {size / 1024:8.0f} KiB (target < 500 KiB); "
           f"Wasm floor module {floor_module.stat().st_size / 1024:.0f} KiB")
@@ -338,6 +386,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts of the memory part")
     parser.add_argument("--scenario", action="append",
                         help="run only the scenarios whose name contains this (repeatable), besides the references")
+    parser.add_argument("--compare-wasm", type=Path,
+                        help="another build of the filter, run in the same Envoy and rounds (scenarios `compared, ...`)")
     parts = parser.add_mutually_exclusive_group()
     parts.add_argument("--only-throughput", action="store_true")
     parts.add_argument("--only-memory", action="store_true")
