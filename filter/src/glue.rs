@@ -58,6 +58,12 @@ impl Context for HookgateRoot {}
 
 impl RootContext for HookgateRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Envoy's level for Wasm logs, read again at every configuration: lines below it are then never
+        // formatted (the `log` macros check the maximum level first), where they used to be formatted and
+        // handed to Envoy only to be dropped (an accepted delivery logs at info, Envoy Gateway runs at warn).
+        if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match Config::parse(&raw, &|name| std::env::var(name).ok()) {
             Ok(config) => {
