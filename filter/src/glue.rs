@@ -91,6 +91,7 @@ impl RootContext for HookgateRoot {
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),
             receiver: None,
+            headers: None,
             answered: false,
         }))
     }
@@ -104,6 +105,8 @@ struct HookgateHttp {
     filter: Option<Rc<Filter>>,
     metrics: Rc<Metrics>,
     receiver: Option<ReceiverId>,
+    /// The request headers, fetched once when they arrive and kept for the decision on the body.
+    headers: Option<Headers>,
     answered: bool,
 }
 
@@ -114,24 +117,22 @@ impl HttpContext for HookgateHttp {
         let Some(filter) = self.filter.clone() else {
             return self.reject_unmatched(Rejection::NotConfigured);
         };
-        let header = |name: &str| {
-            self.get_http_request_header_bytes(name)
-                .and_then(|v| String::from_utf8(v).ok())
-        };
-        let method = header(":method").unwrap_or_default();
-        let path = header(":path").unwrap_or_default();
-        let content_length = header("content-length");
-        let Some(id) = filter.route(&path) else {
+        // One host call for the whole map, where fetching the three headers needed here one by one and
+        // the map again for the decision took four.
+        let headers = Headers::from_owned(self.get_http_request_headers_bytes());
+        let Some(id) = filter.route(headers.get(":path").unwrap_or_default()) else {
             return self.reject_unmatched(Rejection::UnknownPath);
         };
         self.receiver = Some(id);
-        match filter.admit(id, &method, content_length.as_deref()) {
+        let method = headers.get(":method").unwrap_or_default();
+        match filter.admit(id, method, headers.get("content-length")) {
             Err(rejection) => self.conclude(&filter, id, Outcome::Reject(rejection), None, 0),
             Ok(()) => {
                 if end_of_stream {
-                    self.decide(&filter, id, Vec::new(), 0)
+                    self.decide(&filter, id, headers, Vec::new(), 0)
                 } else {
                     // Hold the headers; the body callbacks decide.
+                    self.headers = Some(headers);
                     Action::Pause
                 }
             }
@@ -152,7 +153,8 @@ impl HttpContext for HookgateHttp {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        self.decide(&filter, id, body, body_size)
+        let headers = self.held_headers();
+        self.decide(&filter, id, headers, body, body_size)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
@@ -167,7 +169,8 @@ impl HttpContext for HookgateHttp {
             .get_http_request_body(0, usize::MAX)
             .unwrap_or_default();
         let size = body.len();
-        let action = self.decide(&filter, id, body, size);
+        let headers = self.held_headers();
+        let action = self.decide(&filter, id, headers, body, size);
         if action == Action::Continue {
             // The trailers are the provider's too: nothing of them goes to the controller.
             self.set_http_request_trailers(vec![]);
@@ -177,14 +180,22 @@ impl HttpContext for HookgateHttp {
 }
 
 impl HookgateHttp {
+    /// The headers kept by the headers callback (fetched again if they were not).
+    fn held_headers(&mut self) -> Headers {
+        match self.headers.take() {
+            Some(headers) => headers,
+            None => Headers::from_owned(self.get_http_request_headers_bytes()),
+        }
+    }
+
     fn decide(
         &mut self,
         filter: &Filter,
         id: ReceiverId,
+        headers: Headers,
         body: Vec<u8>,
         body_size: usize,
     ) -> Action {
-        let headers = Headers::new(self.get_http_request_headers_bytes());
         let now = self
             .get_current_time()
             .duration_since(UNIX_EPOCH)
@@ -266,7 +277,7 @@ impl HookgateHttp {
         let original = match original {
             Some(headers) => headers,
             None => {
-                fetched = Headers::new(self.get_http_request_headers_bytes());
+                fetched = Headers::from_owned(self.get_http_request_headers_bytes());
                 &fetched
             }
         };
