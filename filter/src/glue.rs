@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::delivery::Headers;
 use crate::forward::Forward;
 use crate::label::{unmatched_metric_name, ReceiverLabel};
-use crate::outcome::{Outcome, Rejection, Reply};
+use crate::outcome::{Counted, Outcome, Rejection, Reply};
 use crate::pipeline::{Filter, ReceiverId};
 
 proxy_wasm::main! {{
@@ -24,22 +24,34 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(HookgateRoot::default()) });
 }}
 
-/// Counters through the proxy-wasm metrics API, defined on first use (defining is idempotent in Envoy).
+/// Counters through the proxy-wasm metrics API, defined on first use (defining is idempotent in Envoy) and
+/// then found by receiver and [`Counted`] outcome: a counter's name is formatted once, not per request.
+/// Receiver ids are those of one configuration: each configuration gets its own `Metrics`.
 #[derive(Default)]
-struct Metrics(RefCell<HashMap<String, u32>>);
+struct Metrics(RefCell<HashMap<(Option<ReceiverId>, Counted), u32>>);
 
 impl Metrics {
-    fn increment(&self, name: String) {
+    /// Adds one to the counter of `outcome` for `receiver` (`None`: before any receiver matched), named
+    /// `name()` if it is not defined yet.
+    fn increment(
+        &self,
+        receiver: Option<ReceiverId>,
+        outcome: Counted,
+        name: impl FnOnce() -> String,
+    ) {
         let mut ids = self.0.borrow_mut();
-        let id = match ids.get(&name) {
+        let id = match ids.get(&(receiver, outcome)) {
             Some(id) => *id,
-            None => match proxy_wasm::hostcalls::define_metric(MetricType::Counter, &name) {
-                Ok(id) => *ids.entry(name).or_insert(id),
-                Err(status) => {
-                    log::debug!("cannot define metric {name}: {status:?}");
-                    return;
+            None => {
+                let name = name();
+                match proxy_wasm::hostcalls::define_metric(MetricType::Counter, &name) {
+                    Ok(id) => *ids.entry((receiver, outcome)).or_insert(id),
+                    Err(status) => {
+                        log::debug!("cannot define metric {name}: {status:?}");
+                        return;
+                    }
                 }
-            },
+            }
         };
         if let Err(status) = proxy_wasm::hostcalls::increment_metric(id, 1) {
             log::debug!("cannot increment metric {id}: {status:?}");
@@ -64,6 +76,7 @@ impl RootContext for HookgateRoot {
         if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
             proxy_wasm::set_log_level(level);
         }
+        self.metrics = Rc::default();
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match Config::parse(&raw, &|name| std::env::var(name).ok()) {
             Ok(config) => {
@@ -215,7 +228,8 @@ impl HookgateHttp {
     ) -> Action {
         let label = filter.label(id);
         if let Some(label) = label {
-            self.metrics.increment(label.metric_name(&outcome));
+            self.metrics
+                .increment(Some(id), outcome.counted(), || label.metric_name(&outcome));
         }
         let label = label.map_or("-", ReceiverLabel::as_str);
         match outcome {
@@ -250,7 +264,10 @@ impl HookgateHttp {
 
     /// A refusal before any receiver is known (unknown path, or no valid configuration).
     fn reject_unmatched(&mut self, rejection: Rejection) -> Action {
-        self.metrics.increment(unmatched_metric_name(rejection));
+        self.metrics
+            .increment(None, Counted::Rejected(rejection), || {
+                unmatched_metric_name(rejection)
+            });
         log::info!(
             "hookgate: rejected with {}: {}",
             rejection.status(),
