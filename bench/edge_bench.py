@@ -271,6 +271,7 @@ def throughput(args, workdir: Path, floor_module: Path, config: dict, env: dict)
             "compared, valid 8 KiB push": (hook, {**good_small, **compared}, SMALL, "2xx"),
             "compared, bad signature": (hook, {**bad_small, **compared}, SMALL, "401"),
             "compared, missing signature": (hook, {**missing, **compared}, SMALL, "401"),
+            "compared, valid 1 MiB push": (hook, {**signers.github(SECRET, bodies[LARGE]), **compared}, LARGE, "2xx"),
         }
     if args.scenario:  # with the references of their body sizes: every ratio needs them
         chosen = {name: s for name, s in scenarios.items() if any(part in name for part in args.scenario)}
