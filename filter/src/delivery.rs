@@ -15,6 +15,14 @@ impl Headers {
         )
     }
 
+    /// Takes `pairs` as they are, lowercasing the names in place (Envoy's already are): no copy.
+    pub fn from_owned(mut pairs: Vec<(String, Vec<u8>)>) -> Self {
+        for (name, _) in &mut pairs {
+            name.make_ascii_lowercase();
+        }
+        Self(pairs)
+    }
+
     /// The first value of header `name` (any case) as text, if present and UTF-8.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
@@ -40,4 +48,40 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
     /// The host's clock, unix seconds, for providers whose signatures carry a timestamp.
     pub now: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Headers;
+
+    #[test]
+    fn owned_and_borrowed_pairs_read_alike() {
+        let pairs = [
+            ("X-Hub-Signature-256", &b"sha256=00"[..]),
+            (":path", b"/hook/a"),
+            ("bad", b"\xff"),
+        ];
+        let owned = Headers::from_owned(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect(),
+        );
+        let borrowed = Headers::new(pairs);
+        for headers in [&owned, &borrowed] {
+            assert_eq!(headers.get("x-hub-signature-256"), Some("sha256=00"));
+            assert_eq!(headers.get(":PATH"), Some("/hook/a"));
+            assert_eq!(
+                headers.get("bad"),
+                None,
+                "a value that is not UTF-8 is absent"
+            );
+            assert_eq!(headers.get("missing"), None);
+        }
+        assert!(owned.iter().eq(borrowed.iter()));
+        assert_eq!(
+            owned.iter().next().map(|(n, _)| n),
+            Some("x-hub-signature-256")
+        );
+    }
 }

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::delivery::Headers;
 use crate::forward::Forward;
 use crate::label::{unmatched_metric_name, ReceiverLabel};
-use crate::outcome::{Outcome, Rejection, Reply};
+use crate::outcome::{Counted, Outcome, Rejection, Reply};
 use crate::pipeline::{Filter, ReceiverId};
 
 proxy_wasm::main! {{
@@ -24,22 +24,34 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(HookgateRoot::default()) });
 }}
 
-/// Counters through the proxy-wasm metrics API, defined on first use (defining is idempotent in Envoy).
+/// Counters through the proxy-wasm metrics API, defined on first use (defining is idempotent in Envoy) and
+/// then found by receiver and [`Counted`] outcome: a counter's name is formatted once, not per request.
+/// Receiver ids are those of one configuration: each configuration gets its own `Metrics`.
 #[derive(Default)]
-struct Metrics(RefCell<HashMap<String, u32>>);
+struct Metrics(RefCell<HashMap<(Option<ReceiverId>, Counted), u32>>);
 
 impl Metrics {
-    fn increment(&self, name: String) {
+    /// Adds one to the counter of `outcome` for `receiver` (`None`: before any receiver matched), named
+    /// `name()` if it is not defined yet.
+    fn increment(
+        &self,
+        receiver: Option<ReceiverId>,
+        outcome: Counted,
+        name: impl FnOnce() -> String,
+    ) {
         let mut ids = self.0.borrow_mut();
-        let id = match ids.get(&name) {
+        let id = match ids.get(&(receiver, outcome)) {
             Some(id) => *id,
-            None => match proxy_wasm::hostcalls::define_metric(MetricType::Counter, &name) {
-                Ok(id) => *ids.entry(name).or_insert(id),
-                Err(status) => {
-                    log::debug!("cannot define metric {name}: {status:?}");
-                    return;
+            None => {
+                let name = name();
+                match proxy_wasm::hostcalls::define_metric(MetricType::Counter, &name) {
+                    Ok(id) => *ids.entry((receiver, outcome)).or_insert(id),
+                    Err(status) => {
+                        log::debug!("cannot define metric {name}: {status:?}");
+                        return;
+                    }
                 }
-            },
+            }
         };
         if let Err(status) = proxy_wasm::hostcalls::increment_metric(id, 1) {
             log::debug!("cannot increment metric {id}: {status:?}");
@@ -58,6 +70,13 @@ impl Context for HookgateRoot {}
 
 impl RootContext for HookgateRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
+        // Envoy's level for Wasm logs, read again at every configuration: lines below it are then never
+        // formatted (the `log` macros check the maximum level first), where they used to be formatted and
+        // handed to Envoy only to be dropped (an accepted delivery logs at info, Envoy Gateway runs at warn).
+        if let Ok(level) = proxy_wasm::hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        self.metrics = Rc::default();
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match Config::parse(&raw, &|name| std::env::var(name).ok()) {
             Ok(config) => {
@@ -85,6 +104,7 @@ impl RootContext for HookgateRoot {
             filter: self.filter.clone(),
             metrics: self.metrics.clone(),
             receiver: None,
+            headers: None,
             answered: false,
         }))
     }
@@ -98,6 +118,8 @@ struct HookgateHttp {
     filter: Option<Rc<Filter>>,
     metrics: Rc<Metrics>,
     receiver: Option<ReceiverId>,
+    /// The request headers, fetched once when they arrive and kept for the decision on the body.
+    headers: Option<Headers>,
     answered: bool,
 }
 
@@ -108,24 +130,22 @@ impl HttpContext for HookgateHttp {
         let Some(filter) = self.filter.clone() else {
             return self.reject_unmatched(Rejection::NotConfigured);
         };
-        let header = |name: &str| {
-            self.get_http_request_header_bytes(name)
-                .and_then(|v| String::from_utf8(v).ok())
-        };
-        let method = header(":method").unwrap_or_default();
-        let path = header(":path").unwrap_or_default();
-        let content_length = header("content-length");
-        let Some(id) = filter.route(&path) else {
+        // One host call for the whole map, where fetching the three headers needed here one by one and
+        // the map again for the decision took four.
+        let headers = Headers::from_owned(self.get_http_request_headers_bytes());
+        let Some(id) = filter.route(headers.get(":path").unwrap_or_default()) else {
             return self.reject_unmatched(Rejection::UnknownPath);
         };
         self.receiver = Some(id);
-        match filter.admit(id, &method, content_length.as_deref()) {
+        let method = headers.get(":method").unwrap_or_default();
+        match filter.admit(id, method, headers.get("content-length")) {
             Err(rejection) => self.conclude(&filter, id, Outcome::Reject(rejection), None, 0),
             Ok(()) => {
                 if end_of_stream {
-                    self.decide(&filter, id, Vec::new(), 0)
+                    self.decide(&filter, id, headers, Vec::new(), 0)
                 } else {
                     // Hold the headers; the body callbacks decide.
+                    self.headers = Some(headers);
                     Action::Pause
                 }
             }
@@ -146,7 +166,8 @@ impl HttpContext for HookgateHttp {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        self.decide(&filter, id, body, body_size)
+        let headers = self.held_headers();
+        self.decide(&filter, id, headers, body, body_size)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
@@ -161,7 +182,8 @@ impl HttpContext for HookgateHttp {
             .get_http_request_body(0, usize::MAX)
             .unwrap_or_default();
         let size = body.len();
-        let action = self.decide(&filter, id, body, size);
+        let headers = self.held_headers();
+        let action = self.decide(&filter, id, headers, body, size);
         if action == Action::Continue {
             // The trailers are the provider's too: nothing of them goes to the controller.
             self.set_http_request_trailers(vec![]);
@@ -171,14 +193,22 @@ impl HttpContext for HookgateHttp {
 }
 
 impl HookgateHttp {
+    /// The headers kept by the headers callback (fetched again if they were not).
+    fn held_headers(&mut self) -> Headers {
+        match self.headers.take() {
+            Some(headers) => headers,
+            None => Headers::from_owned(self.get_http_request_headers_bytes()),
+        }
+    }
+
     fn decide(
         &mut self,
         filter: &Filter,
         id: ReceiverId,
+        headers: Headers,
         body: Vec<u8>,
         body_size: usize,
     ) -> Action {
-        let headers = Headers::new(self.get_http_request_headers_bytes());
         let now = self
             .get_current_time()
             .duration_since(UNIX_EPOCH)
@@ -198,7 +228,8 @@ impl HookgateHttp {
     ) -> Action {
         let label = filter.label(id);
         if let Some(label) = label {
-            self.metrics.increment(label.metric_name(&outcome));
+            self.metrics
+                .increment(Some(id), outcome.counted(), || label.metric_name(&outcome));
         }
         let label = label.map_or("-", ReceiverLabel::as_str);
         match outcome {
@@ -233,7 +264,10 @@ impl HookgateHttp {
 
     /// A refusal before any receiver is known (unknown path, or no valid configuration).
     fn reject_unmatched(&mut self, rejection: Rejection) -> Action {
-        self.metrics.increment(unmatched_metric_name(rejection));
+        self.metrics
+            .increment(None, Counted::Rejected(rejection), || {
+                unmatched_metric_name(rejection)
+            });
         log::info!(
             "hookgate: rejected with {}: {}",
             rejection.status(),
@@ -260,7 +294,7 @@ impl HookgateHttp {
         let original = match original {
             Some(headers) => headers,
             None => {
-                fetched = Headers::new(self.get_http_request_headers_bytes());
+                fetched = Headers::from_owned(self.get_http_request_headers_bytes());
                 &fetched
             }
         };

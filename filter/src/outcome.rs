@@ -3,7 +3,7 @@
 use crate::forward::Forward;
 
 /// A refusal. Each has one HTTP status and one short reason that is safe to show the sender.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rejection {
     /// The filter configuration was invalid: every request is refused (fail closed).
     NotConfigured,
@@ -153,13 +153,40 @@ impl Outcome {
         }
     }
 
+    /// What a counter counts of this outcome.
+    pub fn counted(&self) -> Counted {
+        match self {
+            Self::Reject(r) => Counted::Rejected(*r),
+            Self::Pong => Counted::Ping,
+            Self::Ignored(_) => Counted::Ignored,
+            Self::Forward(_) => Counted::Accepted,
+        }
+    }
+
     /// Metric suffix: `accepted`, `ping`, `ignored`, or `rejected.<reason>`.
     pub fn metric_suffix(&self) -> String {
+        self.counted().metric_suffix()
+    }
+}
+
+/// An outcome as counters count it: one counter per kind, and per reason of a refusal. Small and `Copy`,
+/// so the filter finds a counter by it without formatting the counter's name per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counted {
+    Rejected(Rejection),
+    Ping,
+    Ignored,
+    Accepted,
+}
+
+impl Counted {
+    /// See [`Outcome::metric_suffix`].
+    pub fn metric_suffix(self) -> String {
         match self {
-            Self::Reject(r) => format!("rejected.{}", r.metric_key()),
-            Self::Pong => "ping".into(),
-            Self::Ignored(_) => "ignored".into(),
-            Self::Forward(_) => "accepted".into(),
+            Self::Rejected(r) => format!("rejected.{}", r.metric_key()),
+            Self::Ping => "ping".into(),
+            Self::Ignored => "ignored".into(),
+            Self::Accepted => "accepted".into(),
         }
     }
 }

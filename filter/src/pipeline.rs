@@ -9,7 +9,7 @@ use crate::label::ReceiverLabel;
 use crate::outcome::{Outcome, Rejection};
 
 /// A receiver of one [`Filter`], as [`Filter::route`] found it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReceiverId(usize);
 
 pub struct Filter {

@@ -2,6 +2,8 @@
 //! `sha512=` or, only when the receiver opts in, `sha1=` is accepted when the SHA-256 header is absent).
 //! JSON or form-encoded bodies (the JSON is then the `payload` field; the MAC still covers the raw body).
 
+use std::borrow::Cow;
+
 use super::{
     json_fields, string_at, top_level_ref, verify_prefixed_hex_signature, Credential, PayloadFacts,
     Provider, Sender, VerifyOptions,
@@ -90,16 +92,18 @@ pub(crate) fn github_payload_facts(d: &Delivery) -> Result<PayloadFacts, Rejecti
 }
 
 /// The JSON document of a delivery: the body itself, or its `payload` form field.
-fn payload_json(headers: &Headers, body: &[u8]) -> Result<Vec<u8>, Rejection> {
+fn payload_json<'a>(headers: &Headers, body: &'a [u8]) -> Result<Cow<'a, [u8]>, Rejection> {
     let content_type = headers.get("content-type").unwrap_or("application/json");
     if content_type
         .trim_start()
         .to_ascii_lowercase()
         .starts_with("application/x-www-form-urlencoded")
     {
-        form_field(body, "payload").ok_or(Rejection::MalformedPayload)
+        form_field(body, "payload")
+            .map(Cow::Owned)
+            .ok_or(Rejection::MalformedPayload)
     } else {
-        Ok(body.to_vec())
+        Ok(Cow::Borrowed(body))
     }
 }
 
