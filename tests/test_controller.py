@@ -255,6 +255,10 @@ def test_health_readiness_and_metrics(cp, controller):
     assert re.search(r'hookgate_requests_total\{outcome="unauthorized"\} [1-9]', text)
     assert re.search(r'hookgate_annotations_total\{kind="Kustomization",outcome="annotated"\} [1-9]', text)
     assert "hookgate_patch_duration_seconds_bucket" in text
+    assert re.search(r'hookgate_patches_total\{kind="Kustomization",outcome="annotated"\} [1-9]', text)
+    # Refused patches and missing objects are API server errors by code.
+    assert re.search(r'hookgate_api_errors_total\{code="404"\} [1-9]', text), text
+    assert "hookgate_requests_in_flight 0" in text.splitlines()
 
 
 def test_api_server_outage_is_reported_honestly_and_recovers(cp, controller):

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import re
 import secrets
 import threading
 import time
@@ -77,8 +78,16 @@ def notify(port: int, failed: str = FAILED, healthy: str = HEALTHY, auth: str | 
     return result
 
 
+def dispatches_total(controller: Controller) -> dict[str, float]:
+    """The controller's hookgate_dispatches_total by outcome."""
+    _, text = controller.get("/metrics")
+    found = (re.fullmatch(r'hookgate_dispatches_total\{outcome="(\w+)"\} (\S+)', line) for line in text.splitlines())
+    return {m.group(1): float(m.group(2)) for m in found if m}
+
+
 def test_degraded_notification_dispatches_once_with_the_healthy_revision(edge, github):
     github.reset()
+    before = dispatches_total(edge.controller)
     status, reply = notify(edge.port)
     assert (status, reply["dispatch"]) == (200, "sent"), reply
     assert len(github.requests) == 1
@@ -101,6 +110,8 @@ def test_degraded_notification_dispatches_once_with_the_healthy_revision(edge, g
     status, reply = notify(edge.port, failed="b" * 40)
     assert (status, reply["dispatch"]) == (200, "sent")
     assert len(github.requests) == 2
+    after = dispatches_total(edge.controller)
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in ("sent", "deduplicated")} == {"sent": 2, "deduplicated": 1}
 
 
 def test_basic_auth_notification_and_configured_event_type(edge, github):

@@ -112,9 +112,9 @@ impl Outcome {
         }
     }
 
-    /// The reply's `dispatch` for a dispatch sent or on its way (`sent`, `deduplicated`, `in_progress`): the
-    /// metric label without its prefix.
-    fn code(self) -> &'static str {
+    /// The metric label without its prefix: the reply's `dispatch` for a dispatch sent or on its way (`sent`,
+    /// `deduplicated`, `in_progress`), and the `outcome` of `hookgate_dispatches_total`.
+    pub fn code(self) -> &'static str {
         self.metric_label().trim_start_matches("dispatch_")
     }
 }

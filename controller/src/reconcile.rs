@@ -491,10 +491,11 @@ impl Reconciler {
             planned.namespace.clone(),
             name.clone(),
         );
-        let (api, resolved, metrics) = (
+        let (api, resolved, metrics, kind) = (
             planned.api.clone(),
             planned.resolved.clone(),
             self.metrics.clone(),
+            resource.kind.clone(),
         );
         let params = PatchParams {
             field_manager: Some(self.settings.field_manager.clone()),
@@ -514,7 +515,12 @@ impl Reconciler {
                 metrics
                     .patch_seconds
                     .observe(started.elapsed().as_secs_f64());
-                outcome.map(|_| requested_at).map_err(classify)
+                let result = outcome.map(|_| requested_at).map_err(classify);
+                let status = result
+                    .as_ref()
+                    .map_or_else(|(s, _)| *s, |_| TargetStatus::Annotated);
+                metrics.patch(&kind, status.code());
+                result
             }
             .boxed()
         };

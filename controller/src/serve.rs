@@ -93,10 +93,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &args.attestation_key_env,
         |var| std::env::var(var).ok(),
     )?;
-    let client = kube::Client::try_default()
+    let metrics = Arc::new(Metrics::default());
+    let config = kube::Config::infer()
         .await
         .context("cannot configure the Kubernetes client")?;
-    let metrics = Arc::new(Metrics::default());
+    let client = crate::metrics::instrumented_client(config, metrics.clone())
+        .context("cannot configure the Kubernetes client")?;
     let settings = Settings {
         allow_cross_namespace: args.allow_cross_namespace,
         max_concurrency: args.max_concurrency.max(1),

@@ -61,6 +61,7 @@ async fn reconcile(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _in_flight = state.metrics.in_flight();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -126,6 +127,7 @@ async fn dispatch(state: &AppState, request: &AttestedRequest) -> Response {
     };
     let answer = state.dispatcher.dispatch(dispatch).await;
     state.metrics.request(answer.outcome.metric_label());
+    state.metrics.dispatch(answer.outcome.code());
     let mut body = answer.body;
     body["receiver"] = json!(format!(
         "{}/{}",
@@ -177,8 +179,8 @@ mod tests {
 
     fn app_at(api_server: &str) -> Router {
         let config = kube::Config::new(api_server.parse().unwrap());
-        let client = Client::try_from(config).unwrap();
         let metrics = Arc::new(Metrics::default());
+        let client = crate::metrics::instrumented_client(config, metrics.clone()).unwrap();
         let state = Arc::new(AppState {
             reconciler: Reconciler::new(client.clone(), Settings::default(), metrics.clone()),
             dispatcher: Dispatcher::new(
@@ -424,6 +426,59 @@ mod tests {
         let (status, reply) = send(&app, signed(&body, ts - 1)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "another signature: {reply}");
         assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    /// The metrics of one request whose wildcard matched two objects (one patch refused) and whose named
+    /// target was refused: every API call, patch, annotation and the request are counted by their labels.
+    #[tokio::test]
+    async fn metrics_count_requests_patches_annotations_and_api_errors() {
+        let (api_server, _) = api_server(|line| {
+            let meta = |name: &str| {
+                json!({"apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadata", "metadata": {"name": name}})
+            };
+            if line.starts_with("GET ") {
+                let items = [meta("one"), meta("two")];
+                (
+                    StatusCode::OK,
+                    json!({"apiVersion": "meta.k8s.io/v1",
+                    "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
+                )
+            } else if line.contains("/one?") {
+                (StatusCode::OK, meta("one"))
+            } else {
+                api_status(403, "forbidden")
+            }
+        })
+        .await;
+        let app = app_at(&api_server);
+        let body = request(
+            r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app":"webapp"}},{"kind":"GitRepository","name":"webapp"}]"#,
+        );
+        let (status, _) = send(&app, signed(&body, now())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let response = app
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let text = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = std::str::from_utf8(&text).unwrap();
+        for line in [
+            r#"hookgate_requests_total{outcome="failed"} 1"#,
+            "hookgate_requests_in_flight 0",
+            r#"hookgate_api_errors_total{code="403"} 2"#,
+            r#"hookgate_patches_total{kind="Kustomization",outcome="annotated"} 1"#,
+            r#"hookgate_patches_total{kind="Kustomization",outcome="forbidden"} 1"#,
+            r#"hookgate_patches_total{kind="GitRepository",outcome="forbidden"} 1"#,
+            r#"hookgate_annotations_total{kind="Kustomization",outcome="forbidden"} 1"#,
+            r#"hookgate_annotations_total{kind="GitRepository",outcome="forbidden"} 1"#,
+            "hookgate_patch_duration_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+        }
     }
 
     /// The API server's message names the ServiceAccount and its groups; a wildcard's matches are object
