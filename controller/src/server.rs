@@ -428,33 +428,42 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
+    const DENIED: &str =
+        "kustomizations.kustomize.toolkit.fluxcd.io \"matched-object-2\" is forbidden: \
+        User \"system:serviceaccount:hookgate-system:hookgate-controller\" cannot patch resource \
+        \"kustomizations\" (groups [\"system:serviceaccounts\" \"system:authenticated\"])";
+
+    /// Targets: a wildcard and a named GitRepository.
+    const WILDCARD_AND_NAMED: &str = r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app":"webapp"}},{"kind":"GitRepository","name":"webapp"}]"#;
+
+    /// An API server where the wildcard matches two objects and only the first may be patched: every other
+    /// patch is refused with `DENIED`.
+    fn two_matches_one_patchable(line: &str) -> (StatusCode, serde_json::Value) {
+        let meta = |name: &str| {
+            json!({"apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata", "metadata": {"name": name}})
+        };
+        if line.starts_with("GET ") {
+            let items = [meta("matched-object-1"), meta("matched-object-2")];
+            (
+                StatusCode::OK,
+                json!({"apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
+            )
+        } else if line.contains("/matched-object-1?") {
+            (StatusCode::OK, meta("matched-object-1"))
+        } else {
+            api_status(403, DENIED)
+        }
+    }
+
     /// The metrics of one request whose wildcard matched two objects (one patch refused) and whose named
     /// target was refused: every API call, patch, annotation and the request are counted by their labels.
     #[tokio::test]
     async fn metrics_count_requests_patches_annotations_and_api_errors() {
-        let (api_server, _) = api_server(|line| {
-            let meta = |name: &str| {
-                json!({"apiVersion": "meta.k8s.io/v1",
-                "kind": "PartialObjectMetadata", "metadata": {"name": name}})
-            };
-            if line.starts_with("GET ") {
-                let items = [meta("one"), meta("two")];
-                (
-                    StatusCode::OK,
-                    json!({"apiVersion": "meta.k8s.io/v1",
-                    "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
-                )
-            } else if line.contains("/one?") {
-                (StatusCode::OK, meta("one"))
-            } else {
-                api_status(403, "forbidden")
-            }
-        })
-        .await;
+        let (api_server, _) = api_server(two_matches_one_patchable).await;
         let app = app_at(&api_server);
-        let body = request(
-            r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app":"webapp"}},{"kind":"GitRepository","name":"webapp"}]"#,
-        );
+        let body = request(WILDCARD_AND_NAMED);
         let (status, _) = send(&app, signed(&body, now())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         let response = app
@@ -477,7 +486,10 @@ mod tests {
             r#"hookgate_annotations_total{kind="GitRepository",outcome="forbidden"} 1"#,
             "hookgate_patch_duration_seconds_count 3",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 
@@ -486,32 +498,9 @@ mod tests {
     /// counts, and neither of those.
     #[tokio::test]
     async fn replies_carry_codes_not_api_messages_or_matched_names() {
-        const DENIED: &str = "kustomizations.kustomize.toolkit.fluxcd.io \"matched-object-2\" is forbidden: \
-            User \"system:serviceaccount:hookgate-system:hookgate-controller\" cannot patch resource \
-            \"kustomizations\" (groups [\"system:serviceaccounts\" \"system:authenticated\"])";
-        let (api_server, seen) = api_server(|line| {
-            let meta = |name: &str| {
-                json!({"apiVersion": "meta.k8s.io/v1",
-                "kind": "PartialObjectMetadata", "metadata": {"name": name}})
-            };
-            if line.starts_with("GET ") {
-                let items = [meta("matched-object-1"), meta("matched-object-2")];
-                (
-                    StatusCode::OK,
-                    json!({"apiVersion": "meta.k8s.io/v1",
-                    "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
-                )
-            } else if line.contains("/matched-object-1?") {
-                (StatusCode::OK, meta("matched-object-1"))
-            } else {
-                api_status(403, DENIED)
-            }
-        })
-        .await;
+        let (api_server, seen) = api_server(two_matches_one_patchable).await;
         let app = app_at(&api_server);
-        let body = request(
-            r#"[{"kind":"Kustomization","name":"*","matchLabels":{"app":"webapp"}},{"kind":"GitRepository","name":"webapp"}]"#,
-        );
+        let body = request(WILDCARD_AND_NAMED);
         let sent_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let (status, mut reply) = send(&app, signed(&body, now())).await;
         assert_eq!(seen.lock().unwrap().len(), 4, "{:?}", seen.lock().unwrap());
