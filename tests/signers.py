@@ -87,5 +87,11 @@ def basic(secret: str, body: bytes) -> dict:
     return {"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
 
 
+def azure_devops(secret: str, body: bytes) -> dict:
+    """An Azure DevOps service hook ("Web Hooks" consumer) with basic authentication, `user:password`. The
+    event is in the body (`eventType`); no provider header names it."""
+    return {**basic(secret, body), "Content-Type": "application/json; charset=utf-8"}
+
+
 def attestation(key: str, timestamp: str, body: bytes) -> str:
     return "v1=" + hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()

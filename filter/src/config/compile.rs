@@ -591,7 +591,7 @@ mod tests {
                 |d| d["receivers"][0]["type"] = "gitlub".into(),
                 "receivers[0].type",
                 webapp,
-                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
             ),
             (
                 "an empty event",
@@ -757,7 +757,7 @@ mod tests {
                 |d| second(d)["type"] = "gitlub".into(),
                 "receivers[1].type",
                 Some("flux-system/other"),
-                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
             ),
             (
                 "second receiver's dispatch",

@@ -9,6 +9,7 @@ use crate::outcome::Rejection;
 use hookgate_protocol::crypto::{any_hmac_matches, token_matches_any, Algorithm};
 
 mod acr;
+mod azure_devops;
 mod basic;
 mod bearer;
 mod bitbucket;
@@ -35,6 +36,7 @@ pub static PROVIDERS: &[(&str, &dyn Provider)] = &[
     ("gitea", &gitea::Gitea),
     ("gitlab", &gitlab::GitLab),
     ("bitbucket", &bitbucket::Bitbucket),
+    ("azure-devops", &azure_devops::AzureDevOps),
     ("generic", &generic::Generic),
     ("generic-hmac", &generic_hmac::GenericHmac),
     ("standard-webhooks", &standard_webhooks::StandardWebhooks),
