@@ -29,6 +29,7 @@ SECRETS = {
     "HARBOR": "harbor-auth-value", "NEXUS": "nexus-secret", "DOCKERHUB": "dockerhub-token",
     "QUAY": "quay-token", "ACR": "acr-token", "CDEVENTS": "cdevents-token", "BEARER": "argo-bearer-token",
     "BASIC": "argocd:argo-basic-password", "AZURE": "azure-hooks:azure-basic-password",
+    "GITLAB_SIGNING": "whsec_" + base64.b64encode(b"gitlab-signing-key-of-32-bytes!!").decode(),
 }
 NS = "flux-system"
 TARGET = [{"kind": "GitRepository", "name": "webapp"}]
@@ -51,6 +52,8 @@ FILTER_CONFIG = {
         receiver("off", "github", ["GH_NEW"], path="/hook/off", disabled=True),
         receiver("gitea", "gitea", ["GITEA"], events=["push"]),
         receiver("gitlab", "gitlab", ["GITLAB"], events=["Push Hook", "Tag Push Hook"]),
+        receiver("gitlab-signing", "gitlab", ["GITLAB", "GITLAB_SIGNING"], events=["Push Hook"]),
+        receiver("gitlab-signed-only", "gitlab", ["GITLAB_SIGNING"], requireSignature=True),
         receiver("bitbucket", "bitbucket", ["BITBUCKET"], events=["repo:push", "repo:refs_changed"]),
         receiver("azure", "azure-devops", ["AZURE"], events=["git.push"], refs={"branches": ["main"]}),
         receiver("generic", "generic", ["GENERIC"]),
@@ -382,6 +385,65 @@ def test_refused_delivery_reaches_nothing(edge, upstream, provider, refusal):
     status, reply = send(edge.port, path, headers, body)
     assert status == refusal.status, reply
     assert json.loads(reply) == {"error": refusal.reason}
+    assert_nothing_upstream(upstream)
+
+
+GITLAB_PUSH = json.dumps({"object_kind": "push", "ref": "refs/heads/main"}).encode()
+GITLAB_FORWARDED = {"event": "Push Hook", "ref": "refs/heads/main", "deliveryId": "gitlab-uuid-1", "type": "gitlab"}
+# GitLab receivers with a signing token -> (path, signer, secret, body): a receiver that also has a token,
+# and one that requires the signature.
+GITLAB_SIGNING = {
+    "with a token too": (path_of("gitlab-signing", "GITLAB_SIGNING"), signers.gitlab_signed,
+                         SECRETS["GITLAB_SIGNING"], GITLAB_PUSH),
+    "signature required": (path_of("gitlab-signed-only", "GITLAB_SIGNING"), signers.gitlab_signed,
+                           SECRETS["GITLAB_SIGNING"], GITLAB_PUSH),
+}
+OTHER_SIGNING_TOKEN = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+GITLAB_SIGNING_REFUSALS = [
+    tampered_body(), wrong_secret(SIGNATURE_MISMATCH, other=lambda _: OTHER_SIGNING_TOKEN),
+    malformed_proof("webhook-signature", "v1,***"),
+    Refusal("stale timestamp", lambda path, sign, secret, body: (
+        path, sign(secret, body, timestamp=int(time.time()) - 600), body), 401, "timestamp outside tolerance"),
+    # The signature decides when there is one: a genuine token does not make up for a wrong signature.
+    Refusal("wrong signature with the token", lambda path, sign, secret, body: (
+        path, sign(OTHER_SIGNING_TOKEN, body, token=SECRETS["GITLAB"]), body), 401, SIGNATURE_MISMATCH),
+]
+ALL_GITLAB_SIGNING_REFUSALS = [(case, refusal) for case in GITLAB_SIGNING for refusal in GITLAB_SIGNING_REFUSALS]
+
+
+@pytest.mark.parametrize("case", sorted(GITLAB_SIGNING))
+def test_gitlab_signed_delivery_is_forwarded(edge, upstream, case):
+    path, sign, secret, body = GITLAB_SIGNING[case]
+    headers = sign(secret, body)
+    status, reply = send(edge.port, path, headers, body)
+    assert status == 200, reply
+    request = assert_attested_forward(upstream, headers)
+    assert {key: request[key] for key in GITLAB_FORWARDED} == GITLAB_FORWARDED
+    assert secret not in json.dumps(request)
+
+
+@pytest.mark.parametrize("case,refusal", ALL_GITLAB_SIGNING_REFUSALS,
+                         ids=[f"{c}-{r.name}" for c, r in ALL_GITLAB_SIGNING_REFUSALS])
+def test_gitlab_signed_delivery_refused(edge, upstream, case, refusal):
+    genuine_path, sign, secret, genuine_body = GITLAB_SIGNING[case]
+    path, headers, body = refusal.variant(genuine_path, sign, secret, genuine_body)
+    status, reply = send(edge.port, path, headers, body)
+    assert (status, json.loads(reply)) == (refusal.status, {"error": refusal.reason})
+    assert_nothing_upstream(upstream)
+
+
+def test_gitlab_token_is_accepted_unless_the_signature_is_required(edge, upstream):
+    """Per secret: the receiver with a token and a signing token takes the token alone; the one requiring
+    the signature refuses a token, even its own signing token sent as one."""
+    token_path = path_of("gitlab-signing", "GITLAB")
+    status, _ = send(edge.port, token_path, signers.gitlab(SECRETS["GITLAB"], GITLAB_PUSH), GITLAB_PUSH)
+    assert status == 200
+    assert assert_attested_forward(upstream, {})["ref"] == "refs/heads/main"
+    upstream.reset()
+    required_path = GITLAB_SIGNING["signature required"][0]
+    for token in (SECRETS["GITLAB"], SECRETS["GITLAB_SIGNING"]):
+        status, reply = send(edge.port, required_path, signers.gitlab(token, GITLAB_PUSH), GITLAB_PUSH)
+        assert (status, json.loads(reply)) == (401, {"error": MISSING_SIGNATURE})
     assert_nothing_upstream(upstream)
 
 
