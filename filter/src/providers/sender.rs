@@ -245,6 +245,33 @@ mod tests {
         }
     }
 
+    /// A GitLab sender proves itself by its secret's kind: a token as itself, a signing token by signing.
+    #[test]
+    fn a_gitlab_sender_signs_only_with_a_signing_token() {
+        let gitlab = crate::providers::lookup("gitlab").unwrap();
+        let body = gitlab.sender().sample_payload.as_bytes();
+        for (secret, proof_header, absent_header) in [
+            ("gitlab-token", "x-gitlab-token", "webhook-signature"),
+            (
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                "webhook-signature",
+                "x-gitlab-token",
+            ),
+        ] {
+            let headers = signed(gitlab, secret, body);
+            assert!(headers.get(proof_header).is_some(), "{secret}");
+            assert!(headers.get(absent_header).is_none(), "{secret}");
+            let keys = vec![gitlab.decode_secret(secret).unwrap()];
+            let d = delivery(&headers, body);
+            assert_eq!(
+                gitlab.verify(&d, &keys, VerifyOptions::default()),
+                Ok(()),
+                "{secret}"
+            );
+            assert_eq!(gitlab.event(&d).as_deref(), Some("Push Hook"), "{secret}");
+        }
+    }
+
     #[test]
     fn the_requested_event_replaces_the_default() {
         let github = crate::providers::lookup("github").unwrap();
