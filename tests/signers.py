@@ -42,6 +42,18 @@ def gitlab(secret: str, body: bytes, event: str = "Push Hook") -> dict:
             "X-Gitlab-Event-UUID": "gitlab-uuid-1"}
 
 
+def gitlab_signed(signing_token: str, body: bytes, event: str = "Push Hook", token: str | None = None,
+                  timestamp: int | None = None) -> dict:
+    """A GitLab hook with a signing token (`whsec_...`): Standard Webhooks headers whose `webhook-id` is the
+    delivery's `Idempotency-Key`, besides GitLab's own; `X-Gitlab-Token` too when the hook also has a token."""
+    idempotency_key = "gitlab-idempotency-1"
+    headers = {**standard_webhooks(signing_token, body, msg_id=idempotency_key, timestamp=timestamp),
+               "X-Gitlab-Event": event, "X-Gitlab-Event-UUID": "gitlab-uuid-1", "Idempotency-Key": idempotency_key}
+    if token is not None:
+        headers["X-Gitlab-Token"] = token
+    return headers
+
+
 def bitbucket(secret: str, body: bytes, event: str = "repo:push") -> dict:
     return {"Content-Type": "application/json", "X-Event-Key": event, "X-Request-UUID": "bb-uuid-1",
             "X-Hub-Signature": "sha256=" + hex_hmac("sha256", secret, body)}
@@ -85,6 +97,12 @@ def bearer(secret: str, body: bytes) -> dict:
 def basic(secret: str, body: bytes) -> dict:
     """Argo CD's `basicAuth`: the secret is `user:password`."""
     return {"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
+
+
+def azure_devops(secret: str, body: bytes) -> dict:
+    """An Azure DevOps service hook ("Web Hooks" consumer) with basic authentication, `user:password`. The
+    event is in the body (`eventType`); no provider header names it."""
+    return {**basic(secret, body), "Content-Type": "application/json; charset=utf-8"}
 
 
 def attestation(key: str, timestamp: str, body: bytes) -> str:

@@ -28,7 +28,8 @@ SECRETS = {
     "GENERIC": "generic-token", "GENERIC_HMAC": "generic-hmac-secret", "SW": SW_KEY,
     "HARBOR": "harbor-auth-value", "NEXUS": "nexus-secret", "DOCKERHUB": "dockerhub-token",
     "QUAY": "quay-token", "ACR": "acr-token", "CDEVENTS": "cdevents-token", "BEARER": "argo-bearer-token",
-    "BASIC": "argocd:argo-basic-password",
+    "BASIC": "argocd:argo-basic-password", "AZURE": "azure-hooks:azure-basic-password",
+    "GITLAB_SIGNING": "whsec_" + base64.b64encode(b"gitlab-signing-key-of-32-bytes!!").decode(),
 }
 NS = "flux-system"
 TARGET = [{"kind": "GitRepository", "name": "webapp"}]
@@ -51,7 +52,10 @@ FILTER_CONFIG = {
         receiver("off", "github", ["GH_NEW"], path="/hook/off", disabled=True),
         receiver("gitea", "gitea", ["GITEA"], events=["push"]),
         receiver("gitlab", "gitlab", ["GITLAB"], events=["Push Hook", "Tag Push Hook"]),
+        receiver("gitlab-signing", "gitlab", ["GITLAB", "GITLAB_SIGNING"], events=["Push Hook"]),
+        receiver("gitlab-signed-only", "gitlab", ["GITLAB_SIGNING"], requireSignature=True),
         receiver("bitbucket", "bitbucket", ["BITBUCKET"], events=["repo:push", "repo:refs_changed"]),
+        receiver("azure", "azure-devops", ["AZURE"], events=["git.push"], refs={"branches": ["main"]}),
         receiver("generic", "generic", ["GENERIC"]),
         receiver("generic-hmac", "generic-hmac", ["GENERIC_HMAC"]),
         receiver("standard", "standard-webhooks", ["SW"]),
@@ -68,6 +72,20 @@ FILTER_CONFIG = {
 }
 
 GITHUB_PUSH = json.dumps({"ref": "refs/heads/main", "after": "a" * 40, "repository": {"full_name": "org/webapp"}}).encode()
+AZURE_EVENT_ID = "03c164c2-8912-4d5e-8009-3707d5f83734"
+
+
+def azure_push(ref_updates: list) -> bytes:
+    """A `git.push` service hook event (trimmed), as Microsoft documents it."""
+    return json.dumps({
+        "subscriptionId": "00000000-0000-0000-0000-000000000000", "notificationId": 3, "id": AZURE_EVENT_ID,
+        "eventType": "git.push", "publisherId": "tfs",
+        "resource": {"refUpdates": ref_updates, "pushId": 14,
+                     "repository": {"name": "webapp", "remoteUrl": "https://dev.azure.com/org/proj/_git/webapp"}},
+    }).encode()
+
+
+AZURE_PUSH = azure_push([{"name": "refs/heads/main", "oldObjectId": "a" * 40, "newObjectId": "b" * 40}])
 REGISTRY_BODIES = {
     "dockerhub": {"push_data": {"tag": "1.2.3"}, "repository": {"repo_url": "https://hub.docker.com/r/org/app"}},
     "quay": {"docker_url": "quay.io/org/app", "updated_tags": ["1.2.3"]},
@@ -92,6 +110,8 @@ CASES = {
     "bitbucket": (path_of("bitbucket", "BITBUCKET"), signers.bitbucket, SECRETS["BITBUCKET"],
                   json.dumps({"push": {"changes": [{"new": {"type": "branch", "name": "main"}}]}}).encode(),
                   {"event": "repo:push", "ref": "refs/heads/main", "deliveryId": "bb-uuid-1"}),
+    "azure-devops": (path_of("azure", "AZURE"), signers.azure_devops, SECRETS["AZURE"], AZURE_PUSH,
+                     {"event": "git.push", "ref": "refs/heads/main", "deliveryId": AZURE_EVENT_ID}),
     "generic": (path_of("generic", "GENERIC"), signers.generic, SECRETS["GENERIC"], b"{}", {}),
     "generic-hmac": (path_of("generic-hmac", "GENERIC_HMAC"), signers.generic_hmac, SECRETS["GENERIC_HMAC"],
                      b"anything at all", {}),
@@ -298,6 +318,22 @@ def missing_event_header(header: str) -> Refusal:
                    400, "missing event header")
 
 
+def verified_refusal(name: str, body: bytes, status: int, reason: str) -> Refusal:
+    """`body` in place of the genuine one, with a genuine proof of it."""
+    return Refusal(name, lambda path, sign, secret, _: (path, sign(secret, body), body), status, reason)
+
+
+# Azure DevOps bodies refused after verification. The first is Argo CD's CVE-2025-59538: a push whose
+# `refUpdates` is empty crashed its handler.
+AZURE_MALFORMED = [
+    verified_refusal("push without ref updates", azure_push([]), 400, "malformed payload"),
+    verified_refusal("push without resource", json.dumps({"eventType": "git.push"}).encode(), 400, "malformed payload"),
+    verified_refusal("ref update without name", azure_push([{"oldObjectId": "a" * 40}]), 400, "malformed payload"),
+    verified_refusal("no eventType", json.dumps({"resource": {"refUpdates": [{"name": "refs/heads/main"}]}}).encode(),
+                     400, "missing event header"),
+]
+
+
 STALE_TIMESTAMP = Refusal(
     "stale timestamp",
     lambda path, sign, secret, body: (path, signers.standard_webhooks(secret, body, timestamp=int(time.time()) - 600), body),
@@ -315,6 +351,8 @@ REFUSALS = {
     "bitbucket": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH), missing_proof(MISSING_SIGNATURE, "X-Hub-Signature"),
                   malformed_proof("X-Hub-Signature", "sha256"), wrong_algorithm("X-Hub-Signature"),
                   sha1_without_opt_in("X-Hub-Signature")],
+    "azure-devops": [wrong_secret(TOKEN_MISMATCH), missing_proof(MISSING_TOKEN, "Authorization"),
+                     malformed_proof("Authorization", "Token abc"), *AZURE_MALFORMED],
     "generic": [unknown_path()],
     "generic-hmac": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH), missing_proof(MISSING_SIGNATURE, "X-Signature"),
                      malformed_proof("X-Signature", "sha256=zz"), wrong_algorithm("X-Signature"),
@@ -347,6 +385,65 @@ def test_refused_delivery_reaches_nothing(edge, upstream, provider, refusal):
     status, reply = send(edge.port, path, headers, body)
     assert status == refusal.status, reply
     assert json.loads(reply) == {"error": refusal.reason}
+    assert_nothing_upstream(upstream)
+
+
+GITLAB_PUSH = json.dumps({"object_kind": "push", "ref": "refs/heads/main"}).encode()
+GITLAB_FORWARDED = {"event": "Push Hook", "ref": "refs/heads/main", "deliveryId": "gitlab-uuid-1", "type": "gitlab"}
+# GitLab receivers with a signing token -> (path, signer, secret, body): a receiver that also has a token,
+# and one that requires the signature.
+GITLAB_SIGNING = {
+    "with a token too": (path_of("gitlab-signing", "GITLAB_SIGNING"), signers.gitlab_signed,
+                         SECRETS["GITLAB_SIGNING"], GITLAB_PUSH),
+    "signature required": (path_of("gitlab-signed-only", "GITLAB_SIGNING"), signers.gitlab_signed,
+                           SECRETS["GITLAB_SIGNING"], GITLAB_PUSH),
+}
+OTHER_SIGNING_TOKEN = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+GITLAB_SIGNING_REFUSALS = [
+    tampered_body(), wrong_secret(SIGNATURE_MISMATCH, other=lambda _: OTHER_SIGNING_TOKEN),
+    malformed_proof("webhook-signature", "v1,***"),
+    Refusal("stale timestamp", lambda path, sign, secret, body: (
+        path, sign(secret, body, timestamp=int(time.time()) - 600), body), 401, "timestamp outside tolerance"),
+    # The signature decides when there is one: a genuine token does not make up for a wrong signature.
+    Refusal("wrong signature with the token", lambda path, sign, secret, body: (
+        path, sign(OTHER_SIGNING_TOKEN, body, token=SECRETS["GITLAB"]), body), 401, SIGNATURE_MISMATCH),
+]
+ALL_GITLAB_SIGNING_REFUSALS = [(case, refusal) for case in GITLAB_SIGNING for refusal in GITLAB_SIGNING_REFUSALS]
+
+
+@pytest.mark.parametrize("case", sorted(GITLAB_SIGNING))
+def test_gitlab_signed_delivery_is_forwarded(edge, upstream, case):
+    path, sign, secret, body = GITLAB_SIGNING[case]
+    headers = sign(secret, body)
+    status, reply = send(edge.port, path, headers, body)
+    assert status == 200, reply
+    request = assert_attested_forward(upstream, headers)
+    assert {key: request[key] for key in GITLAB_FORWARDED} == GITLAB_FORWARDED
+    assert secret not in json.dumps(request)
+
+
+@pytest.mark.parametrize("case,refusal", ALL_GITLAB_SIGNING_REFUSALS,
+                         ids=[f"{c}-{r.name}" for c, r in ALL_GITLAB_SIGNING_REFUSALS])
+def test_gitlab_signed_delivery_refused(edge, upstream, case, refusal):
+    genuine_path, sign, secret, genuine_body = GITLAB_SIGNING[case]
+    path, headers, body = refusal.variant(genuine_path, sign, secret, genuine_body)
+    status, reply = send(edge.port, path, headers, body)
+    assert (status, json.loads(reply)) == (refusal.status, {"error": refusal.reason})
+    assert_nothing_upstream(upstream)
+
+
+def test_gitlab_token_is_accepted_unless_the_signature_is_required(edge, upstream):
+    """Per secret: the receiver with a token and a signing token takes the token alone; the one requiring
+    the signature refuses a token, even its own signing token sent as one."""
+    token_path = path_of("gitlab-signing", "GITLAB")
+    status, _ = send(edge.port, token_path, signers.gitlab(SECRETS["GITLAB"], GITLAB_PUSH), GITLAB_PUSH)
+    assert status == 200
+    assert assert_attested_forward(upstream, {})["ref"] == "refs/heads/main"
+    upstream.reset()
+    required_path = GITLAB_SIGNING["signature required"][0]
+    for token in (SECRETS["GITLAB"], SECRETS["GITLAB_SIGNING"]):
+        status, reply = send(edge.port, required_path, signers.gitlab(token, GITLAB_PUSH), GITLAB_PUSH)
+        assert (status, json.loads(reply)) == (401, {"error": MISSING_SIGNATURE})
     assert_nothing_upstream(upstream)
 
 
@@ -404,6 +501,18 @@ def test_filtered_deliveries_are_ignored_after_verification(edge, upstream, even
     # An unverified sender learns nothing about the filters: it gets 401 as for any other event.
     status, _ = send(edge.port, GITHUB_PATH, signers.github("guess", body, event=event), body)
     assert status == 401
+    assert_nothing_upstream(upstream)
+
+
+@pytest.mark.parametrize("body,reason", [
+    (json.dumps({"id": AZURE_EVENT_ID, "eventType": "git.pullrequest.created", "resource": {}}).encode(),
+     "event not accepted"),
+    (azure_push([{"name": "refs/heads/feature/x"}]), "ref not accepted"),
+])
+def test_azure_devops_event_and_ref_come_from_the_body(edge, upstream, body, reason):
+    path, sign, secret, _, _ = CASES["azure-devops"]
+    status, reply = send(edge.port, path, sign(secret, body), body)
+    assert (status, json.loads(reply)) == (202, {"status": "ignored", "reason": reason})
     assert_nothing_upstream(upstream)
 
 

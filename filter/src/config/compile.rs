@@ -190,6 +190,7 @@ fn receiver(
         refs,
         body_limit,
         allow_sha1,
+        require_signature,
         disabled,
         targets,
         action,
@@ -198,8 +199,14 @@ fn receiver(
     check_names(at, &name, &namespace)?;
     let provider_type = provider_type(at, &provider)?;
     let events = events_filter(at, events, provider_type)?;
-    let options = verify_options(at, allow_sha1, provider_type)?;
     let secrets = receiver_secrets(at, secrets, provider_type.provider, env, warnings)?;
+    let options = verify_options(
+        at,
+        allow_sha1,
+        require_signature,
+        &secrets.texts,
+        provider_type,
+    )?;
     let pinned_path = path.is_some();
     let paths = receiver_paths(at, path, &secrets.texts, &name, &namespace, provider_type)?;
     if paths.iter().any(|p| p == forward_path) {
@@ -275,16 +282,43 @@ fn events_filter(
         .collect())
 }
 
+/// The verification switches; `secret_texts` are the receiver's secrets as written, whose kinds a
+/// required signature constrains.
 fn verify_options(
     at: &ReceiverAt,
     allow_sha1: Option<bool>,
+    require_signature: Option<bool>,
+    secret_texts: &[String],
     provider_type: ProviderType,
 ) -> Result<VerifyOptions, ConfigError> {
     let allow_sha1 = allow_sha1.unwrap_or(false);
     if allow_sha1 && !provider_type.provider.supports_sha1() {
         return Err(provider_type.refusal(at, "allowSha1", "never signs with SHA-1"));
     }
-    Ok(VerifyOptions { allow_sha1 })
+    let require_signature = require_signature.unwrap_or(false);
+    if require_signature {
+        if !provider_type.provider.signature_can_be_required() {
+            return Err(provider_type.refusal(
+                at,
+                "requireSignature",
+                "has no unsigned proof to refuse",
+            ));
+        }
+        // A token would never be checked: saying so beats a receiver that refuses every delivery.
+        if let Some(i) = secret_texts
+            .iter()
+            .position(|t| !providers::is_signing_key(t))
+        {
+            return Err(at.error(
+                &format!("secrets[{i}]"),
+                "is a token, but requireSignature accepts only whsec_ signing tokens",
+            ));
+        }
+    }
+    Ok(VerifyOptions {
+        allow_sha1,
+        require_signature,
+    })
 }
 
 /// A receiver's secrets, in order: the key bytes its provider uses, where each came from, and the text
@@ -591,7 +625,7 @@ mod tests {
                 |d| d["receivers"][0]["type"] = "gitlub".into(),
                 "receivers[0].type",
                 webapp,
-                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
             ),
             (
                 "an empty event",
@@ -757,7 +791,7 @@ mod tests {
                 |d| second(d)["type"] = "gitlub".into(),
                 "receivers[1].type",
                 Some("flux-system/other"),
-                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
             ),
             (
                 "second receiver's dispatch",
@@ -799,7 +833,7 @@ mod tests {
     fn type_specific_fields_are_refused_where_meaningless() {
         type Mutation = fn(&mut Value);
         // (case, provider type, mutation of its receiver, field at fault)
-        let cases: [(&str, &str, Mutation, &str); 5] = [
+        let cases: [(&str, &str, Mutation, &str); 9] = [
             (
                 "a secret-path type cannot pin its path",
                 "generic",
@@ -830,6 +864,33 @@ mod tests {
                 |r| r["secrets"] = json!([{"inline": "whsec_%%"}]),
                 "receivers[0].secrets[0].inline",
             ),
+            (
+                "a GitLab signing token that is not base64",
+                "gitlab",
+                |r| r["secrets"] = json!([{"inline": "whsec_%%"}]),
+                "receivers[0].secrets[0].inline",
+            ),
+            (
+                "requireSignature where every proof signs",
+                "github",
+                |r| r["requireSignature"] = true.into(),
+                "receivers[0].requireSignature",
+            ),
+            (
+                "requireSignature where the type has no signature",
+                "bearer",
+                |r| r["requireSignature"] = true.into(),
+                "receivers[0].requireSignature",
+            ),
+            (
+                "requireSignature with a GitLab token besides the signing token",
+                "gitlab",
+                |r| {
+                    r["requireSignature"] = true.into();
+                    r["secrets"] = json!([{"inline": "whsec_aGk="}, {"inline": "gitlab-token"}]);
+                },
+                "receivers[0].secrets[1]",
+            ),
         ];
         for (case, provider, mutation, field) in cases {
             let err = error_for(|r| {
@@ -839,6 +900,34 @@ mod tests {
                 mutation(r);
             });
             assert_eq!(err.field, field, "{case}: {err}");
+        }
+    }
+
+    #[test]
+    fn gitlab_may_require_the_signature_of_its_signing_tokens() {
+        for (secrets, require) in [
+            (
+                json!([{"inline": "gitlab-token"}, {"inline": "whsec_aGk="}]),
+                None,
+            ),
+            (
+                json!([{"inline": "whsec_aGk="}, {"inline": "whsec_aGVsbG8="}]),
+                Some(true),
+            ),
+        ] {
+            let mut value: Value = serde_json::from_str(VALID).unwrap();
+            let receiver = &mut value["receivers"][0];
+            receiver["type"] = "gitlab".into();
+            receiver["secrets"] = secrets;
+            receiver["events"] = json!(["Push Hook"]);
+            if let Some(require) = require {
+                receiver["requireSignature"] = require.into();
+            }
+            let config = parse(&value.to_string()).unwrap();
+            assert_eq!(
+                config.receivers[0].options.require_signature,
+                require.unwrap_or(false)
+            );
         }
     }
 

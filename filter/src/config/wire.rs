@@ -52,6 +52,8 @@ pub struct Receiver {
     pub refs: Option<Object<Refs>>,
     pub body_limit: Option<u64>,
     pub allow_sha1: Option<bool>,
+    /// Refuse a delivery whose proof does not sign the body, where the type accepts both (GitLab).
+    pub require_signature: Option<bool>,
     pub disabled: Option<bool>,
     pub targets: Option<Vec<Object<Target>>>,
     pub action: Option<Action>,
@@ -375,14 +377,14 @@ mod tests {
                 |d| d["receivers"][0]["sekrets"] = SECRET_TEXT.into(),
                 "receivers[0].sekrets",
                 webapp,
-                "unknown field `sekrets`, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `path`, `refs`, `bodyLimit`, `allowSha1`, `disabled`, `targets`, `action`, `dispatch`",
+                "unknown field `sekrets`, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
             ),
             (
                 "an empty field name",
                 |d| d["receivers"][0][""] = 1.into(),
                 r#"receivers[0]."""#,
                 webapp,
-                "unknown field ``, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `path`, `refs`, `bodyLimit`, `allowSha1`, `disabled`, `targets`, `action`, `dispatch`",
+                "unknown field ``, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
             ),
             (
                 "a name not a string, so unknown in the label",
@@ -586,6 +588,7 @@ mod tests {
             "path",
             "bodyLimit",
             "allowSha1",
+            "requireSignature",
             "disabled",
             "action",
             "dispatch",

@@ -19,28 +19,42 @@ impl Provider for Basic {
         Sender::new(Credential::BasicAuth, ARGO_CD_SAMPLE)
     }
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
-        let encoded = authorization_credentials(d, "basic")?;
-        let decoded = STANDARD
-            .decode(encoded)
-            .map_err(|_| Rejection::MalformedSignature)?;
-        let credentials = String::from_utf8(decoded).map_err(|_| Rejection::MalformedSignature)?;
-        verify_token(Some(&credentials), secrets)
+        verify_basic_auth(d, secrets)
     }
     fn placeholder_secret(&self, seed: &str) -> String {
-        format!("hookgate-check:{seed}")
+        basic_placeholder_secret(seed)
     }
     fn decode_secret(&self, secret: &str) -> Result<Secret, String> {
-        if secret
-            .split_once(':')
-            .is_some_and(|(user, _)| !user.is_empty())
-        {
-            Ok(Secret::from(secret))
-        } else {
-            Err("a basic secret is user:password".into())
-        }
+        decode_basic_secret(secret)
     }
     fn methods(&self) -> &'static [&'static str] {
         &["POST", "PUT", "GET"]
+    }
+}
+
+/// Checks `Authorization: Basic base64(user:password)` against every configured `user:password`.
+pub(super) fn verify_basic_auth(d: &Delivery, secrets: &[Secret]) -> Result<(), Rejection> {
+    let encoded = authorization_credentials(d, "basic")?;
+    let decoded = STANDARD
+        .decode(encoded)
+        .map_err(|_| Rejection::MalformedSignature)?;
+    let credentials = String::from_utf8(decoded).map_err(|_| Rejection::MalformedSignature)?;
+    verify_token(Some(&credentials), secrets)
+}
+
+pub(super) fn basic_placeholder_secret(seed: &str) -> String {
+    format!("hookgate-check:{seed}")
+}
+
+/// A basic-auth secret is `user:password` with a user.
+pub(super) fn decode_basic_secret(secret: &str) -> Result<Secret, String> {
+    if secret
+        .split_once(':')
+        .is_some_and(|(user, _)| !user.is_empty())
+    {
+        Ok(Secret::from(secret))
+    } else {
+        Err("a basic secret is user:password".into())
     }
 }
 

@@ -95,7 +95,10 @@ mod tests {
         Bitbucket.verify(
             &delivery(&h, body),
             &secrets(&[SECRET]),
-            VerifyOptions { allow_sha1: true },
+            VerifyOptions {
+                allow_sha1: true,
+                ..Default::default()
+            },
         )
     }
 

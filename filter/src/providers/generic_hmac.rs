@@ -53,7 +53,10 @@ mod tests {
         GenericHmac.verify(
             &delivery(&h, body),
             &secrets(&["a", SECRET]),
-            VerifyOptions { allow_sha1 },
+            VerifyOptions {
+                allow_sha1,
+                ..Default::default()
+            },
         )
     }
 

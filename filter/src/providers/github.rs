@@ -191,7 +191,10 @@ mod tests {
             signed(
                 &[("x-hub-signature", &sha1)],
                 body,
-                VerifyOptions { allow_sha1: true }
+                VerifyOptions {
+                    allow_sha1: true,
+                    ..Default::default()
+                }
             ),
             Ok(())
         );

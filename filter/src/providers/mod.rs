@@ -9,6 +9,7 @@ use crate::outcome::Rejection;
 use hookgate_protocol::crypto::{any_hmac_matches, token_matches_any, Algorithm};
 
 mod acr;
+mod azure_devops;
 mod basic;
 mod bearer;
 mod bitbucket;
@@ -27,7 +28,7 @@ mod sparse_json;
 mod standard_webhooks;
 
 use sender::ANY_JSON_SAMPLE;
-pub use sender::{sign, Credential, Outgoing, Sender};
+pub use sender::{is_signing_key, sign, Credential, Outgoing, Sender};
 
 /// Every provider type the configuration accepts, by its `type` name.
 pub static PROVIDERS: &[(&str, &dyn Provider)] = &[
@@ -35,6 +36,7 @@ pub static PROVIDERS: &[(&str, &dyn Provider)] = &[
     ("gitea", &gitea::Gitea),
     ("gitlab", &gitlab::GitLab),
     ("bitbucket", &bitbucket::Bitbucket),
+    ("azure-devops", &azure_devops::AzureDevOps),
     ("generic", &generic::Generic),
     ("generic-hmac", &generic_hmac::GenericHmac),
     ("standard-webhooks", &standard_webhooks::StandardWebhooks),
@@ -74,6 +76,8 @@ pub enum Proof {
 pub struct VerifyOptions {
     /// Accept legacy HMAC-SHA1 signatures where the provider can send them.
     pub allow_sha1: bool,
+    /// Accept only signatures over the body where the provider also sends unsigned tokens (GitLab).
+    pub require_signature: bool,
 }
 
 /// Facts read from a verified payload.
@@ -128,6 +132,14 @@ pub trait Provider: Sync + std::fmt::Debug {
     /// Whether a receiver of this type may filter on `events`.
     fn supports_events(&self) -> bool {
         false
+    }
+    /// Whether `requireSignature` means anything for this type: its senders prove with a token or a
+    /// signature, by the secret's kind.
+    fn signature_can_be_required(&self) -> bool {
+        matches!(
+            self.sender().credential,
+            Credential::TokenOrSigningKey { .. }
+        )
     }
     /// Whether `allowSha1` means anything for this type.
     fn supports_sha1(&self) -> bool {
@@ -489,8 +501,14 @@ mod tests {
                     let delivery = test_support::delivery(headers, &body);
                     for allow_sha1 in [false, true] {
                         let before = hookgate_protocol::crypto::macs_computed();
-                        let verdict =
-                            provider.verify(&delivery, &keys, VerifyOptions { allow_sha1 });
+                        let verdict = provider.verify(
+                            &delivery,
+                            &keys,
+                            VerifyOptions {
+                                allow_sha1,
+                                ..Default::default()
+                            },
+                        );
                         let macs = hookgate_protocol::crypto::macs_computed() - before;
                         assert!(
                             macs <= secret_count as u64,
@@ -501,7 +519,8 @@ mod tests {
                     }
                 }
                 // The cases reach the MAC of every type that has one: the bound is met, not dodged.
-                let expected = if provider.sender().credential.signs_body() {
+                let placeholder = provider.placeholder_secret("key-0");
+                let expected = if provider.sender().credential.signs_body(&placeholder) {
                     secret_count as u64
                 } else {
                     0

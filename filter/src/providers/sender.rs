@@ -5,6 +5,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hookgate_protocol::crypto::{hmac, Algorithm};
+use hookgate_protocol::Secret;
 
 use super::Provider;
 
@@ -30,13 +31,26 @@ pub enum Credential {
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256>`
     /// over `id.timestamp.body`, under the key the `whsec_` secret encodes.
     StandardWebhooks,
+    /// GitLab: a `whsec_` secret is a signing token, proven as [`Credential::StandardWebhooks`]; any other
+    /// secret is a token sent as itself in `header`.
+    TokenOrSigningKey { header: &'static str },
 }
 
 impl Credential {
-    /// Whether the proof covers the body, so a body changed in transit is refused.
-    pub fn signs_body(&self) -> bool {
-        matches!(self, Self::BodyMac { .. } | Self::StandardWebhooks)
+    /// Whether the proof made with `secret` covers the body, so a body changed in transit is refused.
+    pub fn signs_body(&self, secret: &str) -> bool {
+        match self {
+            Self::BodyMac { .. } | Self::StandardWebhooks => true,
+            Self::TokenOrSigningKey { .. } => is_signing_key(secret),
+            Self::SecretPath | Self::Token { .. } | Self::BasicAuth => false,
+        }
     }
+}
+
+/// Whether a secret of a [`Credential::TokenOrSigningKey`] type is a signing key: it has the Standard
+/// Webhooks key prefix, as the signing tokens GitLab issues do.
+pub fn is_signing_key(secret: &str) -> bool {
+    secret.starts_with(super::standard_webhooks::KEY_PREFIX)
 }
 
 /// What a genuine sender of a type sends besides the body.
@@ -147,20 +161,33 @@ pub fn sign(
             format!("Basic {}", STANDARD.encode(secret)),
         ),
         Credential::StandardWebhooks => {
-            let key = provider.decode_secret(secret)?;
-            let id = format!("msg_{}", outgoing.delivery_id);
-            let timestamp = outgoing.now.to_string();
-            let mac = hmac(
-                Algorithm::Sha256,
-                key.expose(),
-                &super::standard_webhooks::signed_content(&id, &timestamp, outgoing.body),
-            );
-            add("webhook-id", id);
-            add("webhook-timestamp", timestamp);
-            add("webhook-signature", format!("v1,{}", STANDARD.encode(mac)));
+            standard_webhook_headers(&provider.decode_secret(secret)?, outgoing, add)
+        }
+        Credential::TokenOrSigningKey { header } => {
+            if is_signing_key(secret) {
+                let encoded = &secret[super::standard_webhooks::KEY_PREFIX.len()..];
+                let key = super::standard_webhooks::decode_key(encoded)?;
+                standard_webhook_headers(&key, outgoing, add);
+            } else {
+                add(header, secret.to_string());
+            }
         }
     }
     Ok(headers)
+}
+
+/// `webhook-id`, `webhook-timestamp` and `webhook-signature` of `outgoing` signed with `key`.
+fn standard_webhook_headers(key: &Secret, outgoing: &Outgoing, mut add: impl FnMut(&str, String)) {
+    let id = format!("msg_{}", outgoing.delivery_id);
+    let timestamp = outgoing.now.to_string();
+    let mac = hmac(
+        Algorithm::Sha256,
+        key.expose(),
+        &super::standard_webhooks::signed_content(&id, &timestamp, outgoing.body),
+    );
+    add("webhook-id", id);
+    add("webhook-timestamp", timestamp);
+    add("webhook-signature", format!("v1,{}", STANDARD.encode(mac)));
 }
 
 #[cfg(test)]
@@ -205,7 +232,7 @@ mod tests {
                 assert_eq!(provider.delivery_id(&d).as_deref(), Some("d-1"), "{name}");
             }
             let tampered = delivery(&headers, b"{\"changed\":true}");
-            let expected = if sender.credential.signs_body() {
+            let expected = if sender.credential.signs_body(&secret) {
                 Err(Rejection::SignatureMismatch)
             } else {
                 Ok(())
@@ -215,6 +242,33 @@ mod tests {
                 expected,
                 "{name}: changed body"
             );
+        }
+    }
+
+    /// A GitLab sender proves itself by its secret's kind: a token as itself, a signing token by signing.
+    #[test]
+    fn a_gitlab_sender_signs_only_with_a_signing_token() {
+        let gitlab = crate::providers::lookup("gitlab").unwrap();
+        let body = gitlab.sender().sample_payload.as_bytes();
+        for (secret, proof_header, absent_header) in [
+            ("gitlab-token", "x-gitlab-token", "webhook-signature"),
+            (
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                "webhook-signature",
+                "x-gitlab-token",
+            ),
+        ] {
+            let headers = signed(gitlab, secret, body);
+            assert!(headers.get(proof_header).is_some(), "{secret}");
+            assert!(headers.get(absent_header).is_none(), "{secret}");
+            let keys = vec![gitlab.decode_secret(secret).unwrap()];
+            let d = delivery(&headers, body);
+            assert_eq!(
+                gitlab.verify(&d, &keys, VerifyOptions::default()),
+                Ok(()),
+                "{secret}"
+            );
+            assert_eq!(gitlab.event(&d).as_deref(), Some("Push Hook"), "{secret}");
         }
     }
 

@@ -43,23 +43,10 @@ impl Provider for StandardWebhooks {
         verify_standard_webhook(d, secrets)
     }
     fn placeholder_secret(&self, seed: &str) -> String {
-        format!(
-            "whsec_{}",
-            STANDARD.encode(format!("hookgate-check-{seed}"))
-        )
+        placeholder_key(seed)
     }
     fn decode_secret(&self, secret: &str) -> Result<Secret, String> {
-        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-        STANDARD
-            .decode(encoded)
-            .map_err(|_| "not a whsec_<base64> key".to_string())
-            .and_then(|key| {
-                if key.is_empty() {
-                    Err("empty key".to_string())
-                } else {
-                    Ok(Secret::new(key))
-                }
-            })
+        decode_key(secret.strip_prefix(KEY_PREFIX).unwrap_or(secret))
     }
     fn supports_events(&self) -> bool {
         true
@@ -78,7 +65,33 @@ impl Provider for StandardWebhooks {
     }
 }
 
-fn verify_standard_webhook(d: &Delivery, keys: &[Secret]) -> Result<(), Rejection> {
+/// A `whsec_` key standing in for an unset one, distinct per `seed`.
+pub(super) fn placeholder_key(seed: &str) -> String {
+    format!(
+        "{KEY_PREFIX}{}",
+        STANDARD.encode(format!("hookgate-check-{seed}"))
+    )
+}
+
+/// The prefix of a Standard Webhooks key: `whsec_<base64>`.
+pub(super) const KEY_PREFIX: &str = "whsec_";
+
+/// The key bytes a `whsec_` key's base64 (the prefix removed) encodes.
+pub(super) fn decode_key(encoded: &str) -> Result<Secret, String> {
+    STANDARD
+        .decode(encoded)
+        .map_err(|_| "not a whsec_<base64> key".to_string())
+        .and_then(|key| {
+            if key.is_empty() {
+                Err("empty key".to_string())
+            } else {
+                Ok(Secret::new(key))
+            }
+        })
+}
+
+/// Verifies the Standard Webhooks headers against every key, at most one MAC per key.
+pub(super) fn verify_standard_webhook(d: &Delivery, keys: &[Secret]) -> Result<(), Rejection> {
     let id = header(d, "id").ok_or(Rejection::MissingSignature)?;
     let timestamp = header(d, "timestamp").ok_or(Rejection::MissingSignature)?;
     let signatures = header(d, "signature").ok_or(Rejection::MissingSignature)?;
