@@ -1,5 +1,5 @@
 //! `hookgate`: the reconcile controller (`serve`) and the workstation tools (`token`, `url`, `check`,
-//! `send`).
+//! `send`, `import`).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -57,6 +57,18 @@ enum Command {
     Check { file: PathBuf },
     /// Sign a payload like the provider would and POST it to a hookgate (or Flux) webhook URL.
     Send(SendArgs),
+    /// Import Flux Receivers: write the filter configuration and the Kustomize components that install it
+    /// (EnvoyExtensionPolicy config and hostKeys, EnvoyProxy env from the same Secrets), so that every
+    /// webhook URL Flux gave keeps working. Prints each receiver's path, and why any is skipped, on stderr.
+    Import {
+        /// YAML files holding the Receivers and their Secrets (several documents, or a `kind: List` as
+        /// `kubectl get -o yaml` prints); `-` reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        inputs: Vec<PathBuf>,
+        /// Directory to write hookgate-config.json, app/kustomization.yaml and proxy/kustomization.yaml to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -132,6 +144,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Check { file } => {
             print!("{}", cli::check(&file)?);
+            Ok(())
+        }
+        Command::Import { inputs, out } => {
+            eprint!("{}", cli::import::run(&inputs, &out)?);
             Ok(())
         }
         Command::Send(args) => {

@@ -1,0 +1,490 @@
+//! `hookgate import`: Flux `Receiver`s and their `Secret`s in, the hookgate configuration and the Kustomize
+//! components that install it out, so that every webhook URL already registered with a provider keeps
+//! working. Secrets are referenced by name and key only; their values are read to check the configuration
+//! and compute the paths, and never written.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine as _;
+use hookgate_filter::config::Config;
+use hookgate_filter::providers;
+use serde_json::{json, Map, Value};
+
+/// The variable the base manifests give the attestation key.
+const ATTESTATION_KEY_ENV: &str = "HOOKGATE_ATTESTATION_KEY";
+/// The key of a Flux Receiver's Secret that holds the token.
+const TOKEN_KEY: &str = "token";
+/// The objects the base manifests name, which the generated patches target.
+const EXTENSION_POLICY: &str = "hookgate";
+const ENVOY_PROXY: &str = "hookgate-proxy";
+/// Where the generated files go, under the output directory.
+pub const CONFIG_FILE: &str = "hookgate-config.json";
+pub const APP_COMPONENT: &str = "app/kustomization.yaml";
+pub const PROXY_COMPONENT: &str = "proxy/kustomization.yaml";
+
+/// One imported receiver: its label and the webhook path Flux gave it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ImportedReceiver {
+    pub label: String,
+    pub provider: String,
+    pub path: String,
+}
+
+/// What an import produces.
+#[derive(Debug)]
+pub struct Imported {
+    /// The filter configuration.
+    pub config: Value,
+    /// The Kustomize component for the route side (the EnvoyExtensionPolicy).
+    pub app_component: String,
+    /// The Kustomize component for the proxy side (the EnvoyProxy's environment).
+    pub proxy_component: String,
+    pub receivers: Vec<ImportedReceiver>,
+    /// Receivers not imported: `(namespace/name, why)`.
+    pub skipped: Vec<(String, String)>,
+    /// What changed in carrying a receiver over (dropped fields Flux ignored too, ...).
+    pub notes: Vec<String>,
+    /// The Flux Secrets the Envoy pods read: they must exist, under these names, in the Gateway's namespace.
+    pub secrets: Vec<String>,
+}
+
+/// Every Kubernetes object in `text` (multi-document YAML), `kind: List` items flattened.
+pub fn objects_in(text: &str, source: &str) -> anyhow::Result<Vec<Value>> {
+    let mut objects = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value: Value = serde::Deserialize::deserialize(document)
+            .with_context(|| format!("{source}: document {index} is not valid YAML"))?;
+        flatten(value, &mut objects);
+    }
+    Ok(objects)
+}
+
+fn flatten(value: Value, into: &mut Vec<Value>) {
+    if value.get("kind").and_then(Value::as_str) == Some("List") {
+        if let Some(Value::Array(items)) = value.get("items").cloned() {
+            for item in items {
+                flatten(item, into);
+            }
+        }
+    } else if value.is_object() {
+        into.push(value);
+    }
+}
+
+fn text_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+    object.pointer(pointer).and_then(Value::as_str)
+}
+
+fn is_kind(object: &Value, group: &str, kind: &str) -> bool {
+    let api_version = text_at(object, "/apiVersion").unwrap_or_default();
+    let object_group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    object_group == group && text_at(object, "/kind") == Some(kind)
+}
+
+/// The token of a Secret: `stringData.token` (which the API server merges over `data`), else the base64
+/// `data.token`.
+fn secret_token(secret: &Value, label: &str) -> anyhow::Result<String> {
+    if let Some(token) = secret.pointer(&format!("/stringData/{TOKEN_KEY}")) {
+        return token
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("Secret {label}: stringData.{TOKEN_KEY} is not a string"));
+    }
+    let encoded = text_at(secret, &format!("/data/{TOKEN_KEY}")).ok_or_else(|| {
+        anyhow!("Secret {label} has no key `{TOKEN_KEY}` (Flux reads the token there)")
+    })?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| anyhow!("Secret {label}: data.{TOKEN_KEY} is not base64"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| anyhow!("Secret {label}: data.{TOKEN_KEY} is not UTF-8 text"))
+}
+
+/// The environment variable that carries the token of Secret `name` into the Envoy pods.
+fn variable_for(secret_name: &str) -> String {
+    let stem: String = secret_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if stem.ends_with("_TOKEN") {
+        format!("FLUX_{stem}")
+    } else {
+        format!("FLUX_{stem}_TOKEN")
+    }
+}
+
+/// A Secret the Envoy pods read, by its name in the Gateway's namespace.
+struct GatewaySecret {
+    /// `namespace/name` of the Flux Secret it came from.
+    origin: String,
+    token: String,
+    variable: String,
+}
+
+/// Why receiver `spec` cannot be carried over, if it cannot.
+fn cannot_carry(spec: &Value, flux_type: &str) -> Option<String> {
+    if providers::lookup(flux_type).is_none() {
+        let known: Vec<&str> = providers::names().collect();
+        return Some(format!(
+            "hookgate has no receiver type `{flux_type}` (it has {})",
+            known.join(", ")
+        ));
+    }
+    if spec.get("resourceFilter").is_some_and(|f| !f.is_null()) {
+        return Some(
+            "spec.resourceFilter is a CEL expression, which hookgate does not evaluate: without it every \
+             target would be reconciled"
+                .into(),
+        );
+    }
+    let resources = spec.get("resources").and_then(Value::as_array);
+    if let Some(index) = resources
+        .into_iter()
+        .flatten()
+        .position(|r| r.get("filter").is_some_and(|f| !f.is_null()))
+    {
+        return Some(format!(
+            "spec.resources[{index}].filter is a CEL expression, which hookgate does not evaluate: without \
+             it the target would be reconciled on every delivery"
+        ));
+    }
+    None
+}
+
+/// A Flux `spec.resources[]` entry as a hookgate target.
+fn target_from(resource: &Value, label: &str, index: usize, notes: &mut Vec<String>) -> Value {
+    let mut target = Map::new();
+    for field in ["apiVersion", "kind", "name", "namespace"] {
+        if let Some(value) = resource.get(field).filter(|v| !v.is_null() && *v != "") {
+            target.insert(field.into(), value.clone());
+        }
+    }
+    let labels = resource
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .filter(|labels| !labels.is_empty());
+    if let Some(labels) = labels {
+        if resource.get("name").and_then(Value::as_str) == Some("*") {
+            target.insert("matchLabels".into(), Value::Object(labels.clone()));
+        } else {
+            // Flux looks a named target up by its name alone.
+            notes.push(format!(
+                "{label}: spec.resources[{index}].matchLabels dropped: Flux ignores them unless the name is `*`"
+            ));
+        }
+    }
+    Value::Object(target)
+}
+
+/// Imports the Flux Receivers among `objects`, reading their tokens from the Secrets among them.
+pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
+    let secrets: BTreeMap<(String, String), &Value> = objects
+        .iter()
+        .filter(|o| is_kind(o, "", "Secret"))
+        .filter_map(|o| {
+            Some((
+                (
+                    text_at(o, "/metadata/namespace")?.to_string(),
+                    text_at(o, "/metadata/name")?.to_string(),
+                ),
+                o,
+            ))
+        })
+        .collect();
+    let mut gateway_secrets: BTreeMap<String, GatewaySecret> = BTreeMap::new();
+    let mut receivers = Vec::new();
+    let mut imported = Vec::new();
+    let mut skipped = Vec::new();
+    let mut notes = Vec::new();
+
+    for receiver in objects
+        .iter()
+        .filter(|o| is_kind(o, "notification.toolkit.fluxcd.io", "Receiver"))
+    {
+        let name = text_at(receiver, "/metadata/name")
+            .ok_or_else(|| anyhow!("a Receiver has no metadata.name"))?;
+        let namespace = text_at(receiver, "/metadata/namespace").ok_or_else(|| {
+            anyhow!("Receiver {name} has no metadata.namespace: its webhook path depends on it")
+        })?;
+        let label = format!("{namespace}/{name}");
+        let spec = receiver.get("spec").cloned().unwrap_or(Value::Null);
+        let flux_type =
+            text_at(&spec, "/type").ok_or_else(|| anyhow!("Receiver {label} has no spec.type"))?;
+        if let Some(why) = cannot_carry(&spec, flux_type) {
+            skipped.push((label, why));
+            continue;
+        }
+        let provider = providers::lookup(flux_type).expect("cannot_carry checked the type");
+
+        let secret_name = text_at(&spec, "/secretRef/name")
+            .ok_or_else(|| anyhow!("Receiver {label} has no spec.secretRef.name"))?;
+        let secret_label = format!("{namespace}/{secret_name}");
+        let secret = secrets
+            .get(&(namespace.to_string(), secret_name.to_string()))
+            .ok_or_else(|| {
+                anyhow!(
+                    "Receiver {label}: its Secret {secret_label} is not in the input (add it: `kubectl -n \
+                     {namespace} get secret {secret_name} -o yaml`); its token gives the webhook path"
+                )
+            })?;
+        let token = secret_token(secret, &secret_label)?;
+        // The Envoy pods read every Secret from the Gateway's namespace, where one name is one Secret.
+        let variable = match gateway_secrets.get(secret_name) {
+            Some(known) if known.token != token => bail!(
+                "Secrets {} and {secret_label} hold different tokens but would both be Secret \
+                 {secret_name} in the Gateway's namespace: rename one (and its Receiver's secretRef)",
+                known.origin
+            ),
+            Some(known) => known.variable.clone(),
+            None => {
+                let variable = variable_for(secret_name);
+                if let Some((other, _)) = gateway_secrets.iter().find(|(_, s)| s.variable == variable) {
+                    bail!("Secrets {other} and {secret_name} would share the variable {variable}: rename one");
+                }
+                gateway_secrets.insert(
+                    secret_name.to_string(),
+                    GatewaySecret {
+                        origin: secret_label.clone(),
+                        token: token.clone(),
+                        variable: variable.clone(),
+                    },
+                );
+                variable
+            }
+        };
+
+        let mut carried = Map::new();
+        carried.insert("name".into(), json!(name));
+        carried.insert("namespace".into(), json!(namespace));
+        carried.insert("type".into(), json!(flux_type));
+        let events = spec
+            .get("events")
+            .and_then(Value::as_array)
+            .filter(|e| !e.is_empty());
+        if let Some(events) = events {
+            if provider.supports_events() {
+                carried.insert("events".into(), Value::Array(events.clone()));
+            } else {
+                notes.push(format!(
+                    "{label}: spec.events dropped: Flux does not check events for type `{flux_type}` either"
+                ));
+            }
+        }
+        carried.insert("secrets".into(), json!([{ "env": variable }]));
+        if spec.get("suspend").and_then(Value::as_bool) == Some(true) {
+            // Flux answers a suspended receiver with 503; hookgate's disabled receiver answers 403.
+            carried.insert("disabled".into(), json!(true));
+            notes.push(format!("{label}: suspended, imported as disabled"));
+        }
+        let targets: Vec<Value> = spec
+            .get("resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, resource)| target_from(resource, &label, index, &mut notes))
+            .collect();
+        carried.insert("targets".into(), Value::Array(targets));
+        receivers.push(Value::Object(carried));
+        imported.push(ImportedReceiver {
+            label,
+            provider: flux_type.to_string(),
+            path: crate::url(name, namespace, &token),
+        });
+    }
+
+    let config = json!({ "attestationKeyEnv": ATTESTATION_KEY_ENV, "receivers": receivers });
+    validate(&config, &gateway_secrets, &imported)?;
+    let variables: Vec<&GatewaySecret> = gateway_secrets.values().collect();
+    let app_component = component(
+        "EnvoyExtensionPolicy",
+        EXTENSION_POLICY,
+        variables
+            .iter()
+            .map(|s| json!({"op": "add", "path": "/spec/wasm/0/env/hostKeys/-", "value": s.variable}))
+            .chain([json!({"op": "replace", "path": "/spec/wasm/0/config", "value": config})])
+            .collect(),
+        "The route side: the filter configuration and the variables it may read (hostKeys).",
+    )?;
+    let proxy_component = component(
+        "EnvoyProxy",
+        ENVOY_PROXY,
+        gateway_secrets
+            .iter()
+            .map(|(secret, s)| {
+                json!({"op": "add", "path": "/spec/provider/kubernetes/envoyDeployment/container/env/-",
+                       "value": {"name": s.variable,
+                                 "valueFrom": {"secretKeyRef": {"name": secret, "key": TOKEN_KEY}}}})
+            })
+            .collect(),
+        "The proxy side: each Flux Receiver's Secret, by name and key, in the Envoy pods' environment. The \
+         pods read Secrets in the Gateway's namespace: the Secrets must exist there under these names.",
+    )?;
+    Ok(Imported {
+        config,
+        app_component,
+        proxy_component,
+        receivers: imported,
+        skipped,
+        notes,
+        secrets: gateway_secrets.into_keys().collect(),
+    })
+}
+
+/// Checks `config` with the filter's own parser, the tokens standing in the variables, and that it gives
+/// each receiver the path Flux gave it.
+fn validate(
+    config: &Value,
+    secrets: &BTreeMap<String, GatewaySecret>,
+    imported: &[ImportedReceiver],
+) -> anyhow::Result<()> {
+    let tokens: BTreeMap<&str, &str> = secrets
+        .values()
+        .map(|s| (s.variable.as_str(), s.token.as_str()))
+        .collect();
+    // The attestation key is not the import's: any valid key checks the rest.
+    let attestation_placeholder = "hookgate-import-check-attestation-key";
+    let parsed = Config::parse(config.to_string().as_bytes(), &|variable| {
+        if variable == ATTESTATION_KEY_ENV {
+            Some(attestation_placeholder.to_string())
+        } else {
+            tokens.get(variable).map(|t| t.to_string())
+        }
+    })
+    .map_err(|e| anyhow!("the imported configuration is refused by the filter: {e}"))?;
+    for (receiver, expected) in parsed.receivers.iter().zip(imported) {
+        if receiver.paths.first() != Some(&expected.path) {
+            bail!(
+                "receiver {}: the filter would answer on {:?}, not Flux's path {}",
+                expected.label,
+                receiver.paths,
+                expected.path
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A Kustomize `Component` applying the JSON6902 `operations` to the base's `kind`/`name`.
+fn component(kind: &str, name: &str, operations: Vec<Value>, why: &str) -> anyhow::Result<String> {
+    let patch = serde_yaml::to_string(&operations)?;
+    let component = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "patches": [{"target": {"kind": kind, "name": name}, "patch": patch}],
+    });
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "# Generated by `hookgate import` from Flux Receivers."
+    );
+    for line in wrap(why, 100) {
+        let _ = writeln!(text, "# {line}");
+    }
+    text.push_str(&serde_yaml::to_string(&component)?);
+    Ok(text)
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("never empty");
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+}
+
+/// What `import` tells the user: the receivers imported with their paths, the ones skipped with why, and
+/// what to do with the output.
+pub fn summary(imported: &Imported, out: &Path) -> String {
+    let mut text = String::new();
+    for receiver in &imported.receivers {
+        let _ = writeln!(
+            text,
+            "imported {} ({}): {}",
+            receiver.label, receiver.provider, receiver.path
+        );
+    }
+    for (label, why) in &imported.skipped {
+        let _ = writeln!(text, "skipped {label}: {why}");
+    }
+    for note in &imported.notes {
+        let _ = writeln!(text, "note: {note}");
+    }
+    if !imported.receivers.is_empty() {
+        let _ = writeln!(
+            text,
+            "wrote {config}, {app} and {proxy}: add `components: [{app_dir}]` to the overlay's route side and \
+             `components: [{proxy_dir}]` to its proxy side. The Envoy pods read Secret(s) {secrets} (key \
+             `{TOKEN_KEY}`) in the Gateway's namespace: copy them there if Flux's are elsewhere.",
+            config = out.join(CONFIG_FILE).display(),
+            app = out.join(APP_COMPONENT).display(),
+            proxy = out.join(PROXY_COMPONENT).display(),
+            app_dir = out.join("app").display(),
+            proxy_dir = out.join("proxy").display(),
+            secrets = imported.secrets.join(", "),
+        );
+    }
+    text
+}
+
+/// Reads `inputs` (files, `-` for standard input), imports, writes the output under `out` and returns the
+/// summary. Nothing is written when no receiver can be imported.
+pub fn run(inputs: &[PathBuf], out: &Path) -> anyhow::Result<String> {
+    let mut objects = Vec::new();
+    for input in inputs {
+        let (text, source) = if input.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+            (text, "standard input".to_string())
+        } else {
+            let text = std::fs::read_to_string(input)
+                .with_context(|| format!("{}: cannot read", input.display()))?;
+            (text, input.display().to_string())
+        };
+        objects.extend(objects_in(&text, &source)?);
+    }
+    let imported = import(&objects)?;
+    if imported.receivers.is_empty() {
+        bail!(
+            "no Receiver could be imported; nothing written\n{}",
+            summary(&imported, out)
+        );
+    }
+    for (file, content) in [
+        (
+            CONFIG_FILE,
+            serde_json::to_string_pretty(&imported.config)? + "\n",
+        ),
+        (APP_COMPONENT, imported.app_component.clone()),
+        (PROXY_COMPONENT, imported.proxy_component.clone()),
+    ] {
+        let path = out.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create", parent.display()))?;
+        }
+        std::fs::write(&path, content)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    Ok(summary(&imported, out))
+}
