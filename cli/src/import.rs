@@ -18,6 +18,8 @@ use serde_json::{json, Map, Value};
 const ATTESTATION_KEY_ENV: &str = "HOOKGATE_ATTESTATION_KEY";
 /// The key of a Flux Receiver's Secret that holds the token.
 const TOKEN_KEY: &str = "token";
+/// The Receiver types whose `spec.events` Flux checks (REFERENCE.md §2); it ignores them for the others.
+const FLUX_CHECKS_EVENTS: &[&str] = &["github", "gitlab", "bitbucket", "cdevents"];
 /// The objects the base manifests name, which the generated patches target.
 const EXTENSION_POLICY: &str = "hookgate";
 const ENVOY_PROXY: &str = "hookgate-proxy";
@@ -272,11 +274,12 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
             .and_then(Value::as_array)
             .filter(|e| !e.is_empty());
         if let Some(events) = events {
-            if provider.supports_events() {
+            if FLUX_CHECKS_EVENTS.contains(&flux_type) && provider.supports_events() {
                 carried.insert("events".into(), Value::Array(events.clone()));
             } else {
+                // Carried over, they would filter deliveries that Flux accepts.
                 notes.push(format!(
-                    "{label}: spec.events dropped: Flux does not check events for type `{flux_type}` either"
+                    "{label}: spec.events dropped: Flux does not check events for type `{flux_type}`"
                 ));
             }
         }
@@ -304,7 +307,10 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
     }
 
     let config = json!({ "attestationKeyEnv": ATTESTATION_KEY_ENV, "receivers": receivers });
-    validate(&config, &gateway_secrets, &imported)?;
+    // With no receiver there is nothing to check: the filter refuses an empty list, and `run` writes nothing.
+    if !imported.is_empty() {
+        validate(&config, &gateway_secrets, &imported)?;
+    }
     let variables: Vec<&GatewaySecret> = gateway_secrets.values().collect();
     let app_component = component(
         "EnvoyExtensionPolicy",
@@ -487,4 +493,340 @@ pub fn run(inputs: &[PathBuf], out: &Path) -> anyhow::Result<String> {
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(summary(&imported, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flux's own example (REFERENCE.md §2): token `test-token`, receiver `webapp` in `flux-system`.
+    const TOKEN: &str = "test-token";
+    const FLUX_PATH: &str =
+        "/hook/2846ca2372e0a9b4e884dc382f132cbeb1c7d192b42af377c903dfe16aad867a";
+
+    fn receiver_yaml(name: &str, namespace: &str, flux_type: &str, extra_spec: &str) -> String {
+        format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata:\n  name: {name}\n  \
+             namespace: {namespace}\nspec:\n  type: {flux_type}\n  secretRef:\n    name: webhook-token\n  \
+             resources:\n    - kind: GitRepository\n      name: webapp\n{extra_spec}"
+        )
+    }
+
+    fn secret_yaml(namespace: &str, token: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: webhook-token\n  namespace: {namespace}\n\
+             stringData:\n  token: {token}\n"
+        )
+    }
+
+    fn import_text(text: &str) -> anyhow::Result<Imported> {
+        import(&objects_in(text, "test")?)
+    }
+
+    fn written(imported: &Imported) -> String {
+        format!(
+            "{}{}{}",
+            imported.config, imported.app_component, imported.proxy_component
+        )
+    }
+
+    #[test]
+    fn each_flux_type_is_imported_or_skipped_with_why() {
+        // (Flux type, extra spec, imported?)
+        let cases = [
+            ("generic", "", true),
+            ("generic-hmac", "", true),
+            ("github", "  events: [ping, push]\n", true),
+            ("gitlab", "  events: [Push Hook, Tag Push Hook]\n", true),
+            ("bitbucket", "  events: [\"repo:push\"]\n", true),
+            ("harbor", "", true),
+            ("dockerhub", "", true),
+            ("quay", "", true),
+            ("nexus", "", true),
+            ("acr", "", true),
+            ("cdevents", "", true),
+            ("gcr", "", false),
+            ("generic-oidc", "", false),
+        ];
+        let mut failures = Vec::new();
+        for (flux_type, extra, expect_imported) in cases {
+            let text = format!(
+                "{}---\n{}",
+                receiver_yaml("webapp", "flux-system", flux_type, extra),
+                secret_yaml("flux-system", TOKEN)
+            );
+            let imported = match import_text(&text) {
+                Ok(imported) => imported,
+                Err(e) => {
+                    failures.push(format!("{flux_type}: {e:#}"));
+                    continue;
+                }
+            };
+            let outcome = (imported.receivers.as_slice(), imported.skipped.as_slice());
+            match (expect_imported, outcome) {
+                (true, ([receiver], [])) if receiver.path == FLUX_PATH => {
+                    let config = &imported.config["receivers"][0];
+                    if config["type"] != flux_type
+                        || config["secrets"][0]["env"] != "FLUX_WEBHOOK_TOKEN"
+                    {
+                        failures.push(format!("{flux_type}: carried as {config}"));
+                    }
+                }
+                (false, ([], [(label, why)]))
+                    if label == "flux-system/webapp"
+                        && why
+                            .contains(&format!("hookgate has no receiver type `{flux_type}`")) => {}
+                _ => failures.push(format!("{flux_type}: {outcome:?}")),
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn receivers_come_from_documents_and_lists() {
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {}\n- {}",
+            receiver_yaml("webapp", "flux-system", "github", "")
+                .replace('\n', "\n  ")
+                .trim_end(),
+            secret_yaml("flux-system", TOKEN).replace('\n', "\n  ")
+        );
+        let cases = [
+            ("kubectl get -o yaml List", list),
+            (
+                "documents, Secret first, empty document between",
+                format!(
+                    "{}---\n---\n{}",
+                    secret_yaml("flux-system", TOKEN),
+                    receiver_yaml("webapp", "flux-system", "github", "")
+                ),
+            ),
+        ];
+        for (case, text) in cases {
+            let imported = import_text(&text).unwrap_or_else(|e| panic!("{case}: {e:#}"));
+            assert_eq!(
+                imported.receivers,
+                [ImportedReceiver {
+                    label: "flux-system/webapp".into(),
+                    provider: "github".into(),
+                    path: FLUX_PATH.into()
+                }],
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_is_read_from_data_or_string_data() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(TOKEN);
+        let other = base64::engine::general_purpose::STANDARD.encode("not-the-token");
+        let cases = [
+            ("data", format!("data:\n  token: {encoded}\n")),
+            ("stringData", format!("stringData:\n  token: {TOKEN}\n")),
+            (
+                "stringData over data, as the API server merges them",
+                format!("data:\n  token: {other}\nstringData:\n  token: {TOKEN}\n"),
+            ),
+        ];
+        for (case, payload) in cases {
+            let text = format!(
+                "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: webhook-token, namespace: flux-system}}\n{payload}",
+                receiver_yaml("webapp", "flux-system", "github", "")
+            );
+            let imported = import_text(&text).unwrap_or_else(|e| panic!("{case}: {e:#}"));
+            assert_eq!(imported.receivers[0].path, FLUX_PATH, "{case}");
+            assert!(
+                !written(&imported).contains(TOKEN),
+                "{case}: the token was written"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_or_unusable_secret_is_a_clear_error() {
+        let receiver = receiver_yaml("webapp", "flux-system", "github", "");
+        let cases = [
+            (
+                "no Secret",
+                receiver.clone(),
+                "Receiver flux-system/webapp: its Secret flux-system/webhook-token is not in the input",
+            ),
+            (
+                "the Secret in another namespace",
+                format!("{receiver}---\n{}", secret_yaml("apps", TOKEN)),
+                "its Secret flux-system/webhook-token is not in the input",
+            ),
+            (
+                "no token key",
+                format!("{receiver}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: webhook-token, namespace: flux-system}}\nstringData: {{password: x}}\n"),
+                "Secret flux-system/webhook-token has no key `token`",
+            ),
+            (
+                "data not base64",
+                format!("{receiver}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: webhook-token, namespace: flux-system}}\ndata: {{token: '%%%'}}\n"),
+                "data.token is not base64",
+            ),
+            (
+                "one Secret name, two tokens",
+                format!(
+                    "{receiver}---\n{}---\n{}---\n{}",
+                    secret_yaml("flux-system", TOKEN),
+                    receiver_yaml("webapp", "apps", "github", ""),
+                    secret_yaml("apps", "another-token")
+                ),
+                "would both be Secret webhook-token in the Gateway's namespace",
+            ),
+        ];
+        for (case, text, expected) in cases {
+            let error = format!("{:#}", import_text(&text).unwrap_err());
+            assert!(error.contains(expected), "{case}: {error}");
+        }
+    }
+
+    #[test]
+    fn targets_carry_over() {
+        let resources = "    - kind: Kustomization\n      name: \"*\"\n      matchLabels:\n        hookgate.io/reconcile-on-push: \"true\"\n    - apiVersion: image.toolkit.fluxcd.io/v1\n      kind: ImageRepository\n      name: app\n      namespace: apps\n    - kind: HelmRelease\n      name: podinfo\n      matchLabels: {ignored: \"yes\"}\n";
+        let text = format!(
+            "{}{resources}---\n{}",
+            receiver_yaml("webapp", "flux-system", "github", ""),
+            secret_yaml("flux-system", TOKEN)
+        );
+        let imported = import_text(&text).unwrap();
+        let cases = [
+            (
+                "named, the receiver's namespace",
+                json!({"kind": "GitRepository", "name": "webapp"}),
+            ),
+            (
+                "wildcard with matchLabels",
+                json!({"kind": "Kustomization", "name": "*", "matchLabels": {"hookgate.io/reconcile-on-push": "true"}}),
+            ),
+            (
+                "cross-namespace with apiVersion",
+                json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "app", "namespace": "apps"}),
+            ),
+            (
+                "named with matchLabels, which Flux ignores",
+                json!({"kind": "HelmRelease", "name": "podinfo"}),
+            ),
+        ];
+        let targets = imported.config["receivers"][0]["targets"]
+            .as_array()
+            .unwrap();
+        assert_eq!(targets.len(), cases.len());
+        for ((case, expected), target) in cases.iter().zip(targets) {
+            assert_eq!(target, expected, "{case}");
+        }
+        assert!(
+            imported
+                .notes
+                .iter()
+                .any(|n| n.contains("spec.resources[3].matchLabels dropped")),
+            "{:?}",
+            imported.notes
+        );
+    }
+
+    #[test]
+    fn what_hookgate_cannot_do_is_skipped_or_noted() {
+        let secret = secret_yaml("flux-system", TOKEN);
+        let cases = [
+            (
+                "resourceFilter",
+                receiver_yaml(
+                    "webapp",
+                    "flux-system",
+                    "github",
+                    "  resourceFilter: 'true'\n",
+                ),
+                Err("spec.resourceFilter is a CEL expression"),
+            ),
+            (
+                "per-resource filter",
+                receiver_yaml("webapp", "flux-system", "github", "").replace(
+                    "      name: webapp\n",
+                    "      name: webapp\n      filter: 'true'\n",
+                ),
+                Err("spec.resources[0].filter is a CEL expression"),
+            ),
+            (
+                "events on a type whose events Flux does not check",
+                receiver_yaml(
+                    "webapp",
+                    "flux-system",
+                    "harbor",
+                    "  events: [PUSH_ARTIFACT]\n",
+                ),
+                Ok("spec.events dropped: Flux does not check events for type `harbor`"),
+            ),
+            (
+                "suspended",
+                receiver_yaml("webapp", "flux-system", "gitlab", "  suspend: true\n"),
+                Ok("suspended, imported as disabled"),
+            ),
+        ];
+        for (case, receiver, expected) in cases {
+            let imported = import_text(&format!("{receiver}---\n{secret}")).unwrap();
+            match expected {
+                Err(why) => {
+                    assert!(imported.receivers.is_empty(), "{case}");
+                    assert!(
+                        imported.skipped[0].1.contains(why),
+                        "{case}: {:?}",
+                        imported.skipped
+                    );
+                }
+                Ok(note) => {
+                    assert_eq!(imported.receivers.len(), 1, "{case}");
+                    assert!(
+                        imported.notes.iter().any(|n| n.contains(note)),
+                        "{case}: {:?}",
+                        imported.notes
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_components_patch_the_base_with_the_same_secrets() {
+        let text = format!(
+            "{}---\n{}---\n{}",
+            receiver_yaml("webapp", "flux-system", "github", ""),
+            receiver_yaml("registry", "flux-system", "harbor", ""),
+            secret_yaml("flux-system", TOKEN)
+        );
+        let imported = import_text(&text).unwrap();
+        // One Secret, one variable, for both receivers.
+        assert_eq!(imported.secrets, ["webhook-token"]);
+        let app: Value = serde_yaml::from_str(&imported.app_component).unwrap();
+        assert_eq!(app["kind"], "Component");
+        assert_eq!(
+            app["patches"][0]["target"],
+            json!({"kind": "EnvoyExtensionPolicy", "name": "hookgate"})
+        );
+        let operations: Value =
+            serde_yaml::from_str(app["patches"][0]["patch"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            operations,
+            json!([
+                {"op": "add", "path": "/spec/wasm/0/env/hostKeys/-", "value": "FLUX_WEBHOOK_TOKEN"},
+                {"op": "replace", "path": "/spec/wasm/0/config", "value": imported.config},
+            ])
+        );
+        let proxy: Value = serde_yaml::from_str(&imported.proxy_component).unwrap();
+        assert_eq!(
+            proxy["patches"][0]["target"],
+            json!({"kind": "EnvoyProxy", "name": "hookgate-proxy"})
+        );
+        let operations: Value =
+            serde_yaml::from_str(proxy["patches"][0]["patch"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            operations,
+            json!([{"op": "add", "path": "/spec/provider/kubernetes/envoyDeployment/container/env/-",
+                    "value": {"name": "FLUX_WEBHOOK_TOKEN",
+                              "valueFrom": {"secretKeyRef": {"name": "webhook-token", "key": "token"}}}}])
+        );
+        assert!(!written(&imported).contains(TOKEN));
+    }
 }
