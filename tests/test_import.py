@@ -1,8 +1,10 @@
 """`hookgate import` on the Receivers of Flux's documentation and common setups (GitHub push+ping with a
 GitRepository and `*` Kustomizations by label; GitLab; Harbor; Docker Hub) and their Secrets: the
-components it writes, applied to the base manifests by the real Kustomize, configure the compiled filter in
-the real Envoy so that it accepts a delivery at the path Flux computed for the original Receiver, forwards it
-with the Receiver's targets, and refuses a forged one."""
+components it writes, applied to the base manifests by the real Kustomize, configure the compiled filter
+so that it accepts a delivery at the path Flux computed for the original Receiver and refuses a forged one:
+in the real Envoy (forwarded with the Receiver's targets), and through the real Envoy Gateway in front of
+the controller and the real kube-apiserver (the targets annotated). The Envoy Gateway tests take its fixed
+ports: run them under `flock /tmp/hookgate-eg.lock`."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ import pytest
 import yaml
 
 import signers
-from deploy import DELIVERIES, MANIFESTS, envoy_environment
-from gateway import render
-from harness import CONTROLLER, Envoy, RecordingUpstream, envoy_bootstrap, free_port
+from deploy import DELIVERIES, MANIFESTS, Delivery, deploy, envoy_environment, policy_keys, wait_translated
+from gateway import EnvoyGateway, ModuleServer, http_code, render
+from harness import CONTROLLER, WASM, Envoy, RecordingUpstream, envoy_bootstrap, free_port
 from test_edge_filter import ATTESTATION_KEY, assert_attested_forward, assert_nothing_upstream, send
 
 NS = "flux-system"
@@ -81,6 +83,17 @@ class Case:
     headers: object  # (secret, body) -> headers
     payload: dict
     targets: list[dict]  # as forwarded: each with its namespace
+    signed: bool = True  # False: the provider proves nothing in the request, the secret path is the proof
+
+    def delivery(self, forged: bool = False) -> tuple[Delivery, int]:
+        """The provider's delivery at Flux's path, or a forged one (made with another token), and the status
+        hookgate answers: a forged signature at Flux's path is refused (401); where the path is the proof,
+        the forger's path is no receiver's (404)."""
+        token = TOKENS[self.secret]
+        used = "forged-" + token if forged else token
+        body = json.dumps(self.payload).encode()
+        path = signers.flux_path(token if self.signed else used, self.receiver, NS)
+        return Delivery(path, self.headers(used, body), body), (200 if not forged else 401 if self.signed else 404)
 
 
 def forwarded_targets(resources: list[dict]) -> list[dict]:
@@ -94,7 +107,7 @@ CASES = [
          forwarded_targets(IMAGE_RESOURCES)),
     # Docker Hub signs nothing: the secret path is the proof.
     Case("dockerhub-receiver", "dockerhub-token", lambda _s, _b: {"Content-Type": "application/json"},
-         DOCKERHUB_PUSH, forwarded_targets(IMAGE_RESOURCES)),
+         DOCKERHUB_PUSH, forwarded_targets(IMAGE_RESOURCES), signed=False),
 ]
 
 
@@ -118,6 +131,8 @@ def test_the_summary_gives_each_receiver_its_flux_path_and_says_why_one_is_skipp
         assert f"imported {NS}/{case.receiver} " in summary and path in summary, summary
     assert f"skipped {NS}/gcr-receiver: hookgate has no receiver type `gcr`" in summary, summary
     assert "Secret(s) dockerhub-token, github-token, gitlab-token, harbor-token (key `token`)" in summary, summary
+    assert (f"note: {NS}/gitlab-receiver: spec.resources[1] is in namespace apps: run the controller with "
+            "--allow-cross-namespace") in summary, summary
 
 
 def test_no_token_is_written_or_printed(imported):
@@ -138,10 +153,12 @@ def test_a_missing_secret_is_an_error_and_nothing_is_written(tmp_path):
 
 
 def overlay(out: Path, workdir: Path) -> Path:
-    """An example overlay: the base route side (controller namespace flux-system) and proxy side, each with
-    the component `hookgate import` wrote."""
+    """An example overlay: the base controller and route side in flux-system and the proxy side, each with
+    the component `hookgate import` wrote. The GitLab Receiver targets a Kustomization in `apps`: as the
+    import's summary says, the controller runs with --allow-cross-namespace and its ClusterRole is bound
+    there too."""
     root = workdir / "overlay"
-    sides = {"app": (NS, [MANIFESTS / "base/gateway/route"]),
+    sides = {"app": (NS, [MANIFESTS / "base/controller", MANIFESTS / "base/gateway/route"]),
              "proxy": ("envoy-gateway-system", [MANIFESTS / "base/gateway/proxy"])}
     for side, (namespace, resources) in sides.items():
         (root / side).mkdir(parents=True)
@@ -149,10 +166,26 @@ def overlay(out: Path, workdir: Path) -> Path:
             "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
             # Kustomize takes only relative paths to other kustomizations.
             "resources": [os.path.relpath(r, root / side) for r in resources],
-            "components": [os.path.relpath(out / side, root / side)]}))
+            "components": [os.path.relpath(out / side, root / side)],
+            "patches": [{"target": {"kind": "Deployment", "name": "hookgate-controller"}, "patch": json.dumps([
+                {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--allow-cross-namespace"},
+            ])}] if side == "app" else []}))
+    (root / "rolebinding-apps.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "hookgate-controller", "namespace": "apps"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hookgate-controller"},
+        "subjects": [{"kind": "ServiceAccount", "name": "hookgate-controller", "namespace": NS}]}))
     (root / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["app", "proxy"]}))
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["app", "proxy", "rolebinding-apps.yaml"]}))
     return root
+
+
+def secret_values() -> dict[tuple[str, str], str]:
+    """What the Secrets the overlay reads hold, by (name, key): the Flux tokens and an attestation key."""
+    values = {(name, "token"): token for name, token in TOKENS.items()}
+    values[("hookgate-attestation", "key")] = ATTESTATION_KEY
+    return values
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +198,7 @@ def edge(imported, tmp_path_factory):
     (policy,) = [d for d in docs if d["kind"] == "EnvoyExtensionPolicy"]
     wasm = policy["spec"]["wasm"][0]
     assert wasm["config"] == json.loads((out / "hookgate-config.json").read_text())
-    values = {(name, "token"): token for name, token in TOKENS.items()}
-    values[("hookgate-attestation", "key")] = ATTESTATION_KEY
-    environment = envoy_environment(docs, values)
+    environment = envoy_environment(docs, secret_values())
     upstream = RecordingUpstream()
     bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
                                 filter_config=wasm["config"], host_env_keys=wasm["env"]["hostKeys"])
@@ -180,27 +211,79 @@ def edge(imported, tmp_path_factory):
 def test_a_delivery_at_flux_path_is_forwarded_with_the_receivers_targets(edge, case):
     envoy, upstream = edge
     upstream.reset()
-    token = TOKENS[case.secret]
-    body = json.dumps(case.payload).encode()
-    headers = case.headers(token, body)
-    status, reply = send(envoy.port, signers.flux_path(token, case.receiver, NS), headers, body)
+    delivery, _ = case.delivery()
+    status, reply = send(envoy.port, delivery.path, delivery.headers, delivery.body)
     assert status == 200, reply
-    request = assert_attested_forward(upstream, headers)
+    request = assert_attested_forward(upstream, delivery.headers)
     assert request["receiver"] == {"name": case.receiver, "namespace": NS}
     assert request["targets"] == case.targets
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
 def test_a_forged_delivery_is_refused(edge, case):
-    """Signed with another token: where the proof is in the request, refused by it at Flux's path (401);
-    where the path is the proof, the forger's path is no receiver's (404)."""
     envoy, upstream = edge
     upstream.reset()
-    token, forged = TOKENS[case.secret], "forged-" + TOKENS[case.secret]
-    body = json.dumps(case.payload).encode()
-    in_request = case.receiver != "dockerhub-receiver"
-    path = signers.flux_path(token if in_request else forged, case.receiver, NS)
-    status, reply = send(envoy.port, path, case.headers(forged, body), body)
-    assert status == (401 if in_request else 404), reply
+    delivery, expected = case.delivery(forged=True)
+    status, reply = send(envoy.port, delivery.path, delivery.headers, delivery.body)
+    assert status == expected, reply
     assert_nothing_upstream(upstream)
 
+
+@pytest.fixture(scope="module")
+def on_gateway(imported, cp, tmp_path_factory):
+    """The overlay deployed as on a cluster (tests/deploy.py): the controller as a process against the real
+    kube-apiserver under the overlay's RBAC, the gateway side translated by the real Envoy Gateway, the Envoy
+    pods' environment from the EnvoyProxy's secretKeyRefs to the Flux Secrets."""
+    out, _ = imported
+    workdir = tmp_path_factory.mktemp("gateway")
+    root = overlay(out, workdir)
+    values = secret_values()
+    gateway = EnvoyGateway(envoy_environment(render(root), values))
+    modules = ModuleServer(WASM.parent)
+    try:
+        # An absolute directory stands in for the name of an example of manifests/.
+        deployed = deploy(str(root), cp, gateway, values=values, workdir=workdir, gateway_port=free_port(),
+                          wasm_code=http_code(modules.url(WASM.name), WASM))
+        try:
+            wait_translated(deployed)
+            yield deployed
+        finally:
+            deployed.controller.stop()
+    finally:
+        gateway.cleanup()
+        modules.close()
+
+
+def imported_receiver(example, name: str) -> dict:
+    (receiver,) = [r for r in example.receivers if r["name"] == name]
+    return receiver
+
+
+def test_envoy_gateway_accepts_the_imported_policies(on_gateway):
+    for kind, name in policy_keys(on_gateway):
+        conditions = on_gateway.gateway.conditions(kind, name)
+        assert conditions["Accepted"]["status"] == "True", (kind, name, conditions)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
+def test_on_envoy_gateway_a_delivery_at_flux_path_reconciles_the_receivers_targets(on_gateway, case):
+    receiver = imported_receiver(on_gateway, case.receiver)
+    before = on_gateway.annotations(receiver)
+    status, reply = on_gateway.send(case.delivery()[0])
+    assert status == 200, f"{status} {reply}\n{on_gateway.controller.log()[-2000:]}"
+    targets = on_gateway.targets[f"{NS}/{case.receiver}"]
+    assert json.loads(reply)["annotated"] == sum(t.selected for t in targets) > 0, reply
+    after = on_gateway.annotations(receiver)
+    for target in targets:
+        where = (target.kind, target.namespace, target.name)
+        assert (after[where] != before[where]) is target.selected, (target, before, after)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
+def test_on_envoy_gateway_a_forged_delivery_changes_nothing(on_gateway, case):
+    receiver = imported_receiver(on_gateway, case.receiver)
+    before = on_gateway.annotations(receiver)
+    delivery, expected = case.delivery(forged=True)
+    status, reply = on_gateway.send(delivery)
+    assert status == expected, reply
+    assert on_gateway.annotations(receiver) == before

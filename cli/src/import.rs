@@ -163,8 +163,14 @@ fn cannot_carry(spec: &Value, flux_type: &str) -> Option<String> {
     None
 }
 
-/// A Flux `spec.resources[]` entry as a hookgate target.
-fn target_from(resource: &Value, label: &str, index: usize, notes: &mut Vec<String>) -> Value {
+/// A Flux `spec.resources[]` entry as a hookgate target of a receiver in `namespace`.
+fn target_from(
+    resource: &Value,
+    namespace: &str,
+    label: &str,
+    index: usize,
+    notes: &mut Vec<String>,
+) -> Value {
     let mut target = Map::new();
     for field in ["apiVersion", "kind", "name", "namespace"] {
         if let Some(value) = resource.get(field).filter(|v| !v.is_null() && *v != "") {
@@ -184,6 +190,16 @@ fn target_from(resource: &Value, label: &str, index: usize, notes: &mut Vec<Stri
                 "{label}: spec.resources[{index}].matchLabels dropped: Flux ignores them unless the name is `*`"
             ));
         }
+    }
+    if let Some(other) =
+        text_at(resource, "/namespace").filter(|n| !n.is_empty() && *n != namespace)
+    {
+        // Flux allows these unless run with --no-cross-namespace-refs; hookgate's controller refuses them
+        // unless told otherwise, which stays the cluster admin's choice.
+        notes.push(format!(
+            "{label}: spec.resources[{index}] is in namespace {other}: run the controller with \
+             --allow-cross-namespace and bind its ClusterRole in {other}, or it answers 403"
+        ));
     }
     Value::Object(target)
 }
@@ -295,7 +311,7 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
             .into_iter()
             .flatten()
             .enumerate()
-            .map(|(index, resource)| target_from(resource, &label, index, &mut notes))
+            .map(|(index, resource)| target_from(resource, namespace, &label, index, &mut notes))
             .collect();
         carried.insert("targets".into(), Value::Array(targets));
         receivers.push(Value::Object(carried));
@@ -717,14 +733,18 @@ mod tests {
         for ((case, expected), target) in cases.iter().zip(targets) {
             assert_eq!(target, expected, "{case}");
         }
-        assert!(
-            imported
-                .notes
-                .iter()
-                .any(|n| n.contains("spec.resources[3].matchLabels dropped")),
-            "{:?}",
-            imported.notes
-        );
+        for note in [
+            "flux-system/webapp: spec.resources[3].matchLabels dropped",
+            "flux-system/webapp: spec.resources[2] is in namespace apps: run the controller with \
+             --allow-cross-namespace",
+        ] {
+            assert!(
+                imported.notes.iter().any(|n| n.contains(note)),
+                "{note}: {:?}",
+                imported.notes
+            );
+        }
+        assert_eq!(imported.notes.len(), 2, "{:?}", imported.notes);
     }
 
     #[test]
