@@ -142,13 +142,17 @@ def test_no_token_is_written_or_printed(imported):
         assert token not in written and token not in summary
 
 
-def test_a_missing_secret_is_an_error_and_nothing_is_written(tmp_path):
+@pytest.mark.parametrize("documents, error", [
+    ([FILE_DOCUMENTS[1]], "its Secret flux-system/gitlab-token is not in the input"),
+    ([FILE_DOCUMENTS[2], FILE_DOCUMENTS[3]], "no Receiver could be imported; nothing written"),
+], ids=["missing Secret", "only a type hookgate lacks"])
+def test_an_import_that_cannot_work_writes_nothing(tmp_path, documents, error):
     source = tmp_path / "receivers.yaml"
-    source.write_text(yaml.safe_dump(FILE_DOCUMENTS[1]))
+    source.write_text(yaml.safe_dump_all(documents))
     result = subprocess.run([str(CONTROLLER), "import", str(source), "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
-    assert "its Secret flux-system/gitlab-token is not in the input" in result.stderr, result.stderr
+    assert error in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -453,9 +453,10 @@ pub fn summary(imported: &Imported, out: &Path) -> String {
     if !imported.receivers.is_empty() {
         let _ = writeln!(
             text,
-            "wrote {config}, {app} and {proxy}: add `components: [{app_dir}]` to the overlay's route side and \
-             `components: [{proxy_dir}]` to its proxy side. The Envoy pods read Secret(s) {secrets} (key \
-             `{TOKEN_KEY}`) in the Gateway's namespace: copy them there if Flux's are elsewhere.",
+            "wrote {config}, {app} and {proxy}: list {app_dir} in the `components` of the overlay's route side \
+             and {proxy_dir} in those of its proxy side (as paths relative to each kustomization). The Envoy \
+             pods read Secret(s) {secrets} (key `{TOKEN_KEY}`) in the Gateway's namespace: copy them there if \
+             Flux's are elsewhere.",
             config = out.join(CONFIG_FILE).display(),
             app = out.join(APP_COMPONENT).display(),
             proxy = out.join(PROXY_COMPONENT).display(),
