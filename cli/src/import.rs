@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use hookgate_filter::config::Config;
-use hookgate_filter::providers;
+use hookgate_filter::providers::{self, Provider};
 use serde_json::{json, Map, Value};
 
 /// The variable the base manifests give the attestation key.
@@ -133,17 +133,17 @@ struct GatewaySecret {
     variable: String,
 }
 
-/// Why receiver `spec` cannot be carried over, if it cannot.
-fn cannot_carry(spec: &Value, flux_type: &str) -> Option<String> {
-    if providers::lookup(flux_type).is_none() {
+/// The hookgate provider that carries a receiver of `flux_type` with `spec`, or why none can.
+fn carrier(spec: &Value, flux_type: &str) -> Result<&'static dyn Provider, String> {
+    let Some(provider) = providers::lookup(flux_type) else {
         let known: Vec<&str> = providers::names().collect();
-        return Some(format!(
+        return Err(format!(
             "hookgate has no receiver type `{flux_type}` (it has {})",
             known.join(", ")
         ));
-    }
+    };
     if spec.get("resourceFilter").is_some_and(|f| !f.is_null()) {
-        return Some(
+        return Err(
             "spec.resourceFilter is a CEL expression, which hookgate does not evaluate: without it every \
              target would be reconciled"
                 .into(),
@@ -155,12 +155,12 @@ fn cannot_carry(spec: &Value, flux_type: &str) -> Option<String> {
         .flatten()
         .position(|r| r.get("filter").is_some_and(|f| !f.is_null()))
     {
-        return Some(format!(
+        return Err(format!(
             "spec.resources[{index}].filter is a CEL expression, which hookgate does not evaluate: without \
              it the target would be reconciled on every delivery"
         ));
     }
-    None
+    Ok(provider)
 }
 
 /// A Flux `spec.resources[]` entry as a hookgate target of a receiver in `namespace`.
@@ -238,11 +238,13 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
         let spec = receiver.get("spec").cloned().unwrap_or(Value::Null);
         let flux_type =
             text_at(&spec, "/type").ok_or_else(|| anyhow!("Receiver {label} has no spec.type"))?;
-        if let Some(why) = cannot_carry(&spec, flux_type) {
-            skipped.push((label, why));
-            continue;
-        }
-        let provider = providers::lookup(flux_type).expect("cannot_carry checked the type");
+        let provider = match carrier(&spec, flux_type) {
+            Ok(provider) => provider,
+            Err(why) => {
+                skipped.push((label, why));
+                continue;
+            }
+        };
 
         let secret_name = text_at(&spec, "/secretRef/name")
             .ok_or_else(|| anyhow!("Receiver {label} has no spec.secretRef.name"))?;
@@ -290,13 +292,18 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
             .and_then(Value::as_array)
             .filter(|e| !e.is_empty());
         if let Some(events) = events {
-            if FLUX_CHECKS_EVENTS.contains(&flux_type) && provider.supports_events() {
-                carried.insert("events".into(), Value::Array(events.clone()));
-            } else {
+            if !FLUX_CHECKS_EVENTS.contains(&flux_type) {
                 // Carried over, they would filter deliveries that Flux accepts.
                 notes.push(format!(
                     "{label}: spec.events dropped: Flux does not check events for type `{flux_type}`"
                 ));
+            } else if !provider.supports_events() {
+                notes.push(format!(
+                    "{label}: spec.events dropped: hookgate does not filter events of type `{flux_type}`, \
+                     so every event is accepted"
+                ));
+            } else {
+                carried.insert("events".into(), Value::Array(events.clone()));
             }
         }
         carried.insert("secrets".into(), json!([{ "env": variable }]));
