@@ -1,4 +1,6 @@
-//! The workstation subcommands of `hookgate`: `token`, `url`, `check` and `send`.
+//! The workstation subcommands of `hookgate`: `token`, `url`, `check`, `send` and `import`.
+
+pub mod import;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! `hookgate`: the reconcile controller (`serve`) and the workstation tools (`token`, `url`, `check`,
-//! `send`).
+//! `send`, `import`).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -57,6 +57,29 @@ enum Command {
     Check { file: PathBuf },
     /// Sign a payload like the provider would and POST it to a hookgate (or Flux) webhook URL.
     Send(SendArgs),
+    /// Import Flux Receivers: write the filter configuration and the Kustomize components that install it,
+    /// so that every webhook URL Flux gave keeps working.
+    ///
+    /// Reads Receivers and their Secrets (key `token`, from `data` or `stringData`) and writes to --out:
+    /// hookgate-config.json, the filter configuration (each Receiver's name, namespace, type, events and
+    /// resources as targets; its token referenced by an environment variable, never its value);
+    /// app/kustomization.yaml, a Kustomize Component for the route side (the configuration in the
+    /// EnvoyExtensionPolicy `hookgate`, the variables in its hostKeys); proxy/kustomization.yaml, a
+    /// Component for the proxy side (env entries of the EnvoyProxy `hookgate-proxy` reading the same
+    /// Secrets by name, which the Envoy pods find in the Gateway's namespace). The configuration is checked
+    /// with the filter's own parser first. On stderr: each imported receiver with its webhook path, each
+    /// skipped one with why (a type hookgate lacks, a CEL filter), and what changed (events Flux ignores,
+    /// cross-namespace targets). A Receiver whose Secret is missing is an error; nothing is written when no
+    /// Receiver can be imported.
+    Import {
+        /// YAML files holding the Receivers and their Secrets (several documents, or a `kind: List` as
+        /// `kubectl get -o yaml` prints); `-` reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        inputs: Vec<PathBuf>,
+        /// Directory to write hookgate-config.json, app/kustomization.yaml and proxy/kustomization.yaml to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -132,6 +155,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Check { file } => {
             print!("{}", cli::check(&file)?);
+            Ok(())
+        }
+        Command::Import { inputs, out } => {
+            eprint!("{}", cli::import::run(&inputs, &out)?);
             Ok(())
         }
         Command::Send(args) => {
