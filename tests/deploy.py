@@ -278,12 +278,14 @@ def deploy_cluster_side(deployed: Example, workdir: Path, controller_args: list[
                                                      {"KUBECONFIG": str(kubeconfig)}, list(controller_args))
 
 
-def deploy(example: str, cp: ControlPlane, gateway: EnvoyGateway, *, values: dict[tuple[str, str], str],
+def deploy(example: str | Path, cp: ControlPlane, gateway: EnvoyGateway, *, values: dict[tuple[str, str], str],
            workdir: Path, gateway_port: int, wasm_code: dict, source: str = "127.0.0.1",
            controller_args: list[str] = ()) -> Example:
-    """Deploys one example: cluster side into `cp`, the controller as a process, the gateway side into
-    `gateway`. The caller stops `example.controller`."""
-    directory = MANIFESTS / "examples" / example
+    """Deploys one example (a name under manifests/examples, or an overlay's directory): cluster side into
+    `cp`, the controller as a process, the gateway side into `gateway`. The caller stops
+    `example.controller`."""
+    directory = example if isinstance(example, Path) else MANIFESTS / "examples" / example
+    example = str(example)
     deployed = Example(example, render(directory), [], values, cp, gateway, gateway_port, source)
     deploy_cluster_side(deployed, workdir, controller_args)
     try:

@@ -245,8 +245,7 @@ def on_gateway(imported, cp, tmp_path_factory):
     gateway = EnvoyGateway(envoy_environment(render(root), values))
     modules = ModuleServer(WASM.parent)
     try:
-        # An absolute directory stands in for the name of an example of manifests/.
-        deployed = deploy(str(root), cp, gateway, values=values, workdir=workdir, gateway_port=free_port(),
+        deployed = deploy(root, cp, gateway, values=values, workdir=workdir, gateway_port=free_port(),
                           wasm_code=http_code(modules.url(WASM.name), WASM))
         try:
             wait_translated(deployed)
