@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -83,10 +84,28 @@ def wait_for_http(proc: subprocess.Popen, url: str, timeout: float, name: str, l
     raise RuntimeError(f"{name} not ready within {timeout}s:\n{log()}")
 
 
+# Ports this process has handed out: the listener binds later, often in another process.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on every address, for a listener bound later. It comes from below the kernel's ephemeral
+    range, which outgoing connections draw from: a port the kernel picks there can be taken by any client
+    socket before the listener binds it (seen in CI: Envoy Gateway's listener refused, "Address already
+    in use")."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(1000):
+        port = random.randrange(10000, ephemeral_low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass
