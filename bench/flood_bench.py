@@ -35,6 +35,7 @@ sys.path.insert(0, str(BENCH))
 
 import signers  # noqa: E402
 from deploy import MANIFESTS, kubernetes_translation  # noqa: E402
+from controller_bench import percentile  # noqa: E402
 from edge_bench import KEY, SECRET, TARGETS, direct_upstream, push_body, run_wrk, wrk_script  # noqa: E402
 from gateway import render  # noqa: E402
 from harness import LISTENER_NAME, LOCAL_RATELIMIT, Envoy, envoy_bootstrap, free_port  # noqa: E402
@@ -310,11 +311,6 @@ def spend_bucket(envoy: Envoy, source: str, request: bytes, limit: int = 1000) -
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 def body_within(limit: int) -> bytes:
     """The largest push payload push_body makes that is at most `limit` bytes."""
     size = limit

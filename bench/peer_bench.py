@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ sys.path.insert(0, str(BENCH))
 import signers  # noqa: E402
 from cluster import crd_documents  # noqa: E402
 from controller_bench import TOKEN, AnnotationWatch, cpu_seconds, percentile, post_via_envoy  # noqa: E402
-from edge_bench import push_body, run_wrk, wrk_script  # noqa: E402
+from edge_bench import push_body, rss_kib, run_wrk, wrk_script  # noqa: E402
 from gitops import KEY, controller_env, seeded_control_plane  # noqa: E402
 from harness import Controller, Envoy, envoy_bootstrap, free_port, stop_process, wait_for_http  # noqa: E402
 
@@ -108,25 +107,6 @@ def flux_receiver(cp, name: str, token: str, timeout: float = 60) -> str:
     raise RuntimeError(f"Receiver {name} not Ready in {timeout}s: {status}")
 
 
-SAMPLE = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$', re.M)
-
-
-def apiserver_requests(cp) -> Counter:
-    """Requests the API server has served so far, by (verb, resource), from its own /metrics."""
-    status, text = cp.request("GET", "/metrics")
-    assert status == 200, status
-    counts: Counter = Counter()
-    for labels, value in SAMPLE.findall(text):
-        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        counts[(fields.get("verb", ""), fields.get("resource", "") or "(non-resource)")] += int(float(value))
-    return counts
-
-
-def process_rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) / 1024
-
-
 @dataclass
 class Peer:
     """One system under test: where its deliveries go, and the processes whose cost counts for it."""
@@ -164,7 +144,7 @@ def load(cp, peer: Peer, script: Path, seconds: int, genuine_body: bytes | None 
             if status != 200:
                 failed_genuine.append(status)
 
-    requests_before = apiserver_requests(cp)
+    requests_before = cp.served_requests()
     cpu_before = {label: cpu_seconds([pid]) for label, pid in peer.processes.items()}
     sender = threading.Thread(target=send_genuine, daemon=True) if genuine_body else None
     if sender:
@@ -174,7 +154,7 @@ def load(cp, peer: Peer, script: Path, seconds: int, genuine_body: bytes | None 
     if sender:
         sender.join()
     cpu = {label: cpu_seconds([pid]) - cpu_before[label] for label, pid in peer.processes.items()}
-    requests = apiserver_requests(cp) - requests_before
+    requests = cp.served_requests() - requests_before
     return {**result, "cpu": cpu, "requests": requests, "genuine": genuine, "failed_genuine": failed_genuine}
 
 
@@ -185,7 +165,7 @@ def run_round(cp, peer: Peer, watch: AnnotationWatch, body: bytes, scripts: dict
     # deliveries alongside, for their latency (their own requests and CPU would blur the first).
     forged = load(cp, peer, scripts["forged"], args.seconds)
     flood = load(cp, peer, scripts["forged"], args.seconds, genuine_body=body)
-    rss = {label: process_rss_mib(pid) for label, pid in peer.processes.items()}
+    rss = {label: rss_kib(pid) / 1024 for label, pid in peer.processes.items()}
     peer.rounds.append({"latencies": latencies, "valid": valid, "forged": forged, "flood": flood, "rss": rss})
     print(f"  {peer.name:24s} p50 {statistics.median(latencies):6.1f} ms  valid {valid['rps']:7.0f}/s  "
           f"forged {forged['rps']:7.0f}/s  genuine during the flood: {len(flood['genuine'])}, "

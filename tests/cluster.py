@@ -10,6 +10,7 @@ import functools
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -18,6 +19,7 @@ import tempfile
 import time
 import urllib.parse
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -188,6 +190,18 @@ class ControlPlane:
             return response.status, json.loads(text)
         except ValueError:
             return response.status, text
+
+    def served_requests(self) -> Counter:
+        """Requests the API server has served so far, by (verb, resource), from its own /metrics
+        (`(non-resource)` for paths such as /version)."""
+        status, text = self.request("GET", "/metrics")
+        if status != 200:
+            raise ApiError(status, text)
+        counts: Counter = Counter()
+        for labels, value in re.findall(r'^apiserver_request_total\{([^}]*)\} (\S+)$', text, re.M):
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            counts[(fields.get("verb", ""), fields.get("resource", "") or "(non-resource)")] += int(float(value))
+        return counts
 
     def ok(self, method: str, path: str, body=None, **kw) -> dict:
         status, reply = self.request(method, path, body, **kw)

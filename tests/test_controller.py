@@ -176,19 +176,6 @@ def test_wildcard_patches_every_match_and_reports_no_matches(cp, controller):
                                  "status": "no_matches", "matched": 0}]
 
 
-def api_server_patches(cp, resource: str) -> int:
-    """PATCH requests the API server has served for `resource` so far, from its own metrics."""
-    pattern = re.compile(r'^apiserver_request_total\{([^}]*)\} (\S+)$')
-    total = 0
-    status, text = cp.request("GET", "/metrics")
-    assert status == 200, text
-    for line in text.splitlines():
-        match = pattern.match(line)
-        if match and 'verb="PATCH"' in match.group(1) and f'resource="{resource}"' in match.group(1):
-            total += int(float(match.group(2)))
-    return total
-
-
 def concurrent_reconciles(port: int, target: dict, count: int) -> list[tuple[datetime, int, dict]]:
     """`count` requests for `target`, released together: (when each was sent, status, reply)."""
     start = threading.Barrier(count)
@@ -205,9 +192,9 @@ def concurrent_reconciles(port: int, target: dict, count: int) -> list[tuple[dat
 
 def test_concurrent_requests_for_one_object_share_patches_and_every_answer_is_true(cp, controller):
     count = 32
-    before = api_server_patches(cp, "gitrepositories")
+    before = cp.served_requests()[("PATCH", "gitrepositories")]
     results = concurrent_reconciles(controller.port, GIT, count)
-    patches = api_server_patches(cp, "gitrepositories") - before
+    patches = cp.served_requests()[("PATCH", "gitrepositories")] - before
     assert [status for _, status, _ in results] == [200] * count, results
     written = [reply["targets"][0]["requestedAt"] for _, _, reply in results]
     for (sent, _, reply), value in zip(results, written):
@@ -220,9 +207,9 @@ def test_concurrent_requests_for_one_object_share_patches_and_every_answer_is_tr
 
 def test_a_failing_patch_fails_every_request_that_shared_it(cp, controller):
     count = 32
-    before = api_server_patches(cp, "gitrepositories")
+    before = cp.served_requests()[("PATCH", "gitrepositories")]
     results = concurrent_reconciles(controller.port, {"kind": "GitRepository", "name": "absent"}, count)
-    patches = api_server_patches(cp, "gitrepositories") - before
+    patches = cp.served_requests()[("PATCH", "gitrepositories")] - before
     assert [(status, reply["targets"][0]["status"]) for _, status, reply in results] == [(404, "not_found")] * count
     assert all("requestedAt" not in reply["targets"][0] for _, _, reply in results)
     assert 0 < patches < count, "the failures came from shared patches"
