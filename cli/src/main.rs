@@ -90,7 +90,8 @@ struct SendArgs {
     /// Sign as this provider would.
     #[arg(long = "type", value_name = "KIND", value_parser = provider_parser())]
     provider: &'static dyn Provider,
-    /// The secret; prefer --secret-env.
+    /// The secret (for generic-oidc and gcr, the ID token to send as a bearer token); prefer
+    /// --secret-env.
     #[arg(long, conflicts_with = "secret_env")]
     secret: Option<String>,
     /// Environment variable holding the secret.
@@ -166,7 +167,8 @@ async fn main() -> anyhow::Result<()> {
             // Only the URL path proves a delivery of a secret-path type: it is sent with no secret.
             let secret = match args.provider.proof() {
                 Proof::SecretPath => secret.unwrap_or_default(),
-                Proof::InRequest => secret?,
+                // The ID token is the secret an ID-token sender holds.
+                Proof::InRequest | Proof::VerifiedToken => secret?,
             };
             let body = match &args.payload {
                 Some(path) => std::fs::read(path)

@@ -48,6 +48,9 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
     /// The host's clock, unix seconds, for providers whose signatures carry a timestamp.
     pub now: u64,
+    /// The claims of the ID token Envoy's JWT filter verified, for receivers whose senders prove
+    /// themselves with one ([`crate::id_token`]); `None` for the others.
+    pub claims: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 #[cfg(test)]

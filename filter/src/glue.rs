@@ -15,6 +15,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use crate::config::Config;
 use crate::delivery::Headers;
 use crate::forward::Forward;
+use crate::id_token;
 use crate::label::{unmatched_metric_name, ReceiverLabel};
 use crate::outcome::{Counted, Outcome, Rejection, Reply};
 use crate::pipeline::{Filter, ReceiverId};
@@ -105,6 +106,7 @@ impl RootContext for HookgateRoot {
             metrics: self.metrics.clone(),
             receiver: None,
             headers: None,
+            verified_token: None,
             answered: false,
         }))
     }
@@ -120,6 +122,8 @@ struct HookgateHttp {
     receiver: Option<ReceiverId>,
     /// The request headers, fetched once when they arrive and kept for the decision on the body.
     headers: Option<Headers>,
+    /// What Envoy's JWT filter verified for the receiver's `jwt` provider, read with the headers.
+    verified_token: Option<Vec<u8>>,
     answered: bool,
 }
 
@@ -137,6 +141,13 @@ impl HttpContext for HookgateHttp {
             return self.reject_unmatched(Rejection::UnknownPath);
         };
         self.receiver = Some(id);
+        if let Some(jwt_provider) = filter.jwt_provider(id) {
+            // Not found, or not serializable (a null claim): no verified claims, and the filter refuses.
+            self.verified_token =
+                proxy_wasm::hostcalls::get_property(id_token::metadata_path(jwt_provider).to_vec())
+                    .ok()
+                    .flatten();
+        }
         let method = headers.get(":method").unwrap_or_default();
         match filter.admit(id, method, headers.get("content-length")) {
             Err(rejection) => self.conclude(&filter, id, Outcome::Reject(rejection), None, 0),
@@ -213,7 +224,7 @@ impl HookgateHttp {
             .get_current_time()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let outcome = filter.on_body(id, &headers, &body, now);
+        let outcome = filter.on_body(id, &headers, &body, now, self.verified_token.as_deref());
         self.conclude(filter, id, outcome, Some(&headers), body_size)
     }
 

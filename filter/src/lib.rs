@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod forward;
 pub mod glob;
+pub mod id_token;
 pub mod label;
 pub mod nonce;
 pub mod outcome;

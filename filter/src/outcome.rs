@@ -17,6 +17,10 @@ pub enum Rejection {
     SignatureMismatch,
     MissingToken,
     TokenMismatch,
+    /// An ID token that Envoy's JWT filter did not verify, or not this one (`id_token`).
+    TokenNotVerified,
+    /// A verified ID token whose claims the receiver does not accept (issuer, audience, email, expiry).
+    ClaimsNotAccepted,
     StaleTimestamp,
     MissingEvent,
     MalformedPayload,
@@ -34,7 +38,10 @@ impl Rejection {
         match self {
             Self::NotConfigured => 503,
             Self::UnknownPath => 404,
-            Self::ReceiverDisabled | Self::ApplicationNotAllowed | Self::EventTypeNotAllowed => 403,
+            Self::ReceiverDisabled
+            | Self::ApplicationNotAllowed
+            | Self::EventTypeNotAllowed
+            | Self::ClaimsNotAccepted => 403,
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
             Self::MissingSignature
@@ -43,6 +50,7 @@ impl Rejection {
             | Self::SignatureMismatch
             | Self::MissingToken
             | Self::TokenMismatch
+            | Self::TokenNotVerified
             | Self::StaleTimestamp => 401,
             Self::MissingEvent | Self::MalformedPayload | Self::EmptyBody => 400,
         }
@@ -62,6 +70,8 @@ impl Rejection {
             Self::SignatureMismatch => "signature mismatch",
             Self::MissingToken => "missing token",
             Self::TokenMismatch => "token mismatch",
+            Self::TokenNotVerified => "token not verified",
+            Self::ClaimsNotAccepted => "token claims not accepted",
             Self::StaleTimestamp => "timestamp outside tolerance",
             Self::MissingEvent => "missing event header",
             Self::MalformedPayload => "malformed payload",
@@ -85,6 +95,8 @@ impl Rejection {
             Self::SignatureMismatch => "signature_mismatch",
             Self::MissingToken => "missing_token",
             Self::TokenMismatch => "token_mismatch",
+            Self::TokenNotVerified => "token_not_verified",
+            Self::ClaimsNotAccepted => "claims_not_accepted",
             Self::StaleTimestamp => "stale_timestamp",
             Self::MissingEvent => "missing_event",
             Self::MalformedPayload => "malformed_payload",

@@ -29,6 +29,13 @@ impl Filter {
         self.config.receiver_for_path(path).map(ReceiverId)
     }
 
+    /// The SecurityPolicy `jwt` provider whose verified claims receiver `id` needs, if its senders prove
+    /// themselves with an ID token: the glue reads them from Envoy for [`Filter::on_body`].
+    pub fn jwt_provider(&self, id: ReceiverId) -> Option<&str> {
+        let rules = self.receiver(id).ok()?.token_rules.as_ref()?;
+        Some(&rules.jwt_provider)
+    }
+
     /// How logs and metrics name receiver `id`.
     pub fn label(&self, id: ReceiverId) -> Option<&ReceiverLabel> {
         self.labels.get(id.0)
@@ -63,8 +70,16 @@ impl Filter {
         Ok(())
     }
 
-    /// Decides a complete delivery for receiver `id`, admitted by [`Filter::admit`].
-    pub fn on_body(&self, id: ReceiverId, headers: &Headers, body: &[u8], now: u64) -> Outcome {
+    /// Decides a complete delivery for receiver `id`, admitted by [`Filter::admit`]. `verified_token` is
+    /// what Envoy's JWT filter verified for the receiver's [`Filter::jwt_provider`], if it has one.
+    pub fn on_body(
+        &self,
+        id: ReceiverId,
+        headers: &Headers,
+        body: &[u8],
+        now: u64,
+        verified_token: Option<&[u8]>,
+    ) -> Outcome {
         let receiver = match self.receiver(id) {
             Ok(receiver) => receiver,
             Err(rejection) => return Outcome::Reject(rejection),
@@ -72,7 +87,19 @@ impl Filter {
         if let Err(rejection) = self.check_body_size(id, body.len() as u64) {
             return Outcome::Reject(rejection);
         }
-        let delivery = Delivery { headers, body, now };
+        let claims = match &receiver.token_rules {
+            None => None,
+            Some(rules) => match rules.verified_claims(headers, verified_token, now) {
+                Ok(claims) => Some(claims),
+                Err(rejection) => return Outcome::Reject(rejection),
+            },
+        };
+        let delivery = Delivery {
+            headers,
+            body,
+            now,
+            claims: claims.as_ref(),
+        };
         let provider = receiver.provider;
         if let Err(rejection) = provider.verify(&delivery, &receiver.secrets, receiver.options) {
             return Outcome::Reject(rejection);
@@ -154,7 +181,7 @@ impl Filter {
             return Outcome::Reject(Rejection::UnknownPath);
         };
         match self.admit(id, method, headers.get("content-length")) {
-            Ok(()) => self.on_body(id, headers, body, now),
+            Ok(()) => self.on_body(id, headers, body, now, None),
             Err(rejection) => Outcome::Reject(rejection),
         }
     }
@@ -334,13 +361,13 @@ mod tests {
         assert_eq!(f.check_body_size(id, 1000), Ok(()));
         assert_eq!(f.check_body_size(id, 1001), Err(Rejection::PayloadTooLarge));
         assert_eq!(
-            f.on_body(id, &Headers::default(), b"", NOW),
+            f.on_body(id, &Headers::default(), b"", NOW, None),
             Outcome::Reject(Rejection::MissingSignature),
             "a bodyless request is refused for its proof first"
         );
         let big = vec![b' '; 1001];
         assert_eq!(
-            f.on_body(id, &Headers::default(), &big, NOW),
+            f.on_body(id, &Headers::default(), &big, NOW, None),
             Outcome::Reject(Rejection::PayloadTooLarge)
         );
     }

@@ -12,6 +12,7 @@ use super::{
     DEFAULT_ATTESTATION_KEY_ENV, DEFAULT_BODY_LIMIT, MAX_BODY_LIMIT, PATH_PREFIX,
 };
 use crate::dispatch::DispatchConfig;
+use crate::id_token::TokenRules;
 use crate::providers::{self, Proof, Provider, VerifyOptions};
 use hookgate_protocol::attestation::check_key;
 use hookgate_protocol::kubernetes;
@@ -186,6 +187,7 @@ fn receiver(
         provider,
         events,
         secrets,
+        id_token,
         path,
         refs,
         body_limit,
@@ -199,7 +201,24 @@ fn receiver(
     check_names(at, &name, &namespace)?;
     let provider_type = provider_type(at, &provider)?;
     let events = events_filter(at, events, provider_type)?;
-    let secrets = receiver_secrets(at, secrets, provider_type.provider, env, warnings)?;
+    let token_rules = token_rules(at, id_token, provider_type)?;
+    let secrets = match (token_rules.is_some(), secrets) {
+        (true, Some(_)) => {
+            return Err(provider_type.refusal(
+                at,
+                "secrets",
+                "proves with an ID token and takes no secret",
+            ))
+        }
+        (true, None) => Secrets::none(),
+        (false, secrets) => receiver_secrets(
+            at,
+            secrets.unwrap_or_default(),
+            provider_type.provider,
+            env,
+            warnings,
+        )?,
+    };
     let options = verify_options(
         at,
         allow_sha1,
@@ -233,7 +252,78 @@ fn receiver(
         action,
         targets,
         dispatch,
+        token_rules,
     })
+}
+
+/// The ID-token rules of a receiver whose type proves with one: its `idToken` block completed by the
+/// type's defaults. Any other type refuses the block.
+fn token_rules(
+    at: &ReceiverAt,
+    id_token: Option<Object<wire::IdToken>>,
+    provider_type: ProviderType,
+) -> Result<Option<TokenRules>, ConfigError> {
+    let Some(defaults) = provider_type.provider.token_defaults() else {
+        return match id_token {
+            Some(_) => Err(provider_type.refusal(at, "idToken", "does not prove with an ID token")),
+            None => Ok(None),
+        };
+    };
+    let Some(Object(block)) = id_token else {
+        return Err(at.error(
+            "idToken",
+            format!(
+                "type {} needs the jwtProvider that verifies its tokens",
+                provider_type.name
+            ),
+        ));
+    };
+    let not_empty = |field: &str, value: &str| {
+        if value.trim().is_empty() {
+            Err(at.error(&format!("idToken.{field}"), "is empty"))
+        } else {
+            Ok(())
+        }
+    };
+    not_empty("jwtProvider", &block.jwt_provider)?;
+    let issuers = match block.issuers {
+        Some(issuers) => issuers,
+        None => defaults.issuers.iter().map(|i| i.to_string()).collect(),
+    };
+    if issuers.is_empty() {
+        return Err(at.error("idToken.issuers", "at least one issuer is required"));
+    }
+    for issuer in &issuers {
+        not_empty("issuers", issuer)?;
+    }
+    let audience = block
+        .audience
+        .or_else(|| defaults.audience.map(str::to_string))
+        .ok_or_else(|| {
+            at.error(
+                "idToken.audience",
+                format!("is required for type {}", provider_type.name),
+            )
+        })?;
+    not_empty("audience", &audience)?;
+    if let Some(email) = &block.email {
+        not_empty("email", email)?;
+    } else if defaults.requires_email {
+        return Err(at.error(
+            "idToken.email",
+            format!(
+                "is required for type {}: any Google account could send otherwise",
+                provider_type.name
+            ),
+        ));
+    }
+    Ok(Some(TokenRules {
+        jwt_provider: block.jwt_provider,
+        issuers,
+        audience,
+        email: block.email,
+        require_verified_email: defaults.requires_email,
+    }))
 }
 
 fn check_names(at: &ReceiverAt, name: &str, namespace: &str) -> Result<(), ConfigError> {
@@ -329,6 +419,16 @@ struct Secrets {
     texts: Vec<String>,
 }
 
+impl Secrets {
+    fn none() -> Self {
+        Self {
+            keys: Vec::new(),
+            sources: Vec::new(),
+            texts: Vec::new(),
+        }
+    }
+}
+
 fn receiver_secrets(
     at: &ReceiverAt,
     secret_refs: Vec<Object<wire::SecretRef>>,
@@ -411,6 +511,10 @@ fn receiver_paths(
     provider_type: ProviderType,
 ) -> Result<Vec<String>, ConfigError> {
     let Some(path) = pinned else {
+        // Flux's path for a type without a secret: sha256 of the name and namespace alone.
+        if provider_type.provider.proof() == Proof::VerifiedToken {
+            return Ok(vec![flux_webhook_path("", name, namespace)]);
+        }
         return Ok(secret_texts
             .iter()
             .map(|token| flux_webhook_path(token, name, namespace))
@@ -625,7 +729,7 @@ mod tests {
                 |d| d["receivers"][0]["type"] = "gitlub".into(),
                 "receivers[0].type",
                 webapp,
-                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, generic-oidc, standard-webhooks, harbor, nexus, dockerhub, quay, acr, gcr, cdevents, bearer, basic)",
             ),
             (
                 "an empty event",
@@ -791,7 +895,7 @@ mod tests {
                 |d| second(d)["type"] = "gitlub".into(),
                 "receivers[1].type",
                 Some("flux-system/other"),
-                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, standard-webhooks, harbor, nexus, dockerhub, quay, acr, cdevents, bearer, basic)",
+                "unknown type \"gitlub\" (known: github, gitea, gitlab, bitbucket, azure-devops, generic, generic-hmac, generic-oidc, standard-webhooks, harbor, nexus, dockerhub, quay, acr, gcr, cdevents, bearer, basic)",
             ),
             (
                 "second receiver's dispatch",
@@ -900,6 +1004,82 @@ mod tests {
                 mutation(r);
             });
             assert_eq!(err.field, field, "{case}: {err}");
+        }
+    }
+
+    /// Receiver `r` as one of ID-token type `provider` with `id_token`, without GitHub's fields and secrets.
+    fn as_id_token_receiver(r: &mut Value, provider: &str, id_token: Value) {
+        let fields = r.as_object_mut().unwrap();
+        fields.retain(|k, _| !["events", "refs", "secrets"].contains(&k.as_str()));
+        fields.insert("type".into(), provider.into());
+        fields.insert("idToken".into(), id_token);
+    }
+
+    /// ID-token types: no secret, a path from the name alone (Flux's), the type's defaults completed
+    /// by the receiver's `idToken`, and every missing rule named.
+    #[test]
+    fn id_token_receivers_take_rules_instead_of_secrets() {
+        let mut value: Value = serde_json::from_str(VALID).unwrap();
+        as_id_token_receiver(
+            &mut value["receivers"][0],
+            "generic-oidc",
+            json!({"jwtProvider": "ci", "issuers": ["https://token.actions.githubusercontent.com"]}),
+        );
+        let config = parse(&value.to_string()).unwrap();
+        let receiver = &config.receivers[0];
+        assert_eq!(
+            receiver.paths,
+            [flux_webhook_path("", "webapp", "flux-system")]
+        );
+        assert_eq!(
+            receiver.token_rules,
+            Some(TokenRules {
+                jwt_provider: "ci".into(),
+                issuers: vec!["https://token.actions.githubusercontent.com".into()],
+                audience: "notification-controller".into(),
+                email: None,
+                require_verified_email: false,
+            })
+        );
+        value["receivers"][0]["type"] = "gcr".into();
+        value["receivers"][0]["idToken"] = json!({"jwtProvider": "google", "audience": "a", "email": "p@x.iam.gserviceaccount.com"});
+        let rules = parse(&value.to_string()).unwrap().receivers[0]
+            .token_rules
+            .clone()
+            .unwrap();
+        assert_eq!(
+            rules.issuers,
+            ["https://accounts.google.com", "accounts.google.com"]
+        );
+        assert!(rules.require_verified_email);
+
+        type Mutation = fn(&mut Value);
+        #[rustfmt::skip]
+        let cases: [(&str, Mutation, &str, &str); 8] = [
+            ("an idToken where the type has secrets", |r| { r["idToken"] = json!({"jwtProvider": "p"}); },
+             "receivers[0].idToken", "type github does not prove with an ID token"),
+            ("no idToken", |r| { r["type"] = "generic-oidc".into(); r.as_object_mut().unwrap().retain(|k, _| !["events", "refs", "secrets"].contains(&k.as_str())); },
+             "receivers[0].idToken", "type generic-oidc needs the jwtProvider that verifies its tokens"),
+            ("secrets as well", |r| { r["type"] = "generic-oidc".into(); r["idToken"] = json!({"jwtProvider": "p", "issuers": ["i"]}); r.as_object_mut().unwrap().retain(|k, _| !["events", "refs"].contains(&k.as_str())); },
+             "receivers[0].secrets", "type generic-oidc proves with an ID token and takes no secret"),
+            ("generic-oidc without an issuer", |r| { as_id_token_receiver(r, "generic-oidc", json!({"jwtProvider": "p"})); },
+             "receivers[0].idToken.issuers", "at least one issuer is required"),
+            ("an empty jwtProvider", |r| { as_id_token_receiver(r, "generic-oidc", json!({"jwtProvider": " ", "issuers": ["i"]})); },
+             "receivers[0].idToken.jwtProvider", "is empty"),
+            ("gcr without an audience", |r| { as_id_token_receiver(r, "gcr", json!({"jwtProvider": "p", "email": "e"})); },
+             "receivers[0].idToken.audience", "is required for type gcr"),
+            ("gcr without an email", |r| { as_id_token_receiver(r, "gcr", json!({"jwtProvider": "p", "audience": "a"})); },
+             "receivers[0].idToken.email", "is required for type gcr: any Google account could send otherwise"),
+            ("an unknown idToken field", |r| { as_id_token_receiver(r, "gcr", json!({"jwtProvider": "p", "audience": "a", "email": "e", "emails": []})); },
+             "receivers[0].idToken.emails", "unknown field `emails`, expected one of `jwtProvider`, `issuers`, `audience`, `email`"),
+        ];
+        for (case, mutation, field, reason) in cases {
+            let err = error_for(mutation);
+            assert_eq!(
+                (err.field.as_str(), err.reason.as_str()),
+                (field, reason),
+                "{case}: {err}"
+            );
         }
     }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::dispatch::DispatchConfig;
 use crate::glob::glob_matches;
+use crate::id_token::TokenRules;
 use crate::providers::{Provider, VerifyOptions};
 use hookgate_protocol::crypto::sha256_hex;
 use hookgate_protocol::{Action, Secret, Target};
@@ -106,6 +107,8 @@ pub struct Receiver {
     pub targets: Vec<Target>,
     /// Set exactly for `dispatch` receivers.
     pub dispatch: Option<DispatchConfig>,
+    /// Set exactly for receivers whose senders prove themselves with an ID token.
+    pub token_rules: Option<TokenRules>,
 }
 
 impl Receiver {

@@ -45,8 +45,11 @@ pub struct Receiver {
     #[serde(rename = "type")]
     pub provider: String,
     pub events: Option<Vec<String>>,
-    #[serde(deserialize_with = "secret_refs")]
-    pub secrets: Vec<Object<SecretRef>>,
+    /// Absent for types whose senders prove themselves with an ID token.
+    #[serde(default, deserialize_with = "secret_refs")]
+    pub secrets: Option<Vec<Object<SecretRef>>>,
+    /// What an ID token must say, for types whose senders prove themselves with one.
+    pub id_token: Option<Object<IdToken>>,
     /// A pinned path instead of one Flux path per secret.
     pub path: Option<String>,
     pub refs: Option<Object<Refs>>,
@@ -66,6 +69,17 @@ pub struct Receiver {
 pub struct SecretRef {
     pub env: Option<VariableName>,
     pub inline: Option<SecretText>,
+}
+
+/// The rules for a receiver's ID tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IdToken {
+    /// The SecurityPolicy `jwt` provider that verifies the tokens on the receiver's route.
+    pub jwt_provider: String,
+    pub issuers: Option<Vec<String>>,
+    pub audience: Option<String>,
+    pub email: Option<String>,
 }
 
 /// Branch and tag globs.
@@ -112,12 +126,13 @@ impl<'de> Deserialize<'de> for VariableName {
 /// A receiver's `secrets`, whose wrong value is described by its kind only.
 fn secret_refs<'de, D: Deserializer<'de>>(
     deserializer: D,
-) -> Result<Vec<Object<SecretRef>>, D::Error> {
+) -> Result<Option<Vec<Object<SecretRef>>>, D::Error> {
     read_kind(
         deserializer,
         Kind::List,
         r#"a list of {"env": ...} or {"inline": ...} objects"#,
     )
+    .map(Some)
 }
 
 /// The JSON kinds [`read_kind`] reads.
@@ -377,14 +392,14 @@ mod tests {
                 |d| d["receivers"][0]["sekrets"] = SECRET_TEXT.into(),
                 "receivers[0].sekrets",
                 webapp,
-                "unknown field `sekrets`, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
+                "unknown field `sekrets`, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `idToken`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
             ),
             (
                 "an empty field name",
                 |d| d["receivers"][0][""] = 1.into(),
                 r#"receivers[0]."""#,
                 webapp,
-                "unknown field ``, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
+                "unknown field ``, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `idToken`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
             ),
             (
                 "a name not a string, so unknown in the label",
@@ -416,7 +431,8 @@ mod tests {
                 },
                 "receivers[0].secrets",
                 webapp,
-                "is required",
+                // Optional in the shape (ID-token types have none), required by meaning.
+                "at least one secret is required",
             ),
             (
                 "secrets a string",

@@ -193,6 +193,7 @@ mod tests {
                 headers: &h,
                 body: self.body,
                 now: self.now,
+                claims: None,
             };
             let options = VerifyOptions {
                 require_signature,

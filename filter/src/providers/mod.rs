@@ -15,8 +15,10 @@ mod bearer;
 mod bitbucket;
 mod cdevents;
 mod dockerhub;
+mod gcr;
 mod generic;
 mod generic_hmac;
+mod generic_oidc;
 mod gitea;
 mod github;
 mod gitlab;
@@ -39,12 +41,14 @@ pub static PROVIDERS: &[(&str, &dyn Provider)] = &[
     ("azure-devops", &azure_devops::AzureDevOps),
     ("generic", &generic::Generic),
     ("generic-hmac", &generic_hmac::GenericHmac),
+    ("generic-oidc", &generic_oidc::GenericOidc),
     ("standard-webhooks", &standard_webhooks::StandardWebhooks),
     ("harbor", &harbor::Harbor),
     ("nexus", &nexus::Nexus),
     ("dockerhub", &dockerhub::DockerHub),
     ("quay", &quay::Quay),
     ("acr", &acr::Acr),
+    ("gcr", &gcr::Gcr),
     ("cdevents", &cdevents::CdEvents),
     ("bearer", &bearer::Bearer),
     ("basic", &basic::Basic),
@@ -69,6 +73,22 @@ pub enum Proof {
     /// Nothing in the request: knowing the secret URL path is the proof, so the path must be derived from
     /// the secret (an explicit path is refused by the configuration).
     SecretPath,
+    /// An ID token verified by Envoy's JWT filter, whose claims the receiver's [`TokenRules`] check
+    /// before [`Provider::verify`]. No secret: the path is derived from the receiver's name, as Flux's.
+    ///
+    /// [`TokenRules`]: crate::id_token::TokenRules
+    VerifiedToken,
+}
+
+/// What a type of ID-token sender requires of every token, which a receiver's `token` block completes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenDefaults {
+    /// Issuers accepted when the receiver names none; empty: the receiver must name its issuer.
+    pub issuers: &'static [&'static str],
+    /// The audience when the receiver names none; `None`: the receiver must name it.
+    pub audience: Option<&'static str>,
+    /// The receiver must name the sender's `email`, and the token must say it is verified.
+    pub requires_email: bool,
 }
 
 /// Per-receiver switches that change verification.
@@ -96,23 +116,31 @@ pub trait Provider: Sync + std::fmt::Debug {
     fn proof(&self) -> Proof {
         match self.sender().credential {
             Credential::SecretPath => Proof::SecretPath,
+            Credential::IdToken => Proof::VerifiedToken,
             _ => Proof::InRequest,
         }
+    }
+
+    /// For [`Proof::VerifiedToken`] types: what every token must satisfy.
+    fn token_defaults(&self) -> Option<TokenDefaults> {
+        None
     }
 
     /// Checks the delivery's proof of origin against every configured secret.
     ///
     /// The default serves [`Proof::SecretPath`] types: reaching this point means the request's path was
-    /// derived from one of the receiver's secrets. A type that proves in the request and forgets to
-    /// implement this fails closed.
+    /// derived from one of the receiver's secrets; and [`Proof::VerifiedToken`] types, whose token was
+    /// checked before. A type that proves in the request and forgets to implement this fails closed.
     fn verify(
         &self,
-        _delivery: &Delivery,
+        delivery: &Delivery,
         _secrets: &[Secret],
         _options: VerifyOptions,
     ) -> Result<(), Rejection> {
         match self.proof() {
             Proof::SecretPath => Ok(()),
+            Proof::VerifiedToken if delivery.claims.is_some() => Ok(()),
+            Proof::VerifiedToken => Err(Rejection::TokenNotVerified),
             Proof::InRequest => Err(Rejection::MissingSignature),
         }
     }
@@ -295,6 +323,7 @@ pub(crate) mod test_support {
             headers,
             body,
             now: NOW,
+            claims: None,
         }
     }
 }

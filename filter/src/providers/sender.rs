@@ -34,6 +34,10 @@ pub enum Credential {
     /// GitLab: a `whsec_` secret is a signing token, proven as [`Credential::StandardWebhooks`]; any other
     /// secret is a token sent as itself in `header`.
     TokenOrSigningKey { header: &'static str },
+    /// `Authorization: Bearer <ID token>`, the token signed by an OIDC issuer and verified by Envoy's JWT
+    /// filter ([`crate::id_token`]); the receiver holds no secret. `hookgate send` takes the token as the
+    /// secret.
+    IdToken,
 }
 
 impl Credential {
@@ -42,7 +46,7 @@ impl Credential {
         match self {
             Self::BodyMac { .. } | Self::StandardWebhooks => true,
             Self::TokenOrSigningKey { .. } => is_signing_key(secret),
-            Self::SecretPath | Self::Token { .. } | Self::BasicAuth => false,
+            Self::SecretPath | Self::Token { .. } | Self::BasicAuth | Self::IdToken => false,
         }
     }
 }
@@ -156,6 +160,7 @@ pub fn sign(
                 None => secret.to_string(),
             },
         ),
+        Credential::IdToken => add("authorization", format!("Bearer {secret}")),
         Credential::BasicAuth => add(
             "authorization",
             format!("Basic {}", STANDARD.encode(secret)),
@@ -193,7 +198,7 @@ fn standard_webhook_headers(key: &Secret, outgoing: &Outgoing, mut add: impl FnM
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::Headers;
+    use crate::delivery::{Delivery, Headers};
     use crate::outcome::Rejection;
     use crate::providers::test_support::{delivery, NOW};
     use crate::providers::{Proof, VerifyOptions, PROVIDERS};
@@ -208,6 +213,27 @@ mod tests {
         Headers::new(sign(provider, secret, &outgoing).expect("the placeholder secret is usable"))
     }
 
+    /// `d` as the pipeline hands it on for a type proving with an ID token: with the claims it checked
+    /// (`id_token`). Without them, such a type refuses.
+    fn with_verified_claims<'a>(
+        provider: &dyn Provider,
+        keys: &[Secret],
+        d: Delivery<'a>,
+        claims: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> Delivery<'a> {
+        if provider.proof() != Proof::VerifiedToken {
+            return d;
+        }
+        assert_eq!(
+            provider.verify(&d, keys, VerifyOptions::default()),
+            Err(Rejection::TokenNotVerified)
+        );
+        Delivery {
+            claims: Some(claims),
+            ..d
+        }
+    }
+
     /// What a sender of each type sends is what the type's verification and payload parser accept, and a
     /// body changed in transit is refused exactly by the types whose proof covers the body.
     #[test]
@@ -218,7 +244,9 @@ mod tests {
             let sender = provider.sender();
             let body = sender.sample_payload.as_bytes();
             let headers = signed(*provider, &secret, body);
-            let d = delivery(&headers, body);
+            let verified_claims = serde_json::Map::new();
+            let with_claims = |d| with_verified_claims(*provider, &keys, d, &verified_claims);
+            let d = with_claims(delivery(&headers, body));
             assert_eq!(
                 provider.verify(&d, &keys, VerifyOptions::default()),
                 Ok(()),
@@ -231,7 +259,7 @@ mod tests {
             if sender.delivery_header.is_some() {
                 assert_eq!(provider.delivery_id(&d).as_deref(), Some("d-1"), "{name}");
             }
-            let tampered = delivery(&headers, b"{\"changed\":true}");
+            let tampered = with_claims(delivery(&headers, b"{\"changed\":true}"));
             let expected = if sender.credential.signs_body(&secret) {
                 Err(Rejection::SignatureMismatch)
             } else {

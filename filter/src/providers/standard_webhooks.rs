@@ -187,6 +187,7 @@ mod tests {
                 headers: &h,
                 body: self.body,
                 now: self.now,
+                claims: None,
             };
             StandardWebhooks.verify(&d, &keys, VerifyOptions::default())
         }
