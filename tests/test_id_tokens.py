@@ -1,0 +1,209 @@
+"""Secret-less senders (generic-oidc, gcr) on the real Envoy Gateway: the homelab example with the
+id-tokens Component, its SecurityPolicy's JWT providers fetching their JWKS from issuers this test runs on
+loopback. A valid token at Flux's path (sha256(name + namespace)) reconciles the receiver's target; an
+expired, misaddressed, tampered, foreign or missing token, or one whose claims the receiver does not accept,
+is refused by Envoy's JWT filter or by the hookgate filter and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+import signers
+from deploy import MANIFESTS, Delivery, deploy, envoy_environment, example_secrets, policy_keys, wait_translated
+from gateway import EnvoyGateway, ModuleServer, http_code, render, wait
+from harness import WASM, free_port
+from oidc_issuer import Issuer, JwksServer, b64url
+
+NS = "flux-system"
+CI_ISSUER = "https://ci.example.test"
+GOOGLE_ISSUER = "https://accounts.google.com"
+GCR_AUDIENCE = "https://hooks.homelab.example.com/hook/registry"
+GCR_EMAIL = "pusher@example-project.iam.gserviceaccount.com"
+# receiver name -> (type, idToken block, target kind, target name)
+RECEIVERS = {
+    "ci": ("generic-oidc", {"jwtProvider": "ci", "issuers": [CI_ISSUER]}, "Kustomization", "ci-apps"),
+    "registry": ("gcr", {"jwtProvider": "google", "audience": GCR_AUDIENCE, "email": GCR_EMAIL},
+                 "ImageRepository", "app-image"),
+}
+
+
+def overlay(workdir: Path, jwks: JwksServer) -> Path:
+    """The homelab-github example plus the id-tokens Component: the two receivers above in the filter's
+    configuration, their Flux paths on the ID-token route, and JWT providers whose JWKS this test serves."""
+    root = workdir / "id-tokens"
+    root.mkdir()
+    receivers = [{"name": name, "namespace": NS, "type": kind, "idToken": block,
+                  "targets": [{"kind": target_kind, "name": target}]}
+                 for name, (kind, block, target_kind, target) in RECEIVERS.items()]
+    paths = [{"path": {"type": "Exact", "value": signers.flux_path("", name, NS)}} for name in RECEIVERS]
+    providers = [
+        {"name": "ci", "issuer": CI_ISSUER, "audiences": ["notification-controller"],
+         "remoteJWKS": {"uri": jwks.uri("ci")}},
+        {"name": "google", "issuer": GOOGLE_ISSUER, "remoteJWKS": {"uri": jwks.uri("google")}},
+    ]
+    patch = lambda kind, name, ops: {"target": {"kind": kind, "name": name}, "patch": json.dumps(ops)}  # noqa: E731
+    in_namespace = {"op": "add", "path": "/metadata/namespace", "value": NS}
+    (root / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        # Kustomize takes only relative paths to other kustomizations.
+        "resources": [os.path.relpath(MANIFESTS / "examples/homelab-github", root)],
+        "components": [os.path.relpath(MANIFESTS / "base/gateway/id-tokens", root)],
+        "patches": [
+            patch("EnvoyExtensionPolicy", "hookgate",
+                  [{"op": "add", "path": "/spec/wasm/0/config/receivers/-", "value": r} for r in receivers]),
+            patch("HTTPRoute", "hookgate-id-token-webhooks", [
+                in_namespace,
+                {"op": "add", "path": "/spec/hostnames", "value": ["hooks.homelab.example.com"]},
+                {"op": "replace", "path": "/spec/rules/0/matches", "value": paths}]),
+            patch("SecurityPolicy", "hookgate-id-tokens", [
+                in_namespace, {"op": "replace", "path": "/spec/jwt/providers", "value": providers}]),
+        ]}, sort_keys=False))
+    return root
+
+
+@pytest.fixture(scope="module")
+def issuers() -> dict[str, Issuer]:
+    return {"ci": Issuer("ci-1"), "google": Issuer("google-1"), "stranger": Issuer("ci-1")}
+
+
+@pytest.fixture(scope="module")
+def deployed(cp, issuers, tmp_path_factory):
+    jwks = JwksServer({"ci": issuers["ci"], "google": issuers["google"]})
+    workdir = tmp_path_factory.mktemp("id-tokens")
+    root = overlay(workdir, jwks)
+    values, _ = example_secrets(["homelab-github"])
+    gateway = EnvoyGateway(envoy_environment(render(root), values))
+    modules = ModuleServer(WASM.parent)
+    try:
+        example = deploy(root, cp, gateway, values=values, workdir=workdir, gateway_port=free_port(),
+                         wasm_code=http_code(modules.url(WASM.name), WASM), source="127.0.7.1")
+        try:
+            wait_translated(example, probe_source="127.0.7.2")
+            # The ID-token route is translated with the rest; its JWKS is fetched on first use.
+            wait(lambda: send(example, "ci", valid_ci(issuers))[0] == 200, 60,
+                 "a valid ID token accepted on the ID-token route", gateway.log)
+            yield example
+        finally:
+            example.controller.stop()
+    finally:
+        gateway.cleanup()
+        modules.close()
+        jwks.close()
+
+
+def claims(receiver: str, **changes) -> dict:
+    """A token's claims as its genuine sender's issuer signs them, with `changes` (None removes a claim)."""
+    now = int(time.time())
+    base = {"iat": now, "nbf": now, "exp": now + 600, "sub": "sender"}
+    if receiver == "ci":
+        base |= {"iss": CI_ISSUER, "aud": "notification-controller", "repository": "example/app"}
+    else:
+        base |= {"iss": GOOGLE_ISSUER, "aud": GCR_AUDIENCE, "email": GCR_EMAIL, "email_verified": True}
+    base |= changes
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def valid_ci(issuers: dict[str, Issuer]) -> str:
+    return issuers["ci"].token(claims("ci"))
+
+
+def send(example, receiver: str, token: str | None) -> tuple[int, str]:
+    headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+    body = json.dumps({"event": "published", "receiver": receiver}).encode()
+    return example.send(Delivery(signers.flux_path("", receiver, NS), headers, body))
+
+
+def tampered(token: str) -> str:
+    """`token` with its payload changed after signing."""
+    header, _, signature = token.split(".")
+    return ".".join([header, b64url(json.dumps(claims("ci", sub="someone-else")).encode()), signature])
+
+
+@dataclass
+class Case:
+    name: str
+    receiver: str
+    token: Callable[[dict[str, Issuer]], str | None]
+    status: int
+    reason: str  # in the reply: the hookgate filter's reason, or Envoy's JWT filter's message
+
+
+FORGED = [
+    Case("expired", "ci", lambda i: i["ci"].token(claims("ci", iat=int(time.time()) - 7200,
+                                                            nbf=int(time.time()) - 7200,
+                                                            exp=int(time.time()) - 3600)),
+         401, "Jwt is expired"),
+    Case("wrong audience", "ci", lambda i: i["ci"].token(claims("ci", aud="someone-else")),
+         403, "Audiences in Jwt are not allowed"),
+    Case("wrong issuer", "ci", lambda i: i["ci"].token(claims("ci", iss="https://evil.example.test")),
+         401, "Jwt issuer is not configured"),
+    Case("tampered signature", "ci", lambda i: tampered(i["ci"].token(claims("ci"))),
+         401, "Jwt verification fails"),
+    Case("signed by a key the issuer does not publish", "ci", lambda i: i["stranger"].token(claims("ci")),
+         401, "Jwt verification fails"),
+    Case("no token", "ci", lambda i: None, 401, "Jwt is missing"),
+    Case("gcr: wrong email", "registry",
+         lambda i: i["google"].token(claims("registry", email="attacker@gmail.com")),
+         403, "token claims not accepted"),
+    Case("gcr: unverified email", "registry",
+         lambda i: i["google"].token(claims("registry", email_verified=False)),
+         403, "token claims not accepted"),
+    Case("gcr: no email_verified", "registry",
+         lambda i: i["google"].token(claims("registry", email_verified=None)),
+         403, "token claims not accepted"),
+    Case("gcr: wrong audience", "registry",
+         lambda i: i["google"].token(claims("registry", aud="https://other.example.com/")),
+         403, "token claims not accepted"),
+    Case("gcr: a valid token of the other issuer", "registry", valid_ci, 401, "token not verified"),
+    Case("gcr: expired", "registry",
+         lambda i: i["google"].token(claims("registry", exp=int(time.time()) - 3600)), 401, "Jwt is expired"),
+]
+
+
+def target_annotation(example, receiver: str) -> str | None:
+    (target,) = example.targets[f"{NS}/{receiver}"]
+    obj = example.cp.get(target.api_version, target.kind, target.namespace, target.name)
+    return obj["metadata"].get("annotations", {}).get(target.annotation)
+
+
+def test_envoy_gateway_accepts_the_security_policy_and_the_route(deployed):
+    keys = policy_keys(deployed) + [("SecurityPolicy", f"{NS}/hookgate-id-tokens")]
+    for kind, name in keys:
+        conditions = deployed.gateway.conditions(kind, name)
+        assert conditions["Accepted"]["status"] == "True", (kind, name, conditions)
+
+
+@pytest.mark.parametrize("receiver", RECEIVERS)
+def test_a_valid_id_token_at_flux_path_reconciles_the_target(deployed, issuers, receiver):
+    token = valid_ci(issuers) if receiver == "ci" else issuers["google"].token(claims("registry"))
+    before = target_annotation(deployed, receiver)
+    status, reply = send(deployed, receiver, token)
+    assert status == 200, f"{status} {reply}\n{deployed.controller.log()[-2000:]}"
+    assert json.loads(reply)["annotated"] == 1, reply
+    assert target_annotation(deployed, receiver) != before
+
+
+@pytest.mark.parametrize("case", FORGED, ids=[c.name for c in FORGED])
+def test_a_forged_or_refused_token_reaches_nothing(deployed, issuers, case):
+    before = {name: target_annotation(deployed, name) for name in RECEIVERS}
+    requests_before = deployed.controller_requests()
+    status, reply = send(deployed, case.receiver, case.token(issuers))
+    assert (status, case.reason in reply) == (case.status, True), reply
+    assert {name: target_annotation(deployed, name) for name in RECEIVERS} == before
+    assert deployed.controller_requests() == requests_before
+
+
+def test_other_receivers_need_no_token(deployed):
+    """The JWT requirement is on the ID-token route only: the GitHub receiver's signed push still works."""
+    (github,) = [r for r in deployed.receivers if r["type"] == "github"]
+    status, reply = deployed.send(deployed.delivery(github))
+    assert status == 200, reply
+
