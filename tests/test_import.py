@@ -129,7 +129,7 @@ def test_the_summary_gives_each_receiver_its_flux_path_and_says_why_one_is_skipp
     for case in CASES:
         path = signers.flux_path(TOKENS[case.secret], case.receiver, NS)
         assert f"imported {NS}/{case.receiver} " in summary and path in summary, summary
-    assert f"skipped {NS}/gcr-receiver: hookgate has no receiver type `gcr`" in summary, summary
+    assert f"skipped {NS}/gcr-receiver: type `gcr` proves with an ID token" in summary, summary
     assert "Secret(s) dockerhub-token, github-token, gitlab-token, harbor-token (key `token`)" in summary, summary
     assert (f"note: {NS}/gitlab-receiver: spec.resources[1] is in namespace apps: run the controller with "
             "--allow-cross-namespace") in summary, summary

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use hookgate_filter::config::Config;
-use hookgate_filter::providers::{self, Provider};
+use hookgate_filter::providers::{self, Proof, Provider};
 use serde_json::{json, Map, Value};
 
 /// The variable the base manifests give the attestation key.
@@ -142,6 +142,12 @@ fn carrier(spec: &Value, flux_type: &str) -> Result<&'static dyn Provider, Strin
             known.join(", ")
         ));
     };
+    if provider.proof() == Proof::VerifiedToken {
+        return Err(format!(
+            "type `{flux_type}` proves with an ID token that an Envoy Gateway SecurityPolicy jwt provider \
+             verifies, which a Flux Receiver does not name: add it by hand (README, Senders with ID tokens)"
+        ));
+    }
     if spec.get("resourceFilter").is_some_and(|f| !f.is_null()) {
         return Err(
             "spec.resourceFilter is a CEL expression, which hookgate does not evaluate: without it every \
@@ -598,8 +604,8 @@ mod tests {
                 }
                 (false, ([], [(label, why)]))
                     if label == "flux-system/webapp"
-                        && why
-                            .contains(&format!("hookgate has no receiver type `{flux_type}`")) => {}
+                        && why.contains(&format!("type `{flux_type}` proves with an ID token")) => {
+                }
                 _ => failures.push(format!("{flux_type}: {outcome:?}")),
             }
         }
