@@ -139,9 +139,10 @@ def observed_run(cp, scrape_interval: str = "1s"):
         github.server.shutdown()
 
 
-def send_deliveries(run: Run, flood: int = 130, refuse_dispatch: bool = False) -> dict[str, list[int]]:
-    """One round of every kind of delivery; returns the statuses by kind. The flood's forged deliveries
-    come from one address: past the rate limit's 120 a minute they get 429."""
+def send_deliveries(run: Run, flood: int = 130, refuse_dispatch: bool = False, forged: int = 1) -> dict[str, list[int]]:
+    """One round of every kind of delivery: a signed one to each receiver and `forged` forged ones, one to
+    no receiver, and `flood` forged ones from one address (past the rate limit's 120 a minute they get
+    429). Returns the statuses by kind."""
     example = run.example
     statuses: dict[str, list[int]] = {}
 
@@ -154,11 +155,12 @@ def send_deliveries(run: Run, flood: int = 130, refuse_dispatch: bool = False) -
             record("dispatch", example.send(example.delivery(receiver))[0])
         else:
             record("signed", example.send(example.delivery(receiver))[0])
-        record("forged", example.send(example.delivery(receiver, forged=True))[0])
+        for _ in range(forged):
+            record("forged", example.send(example.delivery(receiver, forged=True))[0])
     record("unknown path", send(example.port, example.host, Delivery("/hook/nothing-here", {}, b"{}"), SOURCE)[0])
-    forged = example.delivery(example.receivers[0], forged=True)
+    flooded = example.delivery(example.receivers[0], forged=True)
     for _ in range(flood):
-        record("flood", example.send(forged, source=FLOOD_SOURCE)[0])
+        record("flood", example.send(flooded, source=FLOOD_SOURCE)[0])
     return statuses
 
 
