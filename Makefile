@@ -13,16 +13,16 @@ FUZZ_SECONDS ?= 120
 FUZZ_SMOKE_SECONDS ?= 20
 ARGS ?=
 
-.PHONY: all build oci wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo clean
+.PHONY: all build oci wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo dashboard-picture clean
 
 all: build
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 
-$(VENV)/.installed: tests/requirements.txt
+$(VENV)/.installed: tests/requirements.txt tools/requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt -r tools/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -36,8 +36,8 @@ build: wasm-target
 oci: build
 	python3 tools/oci_layout.py --wasm $(WASM) --out target/oci --tag $(shell cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 
-# kube-apiserver, etcd, kustomize, Envoy Gateway, the OCI registry and eg-translate from their Go modules,
-# cached under $(CACHE)/bin by version.
+# kube-apiserver, etcd, kustomize, Envoy Gateway, the OCI registry, eg-translate, Prometheus and promtool from
+# their Go modules, cached under $(CACHE)/bin by version.
 control-plane:
 	bash tests/control-plane/build.sh
 
@@ -85,6 +85,11 @@ bench: build venv control-plane
 
 demo: build venv control-plane
 	$(PYTHON) tests/demo.py $(ARGS)
+
+# docs/dashboard.png: the dashboard's panels drawn from a real Prometheus scraping an observed run
+# (tools/dashboard_picture.py; no Grafana can be installed here).
+dashboard-picture: build venv control-plane
+	$(PYTHON) tools/dashboard_picture.py $(ARGS)
 
 clean:
 	cargo clean

@@ -88,6 +88,13 @@ def main() -> int:
         status, body = example.send(example.delivery(receiver, forged=True))
         print(f"    {status} {body}  (refused at the edge; nothing reached the controller)")
         show_annotations()
+        step("metrics: the filter's counters on Envoy's admin, the controller's on its own port")
+        print(f"    Envoy:      http://{gateway.envoy_admin()}/stats/prometheus  (hookgate_deliveries_total)\n"
+              f"    controller: http://127.0.0.1:{example.controller.port}/metrics  (hookgate_requests_total, ...)")
+        for line in gateway.stats().splitlines():
+            if line.startswith("hookgate_deliveries_total{"):
+                print(f"    {line}")
+        print("    dashboard and alerts: manifests/observability/ (picture: docs/dashboard.png)")
         if not delivered or status != 401:
             print("the demo did not go as shown above: see Envoy Gateway's log", gateway.log_path, file=sys.stderr)
             return 1

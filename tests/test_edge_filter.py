@@ -697,8 +697,10 @@ def test_metrics_count_per_receiver_outcome(edge, upstream):
         lines = [line for line in text.splitlines() if needle in line and not line.startswith("#")]
         return int(float(lines[0].rsplit(" ", 1)[1])) if lines else 0
 
-    assert value(after, "flux_system_webapp_accepted") == value(before, "flux_system_webapp_accepted") + 1
-    assert value(after, "hookgate_receiver_flux_system_webapp_rejected_signature_mismatch") >= 1
+    webapp = 'hookgate_deliveries_total{namespace="flux-system",receiver="webapp"'
+    accepted, mismatch = f'{webapp},outcome="accepted",reason=""}}', f'{webapp},outcome="rejected",reason="signature_mismatch"}}'
+    assert value(after, accepted) == value(before, accepted) + 1
+    assert value(after, mismatch) >= 1
 
 
 @pytest.mark.parametrize("mutation,logged", [

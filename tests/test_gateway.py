@@ -60,9 +60,9 @@ def controller_requests(example: Example) -> int:
 
 
 def refusals(example: Example) -> int:
-    """Deliveries the filter refused, from the counters it keeps in Envoy (`..._rejected_<reason>`)."""
+    """Deliveries the filter refused, from the counter it keeps in Envoy (`outcome="rejected"`)."""
     return sum(int(float(line.rsplit(" ", 1)[1])) for line in example.gateway.stats().splitlines()
-               if line.startswith("hookgate_receiver_") and "_rejected_" in line)
+               if line.startswith("hookgate_deliveries_total{") and 'outcome="rejected"' in line)
 
 
 def test_every_policy_is_accepted_and_every_patch_programmed(example):

@@ -170,35 +170,56 @@ impl Outcome {
         match self {
             Self::Reject(r) => Counted::Rejected(*r),
             Self::Pong => Counted::Ping,
-            Self::Ignored(_) => Counted::Ignored,
+            Self::Ignored(reason) => Counted::Ignored(reason),
             Self::Forward(_) => Counted::Accepted,
         }
     }
 
-    /// Metric suffix: `accepted`, `ping`, `ignored`, or `rejected.<reason>`.
+    /// See [`Counted::metric_suffix`].
     pub fn metric_suffix(&self) -> String {
         self.counted().metric_suffix()
     }
 }
 
-/// An outcome as counters count it: one counter per kind, and per reason of a refusal. Small and `Copy`,
-/// so the filter finds a counter by it without formatting the counter's name per request.
+/// An outcome as counters count it: one counter per kind, and per reason of a refusal or of an ignored
+/// delivery. Small and `Copy`, so the filter finds a counter by it without formatting the counter's name
+/// per request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Counted {
     Rejected(Rejection),
     Ping,
-    Ignored,
+    Ignored(&'static str),
     Accepted,
 }
 
 impl Counted {
-    /// See [`Outcome::metric_suffix`].
-    pub fn metric_suffix(self) -> String {
+    /// The `outcome` label: `accepted`, `ping`, `ignored` or `rejected`.
+    pub fn outcome_label(self) -> &'static str {
         match self {
-            Self::Rejected(r) => format!("rejected.{}", r.metric_key()),
-            Self::Ping => "ping".into(),
-            Self::Ignored => "ignored".into(),
-            Self::Accepted => "accepted".into(),
+            Self::Rejected(_) => "rejected",
+            Self::Ping => "ping",
+            Self::Ignored(_) => "ignored",
+            Self::Accepted => "accepted",
         }
+    }
+
+    /// The `reason` label: a refusal's [`Rejection::metric_key`], an ignored delivery's reason with `_` for
+    /// spaces (`ref_not_accepted`), and empty for the others (Prometheus reads an empty label as absent).
+    pub fn reason_label(self) -> String {
+        match self {
+            Self::Rejected(r) => r.metric_key().into(),
+            Self::Ignored(reason) => reason.replace(' ', "_"),
+            Self::Ping | Self::Accepted => String::new(),
+        }
+    }
+
+    /// The end of a counter's name, `;outcome=<outcome>;reason=<reason>`, which Envoy's tag extractors
+    /// turn into labels (see [`crate::label`]).
+    pub fn metric_suffix(self) -> String {
+        format!(
+            ";outcome={};reason={}",
+            self.outcome_label(),
+            self.reason_label()
+        )
     }
 }

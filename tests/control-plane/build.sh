@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once per version) the real control-plane binaries the tests and the demo run:
 # kube-apiserver from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize,
-# envoy-gateway from github.com/envoyproxy/gateway, and the OCI registry from github.com/distribution.
+# envoy-gateway from github.com/envoyproxy/gateway, the OCI registry from github.com/distribution, and
+# Prometheus and promtool from github.com/prometheus/prometheus (the observability checks).
 # Binaries are cached outside the work tree, keyed by version; a second run prints their paths at once.
 set -euo pipefail
 
@@ -10,6 +11,9 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.1}"
 ENVOY_GATEWAY_VERSION="${ENVOY_GATEWAY_VERSION:-v1.9.1}"
 REGISTRY_VERSION="${REGISTRY_VERSION:-v3.0.0}"
+# The Go module's version of Prometheus 3.16.0. Built without the `builtinassets` tag: no web UI, whose
+# assets are not in the module; the HTTP API that promtool and the tests query is all there.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 CACHE="${HOOKGATE_CACHE:-$HOME/.cache/hookgate}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -122,6 +126,9 @@ go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_install envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway "$ENVOY_GATEWAY_VERSION" \
   "the first build takes several minutes"
 go_install registry github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_VERSION"
+go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION" \
+  "the first build takes several minutes"
+go_install prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION"
 build_eg_translate
 echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
 echo "ETCD=$BIN/etcd-$ETCD_VERSION"
@@ -129,3 +136,5 @@ echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
 echo "ENVOY_GATEWAY=$BIN/envoy-gateway-$ENVOY_GATEWAY_VERSION"
 echo "REGISTRY=$BIN/registry-$REGISTRY_VERSION"
 echo "EG_TRANSLATE=$EG_TRANSLATE"
+echo "PROMTOOL=$BIN/promtool-$PROMETHEUS_VERSION"
+echo "PROMETHEUS=$BIN/prometheus-$PROMETHEUS_VERSION"
