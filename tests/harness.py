@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 WASM = Path(os.environ.get("HOOKGATE_WASM", ROOT / "target/wasm32-wasip1/release/hookgate_filter.wasm"))
 ENVOY = os.environ.get("HOOKGATE_ENVOY", str(ROOT / ".venv/bin/envoy"))
@@ -233,6 +235,13 @@ class RecordingUpstream:
             self._last_activity = time.monotonic()
 
 
+def proxy_stats_config() -> dict:
+    """The stats_config the manifests' EnvoyProxy merges into Envoy Gateway's bootstrap: the tag extractors
+    that make the filter's counter names labels."""
+    proxy = yaml.safe_load((ROOT / "manifests/base/gateway/proxy/envoyproxy.yaml").read_text())
+    return yaml.safe_load(proxy["spec"]["bootstrap"]["value"])["stats_config"]
+
+
 def envoy_bootstrap(
     *,
     listen_port: int,
@@ -272,6 +281,7 @@ def envoy_bootstrap(
         wasm_config["allow_on_headers_stop_iteration"] = True
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "stats_config": proxy_stats_config(),
         "static_resources": {
             "listeners": [
                 {

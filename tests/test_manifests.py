@@ -14,6 +14,10 @@ from deploy import EXAMPLES, MANIFESTS, proxy_env
 from gateway import render_text
 from harness import CONTROLLER
 
+# manifests/observability's PrometheusRule and PodMonitors (only these files: PyYAML cannot read some others).
+PROMETHEUS_OPERATOR_CRDS = [("github.com/prometheus-operator/prometheus-operator", "v0.85.0",
+                             f"example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml")
+                            for plural in ("prometheusrules", "podmonitors")]
 DIRECTORIES = sorted(p.parent.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("kustomization.yaml"))
 
 
@@ -24,7 +28,8 @@ def render(directory: str) -> str:
 @pytest.fixture(scope="module")
 def schemas(cp):
     """The real CRDs of everything the manifests use."""
-    cp.install_crds(crd_documents("gateway") + list(yaml.safe_load_all((FIXTURES / "secret-operators-crds.yaml").read_text())))
+    cp.install_crds(crd_documents("gateway") + list(yaml.safe_load_all((FIXTURES / "secret-operators-crds.yaml").read_text()))
+                    + crd_documents(PROMETHEUS_OPERATOR_CRDS))
     return cp
 
 

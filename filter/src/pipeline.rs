@@ -298,7 +298,7 @@ mod tests {
         );
         assert_eq!(
             github(&f, "new", "PUSH", PUSH).metric_suffix(),
-            "accepted",
+            ";outcome=accepted;reason=",
             "events are case-insensitive"
         );
         assert_eq!(
@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(label.as_str(), "flux-system/webapp");
         assert_eq!(
             label.metric_name(&github(&f, "new", "push", PUSH)),
-            "hookgate.receiver.flux-system.webapp.accepted"
+            "hookgate_deliveries_total;namespace=flux-system;receiver=webapp;outcome=accepted;reason="
         );
         assert_eq!(f.label(ReceiverId(3)), None);
     }
