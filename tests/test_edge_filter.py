@@ -451,7 +451,12 @@ def test_every_type_of_the_provider_table_has_a_case():
     """The binary's provider table (the values `hookgate send --type` takes) is what CASES covers."""
     usage = subprocess.run([str(CONTROLLER), "send", "--help"], capture_output=True, text=True, check=True).stdout
     types = re.search(r"--type <KIND>.*\[possible values: ([^\]]+)\]", usage).group(1).split(", ")
-    assert sorted(types) == sorted(CASES)
+    assert sorted(types) == sorted([*CASES, *ID_TOKEN_TYPES])
+
+
+# Types whose proof is Envoy's JWT filter, which this hand-written bootstrap lacks: their cases run on the
+# real Envoy Gateway, in test_id_tokens.py.
+ID_TOKEN_TYPES = ("generic-oidc", "gcr")
 
 
 GITHUB_PATH = path_of("webapp", "GH_NEW")
