@@ -31,7 +31,14 @@ fn flux_documented_filters_run_unchanged() {
         "tag": "us-east1-docker.pkg.dev/my-project/my-repo/hello-world:1.1"});
     let annotated = |value: &str| json!({"update-image": value});
     // (case, expression, resource, payload, expected)
-    let cases: Vec<(&str, &str, Value, serde_json::Value, Result<bool, EvaluationError>)> = vec![
+    type Case = (
+        &'static str,
+        &'static str,
+        Value,
+        serde_json::Value,
+        Result<bool, EvaluationError>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "tag contains the name",
             "req.tag.contains(res.metadata.name)",
@@ -159,7 +166,7 @@ fn compile_errors_name_what_is_wrong() {
     let long = format!("req.a == '{}'", "x".repeat(MAX_SOURCE_BYTES));
     let many_nodes = format!("req.a == [{}]", vec!["1"; MAX_NODES].join(","));
     let deep_chain = format!("req{} == 1", ".a".repeat(40));
-    let comprehensions = vec!["req.a.all(x, x == 1)"; 5].join(" && ");
+    let comprehensions = ["req.a.all(x, x == 1)"; 5].join(" && ");
     let nots = format!("{}true", "!".repeat(13));
     let conditionals = format!("{}true", "true ? true : ".repeat(12));
     // (case, expression, reason)
