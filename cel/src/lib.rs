@@ -2,13 +2,15 @@
 //! the receiver's `filter`) and the controller (which evaluates the target filters on each candidate
 //! object).
 //!
-//! The interpreter is `cel-interpreter` (the cel-rust project before its rename to `cel`, whose newer
-//! releases are twice its size in the Wasm module). It has no cost limit and panics on a few inputs (a
-//! comprehension over a value that is neither a list nor a map, message literals), and a panic kills the
-//! Wasm VM. So [`Expression::compile`] bounds and checks every expression before it can run:
+//! The interpreter is `cel-interpreter` 0.10 (the cel-rust project before its rename to `cel`, whose
+//! releases are larger in the Wasm module than its budget allows); its parser is replaced by hookgate's
+//! (see [`syntax`]: the ANTLR one panics on syntax errors and is a third of the module). The interpreter
+//! has no cost limit and panics on a few inputs (a comprehension over a value that is neither a list nor a
+//! map), and a panic kills the Wasm VM. So [`Expression::compile`] bounds and checks every expression
+//! before it can run:
 //!
-//! - at most [`MAX_SOURCE_BYTES`] of source, of a syntax a recognizer of its own accepts (the parser
-//!   panics on most syntax errors), nested at most [`MAX_NESTING`] deep (the parser recurses);
+//! - at most [`MAX_SOURCE_BYTES`] of source, of the syntax [`syntax`] accepts, nested at most
+//!   [`MAX_NESTING`] deep (the parser recurses);
 //! - at most [`MAX_NODES`] nodes and [`MAX_DEPTH`] levels of syntax tree;
 //! - only the declared variables, and only the functions in [`FUNCTIONS`], each with its arity;
 //! - comprehensions: only `all`, `exists` and `exists_one` (`map` and `filter` build lists in quadratic
@@ -24,16 +26,20 @@ use std::sync::Arc;
 
 use cel_interpreter::extractors::{Arguments, This};
 use cel_interpreter::objects::{Key, Map};
-use cel_interpreter::{Context, ExecutionError, Value};
+use cel_interpreter::{Context, ExecutionError};
 use cel_parser::ast::{operators, CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr};
 use cel_parser::reference::Val;
-use cel_parser::Parser;
 
 mod functions;
 mod json;
 mod syntax;
 
+pub use cel_interpreter::Value;
 pub use json::{from_json, prune};
+
+/// The variables of a target filter, as Flux's: `res`, the object (`apiVersion`, `kind`, `metadata`), and
+/// `req`, the payload.
+pub const TARGET_VARIABLES: &[&str] = &["res", "req"];
 
 /// The longest expression, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 1024;
@@ -170,10 +176,7 @@ impl Expression {
                 "is longer than {MAX_SOURCE_BYTES} bytes"
             )));
         }
-        syntax::check(source)?;
-        let tree = Parser::default()
-            .parse(source)
-            .map_err(|e| CompileError(format!("invalid CEL: {}", one_line(&e.to_string()))))?;
+        let tree = syntax::parse(source)?;
         let mut check = Check {
             variables,
             bound: Vec::new(),
@@ -281,16 +284,6 @@ fn describe(error: &ExecutionError) -> String {
         ExecutionError::MissingArgumentOrTarget => "missing argument or target".into(),
         _ => "evaluation failed".into(),
     }
-}
-
-/// The first line of a parser message (the rest draws the source with a caret).
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// The kind of value `tree` certainly is, when it is certainly not a boolean.
@@ -418,13 +411,6 @@ impl Check<'_> {
             return Err(CompileError(format!(
                 "has more than {MAX_COMPREHENSIONS} comprehensions"
             )));
-        }
-        // `map` and `filter` start from an empty list and append to it at each step: quadratic.
-        if matches!(c.accu_init.expr, Expr::List(_)) {
-            return Err(CompileError(
-                "map() and filter() are not supported (quadratic time): use all(), exists() or exists_one()"
-                    .into(),
-            ));
         }
         for variable in std::iter::once(&c.iter_var).chain(c.iter_var2.iter()) {
             if self.variables.contains(&variable.as_str()) {

@@ -1,18 +1,25 @@
-//! A recognizer for the CEL syntax hookgate accepts, run before the parser.
+//! hookgate's CEL parser: the syntax tree `cel-interpreter` evaluates, from the CEL subset hookgate
+//! accepts.
 //!
-//! `cel-parser` 0.10 panics on most syntax errors (its ANTLR visitor walks the error nodes), so nothing
-//! reaches it that this recognizer does not accept, and this recognizer accepts a subset of CEL's grammar
-//! (CEL.g4): everything but message literals, leading-dot names, optional syntax (`?.`, `[?`), comments,
-//! raw, triple-quoted and bytes strings, and escapes other than `\\ \' \" \n \r \t`. It also bounds the
-//! nesting the (recursive) parser would go through.
+//! `cel-parser` 0.10 (the interpreter's) panics on most syntax errors (its ANTLR visitor walks the error
+//! nodes) and its ANTLR runtime is a third of the filter module, so hookgate parses itself, into the same
+//! tree and with the same macro expansions. The subset is CEL's grammar (CEL.g4) without message
+//! literals, leading-dot names, optional syntax (`?.`, `[?`), comments, raw, triple-quoted and bytes
+//! strings, escapes other than `\\ \' \" \n \r \t`, and the `map` and `filter` macros (quadratic
+//! time). Nesting is bounded by [`MAX_NESTING`]: the parser recurses.
+
+use cel_parser::ast::{
+    operators, CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedEntryExpr, IdedExpr, ListExpr,
+    MapEntryExpr, MapExpr, SelectExpr,
+};
+use cel_parser::reference::Val;
 
 use super::{CompileError, MAX_NESTING};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Token {
-    Ident,
-    /// A literal: number, string, `true`, `false`, `null`.
-    Literal,
+    Ident(String),
+    Literal(Val),
     /// An operator or punctuation, as written.
     Symbol(&'static str),
 }
@@ -23,18 +30,19 @@ const SYMBOLS: &[&str] = &[
     "(", ")", "[", "]", "{", "}",
 ];
 
-/// Checks that `source` is an expression of the accepted syntax, nested at most [`MAX_NESTING`] deep.
-pub(crate) fn check(source: &str) -> Result<(), CompileError> {
+/// Parses `source`, nested at most [`MAX_NESTING`] deep.
+pub(crate) fn parse(source: &str) -> Result<IdedExpr, CompileError> {
     let (tokens, starts) = lex(source)?;
-    let mut parser = Recognizer {
+    let mut parser = Parser {
         tokens,
         starts,
         at: 0,
         depth: 0,
+        next_id: 0,
     };
-    parser.expr()?;
+    let tree = parser.expr()?;
     match parser.peek() {
-        None => Ok(()),
+        None => Ok(tree),
         Some(_) => Err(parser.unexpected()),
     }
 }
@@ -57,16 +65,20 @@ fn lex(source: &str) -> Result<(Vec<Token>, Vec<usize>), CompileError> {
                 i += 1;
             }
             tokens.push(match &source[start..i] {
-                "true" | "false" | "null" => Token::Literal,
+                "true" => Token::Literal(Val::Boolean(true)),
+                "false" => Token::Literal(Val::Boolean(false)),
+                "null" => Token::Literal(Val::Null),
                 "in" => Token::Symbol("in"),
-                _ => Token::Ident,
+                word => Token::Ident(word.to_string()),
             });
         } else if c.is_ascii_digit() {
-            i = number(source, i)?;
-            tokens.push(Token::Literal);
+            let (value, end) = number(source, i)?;
+            tokens.push(Token::Literal(value));
+            i = end;
         } else if c == b'\'' || c == b'"' {
-            i = string(bytes, i)?;
-            tokens.push(Token::Literal);
+            let (value, end) = string(source, i)?;
+            tokens.push(Token::Literal(Val::String(value)));
+            i = end;
         } else if let Some(symbol) = SYMBOLS
             .iter()
             .find(|s| bytes[i..].starts_with(s.as_bytes()))
@@ -97,9 +109,9 @@ fn invalid(reason: impl Into<String>) -> CompileError {
     CompileError(format!("invalid CEL: {}", reason.into()))
 }
 
-/// The end of the number at `start`: an int that fits 64 bits (decimal or `0x` hex, `u` suffix for a
-/// uint) or a float (`1.5`, `1e3`, `1.5e-3`).
-fn number(source: &str, start: usize) -> Result<usize, CompileError> {
+/// The number at `start` and where it ends: an int that fits 64 bits (decimal or `0x` hex, `u` suffix for
+/// a uint) or a float (`1.5`, `1e3`, `1.5e-3`).
+fn number(source: &str, start: usize) -> Result<(Val, usize), CompileError> {
     let bytes = source.as_bytes();
     let digits = |mut i: usize, hex: bool| {
         while i < bytes.len()
@@ -115,12 +127,12 @@ fn number(source: &str, start: usize) -> Result<usize, CompileError> {
         if end == start + 2 {
             return Err(invalid(format!("malformed number at byte {start}")));
         }
-        let unsigned = matches!(bytes.get(end), Some(b'u' | b'U'));
         let value = u64::from_str_radix(&source[start + 2..end], 16).map_err(|_| too_big())?;
-        if !unsigned && i64::try_from(value).is_err() {
-            return Err(too_big());
+        if matches!(bytes.get(end), Some(b'u' | b'U')) {
+            return Ok((Val::UInt(value), end + 1));
         }
-        return Ok(end + usize::from(unsigned));
+        let value = i64::try_from(value).map_err(|_| too_big())?;
+        return Ok((Val::Int(value), end));
     }
     let mut end = digits(start, false);
     let mut float = false;
@@ -140,48 +152,68 @@ fn number(source: &str, start: usize) -> Result<usize, CompileError> {
         end = after;
         float = true;
     }
-    if float {
-        return Ok(end);
-    }
     let text = &source[start..end];
-    if matches!(bytes.get(end), Some(b'u' | b'U')) {
-        text.parse::<u64>().map_err(|_| too_big())?;
-        return Ok(end + 1);
+    if float {
+        let value = text.parse::<f64>().map_err(|_| too_big())?;
+        return Ok((Val::Double(value), end));
     }
-    text.parse::<i64>().map_err(|_| too_big())?;
-    Ok(end)
+    if matches!(bytes.get(end), Some(b'u' | b'U')) {
+        let value = text.parse::<u64>().map_err(|_| too_big())?;
+        return Ok((Val::UInt(value), end + 1));
+    }
+    let value = text.parse::<i64>().map_err(|_| too_big())?;
+    Ok((Val::Int(value), end))
 }
 
-/// The end of the quoted string at `start` (one line, simple escapes only).
-fn string(bytes: &[u8], start: usize) -> Result<usize, CompileError> {
+/// The quoted string at `start` and where it ends (one line, simple escapes only).
+fn string(source: &str, start: usize) -> Result<(String, usize), CompileError> {
+    let bytes = source.as_bytes();
     let quote = bytes[start];
     if bytes.get(start + 1) == Some(&quote) && bytes.get(start + 2) == Some(&quote) {
         return Err(invalid("triple-quoted strings are not supported"));
     }
+    let mut value = Vec::new();
     let mut i = start + 1;
     while i < bytes.len() {
         match bytes[i] {
-            b'\\' => match bytes.get(i + 1) {
-                Some(b'\\' | b'\'' | b'"' | b'n' | b'r' | b't') => i += 2,
-                _ => return Err(invalid(format!("unsupported escape at byte {i}"))),
-            },
+            b'\\' => {
+                value.push(match bytes.get(i + 1) {
+                    Some(b'n') => b'\n',
+                    Some(b'r') => b'\r',
+                    Some(b't') => b'\t',
+                    Some(c @ (b'\\' | b'\'' | b'"')) => *c,
+                    _ => return Err(invalid(format!("unsupported escape at byte {i}"))),
+                });
+                i += 2;
+            }
             b'\n' | b'\r' => break,
-            c if c == quote => return Ok(i + 1),
-            _ => i += 1,
+            c if c == quote => {
+                // Bytes of the source between quotes and ASCII escapes: still UTF-8.
+                let text = String::from_utf8(value).map_err(|_| invalid("not UTF-8"))?;
+                return Ok((text, i + 1));
+            }
+            c => {
+                value.push(c);
+                i += 1;
+            }
         }
     }
     Err(invalid(format!("unterminated string at byte {start}")))
 }
 
-struct Recognizer {
+struct Parser {
     tokens: Vec<Token>,
     /// Where each token starts in the source.
     starts: Vec<usize>,
     at: usize,
     depth: usize,
+    next_id: u64,
 }
 
-impl Recognizer {
+/// The accumulator of expanded macros, as cel-parser names it.
+const RESULT: &str = "@result";
+
+impl Parser {
     fn peek(&self) -> Option<&Token> {
         self.tokens.get(self.at)
     }
@@ -207,58 +239,87 @@ impl Recognizer {
     }
 
     fn unexpected(&self) -> CompileError {
-        match self.peek() {
+        match self.starts.get(self.at) {
             None => invalid("unexpected end of expression"),
-            Some(_) => invalid(format!(
-                "unexpected token at byte {}",
-                self.starts.get(self.at).copied().unwrap_or_default()
-            )),
+            Some(at) => invalid(format!("unexpected token at byte {at}")),
         }
     }
 
+    fn node(&mut self, expr: Expr) -> IdedExpr {
+        self.next_id += 1;
+        IdedExpr {
+            id: self.next_id,
+            expr,
+        }
+    }
+
+    fn call(&mut self, function: &str, target: Option<IdedExpr>, args: Vec<IdedExpr>) -> IdedExpr {
+        self.node(Expr::Call(CallExpr {
+            func_name: function.to_string(),
+            target: target.map(Box::new),
+            args,
+        }))
+    }
+
     /// `or ('?' or ':' expr)?`; each level of nesting comes through here.
-    fn expr(&mut self) -> Result<(), CompileError> {
+    fn expr(&mut self) -> Result<IdedExpr, CompileError> {
         self.depth += 1;
         if self.depth > MAX_NESTING {
             return Err(CompileError(format!(
                 "nests deeper than {MAX_NESTING} levels (brackets, calls or conditionals)"
             )));
         }
-        self.binary(0)?;
-        if self.eat("?") {
-            self.binary(0)?;
+        let condition = self.binary(0)?;
+        let tree = if self.eat("?") {
+            let then = self.binary(0)?;
             self.expect(":")?;
-            self.expr()?;
-        }
+            let otherwise = self.expr()?;
+            self.call(operators::CONDITIONAL, None, vec![condition, then, otherwise])
+        } else {
+            condition
+        };
         self.depth -= 1;
-        Ok(())
+        Ok(tree)
     }
 
-    /// Binary operators by precedence, loosest first: `||`, `&&`, relations, `+ -`, `* / %`.
-    fn binary(&mut self, level: usize) -> Result<(), CompileError> {
-        const LEVELS: &[&[&str]] = &[
-            &["||"],
-            &["&&"],
-            &["==", "!=", "<", "<=", ">", ">=", "in"],
-            &["+", "-"],
-            &["*", "/", "%"],
+    /// Binary operators by precedence, loosest first, each left-associative.
+    fn binary(&mut self, level: usize) -> Result<IdedExpr, CompileError> {
+        const LEVELS: &[&[(&str, &str)]] = &[
+            &[("||", operators::LOGICAL_OR)],
+            &[("&&", operators::LOGICAL_AND)],
+            &[
+                ("==", operators::EQUALS),
+                ("!=", operators::NOT_EQUALS),
+                ("<", operators::LESS),
+                ("<=", operators::LESS_EQUALS),
+                (">", operators::GREATER),
+                (">=", operators::GREATER_EQUALS),
+                ("in", operators::IN),
+            ],
+            &[("+", operators::ADD), ("-", operators::SUBSTRACT)],
+            &[
+                ("*", operators::MULTIPLY),
+                ("/", operators::DIVIDE),
+                ("%", operators::MODULO),
+            ],
         ];
         let Some(operators) = LEVELS.get(level) else {
             return self.unary();
         };
-        self.binary(level + 1)?;
-        while operators.iter().any(|op| self.is(op)) {
+        let mut left = self.binary(level + 1)?;
+        while let Some((_, function)) = operators.iter().find(|(symbol, _)| self.is(symbol)) {
             self.at += 1;
-            self.binary(level + 1)?;
+            let right = self.binary(level + 1)?;
+            left = self.call(function, None, vec![left, right]);
         }
-        Ok(())
+        Ok(left)
     }
 
     /// `'!'* member` or `'-'* member` (CEL does not mix them).
-    fn unary(&mut self) -> Result<(), CompileError> {
-        for op in ["!", "-"] {
+    fn unary(&mut self) -> Result<IdedExpr, CompileError> {
+        for (symbol, function) in [("!", operators::LOGICAL_NOT), ("-", operators::NEGATE)] {
             let mut run = 0;
-            while self.eat(op) {
+            while self.eat(symbol) {
                 run += 1;
             }
             if run > MAX_NESTING {
@@ -267,100 +328,192 @@ impl Recognizer {
                 )));
             }
             if run > 0 {
-                break;
+                let mut tree = self.member()?;
+                for _ in 0..run {
+                    tree = self.call(function, None, vec![tree]);
+                }
+                return Ok(tree);
             }
         }
         self.member()
     }
 
     /// `primary ('.' IDENT ('(' args ')')? | '[' expr ']')*`
-    fn member(&mut self) -> Result<(), CompileError> {
-        self.primary()?;
+    fn member(&mut self) -> Result<IdedExpr, CompileError> {
+        let mut tree = self.primary()?;
         loop {
             if self.eat(".") {
-                if self.peek() != Some(&Token::Ident) {
+                let Some(Token::Ident(field)) = self.peek().cloned() else {
                     return Err(self.unexpected());
-                }
+                };
                 self.at += 1;
-                if self.eat("(") {
-                    self.list(")", false)?;
-                }
+                tree = if self.eat("(") {
+                    let args = self.list(")", false)?;
+                    self.method(tree, &field, args)?
+                } else {
+                    self.node(Expr::Select(SelectExpr {
+                        operand: Box::new(tree),
+                        field,
+                        test: false,
+                    }))
+                };
             } else if self.eat("[") {
-                self.expr()?;
+                let index = self.expr()?;
                 self.expect("]")?;
+                tree = self.call(operators::INDEX, None, vec![tree, index]);
             } else {
-                return Ok(());
+                return Ok(tree);
             }
         }
     }
 
     /// `IDENT ('(' args ')')? | '(' expr ')' | '[' list ']' | '{' map '}' | literal`
-    fn primary(&mut self) -> Result<(), CompileError> {
-        match self.peek() {
-            Some(Token::Ident) => {
-                self.at += 1;
+    fn primary(&mut self) -> Result<IdedExpr, CompileError> {
+        let Some(token) = self.peek().cloned() else {
+            return Err(self.unexpected());
+        };
+        self.at += 1;
+        match token {
+            Token::Ident(name) => {
                 if self.is("{") {
                     return Err(invalid("message literals are not supported"));
                 }
-                if self.eat("(") {
-                    self.list(")", false)?;
+                if !self.eat("(") {
+                    return Ok(self.node(Expr::Ident(name)));
                 }
-                Ok(())
+                let mut args = self.list(")", false)?;
+                if name != operators::HAS {
+                    return Ok(self.call(&name, None, args));
+                }
+                // `has(a.b)`: the field test.
+                match args.pop().map(|a| a.expr) {
+                    Some(Expr::Select(mut select)) if args.is_empty() => {
+                        select.test = true;
+                        Ok(self.node(Expr::Select(select)))
+                    }
+                    _ => Err(invalid("has() takes one field selection, has(a.b)")),
+                }
             }
-            Some(Token::Literal) => {
-                self.at += 1;
-                Ok(())
+            Token::Literal(value) => Ok(self.node(Expr::Literal(value))),
+            Token::Symbol("(") => {
+                let tree = self.expr()?;
+                self.expect(")")?;
+                Ok(tree)
             }
-            Some(Token::Symbol("(")) => {
-                self.at += 1;
-                self.expr()?;
-                self.expect(")")
+            Token::Symbol("[") => {
+                let elements = self.list("]", true)?;
+                Ok(self.node(Expr::List(ListExpr { elements })))
             }
-            Some(Token::Symbol("[")) => {
-                self.at += 1;
-                self.list("]", true)
+            Token::Symbol("{") => self.map(),
+            Token::Symbol(_) => {
+                self.at -= 1;
+                Err(self.unexpected())
             }
-            Some(Token::Symbol("{")) => {
-                self.at += 1;
-                self.map()
-            }
-            _ => Err(self.unexpected()),
         }
     }
 
+    /// `target.function(args)`, the comprehension macros expanded as cel-parser expands them.
+    fn method(
+        &mut self,
+        target: IdedExpr,
+        function: &str,
+        mut args: Vec<IdedExpr>,
+    ) -> Result<IdedExpr, CompileError> {
+        let macros = [operators::ALL, operators::EXISTS, operators::EXISTS_ONE];
+        if function == operators::MAP || function == operators::FILTER {
+            return Err(CompileError(
+                "map() and filter() are not supported (quadratic time): use all(), exists() or exists_one()"
+                    .into(),
+            ));
+        }
+        if !macros.contains(&function) {
+            return Ok(self.call(function, Some(target), args));
+        }
+        let (Some(predicate), Some(variable), true) = (args.pop(), args.pop(), args.is_empty()) else {
+            return Err(invalid(format!("{function}() takes a variable and a predicate")));
+        };
+        let Expr::Ident(variable) = variable.expr else {
+            return Err(invalid(format!("{function}()'s first argument must be a variable name")));
+        };
+        let result = |p: &mut Self| p.node(Expr::Ident(RESULT.into()));
+        let (init, condition, step, outcome) = match function {
+            operators::ALL => {
+                let accumulated = result(self);
+                let condition = self.call(operators::NOT_STRICTLY_FALSE, None, vec![accumulated]);
+                let accumulated = result(self);
+                let step = self.call(operators::LOGICAL_AND, None, vec![accumulated, predicate]);
+                (Val::Boolean(true), condition, step, result(self))
+            }
+            operators::EXISTS => {
+                let accumulated = result(self);
+                let not = self.call(operators::LOGICAL_NOT, None, vec![accumulated]);
+                let condition = self.call(operators::NOT_STRICTLY_FALSE, None, vec![not]);
+                let accumulated = result(self);
+                let step = self.call(operators::LOGICAL_OR, None, vec![accumulated, predicate]);
+                (Val::Boolean(false), condition, step, result(self))
+            }
+            _ => {
+                let condition = self.node(Expr::Literal(Val::Boolean(true)));
+                let (accumulated, one) = (result(self), self.node(Expr::Literal(Val::Int(1))));
+                let counted = self.call(operators::ADD, None, vec![accumulated, one]);
+                let unchanged = result(self);
+                let step = self.call(operators::CONDITIONAL, None, vec![predicate, counted, unchanged]);
+                let (accumulated, one) = (result(self), self.node(Expr::Literal(Val::Int(1))));
+                let outcome = self.call(operators::EQUALS, None, vec![accumulated, one]);
+                (Val::Int(0), condition, step, outcome)
+            }
+        };
+        let init = self.node(Expr::Literal(init));
+        Ok(self.node(Expr::Comprehension(ComprehensionExpr {
+            iter_range: Box::new(target),
+            iter_var: variable,
+            iter_var2: None,
+            accu_var: RESULT.into(),
+            accu_init: Box::new(init),
+            loop_cond: Box::new(condition),
+            loop_step: Box::new(step),
+            result: Box::new(outcome),
+        })))
+    }
+
     /// Expressions separated by commas up to `close` (a trailing comma only in list literals).
-    fn list(&mut self, close: &str, trailing_comma: bool) -> Result<(), CompileError> {
+    fn list(&mut self, close: &str, trailing_comma: bool) -> Result<Vec<IdedExpr>, CompileError> {
+        let mut items = Vec::new();
         if self.eat(close) {
-            return Ok(());
+            return Ok(items);
         }
         loop {
-            self.expr()?;
+            items.push(self.expr()?);
             if self.eat(close) {
-                return Ok(());
+                return Ok(items);
             }
             self.expect(",")?;
             if trailing_comma && self.eat(close) {
-                return Ok(());
+                return Ok(items);
             }
         }
     }
 
     /// `key ':' value` entries up to `}`, a trailing comma allowed.
-    fn map(&mut self) -> Result<(), CompileError> {
-        if self.eat("}") {
-            return Ok(());
-        }
-        loop {
-            self.expr()?;
+    fn map(&mut self) -> Result<IdedExpr, CompileError> {
+        let mut entries = Vec::new();
+        while !self.eat("}") {
+            let key = self.expr()?;
             self.expect(":")?;
-            self.expr()?;
-            if self.eat("}") {
-                return Ok(());
-            }
-            self.expect(",")?;
-            if self.eat("}") {
-                return Ok(());
+            let value = self.expr()?;
+            self.next_id += 1;
+            entries.push(IdedEntryExpr {
+                id: self.next_id,
+                expr: EntryExpr::MapEntry(MapEntryExpr {
+                    key,
+                    value,
+                    optional: false,
+                }),
+            });
+            if !self.is("}") {
+                self.expect(",")?;
             }
         }
+        Ok(self.node(Expr::Map(MapExpr { entries })))
     }
 }

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 
-const FLUX: &[&str] = &["res", "req"];
+const FLUX: &[&str] = TARGET_VARIABLES;
 
 /// Flux's `res` for an object with `annotations` (none when empty, as Flux serializes metadata).
 fn resource(name: &str, labels: serde_json::Value, annotations: serde_json::Value) -> Value {
