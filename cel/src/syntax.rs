@@ -274,7 +274,11 @@ impl Parser {
             let then = self.binary(0)?;
             self.expect(":")?;
             let otherwise = self.expr()?;
-            self.call(operators::CONDITIONAL, None, vec![condition, then, otherwise])
+            self.call(
+                operators::CONDITIONAL,
+                None,
+                vec![condition, then, otherwise],
+            )
         } else {
             condition
         };
@@ -429,11 +433,16 @@ impl Parser {
         if !macros.contains(&function) {
             return Ok(self.call(function, Some(target), args));
         }
-        let (Some(predicate), Some(variable), true) = (args.pop(), args.pop(), args.is_empty()) else {
-            return Err(invalid(format!("{function}() takes a variable and a predicate")));
+        let (Some(predicate), Some(variable), true) = (args.pop(), args.pop(), args.is_empty())
+        else {
+            return Err(invalid(format!(
+                "{function}() takes a variable and a predicate"
+            )));
         };
         let Expr::Ident(variable) = variable.expr else {
-            return Err(invalid(format!("{function}()'s first argument must be a variable name")));
+            return Err(invalid(format!(
+                "{function}()'s first argument must be a variable name"
+            )));
         };
         let result = |p: &mut Self| p.node(Expr::Ident(RESULT.into()));
         let (init, condition, step, outcome) = match function {
@@ -457,7 +466,11 @@ impl Parser {
                 let (accumulated, one) = (result(self), self.node(Expr::Literal(Val::Int(1))));
                 let counted = self.call(operators::ADD, None, vec![accumulated, one]);
                 let unchanged = result(self);
-                let step = self.call(operators::CONDITIONAL, None, vec![predicate, counted, unchanged]);
+                let step = self.call(
+                    operators::CONDITIONAL,
+                    None,
+                    vec![predicate, counted, unchanged],
+                );
                 let (accumulated, one) = (result(self), self.node(Expr::Literal(Val::Int(1))));
                 let outcome = self.call(operators::EQUALS, None, vec![accumulated, one]);
                 (Val::Int(0), condition, step, outcome)
