@@ -10,8 +10,11 @@ import pytest
 
 import signers
 from gitops import FLUX, KEY, annotations, controller_env
-from harness import Controller, Envoy, RecordingUpstream, envoy_bootstrap, free_port
-from test_edge_filter import assert_nothing_upstream, send
+from harness import Controller, Envoy, envoy_bootstrap, free_port
+from test_edge_filter import assert_nothing_upstream, send, upstream
+
+# `upstream` is test_edge_filter's recording-upstream fixture, used here too.
+__all__ = ["upstream"]
 
 SECRET = "cel-webhook-secret-0123456789"
 NAMESPACE = "apps"
@@ -44,13 +47,6 @@ EDGE_CONFIG = {"receivers": [
     github_receiver("nested", NESTED_FILTER),
 ]}
 ENV = {"CEL_SECRET": SECRET, "HOOKGATE_ATTESTATION_KEY": KEY}
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    server = RecordingUpstream()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
