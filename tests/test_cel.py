@@ -157,6 +157,10 @@ GAR_CONFIG = {"receivers": [
      "resourceFilter": FLUX_ANNOTATION_FILTER,
      "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
                   "matchLabels": {"registry": "gar-annotated"}}]},
+    # Named targets: their metadata is listed by name (the controller's RBAC has no `get`).
+    {"name": "gar-named", "namespace": NAMESPACE, "type": "generic", "secrets": [{"env": "CEL_SECRET"}],
+     "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": name,
+                  "filter": FLUX_LABEL_FILTER} for name in ("hello-world", "world")]},
 ]}
 
 
@@ -201,3 +205,15 @@ def test_a_filter_error_fails_closed_and_is_reported(cp, cluster_edge):
     summary = json.loads(reply)
     assert status == 500 and summary["targets"][0]["counts"] == {"filter_error": 3}, summary
     assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX) == before
+
+
+def test_named_targets_are_filtered_too(cp, cluster_edge):
+    api_version = "image.toolkit.fluxcd.io/v1"
+    before = {n: annotations(cp, api_version, "ImageRepository", NAMESPACE, n).get(FLUX) for n in ("hello-world", "world")}
+    body = json.dumps(GAR_TAG).encode()
+    status, reply = send(cluster_edge.port, signers.flux_path(SECRET, "gar-named", NAMESPACE),
+                         signers.generic(SECRET, body), body)
+    assert status == 200, reply
+    assert [t["status"] for t in json.loads(reply)["targets"]] == ["annotated", "filtered"]
+    assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX) != before["hello-world"]
+    assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "world").get(FLUX) == before["world"]

@@ -450,12 +450,27 @@ impl Reconciler {
                     metadata: None,
                 }]);
             }
+            // Listed by name rather than read: the controller's RBAC grants `list` and `patch` only. The name
+            // passed `Target::validate` (an object name), so the selector says exactly "this name".
             let api = &planned.api;
-            return match retry::until(deadline, &API_RETRY, || api.get_metadata(&name)).await {
-                Ok(object) => Ok(vec![Candidate {
-                    name,
-                    metadata: Some(object.metadata),
-                }]),
+            let params = ListParams::default().fields(&format!("metadata.name={name}"));
+            return match retry::until(deadline, &API_RETRY, || api.list_metadata(&params)).await {
+                Ok(list) => match list.items.into_iter().next() {
+                    Some(object) => Ok(vec![Candidate {
+                        name,
+                        metadata: Some(object.metadata),
+                    }]),
+                    None => {
+                        let status = TargetStatus::NotFound;
+                        planned.log_failure(
+                            &name,
+                            status,
+                            "no such object",
+                            "reading a filtered target failed",
+                        );
+                        Err(status)
+                    }
+                },
                 Err(error) => {
                     let (status, detail) = classify(error);
                     planned.log_failure(&name, status, &detail, "reading a filtered target failed");
