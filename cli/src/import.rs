@@ -148,23 +148,25 @@ fn carrier(spec: &Value, flux_type: &str) -> Result<&'static dyn Provider, Strin
              verifies, which a Flux Receiver does not name: add it by hand (README, Senders with ID tokens)"
         ));
     }
-    if spec.get("resourceFilter").is_some_and(|f| !f.is_null()) {
-        return Err(
-            "spec.resourceFilter is a CEL expression, which hookgate does not evaluate: without it every \
-             target would be reconciled"
-                .into(),
-        );
-    }
+    // Carried over, each must compile as hookgate's controller will run it: one that does not (a function
+    // or macro hookgate lacks, `claims`) would leave its targets unfiltered or refuse the configuration.
     let resources = spec.get("resources").and_then(Value::as_array);
-    if let Some(index) = resources
-        .into_iter()
-        .flatten()
-        .position(|r| r.get("filter").is_some_and(|f| !f.is_null()))
-    {
-        return Err(format!(
-            "spec.resources[{index}].filter is a CEL expression, which hookgate does not evaluate: without \
-             it the target would be reconciled on every delivery"
-        ));
+    let filters = std::iter::once((
+        "spec.resourceFilter".to_string(),
+        spec.get("resourceFilter"),
+    ))
+    .chain(
+        resources
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, r)| (format!("spec.resources[{index}].filter"), r.get("filter"))),
+    );
+    for (field, filter) in filters {
+        if let Some(source) = filter.and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            hookgate_filter::cel::target_filter_reads(source)
+                .map_err(|e| format!("{field} is a CEL expression hookgate cannot run: {e}"))?;
+        }
     }
     Ok(provider)
 }
@@ -178,7 +180,7 @@ fn target_from(
     notes: &mut Vec<String>,
 ) -> Value {
     let mut target = Map::new();
-    for field in ["apiVersion", "kind", "name", "namespace"] {
+    for field in ["apiVersion", "kind", "name", "namespace", "filter"] {
         if let Some(value) = resource.get(field).filter(|v| !v.is_null() && *v != "") {
             target.insert(field.into(), value.clone());
         }
@@ -327,6 +329,12 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
             .map(|(index, resource)| target_from(resource, namespace, &label, index, &mut notes))
             .collect();
         carried.insert("targets".into(), Value::Array(targets));
+        if let Some(filter) = spec
+            .get("resourceFilter")
+            .filter(|f| !f.is_null() && *f != "")
+        {
+            carried.insert("resourceFilter".into(), filter.clone());
+        }
         receivers.push(Value::Object(carried));
         imported.push(ImportedReceiver {
             label,
@@ -761,27 +769,50 @@ mod tests {
         assert_eq!(imported.notes.len(), 2, "{:?}", imported.notes);
     }
 
+    /// Flux's documented per-resource filtering example (docs/spec/v1/receivers.md), its expressions
+    /// verbatim (the type is `generic`: hookgate has no `gcr`): both filters are carried.
+    #[test]
+    fn flux_resource_filters_are_carried() {
+        let receiver = "apiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata:\n  \
+            name: gar-receiver\n  namespace: apps\nspec:\n  type: generic\n  secretRef:\n    name: webhook-token\n  \
+            resourceFilter: req.tag.contains(res.metadata.name)\n  resources:\n    \
+            - apiVersion: image.toolkit.fluxcd.io/v1\n      kind: ImageRepository\n      name: \"*\"\n      \
+            matchLabels:\n        registry: gar\n      filter: res.metadata.labels['environment'] == 'production'\n";
+        let imported =
+            import_text(&format!("{receiver}---\n{}", secret_yaml("apps", TOKEN))).unwrap();
+        assert!(imported.skipped.is_empty(), "{:?}", imported.skipped);
+        let carried = &imported.config["receivers"][0];
+        assert_eq!(
+            carried["resourceFilter"],
+            "req.tag.contains(res.metadata.name)"
+        );
+        assert_eq!(
+            carried["targets"][0]["filter"],
+            "res.metadata.labels['environment'] == 'production'"
+        );
+    }
+
     #[test]
     fn what_hookgate_cannot_do_is_skipped_or_noted() {
         let secret = secret_yaml("flux-system", TOKEN);
         let cases = [
             (
-                "resourceFilter",
+                "a resourceFilter hookgate cannot run",
                 receiver_yaml(
                     "webapp",
                     "flux-system",
                     "github",
-                    "  resourceFilter: 'true'\n",
+                    "  resourceFilter: req.tag.matches('v.*')\n",
                 ),
-                Err("spec.resourceFilter is a CEL expression"),
+                Err("spec.resourceFilter is a CEL expression hookgate cannot run: undeclared reference to 'matches'"),
             ),
             (
-                "per-resource filter",
+                "a per-resource filter reading OIDC claims",
                 receiver_yaml("webapp", "flux-system", "github", "").replace(
                     "      name: webapp\n",
-                    "      name: webapp\n      filter: 'true'\n",
+                    "      name: webapp\n      filter: claims.sub == 'x'\n",
                 ),
-                Err("spec.resources[0].filter is a CEL expression"),
+                Err("spec.resources[0].filter is a CEL expression hookgate cannot run: undeclared reference to 'claims'"),
             ),
             (
                 "events on a type whose events Flux does not check",

@@ -22,6 +22,9 @@ pub enum Error {
     MalformedRequest(String),
     #[error("{0}")]
     InvalidTarget(String),
+    /// A target filter (`resourceFilter`, `targets[i].filter`) that does not compile: the field and why.
+    #[error("{0}")]
+    InvalidFilter(String),
     #[error("kind {kind} (apiVersion {api_version}) is not reconcilable")]
     KindNotAllowed { kind: String, api_version: String },
     #[error("cross-namespace target {namespace}/{name} refused for receiver {receiver} (see --allow-cross-namespace)")]
@@ -37,7 +40,9 @@ impl Error {
         match self {
             Self::Unauthorized(_) | Self::Replayed => StatusCode::UNAUTHORIZED,
             Self::ReplayCacheFull => StatusCode::SERVICE_UNAVAILABLE,
-            Self::MalformedRequest(_) | Self::InvalidTarget(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedRequest(_) | Self::InvalidTarget(_) | Self::InvalidFilter(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::KindNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CrossNamespace { .. } => StatusCode::FORBIDDEN,
         }
@@ -50,6 +55,7 @@ impl Error {
             Self::Replayed => "replayed",
             Self::ReplayCacheFull => "overloaded",
             Self::MalformedRequest(_) | Self::InvalidTarget(_) => "bad_request",
+            Self::InvalidFilter(_) => "invalid_filter",
             Self::KindNotAllowed { .. } => "kind_not_allowed",
             Self::CrossNamespace { .. } => "cross_namespace",
         }
@@ -119,6 +125,12 @@ mod tests {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "no targets",
+            ),
+            (
+                Error::InvalidFilter("targets[0].filter: undeclared reference to 'x'".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_filter",
+                "targets[0].filter: undeclared reference to 'x'",
             ),
             (
                 kind_not_allowed,

@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use futures::future::FutureExt;
 use futures::stream::{self, StreamExt};
+use hookgate_cel::{Expression, Value, TARGET_VARIABLES};
 use hookgate_protocol::{AttestedRequest, Target};
 use http::StatusCode;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde::{Serialize, Serializer};
@@ -54,9 +56,13 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TargetStatus {
     Annotated,
+    /// Not patched: a target filter was false for the object.
+    Filtered,
     /// A wildcard that matched nothing: reported, not an error.
     NoMatches,
     NotFound,
+    /// Not patched: a target filter could not be evaluated for the object (fails closed, as Flux).
+    FilterError,
     Failed,
     Forbidden,
     /// The API server could not be reached (or kept failing) until the deadline.
@@ -65,13 +71,15 @@ pub enum TargetStatus {
 
 impl TargetStatus {
     fn is_failure(self) -> bool {
-        !matches!(self, Self::Annotated | Self::NoMatches)
+        !matches!(self, Self::Annotated | Self::Filtered | Self::NoMatches)
     }
     /// The stable code the reply carries, also the `outcome` label of the annotation metric.
     pub fn code(self) -> &'static str {
         match self {
             Self::Annotated => "annotated",
+            Self::Filtered => "filtered",
             Self::NoMatches => "no_matches",
+            Self::FilterError => "filter_error",
             Self::NotFound => "not_found",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
@@ -196,6 +204,15 @@ struct Planned {
     target: Target,
     /// `namespace/name` of the receiver, for the log.
     receiver: String,
+    /// The request's `resourceFilter`, then the target's `filter`: an object is patched only where every
+    /// one is true.
+    filters: Vec<Arc<Expression>>,
+}
+
+/// An object a target stands for: its name and, where a filter reads it, its metadata.
+struct Candidate {
+    name: String,
+    metadata: Option<ObjectMeta>,
 }
 
 /// One object on the API server: its group, resource (plural), namespace and name.
@@ -240,10 +257,17 @@ impl Reconciler {
         }
         let receiver_ns = &request.receiver.namespace;
         let receiver = format!("{}/{}", receiver_ns, request.receiver.name);
+        let resource_filter = compile_filter("resourceFilter", request.resource_filter.as_deref())?;
         request
             .targets
             .iter()
-            .map(|target| {
+            .enumerate()
+            .map(|(index, target)| {
+                let own = compile_filter(
+                    &format!("targets[{index}].filter"),
+                    target.filter.as_deref(),
+                )?;
+                let filters = resource_filter.iter().chain(&own).cloned().collect();
                 let resolved =
                     resolve(target.api_version.as_deref(), &target.kind).ok_or_else(|| {
                         Error::KindNotAllowed {
@@ -274,6 +298,7 @@ impl Reconciler {
                     namespace,
                     target: target.clone(),
                     receiver: receiver.clone(),
+                    filters,
                 })
             })
             .collect()
@@ -283,6 +308,9 @@ impl Reconciler {
     pub async fn reconcile(&self, request: &AttestedRequest) -> Result<Summary> {
         let plan = self.plan(request)?;
         let deadline = Instant::now() + self.settings.deadline;
+        // Flux's `req`: the payload fields the filter forwarded (only those the filters read).
+        let empty = serde_json::Value::Object(Default::default());
+        let payload = hookgate_cel::from_json(request.payload.as_ref().unwrap_or(&empty));
 
         // Expand wildcards first (in parallel), then patch everything (in parallel, bounded).
         // (Futures are collected first: a lazy `map` over borrowed items trips the compiler's
@@ -300,11 +328,16 @@ impl Reconciler {
         let mut to_patch = Vec::new();
         for (index, (planned, expansion)) in plan.iter().zip(expansions).enumerate() {
             match expansion {
-                Ok(names) => {
+                Ok(candidates) => {
                     if planned.is_wildcard() {
-                        matched[index] = Some(names.len());
+                        matched[index] = Some(candidates.len());
                     }
-                    to_patch.extend(names.into_iter().map(|name| (index, planned, name)));
+                    for candidate in candidates {
+                        match planned.filtered(&candidate, &payload) {
+                            None => to_patch.push((index, planned, candidate.name)),
+                            Some(status) => outcomes[index].push(status),
+                        }
+                    }
                 }
                 Err(status) => outcomes[index].push(status),
             }
@@ -402,15 +435,48 @@ impl Reconciler {
         }
     }
 
-    /// The object names a target stands for: itself, or every object matching its labels (logged here,
-    /// never replied).
+    /// The objects a target stands for: itself, or every object matching its labels (logged here, never
+    /// replied); with their metadata where a filter reads it.
     async fn expand(
         &self,
         planned: &Planned,
         deadline: Instant,
-    ) -> Result<Vec<String>, TargetStatus> {
+    ) -> Result<Vec<Candidate>, TargetStatus> {
         if !planned.is_wildcard() {
-            return Ok(vec![planned.target.name.clone()]);
+            let name = planned.target.name.clone();
+            if planned.filters.is_empty() {
+                return Ok(vec![Candidate {
+                    name,
+                    metadata: None,
+                }]);
+            }
+            // Listed by name rather than read: the controller's RBAC grants `list` and `patch` only. The name
+            // passed `Target::validate` (an object name), so the selector says exactly "this name".
+            let api = &planned.api;
+            let params = ListParams::default().fields(&format!("metadata.name={name}"));
+            return match retry::until(deadline, &API_RETRY, || api.list_metadata(&params)).await {
+                Ok(list) => match list.items.into_iter().next() {
+                    Some(object) => Ok(vec![Candidate {
+                        name,
+                        metadata: Some(object.metadata),
+                    }]),
+                    None => {
+                        let status = TargetStatus::NotFound;
+                        planned.log_failure(
+                            &name,
+                            status,
+                            "no such object",
+                            "reading a filtered target failed",
+                        );
+                        Err(status)
+                    }
+                },
+                Err(error) => {
+                    let (status, detail) = classify(error);
+                    planned.log_failure(&name, status, &detail, "reading a filtered target failed");
+                    Err(status)
+                }
+            };
         }
         // Keys and values passed `Target::validate` (Kubernetes' label syntax), so none holds `,`, `=` or
         // `!`: this selector says exactly "every label equals its value".
@@ -425,11 +491,17 @@ impl Reconciler {
         let params = ListParams::default().labels(&selector);
         match retry::until(deadline, &API_RETRY, || api.list_metadata(&params)).await {
             Ok(list) => {
-                let names: Vec<String> = list
+                let candidates: Vec<Candidate> = list
                     .items
                     .into_iter()
-                    .filter_map(|o| o.metadata.name)
+                    .filter_map(|o| {
+                        Some(Candidate {
+                            name: o.metadata.name.clone()?,
+                            metadata: Some(o.metadata),
+                        })
+                    })
                     .collect();
+                let names: Vec<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
                 tracing::info!(
                     receiver = %planned.receiver,
                     kind = %planned.resource.kind,
@@ -439,7 +511,7 @@ impl Reconciler {
                     names = ?names,
                     "wildcard target expanded"
                 );
-                Ok(names)
+                Ok(candidates)
             }
             Err(error) => {
                 let (status, detail) = classify(error);
@@ -467,15 +539,7 @@ impl Reconciler {
         match self.patch(planned, name.clone(), deadline).await {
             Ok(written) => Ok(written),
             Err((status, detail)) => {
-                tracing::warn!(
-                    receiver = %planned.receiver,
-                    kind = %planned.resource.kind,
-                    namespace = %planned.namespace,
-                    name = %name,
-                    status = status.code(),
-                    detail = %detail,
-                    "patching a target failed"
-                );
+                planned.log_failure(&name, status, &detail, "patching a target failed");
                 Err(status)
             }
         }
@@ -559,6 +623,72 @@ impl Planned {
     fn is_wildcard(&self) -> bool {
         self.target.name == "*"
     }
+
+    /// Why `candidate` is not patched, if a filter says so: false (`filtered`), or an error
+    /// (`filter_error`, failing closed as Flux does).
+    fn filtered(&self, candidate: &Candidate, payload: &Value) -> Option<TargetStatus> {
+        if self.filters.is_empty() {
+            return None;
+        }
+        // Flux's `res`: the object's metadata as the API server serializes it.
+        let res = hookgate_cel::from_json(&serde_json::json!({
+            "apiVersion": self.resource.api_version,
+            "kind": self.resource.kind,
+            "metadata": candidate.metadata,
+        }));
+        for filter in &self.filters {
+            let variables = vec![("res", res.clone()), ("req", payload.clone())];
+            match filter.evaluate(variables) {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(
+                        receiver = %self.receiver,
+                        kind = %self.resource.kind,
+                        namespace = %self.namespace,
+                        name = %candidate.name,
+                        "target filter false: not annotated"
+                    );
+                    return Some(TargetStatus::Filtered);
+                }
+                Err(error) => {
+                    let status = TargetStatus::FilterError;
+                    self.log_failure(
+                        &candidate.name,
+                        status,
+                        &error.to_string(),
+                        "target filter failed",
+                    );
+                    return Some(status);
+                }
+            }
+        }
+        None
+    }
+
+    /// Logs what happened to object `name` of this target (API server details included: the log only).
+    fn log_failure(&self, name: &str, status: TargetStatus, detail: &str, message: &str) {
+        tracing::warn!(
+            receiver = %self.receiver,
+            kind = %self.resource.kind,
+            namespace = %self.namespace,
+            name = %name,
+            status = status.code(),
+            detail = %detail,
+            "{message}"
+        );
+    }
+}
+
+/// The target filter at `field` of a request, compiled with the edge filter's bounds; a refusal names the
+/// field.
+fn compile_filter(field: &str, source: Option<&str>) -> Result<Option<Arc<Expression>>> {
+    source
+        .map(|source| {
+            Expression::compile(source, TARGET_VARIABLES)
+                .map(Arc::new)
+                .map_err(|e| Error::InvalidFilter(format!("{field}: {e}")))
+        })
+        .transpose()
 }
 
 /// The status code an API error means, and its details (API server message: ServiceAccount, groups) for
@@ -615,6 +745,20 @@ mod tests {
                 Outcome::Ok,
                 StatusCode::OK,
                 "ok",
+            ),
+            (
+                "objects filtered out",
+                &[Filtered, Annotated],
+                Outcome::Ok,
+                StatusCode::OK,
+                "ok",
+            ),
+            (
+                "a filter failed for one object (fails closed, as Flux's 500)",
+                &[Annotated, FilterError],
+                Outcome::Failed,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
             ),
             (
                 "every object missing",
@@ -708,7 +852,9 @@ mod tests {
         );
         let codes = [
             (Annotated, "annotated"),
+            (Filtered, "filtered"),
             (NoMatches, "no_matches"),
+            (FilterError, "filter_error"),
             (NotFound, "not_found"),
             (Failed, "failed"),
             (Forbidden, "forbidden"),

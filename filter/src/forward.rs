@@ -15,6 +15,8 @@ pub struct VerifiedDelivery {
     pub facts: PayloadFacts,
     /// Set exactly for `dispatch` receivers.
     pub dispatch: Option<DispatchRequest>,
+    /// The payload, where a target filter reads it: the request carries the fields read, nothing else.
+    pub payload: Option<serde_json::Value>,
 }
 
 /// The attested request for a delivery to `receiver` that verified, with a fresh nonce.
@@ -32,6 +34,11 @@ pub fn attested_request(receiver: &Receiver, delivery: VerifiedDelivery) -> Atte
         action: receiver.action,
         targets: receiver.targets.clone(),
         dispatch: delivery.dispatch,
+        resource_filter: receiver.resource_filter.clone(),
+        payload: delivery
+            .payload
+            .filter(|_| !receiver.payload_reads.is_empty())
+            .map(|payload| hookgate_cel::prune(&payload, &receiver.payload_reads)),
         nonce: crate::nonce::fresh(),
     }
 }
@@ -146,6 +153,8 @@ mod tests {
             action: hookgate_protocol::Action::Reconcile,
             targets: Vec::new(),
             dispatch: None,
+            resource_filter: None,
+            payload: None,
             nonce: None,
         };
         Forward::signed(request, "/hook/v1/reconcile", &Secret::new(KEY), NOW).unwrap()

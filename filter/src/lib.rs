@@ -6,6 +6,7 @@
 //! [`pipeline::Filter`], which decides, and [`forward::Forward`], which is the request it lets through.
 #![forbid(unsafe_code)]
 
+pub mod cel;
 pub mod config;
 pub mod delivery;
 pub mod dispatch;

@@ -2,6 +2,7 @@
 //! request line and headers ([`Filter::admit`]), the body as it streams in ([`Filter::check_body_size`]),
 //! then the complete body ([`Filter::on_body`]).
 
+use crate::cel;
 use crate::config::{Config, Receiver};
 use crate::delivery::{Delivery, Headers};
 use crate::forward::{self, Forward, VerifiedDelivery};
@@ -137,6 +138,24 @@ impl Filter {
             }
         }
 
+        // The payload as the filters read it, parsed only where one does.
+        let payload = (receiver.filter.is_some() || !receiver.payload_reads.is_empty())
+            .then(|| cel::payload(body));
+        if let (Some(filter), Some(payload)) = (&receiver.filter, &payload) {
+            match filter.accepts(event.as_deref(), headers, payload) {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Ignored("filter"),
+                // Fail closed: nothing is forwarded. A 2xx as for any other filter; the log says why.
+                Err(error) => {
+                    log::warn!(
+                        "hookgate: receiver {}: filter failed, delivery ignored: {error}",
+                        receiver.label()
+                    );
+                    return Outcome::Ignored("filter error");
+                }
+            }
+        }
+
         let dispatch = match &receiver.dispatch {
             None => None,
             Some(config) => match config.request_from(body, &receiver.name) {
@@ -157,6 +176,7 @@ impl Filter {
                 delivery_id: provider.delivery_id(&delivery),
                 facts,
                 dispatch,
+                payload,
             },
         );
         let config = &self.config;
@@ -504,6 +524,107 @@ mod tests {
             f.handle("POST", "/hook/argocd", &unauthenticated, body, NOW),
             Outcome::Reject(Rejection::MissingToken)
         );
+    }
+
+    /// A receiver with an edge `filter` and Flux's target filters, as `github` deliveries reach it.
+    fn filtered() -> Filter {
+        let json = format!(
+            r#"{{"attestationKey":"{KEY}","receivers":[
+            {{"name":"webapp","namespace":"flux-system","type":"github","secrets":[{{"inline":"new"}}],
+              "filter":"event == 'push' && req.repository.name == 'webapp' && headers['x-github-delivery'] != 'skip'",
+              "resourceFilter":"req.ref.endsWith(res.metadata.name)",
+              "targets":[{{"kind":"Kustomization","name":"*","matchLabels":{{"app":"webapp"}},
+                           "filter":"has(req.head_commit.id) && res.metadata.labels['tier'] == 'web'"}}]}}]}}"#
+        );
+        Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap())
+    }
+
+    fn delivered(filter: &Filter, event: &str, delivery: &str, body: &[u8]) -> Outcome {
+        let sig = format!(
+            "sha256={}",
+            hex::encode(hmac(Algorithm::Sha256, b"new", &[body]))
+        );
+        let headers = Headers::new([
+            ("x-github-event", event),
+            ("x-hub-signature-256", sig.as_str()),
+            ("x-github-delivery", delivery),
+        ]);
+        let path = filter.config.receivers[0].paths[0].clone();
+        filter.handle("POST", &path, &headers, body, NOW)
+    }
+
+    #[test]
+    fn the_receiver_filter_decides_after_verification() {
+        let f = filtered();
+        let push = br#"{"ref":"refs/heads/main","repository":{"name":"webapp"}}"#;
+        // (case, event, delivery id, body, "accepted" or the ignored reason)
+        let cases: [(&str, &str, &str, &[u8], &str); 5] = [
+            ("true: forwarded", "push", "d-1", push, "accepted"),
+            ("another event", "issues", "d-1", push, "filter"),
+            (
+                "another repository",
+                "push",
+                "d-1",
+                br#"{"ref":"refs/heads/main","repository":{"name":"other"}}"#,
+                "filter",
+            ),
+            ("a header", "push", "skip", push, "filter"),
+            (
+                "a missing field: an error, fails closed",
+                "push",
+                "d-1",
+                br#"{"ref":"refs/heads/main"}"#,
+                "filter error",
+            ),
+        ];
+        for (case, event, delivery, body, expected) in cases {
+            let outcome = delivered(&f, event, delivery, body);
+            let got = match &outcome {
+                Outcome::Ignored(reason) => reason.to_string(),
+                Outcome::Forward(_) => "accepted".to_string(),
+                other => format!("{other:?}"),
+            };
+            assert_eq!(got, expected, "{case}");
+        }
+        let sig_of_other_key = Headers::new([
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", "sha256=00"),
+        ]);
+        let path = f.config.receivers[0].paths[0].clone();
+        assert_eq!(
+            f.handle("POST", &path, &sig_of_other_key, push, NOW),
+            Outcome::Reject(Rejection::SignatureMismatch),
+            "an unverified delivery is refused before any filter runs"
+        );
+    }
+
+    /// The attested request carries the target filters and only the payload fields they read.
+    #[test]
+    fn target_filters_forward_only_the_fields_they_read() {
+        let f = filtered();
+        let body = br#"{"ref":"refs/heads/main","repository":{"name":"webapp","private":true},
+                        "head_commit":{"id":"abc","message":"hunter2-looking secret"},"sender":{"token":"t0ken"}}"#;
+        let Outcome::Forward(forward) = delivered(&f, "push", "d-1", body) else {
+            panic!("not forwarded")
+        };
+        let request: AttestedRequest = serde_json::from_slice(&forward.body).unwrap();
+        assert_eq!(
+            request.resource_filter.as_deref(),
+            Some("req.ref.endsWith(res.metadata.name)")
+        );
+        assert_eq!(
+            request.targets[0].filter.as_deref(),
+            Some("has(req.head_commit.id) && res.metadata.labels['tier'] == 'web'")
+        );
+        assert_eq!(
+            request.payload,
+            Some(serde_json::json!({"ref": "refs/heads/main", "head_commit": {"id": "abc"}})),
+            "the edge filter's fields (repository) are not the targets': not forwarded"
+        );
+        let text = String::from_utf8(forward.body.clone()).unwrap();
+        for unread in ["hunter2", "t0ken", "private"] {
+            assert!(!text.contains(unread), "{unread} forwarded: {text}");
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct Target {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
+    /// A CEL expression over `res` (the object's metadata) and `req` (the payload), Flux's
+    /// `resources[].filter`: the object is reconciled only where it is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// Why a target is malformed. The messages name the field, never its value.
@@ -176,6 +180,13 @@ pub struct AttestedRequest {
     /// Present exactly when `action` is `dispatch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<DispatchRequest>,
+    /// Flux's `spec.resourceFilter`: a CEL expression every target's objects must satisfy too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_filter: Option<String>,
+    /// The payload fields the filters read (Flux's `req`), and only those: the filter cuts the payload
+    /// down to the paths the expressions reference. Absent when no filter reads the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
     /// Random per forwarded request (the filter's `nonce`): identical deliveries are distinct attestations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,

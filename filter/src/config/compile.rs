@@ -11,6 +11,7 @@ use super::{
     flux_webhook_path, receiver_label, Config, ConfigError, Receiver, RefFilter, SecretSource,
     DEFAULT_ATTESTATION_KEY_ENV, DEFAULT_BODY_LIMIT, MAX_BODY_LIMIT, PATH_PREFIX,
 };
+use crate::cel::{self, EdgeFilter};
 use crate::dispatch::DispatchConfig;
 use crate::id_token::TokenRules;
 use crate::providers::{self, Proof, Provider, VerifyOptions};
@@ -197,6 +198,8 @@ fn receiver(
         targets,
         action,
         dispatch,
+        filter,
+        resource_filter,
     } = receiver;
     check_names(at, &name, &namespace)?;
     let provider_type = provider_type(at, &provider)?;
@@ -235,6 +238,10 @@ fn receiver(
     let body_limit = checked_body_limit(at, body_limit)?;
     let (action, dispatch) = action_and_dispatch(at, action, dispatch, raw_dispatch)?;
     let targets = receiver_targets(at, action, targets, &namespace)?;
+    let filter = filter
+        .map(|source| EdgeFilter::compile(&source).map_err(|e| at.error("filter", e.to_string())))
+        .transpose()?;
+    let payload_reads = target_filter_reads(at, action, resource_filter.as_deref(), &targets)?;
     Ok(Receiver {
         name,
         namespace,
@@ -253,6 +260,9 @@ fn receiver(
         targets,
         dispatch,
         token_rules,
+        filter,
+        resource_filter,
+        payload_reads,
     })
 }
 
@@ -648,6 +658,36 @@ fn receiver_targets(
         .collect()
 }
 
+/// Compiles the target filters as the controller will (Flux's `resourceFilter`, then each target's
+/// `filter`), and returns the payload fields they read.
+fn target_filter_reads(
+    at: &ReceiverAt,
+    action: Action,
+    resource_filter: Option<&str>,
+    targets: &[Target],
+) -> Result<Vec<Vec<String>>, ConfigError> {
+    if action == Action::Dispatch && resource_filter.is_some() {
+        return Err(at.error("resourceFilter", "a dispatch receiver has no targets"));
+    }
+    let fields = std::iter::once(("resourceFilter".to_string(), resource_filter)).chain(
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("targets[{i}].filter"), t.filter.as_deref())),
+    );
+    let mut reads = Vec::new();
+    for (field, source) in fields {
+        if let Some(source) = source {
+            reads.extend(
+                cel::target_filter_reads(source).map_err(|e| at.error(&field, e.to_string()))?,
+            );
+        }
+    }
+    reads.sort();
+    reads.dedup();
+    Ok(reads)
+}
+
 /// Adds `receiver`'s paths to `by_path`, refusing a receiver named twice and a path taken twice.
 fn register(
     at: &ReceiverAt,
@@ -887,6 +927,62 @@ mod tests {
                     d["receivers"][0]["targets"] = json!([{"kind": "GitRepository", "name": "x"}]);
                 },
                 "receivers[0].targets",
+                webapp,
+                "a dispatch receiver has no targets",
+            ),
+            (
+                "a receiver filter that does not parse",
+                |d| d["receivers"][0]["filter"] = "req.ref ==".into(),
+                "receivers[0].filter",
+                webapp,
+                "invalid CEL: unexpected end of expression",
+            ),
+            (
+                "a receiver filter reading an undeclared variable",
+                |d| d["receivers"][0]["filter"] = "res.metadata.name == 'x'".into(),
+                "receivers[0].filter",
+                webapp,
+                "undeclared reference to 'res'",
+            ),
+            (
+                "a receiver filter over its bounds (quadratic)",
+                |d| {
+                    d["receivers"][0]["filter"] =
+                        "req.commits.exists(c, req.commits.exists(d, c.id == d.id))".into()
+                }
+                ,
+                "receivers[0].filter",
+                webapp,
+                "has a comprehension inside another (quadratic time)",
+            ),
+            (
+                "a resourceFilter that is not a boolean",
+                |d| d["receivers"][0]["resourceFilter"] = "'test'".into(),
+                "receivers[0].resourceFilter",
+                webapp,
+                "must return a boolean, not a literal of another type",
+            ),
+            (
+                "a target filter calling an unknown function",
+                |d| d["receivers"][0]["targets"][1]["filter"] = "req.tag.matches('v.*')".into(),
+                "receivers[0].targets[1].filter",
+                webapp,
+                "undeclared reference to 'matches'",
+            ),
+            (
+                "a target filter reading the whole payload",
+                |d| d["receivers"][0]["targets"][0]["filter"] = "size(req) > 0".into(),
+                "receivers[0].targets[0].filter",
+                webapp,
+                "reads `req` whole or at a computed key: a target filter reads fields of the payload (req.a.b), the only parts forwarded to the controller",
+            ),
+            (
+                "a resourceFilter on a dispatch receiver",
+                |d| {
+                    dispatch(d, json!({"repository": "a/b"}));
+                    d["receivers"][0]["resourceFilter"] = "true".into();
+                },
+                "receivers[0].resourceFilter",
                 webapp,
                 "a dispatch receiver has no targets",
             ),

@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::cel::EdgeFilter;
 use crate::dispatch::DispatchConfig;
 use crate::glob::glob_matches;
 use crate::id_token::TokenRules;
@@ -109,6 +110,13 @@ pub struct Receiver {
     pub dispatch: Option<DispatchConfig>,
     /// Set exactly for receivers whose senders prove themselves with an ID token.
     pub token_rules: Option<TokenRules>,
+    /// The receiver's `filter`, evaluated at the edge after verification.
+    pub filter: Option<EdgeFilter>,
+    /// Flux's `resourceFilter`, forwarded for the controller (each target forwards its own `filter`).
+    pub resource_filter: Option<String>,
+    /// The payload fields the target filters read: the attested request carries these, and no other
+    /// part of the payload.
+    pub payload_reads: Vec<Vec<String>>,
 }
 
 impl Receiver {

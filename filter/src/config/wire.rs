@@ -61,6 +61,10 @@ pub struct Receiver {
     pub targets: Option<Vec<Object<Target>>>,
     pub action: Option<Action>,
     pub dispatch: Option<Object<DispatchConfig>>,
+    /// CEL over the verified delivery: false answers `202 ignored` at the edge.
+    pub filter: Option<String>,
+    /// Flux's `spec.resourceFilter`: CEL every target's objects must satisfy, evaluated by the controller.
+    pub resource_filter: Option<String>,
 }
 
 /// Where one secret is: `{"env": VARIABLE}` or `{"inline": VALUE}` (exactly one, which `compile` checks).
@@ -392,14 +396,14 @@ mod tests {
                 |d| d["receivers"][0]["sekrets"] = SECRET_TEXT.into(),
                 "receivers[0].sekrets",
                 webapp,
-                "unknown field `sekrets`, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `idToken`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
+                "unknown field `sekrets`, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `idToken`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`, `filter`, `resourceFilter`",
             ),
             (
                 "an empty field name",
                 |d| d["receivers"][0][""] = 1.into(),
                 r#"receivers[0]."""#,
                 webapp,
-                "unknown field ``, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `idToken`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`",
+                "unknown field ``, expected one of `name`, `namespace`, `type`, `events`, `secrets`, `idToken`, `path`, `refs`, `bodyLimit`, `allowSha1`, `requireSignature`, `disabled`, `targets`, `action`, `dispatch`, `filter`, `resourceFilter`",
             ),
             (
                 "a name not a string, so unknown in the label",
@@ -530,7 +534,7 @@ mod tests {
                 |d| d["receivers"][0]["targets"][0] = json!({"kind": "Kustomization", "nmae": "x"}),
                 "receivers[0].targets[0].nmae",
                 webapp,
-                "unknown field `nmae`, expected one of `apiVersion`, `kind`, `name`, `namespace`, `matchLabels`",
+                "unknown field `nmae`, expected one of `apiVersion`, `kind`, `name`, `namespace`, `matchLabels`, `filter`",
             ),
             (
                 "a target not an object",

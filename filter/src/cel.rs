@@ -1,0 +1,71 @@
+//! The filter's CEL: the receiver's `filter`, evaluated at the edge after verification, and the target
+//! filters (Flux's `resourceFilter` and `targets[].filter`), compiled here to refuse a bad one at configure
+//! time and to learn which payload fields they read, and evaluated by the controller on each object.
+
+use hookgate_cel::{from_json, string_map, text, CompileError, EvaluationError, Expression, Reads};
+use serde_json::Value;
+
+use crate::delivery::Headers;
+
+/// What a receiver's `filter` sees: the provider's event name (empty where it has none), the request
+/// headers (lowercased names; see [`visible_headers`]) and the payload (`{}` when it is not JSON).
+pub const EDGE_VARIABLES: &[&str] = &["event", "headers", "req"];
+
+/// A receiver's `filter`, compiled.
+#[derive(Debug)]
+pub struct EdgeFilter(Expression);
+
+impl EdgeFilter {
+    pub fn compile(source: &str) -> Result<Self, CompileError> {
+        Expression::compile(source, EDGE_VARIABLES).map(Self)
+    }
+
+    /// Whether the verified delivery passes.
+    pub fn accepts(
+        &self,
+        event: Option<&str>,
+        headers: &Headers,
+        payload: &Value,
+    ) -> Result<bool, EvaluationError> {
+        self.0.evaluate(vec![
+            ("event", text(event.unwrap_or_default())),
+            ("headers", visible_headers(headers)),
+            ("req", from_json(payload)),
+        ])
+    }
+}
+
+/// The headers a filter sees: not the pseudo-headers (`:path` holds a Flux receiver's secret path), nor
+/// those that carry credentials (`authorization`, `proxy-authorization`, `cookie`, any `*token*`).
+fn visible_headers(headers: &Headers) -> hookgate_cel::Value {
+    let values: Vec<(&str, String)> = headers
+        .iter()
+        .filter(|(name, _)| {
+            !name.starts_with(':')
+                && !["authorization", "proxy-authorization", "cookie"].contains(name)
+                && !name.contains("token")
+        })
+        .map(|(name, value)| (name, String::from_utf8_lossy(value).into_owned()))
+        .collect();
+    string_map(values.iter().map(|(name, value)| (*name, value.as_str())))
+}
+
+/// The payload as a filter reads it: the body's JSON, or `{}` when the body is not JSON (as Flux).
+pub fn payload(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| Value::Object(Default::default()))
+}
+
+/// Compiles a target filter (`resourceFilter`, `targets[].filter`) as the controller will, and returns the
+/// payload fields it reads: the attested request carries those, and no other part of the payload.
+pub fn target_filter_reads(source: &str) -> Result<Vec<Vec<String>>, CompileError> {
+    let expression = Expression::compile(source, hookgate_cel::TARGET_VARIABLES)?;
+    match expression.reads("req") {
+        Reads::Nothing => Ok(Vec::new()),
+        Reads::Fields(paths) => Ok(paths),
+        Reads::Whole => Err(CompileError(
+            "reads `req` whole or at a computed key: a target filter reads fields of the payload \
+             (req.a.b), the only parts forwarded to the controller"
+                .into(),
+        )),
+    }
+}

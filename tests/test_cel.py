@@ -1,0 +1,219 @@
+"""CEL filters with the real parts: a receiver's `filter` decided by the compiled filter in the real Envoy,
+and Flux's documented `resourceFilter` and per-resource `filter` (verbatim) deciding which objects the
+controller patches on the real kube-apiserver."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import signers
+from gitops import FLUX, KEY, annotations, controller_env
+from harness import Controller, Envoy, envoy_bootstrap, free_port
+from test_edge_filter import assert_nothing_upstream, send, upstream
+
+# `upstream` is test_edge_filter's recording-upstream fixture, used here too.
+__all__ = ["upstream"]
+
+SECRET = "cel-webhook-secret-0123456789"
+NAMESPACE = "apps"
+# The edge filter: an event, a header and payload fields.
+EDGE_FILTER = ("event == 'push' && headers['user-agent'].startsWith('GitHub-Hookshot/') "
+               "&& req.ref == 'refs/heads/main' && req.repository.name == 'webapp'")
+# At the bounds: 12 levels of brackets and 12 negations, parsed inside V8's stack.
+NESTED_FILTER = "(" * 11 + "req.ref == 'refs/heads/main'" + ")" * 11 + " && " + "!" * 12 + "true"
+# Flux's documentation, docs/spec/v1/receivers.md, verbatim.
+FLUX_TAG_FILTER = "req.tag.contains(res.metadata.name)"
+FLUX_ANNOTATION_FILTER = ("has(res.metadata.annotations) && req.tag.split('/').last().value().split(\":\").first().value() "
+                          "== res.metadata.annotations['update-image']")
+FLUX_LABEL_FILTER = "res.metadata.labels['environment'] == 'production'"
+GAR_TAG = {"action": "INSERT",
+           "digest": "us-east1-docker.pkg.dev/my-project/my-repo/hello-world@sha256:6ec128e26cd5",
+           "tag": "us-east1-docker.pkg.dev/my-project/my-repo/hello-world:1.1"}
+
+
+def github_receiver(name: str, filter_: str, **extra) -> dict:
+    return {"name": name, "namespace": NAMESPACE, "type": "github", "secrets": [{"env": "CEL_SECRET"}],
+            "filter": filter_, "targets": [{"kind": "GitRepository", "name": "webapp"}], **extra}
+
+
+def path_of(name: str) -> str:
+    return signers.flux_path(SECRET, name, NAMESPACE)
+
+
+EDGE_CONFIG = {"receivers": [
+    github_receiver("webapp", EDGE_FILTER, resourceFilter="req.head_commit.id != ''"),
+    github_receiver("nested", NESTED_FILTER),
+]}
+ENV = {"CEL_SECRET": SECRET, "HOOKGATE_ATTESTATION_KEY": KEY}
+
+
+@pytest.fixture(scope="module")
+def envoy(upstream):
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
+                                filter_config=EDGE_CONFIG, host_env_keys=sorted(ENV))
+    with Envoy(bootstrap, ENV) as proxy:
+        yield proxy
+        assert "panicked" not in proxy.log()
+
+
+def push(**fields) -> bytes:
+    body = {"ref": "refs/heads/main", "repository": {"name": "webapp", "private": True},
+            "head_commit": {"id": "abc123", "message": "do-not-forward-this-message"}}
+    body.update(fields)
+    return json.dumps(body).encode()
+
+
+# (case, receiver, event, body, expected reply: None for a forward)
+EDGE_CASES = [
+    ("true: forwarded", "webapp", "push", push(), None),
+    ("another event", "webapp", "release", push(), "filter"),
+    ("another branch", "webapp", "push", push(ref="refs/heads/dev"), "filter"),
+    ("another repository", "webapp", "push", push(repository={"name": "other"}), "filter"),
+    ("a field the filter reads is missing: fails closed", "webapp", "push",
+     json.dumps({"ref": "refs/heads/main"}).encode(), "filter error"),
+    ("an expression at the nesting bound", "nested", "push", push(), None),
+]
+
+
+@pytest.mark.parametrize("case,name,event,body,ignored", EDGE_CASES, ids=[c[0] for c in EDGE_CASES])
+def test_the_receiver_filter_decides_at_the_edge(envoy, upstream, case, name, event, body, ignored):
+    upstream.reset()
+    status, reply = send(envoy.port, path_of(name), signers.github(SECRET, body, event=event), body)
+    if ignored:
+        assert (status, json.loads(reply)) == (202, {"status": "ignored", "reason": ignored})
+        assert_nothing_upstream(upstream)
+    else:
+        upstream.wait_until_quiet(0.1)
+        assert status == 200 and len(upstream.requests) == 1, (status, reply)
+
+
+def test_only_the_payload_fields_the_target_filters_read_are_forwarded(envoy, upstream):
+    upstream.reset()
+    body = push()
+    status, _ = send(envoy.port, path_of("webapp"), signers.github(SECRET, body), body)
+    upstream.wait_until_quiet(0.1)
+    assert status == 200
+    forwarded = json.loads(upstream.requests[0].body)
+    assert forwarded["resourceFilter"] == "req.head_commit.id != ''"
+    # The edge filter's fields (ref, repository) are not the target filters': only head_commit.id goes.
+    assert forwarded["payload"] == {"head_commit": {"id": "abc123"}}
+    assert b"do-not-forward-this-message" not in upstream.requests[0].body
+
+
+def test_an_unverified_delivery_is_refused_before_any_filter(envoy, upstream):
+    upstream.reset()
+    body = push()
+    status, reply = send(envoy.port, path_of("webapp"), signers.github("not-the-secret", body), body)
+    assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
+    assert_nothing_upstream(upstream)
+
+
+@pytest.mark.parametrize("field,expression,logged", [
+    ("filter", "req.ref ==", "receiver apps/webapp: field `receivers[0].filter`: invalid CEL: unexpected end of expression"),
+    ("filter", "req.commits.exists(c, req.commits.exists(d, c == d))",
+     "receiver apps/webapp: field `receivers[0].filter`: has a comprehension inside another (quadratic time)"),
+    ("resourceFilter", "size(req) > 0",
+     "receiver apps/webapp: field `receivers[0].resourceFilter`: reads `req` whole"),
+])
+def test_a_bad_expression_fails_closed_naming_receiver_and_field(upstream, field, expression, logged):
+    config = json.loads(json.dumps(EDGE_CONFIG))
+    config["receivers"][0][field] = expression
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
+                                filter_config=config, host_env_keys=sorted(ENV))
+    upstream.reset()
+    with Envoy(bootstrap, ENV) as proxy:
+        body = push()
+        status, reply = send(proxy.port, path_of("nested"), signers.github(SECRET, body), body)
+        assert (status, json.loads(reply)) == (503, {"error": "filter configuration invalid"})
+        assert logged in proxy.log()
+    assert_nothing_upstream(upstream)
+
+
+def image_repository(name: str, labels: dict, annotations: dict | None = None) -> dict:
+    return {"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels, "annotations": annotations or {}},
+            "spec": {"image": f"us-east1-docker.pkg.dev/my-project/my-repo/{name}", "interval": "5m"}}
+
+
+# name -> (labels, annotations, annotated by the delivery)
+IMAGE_REPOSITORIES = {
+    # Flux's per-resource example: the tag contains the name, and the label is production.
+    "hello-world": ({"registry": "gar", "environment": "production"}, None, True),
+    "world": ({"registry": "gar", "environment": "staging"}, None, False),
+    "other-app": ({"registry": "gar", "environment": "production"}, None, False),
+    # Flux's annotation example.
+    "image-a": ({"registry": "gar-annotated"}, {"update-image": "hello-world"}, True),
+    "image-b": ({"registry": "gar-annotated"}, {"update-image": "other"}, False),
+    "image-c": ({"registry": "gar-annotated"}, None, False),
+}
+GAR_CONFIG = {"receivers": [
+    {"name": "gar-receiver", "namespace": NAMESPACE, "type": "generic", "secrets": [{"env": "CEL_SECRET"}],
+     "resourceFilter": FLUX_TAG_FILTER,
+     "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
+                  "matchLabels": {"registry": "gar"}, "filter": FLUX_LABEL_FILTER}]},
+    {"name": "gar-annotated", "namespace": NAMESPACE, "type": "generic", "secrets": [{"env": "CEL_SECRET"}],
+     "resourceFilter": FLUX_ANNOTATION_FILTER,
+     "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
+                  "matchLabels": {"registry": "gar-annotated"}}]},
+    # Named targets: their metadata is listed by name (the controller's RBAC has no `get`).
+    {"name": "gar-named", "namespace": NAMESPACE, "type": "generic", "secrets": [{"env": "CEL_SECRET"}],
+     "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": name,
+                  "filter": FLUX_LABEL_FILTER} for name in ("hello-world", "world")]},
+]}
+
+
+@pytest.fixture(scope="module")
+def cluster_edge(cp, tmp_path_factory):
+    for name, (labels, notes, _) in IMAGE_REPOSITORIES.items():
+        cp.apply(image_repository(name, labels, notes))
+    with Controller(controller_env(cp, tmp_path_factory.mktemp("cel"))) as controller:
+        bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=controller.port,
+                                    filter_config=GAR_CONFIG, host_env_keys=sorted(ENV))
+        with Envoy(bootstrap, ENV) as envoy:
+            yield envoy
+
+
+@pytest.mark.parametrize("receiver,counts", [
+    ("gar-receiver", {"annotated": 1, "filtered": 2}),
+    ("gar-annotated", {"annotated": 1, "filtered": 2}),
+])
+def test_flux_documented_filters_patch_only_the_matching_objects(cp, cluster_edge, receiver, counts):
+    api_version = "image.toolkit.fluxcd.io/v1"
+    label = GAR_CONFIG["receivers"][[r["name"] for r in GAR_CONFIG["receivers"]].index(receiver)]["targets"][0]["matchLabels"]["registry"]
+    mine = {n: v for n, v in IMAGE_REPOSITORIES.items() if v[0]["registry"] == label}
+    before = {n: annotations(cp, api_version, "ImageRepository", NAMESPACE, n).get(FLUX) for n in mine}
+    body = json.dumps(GAR_TAG).encode()
+    status, reply = send(cluster_edge.port, signers.flux_path(SECRET, receiver, NAMESPACE), signers.generic(SECRET, body), body)
+    assert status == 200, reply
+    summary = json.loads(reply)
+    assert summary["targets"][0]["counts"] == counts and summary["failed"] == 0, summary
+    for name, (_, _, expected) in mine.items():
+        after = annotations(cp, api_version, "ImageRepository", NAMESPACE, name).get(FLUX)
+        assert (after != before[name]) == expected, name
+
+
+def test_a_filter_error_fails_closed_and_is_reported(cp, cluster_edge):
+    """The payload lacks the field Flux's filter reads: nothing is patched, and the reply says so (500, as
+    Flux answers)."""
+    api_version = "image.toolkit.fluxcd.io/v1"
+    before = annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX)
+    body = json.dumps({"action": "INSERT"}).encode()
+    status, reply = send(cluster_edge.port, signers.flux_path(SECRET, "gar-receiver", NAMESPACE),
+                         signers.generic(SECRET, body), body)
+    summary = json.loads(reply)
+    assert status == 500 and summary["targets"][0]["counts"] == {"filter_error": 3}, summary
+    assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX) == before
+
+
+def test_named_targets_are_filtered_too(cp, cluster_edge):
+    api_version = "image.toolkit.fluxcd.io/v1"
+    before = {n: annotations(cp, api_version, "ImageRepository", NAMESPACE, n).get(FLUX) for n in ("hello-world", "world")}
+    body = json.dumps(GAR_TAG).encode()
+    status, reply = send(cluster_edge.port, signers.flux_path(SECRET, "gar-named", NAMESPACE),
+                         signers.generic(SECRET, body), body)
+    assert status == 200, reply
+    assert [t["status"] for t in json.loads(reply)["targets"]] == ["annotated", "filtered"]
+    assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX) != before["hello-world"]
+    assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "world").get(FLUX) == before["world"]
