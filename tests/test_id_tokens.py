@@ -29,7 +29,8 @@ GCR_AUDIENCE = "https://hooks.homelab.example.com/hook/registry"
 GCR_EMAIL = "pusher@example-project.iam.gserviceaccount.com"
 # receiver name -> (type, idToken block, target kind, target name)
 RECEIVERS = {
-    "ci": ("generic-oidc", {"jwtProvider": "ci", "issuers": [CI_ISSUER]}, "Kustomization", "ci-apps"),
+    "ci": ("generic-oidc", {"jwtProvider": "ci", "issuers": [CI_ISSUER],
+                            "validations": ["claims.repository == 'example/app'"]}, "Kustomization", "ci-apps"),
     "registry": ("gcr", {"jwtProvider": "google", "audience": GCR_AUDIENCE, "email": GCR_EMAIL},
                  "ImageRepository", "app-image"),
 }
@@ -150,6 +151,8 @@ FORGED = [
     Case("signed by a key the issuer does not publish", "ci", lambda i: i["stranger"].token(claims("ci")),
          401, "Jwt verification fails"),
     Case("no token", "ci", lambda i: None, 401, "Jwt is missing"),
+    Case("a validation false: another repository's token", "ci",
+         lambda i: i["ci"].token(claims("ci", repository="attacker/app")), 403, "token claims not accepted"),
     Case("gcr: wrong email", "registry",
          lambda i: i["google"].token(claims("registry", email="attacker@gmail.com")),
          403, "token claims not accepted"),

@@ -35,6 +35,28 @@ impl EdgeFilter {
     }
 }
 
+/// What an ID-token receiver's `idToken.validations` see: the verified token's claims.
+pub const CLAIM_VARIABLES: &[&str] = &["claims"];
+
+/// One of an ID-token receiver's `idToken.validations`, compiled: Flux's `generic-oidc` validations.
+#[derive(Debug)]
+pub struct ClaimValidation(Expression);
+
+impl ClaimValidation {
+    pub fn compile(source: &str) -> Result<Self, CompileError> {
+        Expression::compile(source, CLAIM_VARIABLES).map(Self)
+    }
+
+    /// Whether the verified claims pass.
+    pub fn accepts(
+        &self,
+        claims: &serde_json::Map<String, Value>,
+    ) -> Result<bool, EvaluationError> {
+        let claims = from_json(&Value::Object(claims.clone()));
+        self.0.evaluate(vec![("claims", claims)])
+    }
+}
+
 /// The headers a filter sees: not the pseudo-headers (`:path` holds a Flux receiver's secret path), nor
 /// those that carry credentials (`authorization`, `proxy-authorization`, `cookie`, any `*token*`).
 fn visible_headers(headers: &Headers) -> hookgate_cel::Value {

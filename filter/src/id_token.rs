@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::cel::ClaimValidation;
 use crate::delivery::Headers;
 use crate::outcome::Rejection;
 
@@ -42,7 +43,7 @@ pub fn metadata_path(jwt_provider: &str) -> [&str; 4] {
 }
 
 /// What a receiver requires of a verified token's claims.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct TokenRules {
     /// The SecurityPolicy `jwt` provider whose metadata holds the verified claims.
     pub jwt_provider: String,
@@ -54,6 +55,9 @@ pub struct TokenRules {
     pub email: Option<String>,
     /// `email_verified` must be `true`.
     pub require_verified_email: bool,
+    /// CEL over `claims`, each of which must be true (Flux's `generic-oidc` validations); an error is a
+    /// refusal.
+    pub validations: Vec<ClaimValidation>,
 }
 
 impl TokenRules {
@@ -96,7 +100,18 @@ impl TokenRules {
             .is_none_or(|e| text("email") == Some(e));
         let verified_ok = !self.require_verified_email
             || claims.get("email_verified") == Some(&Value::Bool(true));
-        if issuer_ok && audience_ok && unexpired && email_ok && verified_ok {
+        let validated = || {
+            self.validations
+                .iter()
+                .all(|validation| match validation.accepts(claims) {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        log::warn!("hookgate: an idToken validation could not decide: {error}");
+                        false
+                    }
+                })
+        };
+        if issuer_ok && audience_ok && unexpired && email_ok && verified_ok && validated() {
             Ok(())
         } else {
             Err(Rejection::ClaimsNotAccepted)
@@ -255,6 +270,7 @@ pub(crate) mod tests {
             audience: "https://hooks.example.com/hook/x".into(),
             email: Some("pusher@project.iam.gserviceaccount.com".into()),
             require_verified_email: true,
+            validations: vec![ClaimValidation::compile("claims.sub.startsWith('12')").unwrap()],
         }
     }
 
@@ -341,6 +357,8 @@ pub(crate) mod tests {
             ("no email_verified",          with(&|c| { c.as_object_mut().unwrap().remove("email_verified"); }), Err(Rejection::ClaimsNotAccepted)),
             ("expired",                    with(&|c| c["exp"] = json!(NOW - 3600)),                    Err(Rejection::ClaimsNotAccepted)),
             ("no expiry",                  with(&|c| { c.as_object_mut().unwrap().remove("exp"); }),   Err(Rejection::ClaimsNotAccepted)),
+            ("a validation false",         with(&|c| c["sub"] = json!("99")),                          Err(Rejection::ClaimsNotAccepted)),
+            ("a validation in error",      with(&|c| { c.as_object_mut().unwrap().remove("sub"); }),   Err(Rejection::ClaimsNotAccepted)),
         ];
         for (name, claims, expected) in cases {
             let result = rules()

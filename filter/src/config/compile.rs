@@ -11,7 +11,7 @@ use super::{
     flux_webhook_path, receiver_label, Config, ConfigError, Receiver, RefFilter, SecretSource,
     DEFAULT_ATTESTATION_KEY_ENV, DEFAULT_BODY_LIMIT, MAX_BODY_LIMIT, PATH_PREFIX,
 };
-use crate::cel::{self, EdgeFilter};
+use crate::cel::{self, ClaimValidation, EdgeFilter};
 use crate::dispatch::DispatchConfig;
 use crate::id_token::TokenRules;
 use crate::providers::{self, Proof, Provider, VerifyOptions};
@@ -327,12 +327,23 @@ fn token_rules(
             ),
         ));
     }
+    let validations = block
+        .validations
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, source)| {
+            ClaimValidation::compile(source)
+                .map_err(|e| at.error(&format!("idToken.validations[{i}]"), e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Some(TokenRules {
         jwt_provider: block.jwt_provider,
         issuers,
         audience,
         email: block.email,
         require_verified_email: defaults.requires_email,
+        validations,
     }))
 }
 
@@ -1127,22 +1138,29 @@ mod tests {
             receiver.paths,
             [flux_webhook_path("", "webapp", "flux-system")]
         );
+        let rules = receiver.token_rules.as_ref().unwrap();
         assert_eq!(
-            receiver.token_rules,
-            Some(TokenRules {
-                jwt_provider: "ci".into(),
-                issuers: vec!["https://token.actions.githubusercontent.com".into()],
-                audience: "notification-controller".into(),
-                email: None,
-                require_verified_email: false,
-            })
+            (
+                rules.jwt_provider.as_str(),
+                rules.issuers.as_slice(),
+                rules.audience.as_str(),
+                &rules.email,
+                rules.require_verified_email,
+                rules.validations.len(),
+            ),
+            (
+                "ci",
+                &["https://token.actions.githubusercontent.com".to_string()][..],
+                "notification-controller",
+                &None,
+                false,
+                0,
+            )
         );
         value["receivers"][0]["type"] = "gcr".into();
         value["receivers"][0]["idToken"] = json!({"jwtProvider": "google", "audience": "a", "email": "p@x.iam.gserviceaccount.com"});
-        let rules = parse(&value.to_string()).unwrap().receivers[0]
-            .token_rules
-            .clone()
-            .unwrap();
+        let config = parse(&value.to_string()).unwrap();
+        let rules = config.receivers[0].token_rules.as_ref().unwrap();
         assert_eq!(
             rules.issuers,
             ["https://accounts.google.com", "accounts.google.com"]
@@ -1151,7 +1169,7 @@ mod tests {
 
         type Mutation = fn(&mut Value);
         #[rustfmt::skip]
-        let cases: [(&str, Mutation, &str, &str); 8] = [
+        let cases: [(&str, Mutation, &str, &str); 9] = [
             ("an idToken where the type has secrets", |r| { r["idToken"] = json!({"jwtProvider": "p"}); },
              "receivers[0].idToken", "type github does not prove with an ID token"),
             ("no idToken", |r| { r["type"] = "generic-oidc".into(); r.as_object_mut().unwrap().retain(|k, _| !["events", "refs", "secrets"].contains(&k.as_str())); },
@@ -1166,8 +1184,10 @@ mod tests {
              "receivers[0].idToken.audience", "is required for type gcr"),
             ("gcr without an email", |r| { as_id_token_receiver(r, "gcr", json!({"jwtProvider": "p", "audience": "a"})); },
              "receivers[0].idToken.email", "is required for type gcr: any Google account could send otherwise"),
+            ("a validation that does not compile", |r| as_id_token_receiver(r, "generic-oidc", json!({"jwtProvider": "p", "issuers": ["i"], "validations": ["claims.sub == 'a'", "req.x"]})),
+             "receivers[0].idToken.validations[1]", "undeclared reference to 'req'"),
             ("an unknown idToken field", |r| { as_id_token_receiver(r, "gcr", json!({"jwtProvider": "p", "audience": "a", "email": "e", "emails": []})); },
-             "receivers[0].idToken.emails", "unknown field `emails`, expected one of `jwtProvider`, `issuers`, `audience`, `email`"),
+             "receivers[0].idToken.emails", "unknown field `emails`, expected one of `jwtProvider`, `issuers`, `audience`, `email`, `validations`"),
         ];
         for (case, mutation, field, reason) in cases {
             let err = error_for(mutation);

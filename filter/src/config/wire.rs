@@ -84,6 +84,8 @@ pub struct IdToken {
     pub issuers: Option<Vec<String>>,
     pub audience: Option<String>,
     pub email: Option<String>,
+    /// CEL over `claims`, each of which must be true.
+    pub validations: Option<Vec<String>>,
 }
 
 /// Branch and tag globs.
