@@ -42,7 +42,14 @@ fn filter() -> &'static (Filter, Vec<String>) {
                     _ => String::new(),
                 };
                 let refs = if provider.supports_refs() { r#","refs":{"branches":["main","rel*"],"tags":["v*"]}"# } else { "" };
-                format!(r#"{{"name":"{t}","namespace":"fuzz","type":"{t}","secrets":[{{"inline":"{secret}"}},{{"inline":"{second}"}}]{events}{refs},"bodyLimit":65536,"targets":[{{"kind":"Kustomization","name":"*","matchLabels":{{"a":"b"}}}}]}}"#)
+                // An ID-token type holds no secret: its proof is Envoy's JWT filter, absent here, so every
+                // delivery to it must be refused without a panic.
+                let proof = if provider.proof() == Proof::VerifiedToken {
+                    r#""idToken":{"jwtProvider":"p","issuers":["i"],"audience":"a","email":"e"}"#.to_string()
+                } else {
+                    format!(r#""secrets":[{{"inline":"{secret}"}},{{"inline":"{second}"}}]"#)
+                };
+                format!(r#"{{"name":"{t}","namespace":"fuzz","type":"{t}",{proof}{events}{refs},"bodyLimit":65536,"targets":[{{"kind":"Kustomization","name":"*","matchLabels":{{"a":"b"}}}}]}}"#)
             })
             .collect();
         let json = format!(r#"{{"attestationKey":"fuzz-attestation-key-0123","receivers":[{}]}}"#, receivers.join(","));
@@ -126,9 +133,10 @@ fuzz_target!(|input: Input| {
     assert!(macs <= SECRETS_PER_RECEIVER, "{kind}: {macs} MACs before the proof verified");
     if let Outcome::Forward(forward) = &outcome {
         assert!(!forward.body.is_empty());
-        // Fuzzed headers could only forge a proof by finding the secret or an HMAC collision.
+        // Fuzzed headers could only forge a proof by finding the secret or an HMAC collision; an ID token
+        // is never verified without Envoy's JWT filter, so it never forwards here.
         assert!(
-            input.valid_proof || provider.proof() == Proof::SecretPath,
+            (input.valid_proof && provider.proof() == Proof::InRequest) || provider.proof() == Proof::SecretPath,
             "forwarded without a valid proof: {kind}"
         );
     }
