@@ -141,13 +141,6 @@ class Example:
         """POSTs a delivery to the Gateway's listener with the route's host name."""
         return send(self.port, self.host, delivery, source or self.source)
 
-    def controller_requests(self) -> int:
-        """Requests the controller has answered, from its own metrics."""
-        status, text = self.controller.get("/metrics")
-        assert status == 200
-        return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-                   if line.startswith("hookgate_requests_total"))
-
     def annotations(self, receiver: dict) -> dict[tuple[str, str, str], str | None]:
         """The reconcile annotation of every object seeded for a receiver's targets."""
         return {(t.kind, t.namespace, t.name): self.cp.get(t.api_version, t.kind, t.namespace, t.name)["metadata"]

@@ -441,6 +441,13 @@ class Controller:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def requests_answered(self) -> int:
+        """Requests the controller has answered, whatever their outcome, from its own metrics."""
+        status, text = self.get("/metrics")
+        assert status == 200
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+                   if line.startswith("hookgate_requests_total"))
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

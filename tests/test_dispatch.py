@@ -133,12 +133,6 @@ def test_unauthenticated_notifications_never_reach_the_controller(edge, github, 
     assert "d" * 40 not in edge.controller.log(), "nothing of the refused notification reached the controller"
 
 
-def requests_total(controller: Controller) -> float:
-    """Requests the controller has answered, whatever their outcome."""
-    _, text = controller.get("/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("hookgate_requests_total"))
-
-
 NOT_LISTED = {"error": "application not allowed"}
 OTHER_WORKFLOW = {"error": "event type not allowed"}
 
@@ -159,12 +153,12 @@ def test_a_notification_the_receiver_does_not_allow_is_refused_at_the_edge(
         edge, github, path, auth, application, event_type, refusal):
     github.reset()
     failed = "0abc" * 10
-    before = requests_total(edge.controller)
+    before = edge.controller.requests_answered()
     status, reply = notify(edge.port, failed=failed, auth=auth, path=path, application=application,
                            event_type=event_type)
     assert (status, reply) == (403, refusal)
     assert github.requests == []
-    assert requests_total(edge.controller) == before, "nothing reached the controller"
+    assert edge.controller.requests_answered() == before, "nothing reached the controller"
     assert failed not in edge.controller.log()
 
 

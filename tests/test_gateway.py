@@ -51,14 +51,6 @@ def example(request, world, cp, tmp_path_factory) -> Example:
         deployed.controller.stop()
 
 
-def controller_requests(example: Example) -> int:
-    """Requests the controller has answered, from its own metrics."""
-    status, text = example.controller.get("/metrics")
-    assert status == 200
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-               if line.startswith("hookgate_requests_total"))
-
-
 def refusals(example: Example) -> int:
     """Deliveries the filter refused, from the counter it keeps in Envoy (`outcome="rejected"`)."""
     return sum(int(float(line.rsplit(" ", 1)[1])) for line in example.gateway.stats().splitlines()
@@ -111,10 +103,10 @@ def test_signed_delivery_reaches_the_cluster_for_every_receiver(example, world):
 def test_forged_delivery_is_refused_at_the_edge_and_reaches_nothing(example, world):
     github = world["github"]
     for receiver in example.receivers:
-        before, requests, dispatches = example.annotations(receiver), controller_requests(example), len(github.requests)
+        before, requests, dispatches = example.annotations(receiver), example.controller.requests_answered(), len(github.requests)
         status, body = example.send(example.delivery(receiver, forged=True))
         assert status == 401, f"{receiver_key(receiver)}: {status} {body}"
-        assert controller_requests(example) == requests
+        assert example.controller.requests_answered() == requests
         assert example.annotations(receiver) == before
         assert len(github.requests) == dispatches
 

@@ -197,11 +197,11 @@ def test_a_valid_id_token_at_flux_path_reconciles_the_target(deployed, issuers, 
 @pytest.mark.parametrize("case", FORGED, ids=[c.name for c in FORGED])
 def test_a_forged_or_refused_token_reaches_nothing(deployed, issuers, case):
     before = {name: target_annotation(deployed, name) for name in RECEIVERS}
-    requests_before = deployed.controller_requests()
+    requests_before = deployed.controller.requests_answered()
     status, reply = send(deployed, case.receiver, case.token(issuers))
     assert (status, case.reason in reply) == (case.status, True), reply
     assert {name: target_annotation(deployed, name) for name in RECEIVERS} == before
-    assert deployed.controller_requests() == requests_before
+    assert deployed.controller.requests_answered() == requests_before
 
 
 def test_other_receivers_need_no_token(deployed):
