@@ -60,7 +60,8 @@ def render(directory: Path) -> list[dict]:
 
 
 class ModuleServer:
-    """Serves files (the compiled module) over HTTP on loopback, as a release URL would."""
+    """Serves a directory's files over HTTP on loopback, as a release URL (the compiled module) or an
+    issuer's JWKS endpoint would."""
 
     def __init__(self, directory: Path) -> None:
         handler = lambda *a, **kw: _QuietHandler(*a, directory=str(directory), **kw)  # noqa: E731

@@ -1,12 +1,10 @@
-"""OIDC issuers for tests: RSA keys generated here, their JWKS served over HTTP on loopback, and ID tokens
-signed with them (RS256, RFC 7515/7517/7519), as GitHub Actions or Google sign theirs."""
+"""OIDC issuers for tests: RSA keys generated here, their JWKS documents, and ID tokens signed with them
+(RS256, RFC 7515/7517/7519), as GitHub Actions or Google sign theirs."""
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -23,6 +21,10 @@ class Issuer:
         self.kid = kid
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
+    def jwks(self) -> str:
+        """The JWKS document an issuer publishes: this key."""
+        return json.dumps({"keys": [self.jwk()]})
+
     def jwk(self) -> dict:
         numbers = self.key.public_key().public_numbers()
         as_bytes = lambda n: n.to_bytes((n.bit_length() + 7) // 8, "big")  # noqa: E731
@@ -34,33 +36,3 @@ class Issuer:
         payload = b64url(json.dumps(claims).encode())
         signature = self.key.sign(f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{header}.{payload}.{b64url(signature)}"
-
-
-class JwksServer:
-    """Serves `/<name>/jwks` for each issuer given, on a loopback port."""
-
-    def __init__(self, issuers: dict[str, Issuer]) -> None:
-        documents = {f"/{name}/jwks": json.dumps({"keys": [issuer.jwk()]}).encode()
-                     for name, issuer in issuers.items()}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                body = documents.get(self.path)
-                self.send_response(200 if body else 404)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def uri(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}/jwks"
-
-    def close(self) -> None:
-        self.server.shutdown()

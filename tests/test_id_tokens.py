@@ -20,7 +20,7 @@ import signers
 from deploy import MANIFESTS, Delivery, deploy, envoy_environment, example_secrets, policy_keys, wait_translated
 from gateway import EnvoyGateway, ModuleServer, http_code, render, wait
 from harness import WASM, free_port
-from oidc_issuer import Issuer, JwksServer, b64url
+from oidc_issuer import Issuer, b64url
 
 NS = "flux-system"
 CI_ISSUER = "https://ci.example.test"
@@ -36,7 +36,7 @@ RECEIVERS = {
 }
 
 
-def overlay(workdir: Path, jwks: JwksServer) -> Path:
+def overlay(workdir: Path, jwks: ModuleServer) -> Path:
     """The homelab-github example plus the id-tokens Component: the two receivers above in the filter's
     configuration, their Flux paths on the ID-token route, and JWT providers whose JWKS this test serves."""
     root = workdir / "id-tokens"
@@ -47,8 +47,8 @@ def overlay(workdir: Path, jwks: JwksServer) -> Path:
     paths = [{"path": {"type": "Exact", "value": signers.flux_path("", name, NS)}} for name in RECEIVERS]
     providers = [
         {"name": "ci", "issuer": CI_ISSUER, "audiences": ["notification-controller"],
-         "remoteJWKS": {"uri": jwks.uri("ci")}},
-        {"name": "google", "issuer": GOOGLE_ISSUER, "remoteJWKS": {"uri": jwks.uri("google")}},
+         "remoteJWKS": {"uri": jwks.url("ci.json")}},
+        {"name": "google", "issuer": GOOGLE_ISSUER, "remoteJWKS": {"uri": jwks.url("google.json")}},
     ]
     patch = lambda kind, name, ops: {"target": {"kind": kind, "name": name}, "patch": json.dumps(ops)}  # noqa: E731
     in_namespace = {"op": "add", "path": "/metadata/namespace", "value": NS}
@@ -77,8 +77,12 @@ def issuers() -> dict[str, Issuer]:
 
 @pytest.fixture(scope="module")
 def deployed(cp, issuers, tmp_path_factory):
-    jwks = JwksServer({"ci": issuers["ci"], "google": issuers["google"]})
     workdir = tmp_path_factory.mktemp("id-tokens")
+    # The issuers' JWKS endpoints.
+    (workdir / "jwks").mkdir()
+    for name in ("ci", "google"):
+        (workdir / "jwks" / f"{name}.json").write_text(issuers[name].jwks())
+    jwks = ModuleServer(workdir / "jwks")
     root = overlay(workdir, jwks)
     values, _ = example_secrets(["homelab-github"])
     gateway = EnvoyGateway(envoy_environment(render(root), values))
