@@ -21,14 +21,17 @@ pub fn from_json(json: &Json) -> Value {
         },
         Json::String(s) => Value::String(Arc::new(s.clone())),
         Json::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
-        Json::Object(fields) => {
-            let map: HashMap<Key, Value> = fields
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v)))
-                .collect();
-            Value::Map(Map { map: Arc::new(map) })
-        }
+        Json::Object(fields) => from_json_object(fields),
     }
+}
+
+/// A JSON object as the interpreter reads it, as [`from_json`] does.
+pub fn from_json_object(fields: &JsonMap<String, Json>) -> Value {
+    let map: HashMap<Key, Value> = fields
+        .iter()
+        .map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v)))
+        .collect();
+    Value::Map(Map { map: Arc::new(map) })
 }
 
 /// The parts of `payload` at `paths` (object keys from the top), in an object of the same shape: what the

@@ -35,7 +35,7 @@ mod json;
 mod syntax;
 
 pub use cel_interpreter::Value;
-pub use json::{from_json, prune};
+pub use json::{from_json, from_json_object, prune};
 
 /// The variables of a target filter, as Flux's: `res`, the object (`apiVersion`, `kind`, `metadata`), and
 /// `req`, the payload.

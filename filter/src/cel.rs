@@ -2,7 +2,9 @@
 //! filters (Flux's `resourceFilter` and `targets[].filter`), compiled here to refuse a bad one at configure
 //! time and to learn which payload fields they read, and evaluated by the controller on each object.
 
-use hookgate_cel::{from_json, string_map, text, CompileError, EvaluationError, Expression, Reads};
+use hookgate_cel::{
+    from_json, from_json_object, string_map, text, CompileError, EvaluationError, Expression, Reads,
+};
 use serde_json::Value;
 
 use crate::delivery::Headers;
@@ -38,22 +40,41 @@ impl EdgeFilter {
 /// What an ID-token receiver's `idToken.validations` see: the verified token's claims.
 pub const CLAIM_VARIABLES: &[&str] = &["claims"];
 
-/// One of an ID-token receiver's `idToken.validations`, compiled: Flux's `generic-oidc` validations.
-#[derive(Debug)]
-pub struct ClaimValidation(Expression);
+/// An ID-token receiver's `idToken.validations`, compiled: Flux's `generic-oidc` validations.
+#[derive(Debug, Default)]
+pub struct ClaimValidations(Vec<Expression>);
 
-impl ClaimValidation {
-    pub fn compile(source: &str) -> Result<Self, CompileError> {
-        Expression::compile(source, CLAIM_VARIABLES).map(Self)
+impl ClaimValidations {
+    /// Compiles `sources`; an error comes with the index of the expression that does not compile.
+    pub fn compile(sources: &[String]) -> Result<Self, (usize, CompileError)> {
+        sources
+            .iter()
+            .enumerate()
+            .map(|(i, source)| Expression::compile(source, CLAIM_VARIABLES).map_err(|e| (i, e)))
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
-    /// Whether the verified claims pass.
-    pub fn accepts(
-        &self,
-        claims: &serde_json::Map<String, Value>,
-    ) -> Result<bool, EvaluationError> {
-        let claims = from_json(&Value::Object(claims.clone()));
-        self.0.evaluate(vec![("claims", claims)])
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether every validation is true for the verified `claims` (read as CEL once for all of them).
+    pub fn accept(&self, claims: &serde_json::Map<String, Value>) -> Result<bool, EvaluationError> {
+        if self.0.is_empty() {
+            return Ok(true);
+        }
+        let claims = from_json_object(claims);
+        for validation in &self.0 {
+            if !validation.evaluate(vec![("claims", claims.clone())])? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::cel::ClaimValidation;
+use crate::cel::ClaimValidations;
 use crate::delivery::Headers;
 use crate::outcome::Rejection;
 
@@ -57,7 +57,7 @@ pub struct TokenRules {
     pub require_verified_email: bool,
     /// CEL over `claims`, each of which must be true (Flux's `generic-oidc` validations); an error is a
     /// refusal.
-    pub validations: Vec<ClaimValidation>,
+    pub validations: ClaimValidations,
 }
 
 impl TokenRules {
@@ -100,16 +100,12 @@ impl TokenRules {
             .is_none_or(|e| text("email") == Some(e));
         let verified_ok = !self.require_verified_email
             || claims.get("email_verified") == Some(&Value::Bool(true));
-        let validated = || {
-            self.validations
-                .iter()
-                .all(|validation| match validation.accepts(claims) {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        log::warn!("hookgate: an idToken validation could not decide: {error}");
-                        false
-                    }
-                })
+        let validated = || match self.validations.accept(claims) {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                log::warn!("hookgate: an idToken validation could not decide: {error}");
+                false
+            }
         };
         if issuer_ok && audience_ok && unexpired && email_ok && verified_ok && validated() {
             Ok(())
@@ -121,19 +117,19 @@ impl TokenRules {
 
 /// The JSON payload of the request's `Authorization: Bearer <JWT>`.
 fn bearer_claims(headers: &Headers) -> Result<Value, Rejection> {
-    let mut authorizations = headers.iter().filter(|(name, _)| *name == "authorization");
-    if authorizations.next().is_none() {
-        return Err(Rejection::MissingToken);
-    }
+    let mut authorizations = headers
+        .iter()
+        .filter(|(name, _)| *name == "authorization")
+        .map(|(_, value)| value);
+    let authorization = authorizations.next().ok_or(Rejection::MissingToken)?;
     let query = headers.get(":path").and_then(|path| path.split_once('?'));
     let token_in_query =
         query.is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("access_token=")));
     if authorizations.next().is_some() || token_in_query {
         return Err(Rejection::TokenNotVerified);
     }
-    let authorization = headers
-        .get("authorization")
-        .ok_or(Rejection::TokenNotVerified)?;
+    let authorization =
+        std::str::from_utf8(authorization).map_err(|_| Rejection::TokenNotVerified)?;
     let (scheme, token) = authorization
         .split_once(' ')
         .ok_or(Rejection::TokenNotVerified)?;
@@ -270,7 +266,8 @@ pub(crate) mod tests {
             audience: "https://hooks.example.com/hook/x".into(),
             email: Some("pusher@project.iam.gserviceaccount.com".into()),
             require_verified_email: true,
-            validations: vec![ClaimValidation::compile("claims.sub.startsWith('12')").unwrap()],
+            validations: ClaimValidations::compile(&["claims.sub.startsWith('12')".into()])
+                .unwrap(),
         }
     }
 

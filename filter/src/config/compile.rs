@@ -11,7 +11,7 @@ use super::{
     flux_webhook_path, receiver_label, Config, ConfigError, Receiver, RefFilter, SecretSource,
     DEFAULT_ATTESTATION_KEY_ENV, DEFAULT_BODY_LIMIT, MAX_BODY_LIMIT, PATH_PREFIX,
 };
-use crate::cel::{self, ClaimValidation, EdgeFilter};
+use crate::cel::{self, ClaimValidations, EdgeFilter};
 use crate::dispatch::DispatchConfig;
 use crate::id_token::TokenRules;
 use crate::providers::{self, Proof, Provider, VerifyOptions};
@@ -213,7 +213,7 @@ fn receiver(
                 "proves with an ID token and takes no secret",
             ))
         }
-        (true, None) => Secrets::none(),
+        (true, None) => Secrets::default(),
         (false, secrets) => receiver_secrets(
             at,
             secrets.unwrap_or_default(),
@@ -327,16 +327,8 @@ fn token_rules(
             ),
         ));
     }
-    let validations = block
-        .validations
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, source)| {
-            ClaimValidation::compile(source)
-                .map_err(|e| at.error(&format!("idToken.validations[{i}]"), e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let validations = ClaimValidations::compile(&block.validations.unwrap_or_default())
+        .map_err(|(i, e)| at.error(&format!("idToken.validations[{i}]"), e.to_string()))?;
     Ok(Some(TokenRules {
         jwt_provider: block.jwt_provider,
         issuers,
@@ -433,21 +425,12 @@ fn verify_options(
 }
 
 /// A receiver's secrets, in order: the key bytes its provider uses, where each came from, and the text
-/// each was decoded from (Flux derives a path from it).
+/// each was decoded from (Flux derives a path from it). An ID-token receiver has none (`default`).
+#[derive(Default)]
 struct Secrets {
     keys: Vec<Secret>,
     sources: Vec<SecretSource>,
     texts: Vec<String>,
-}
-
-impl Secrets {
-    fn none() -> Self {
-        Self {
-            keys: Vec::new(),
-            sources: Vec::new(),
-            texts: Vec::new(),
-        }
-    }
 }
 
 fn receiver_secrets(
