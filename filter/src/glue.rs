@@ -106,7 +106,6 @@ impl RootContext for HookgateRoot {
             metrics: self.metrics.clone(),
             receiver: None,
             headers: None,
-            verified_token: None,
             answered: false,
         }))
     }
@@ -122,8 +121,6 @@ struct HookgateHttp {
     receiver: Option<ReceiverId>,
     /// The request headers, fetched once when they arrive and kept for the decision on the body.
     headers: Option<Headers>,
-    /// What Envoy's JWT filter verified for the receiver's `jwt` provider, read with the headers.
-    verified_token: Option<Vec<u8>>,
     answered: bool,
 }
 
@@ -141,13 +138,6 @@ impl HttpContext for HookgateHttp {
             return self.reject_unmatched(Rejection::UnknownPath);
         };
         self.receiver = Some(id);
-        if let Some(jwt_provider) = filter.jwt_provider(id) {
-            // Not found, or not serializable (a null claim): no verified claims, and the filter refuses.
-            self.verified_token =
-                proxy_wasm::hostcalls::get_property(id_token::metadata_path(jwt_provider).to_vec())
-                    .ok()
-                    .flatten();
-        }
         let method = headers.get(":method").unwrap_or_default();
         match filter.admit(id, method, headers.get("content-length")) {
             Err(rejection) => self.conclude(&filter, id, Outcome::Reject(rejection), None, 0),
@@ -224,7 +214,15 @@ impl HookgateHttp {
             .get_current_time()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let outcome = filter.on_body(id, &headers, &body, now, self.verified_token.as_deref());
+        // What Envoy's JWT filter verified for the receiver's `jwt` provider (it ran before this filter, and
+        // its metadata lasts the request). Not found, or not serializable (a null claim): no verified
+        // claims, and the filter refuses.
+        let verified_token = filter.jwt_provider(id).and_then(|jwt_provider| {
+            proxy_wasm::hostcalls::get_property(id_token::metadata_path(jwt_provider).to_vec())
+                .ok()
+                .flatten()
+        });
+        let outcome = filter.on_body(id, &headers, &body, now, verified_token.as_deref());
         self.conclude(filter, id, outcome, Some(&headers), body_size)
     }
 
