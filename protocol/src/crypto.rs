@@ -117,6 +117,44 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
     hex::encode(digest.finalize())
 }
 
+/// HKDF-SHA256 of `key` with `salt` and `info`: 32 bytes.
+pub fn derive_key(key: &[u8], salt: &[u8], info: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's limit (255 * 32), so expanding never fails.
+    let _ = hkdf::Hkdf::<Sha256>::new(Some(salt), key).expand(info, &mut out);
+    out
+}
+
+/// XChaCha20-Poly1305 encryption of `plaintext` under `key` and `nonce`, authenticating
+/// `associated_data`: the ciphertext with its 16-byte tag appended.
+pub fn seal(key: &[u8; 32], nonce: &[u8; 24], associated_data: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::{Aead, KeyInit as _, Payload};
+    let cipher = chacha20poly1305::XChaCha20Poly1305::new(key.into());
+    let payload = Payload {
+        msg: plaintext,
+        aad: associated_data,
+    };
+    // Encryption fails only for a plaintext over 256 GiB.
+    cipher.encrypt(nonce.into(), payload).unwrap_or_default()
+}
+
+/// The plaintext of a [`seal`]ed `ciphertext`, or `None` when it was not sealed under `key`, `nonce` and
+/// `associated_data` (or was altered).
+pub fn open(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    associated_data: &[u8],
+    ciphertext: &[u8],
+) -> Option<Vec<u8>> {
+    use chacha20poly1305::aead::{Aead, KeyInit as _, Payload};
+    let cipher = chacha20poly1305::XChaCha20Poly1305::new(key.into());
+    let payload = Payload {
+        msg: ciphertext,
+        aad: associated_data,
+    };
+    cipher.decrypt(nonce.into(), payload).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

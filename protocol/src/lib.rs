@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attestation;
+pub mod channel;
 pub mod crypto;
 pub mod dispatch;
 pub mod kubernetes;
