@@ -3,16 +3,22 @@
 //!
 //! Envoy must hold the headers while the body is buffered (`allow_on_headers_stop_iteration: true` in the
 //! plugin configuration); otherwise the router would open the upstream request before verification.
+//!
+//! With a bootstrap as plugin configuration, the root context long-polls the controller for the
+//! configuration ([`ConfigSource`] decides when and what to make of each answer). Each worker thread of
+//! Envoy has its own VM and root context, which polls on its own.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
-use crate::config::Config;
+use crate::channel::{self, Answer, Bootstrap, ConfigSource};
+use crate::config::{Config, PluginConfig};
 use crate::delivery::Headers;
 use crate::forward::Forward;
 use crate::id_token;
@@ -60,14 +66,72 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
-struct HookgateRoot {
-    /// `None` until configured, and after an invalid configuration: requests are then refused.
-    filter: Option<Rc<Filter>>,
-    metrics: Rc<Metrics>,
+/// Defines the metric `name`; `None` (logged) if the host refuses.
+fn define_metric(metric_type: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(metric_type, name)
+        .map_err(|status| log::debug!("cannot define metric {name}: {status:?}"))
+        .ok()
 }
 
-impl Context for HookgateRoot {}
+/// Unix seconds by the host's clock.
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[derive(Default)]
+struct HookgateRoot {
+    /// `None` until configured, and after an invalid configuration: requests are then refused. With a
+    /// bootstrap, `None` until the controller's first configuration is applied.
+    filter: Option<Rc<Filter>>,
+    metrics: Rc<Metrics>,
+    /// Set with a bootstrap: the configuration comes from the controller.
+    live: Option<Live>,
+}
+
+impl Context for HookgateRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let now = unix_secs(self.get_current_time());
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if live.call != Some(token_id) {
+            log::debug!("hookgate: ignoring the answer to call {token_id}, not awaited");
+            return;
+        }
+        live.call = None;
+        // A call that failed (reset) has no response: the host is not asked for its maps then.
+        let status = if num_headers > 0 {
+            response_status()
+        } else {
+            None
+        };
+        let body = if body_size > 0 {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let was_failing = live.source.failing().map(str::to_owned);
+        let answer = live.source.answer(now, status, &body);
+        if let Some(config) = live.settle(answer, was_failing, self.filter.is_some()) {
+            self.metrics = Rc::default();
+            self.filter = Some(Rc::new(Filter::new(config)));
+        }
+        if let Some(live) = self.live.as_mut() {
+            // After a 200 or 304 the next long poll starts now; after a failure `ConfigSource` waits.
+            live.poll(now);
+            live.record_age(now);
+        }
+    }
+}
 
 impl RootContext for HookgateRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -78,9 +142,11 @@ impl RootContext for HookgateRoot {
             proxy_wasm::set_log_level(level);
         }
         self.metrics = Rc::default();
+        self.live = None;
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        match Config::parse(&raw, &|name| std::env::var(name).ok()) {
-            Ok(config) => {
+        match PluginConfig::parse(&raw, &|name| std::env::var(name).ok()) {
+            Ok(PluginConfig::Bootstrap(bootstrap)) => self.start_live(bootstrap),
+            Ok(PluginConfig::Receivers(config)) => {
                 for warning in &config.warnings {
                     log::warn!("hookgate: {warning}");
                 }
@@ -100,6 +166,14 @@ impl RootContext for HookgateRoot {
         true
     }
 
+    fn on_tick(&mut self) {
+        let now = unix_secs(self.get_current_time());
+        if let Some(live) = self.live.as_mut() {
+            live.poll(now);
+            live.record_age(now);
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(HookgateHttp {
             filter: self.filter.clone(),
@@ -113,6 +187,140 @@ impl RootContext for HookgateRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+impl HookgateRoot {
+    /// Starts polling the controller. Until its first configuration is applied every delivery is
+    /// refused (503): failing closed, as for an invalid configuration.
+    fn start_live(&mut self, bootstrap: Bootstrap) {
+        self.filter = None;
+        log::info!(
+            "hookgate: fetching the configuration from cluster {} ({} channel key(s))",
+            bootstrap.cluster,
+            bootstrap.keys.len()
+        );
+        let now = unix_secs(self.get_current_time());
+        self.live = Some(Live::new(bootstrap, now));
+        // The first call is made at the first tick: the clusters may not be ready while configuring.
+        self.set_tick_period(Duration::from_secs(1));
+    }
+}
+
+/// The root context's polling of the controller.
+struct Live {
+    source: ConfigSource,
+    /// Envoy's node id, made valid for the channel: read once, it does not change.
+    proxy: String,
+    /// The token of the call in flight: an answer to any other call is not (or no longer) awaited.
+    call: Option<u32>,
+    refused: Option<u32>,
+    age: Option<u32>,
+}
+
+impl Live {
+    fn new(bootstrap: Bootstrap, now: u64) -> Self {
+        let node_id = hostcalls::get_property(vec!["node", "id"]).ok().flatten();
+        Self {
+            source: ConfigSource::new(bootstrap, now),
+            proxy: channel::proxy_name(node_id.as_deref()),
+            call: None,
+            refused: define_metric(MetricType::Counter, channel::REFUSED_METRIC),
+            age: define_metric(MetricType::Gauge, channel::AGE_METRIC),
+        }
+    }
+
+    /// Sends the call for the configuration, if one is due.
+    fn poll(&mut self, now: u64) {
+        if !self.source.due(now) {
+            return;
+        }
+        let Some(nonce) = crate::nonce::fresh() else {
+            log::debug!(
+                "hookgate: no random nonce from the host: the call waits for the next tick"
+            );
+            return;
+        };
+        let Some(headers) = self.source.request(now, nonce, &self.proxy) else {
+            return;
+        };
+        let bootstrap = self.source.bootstrap();
+        let headers = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        match hostcalls::dispatch_http_call(
+            &bootstrap.cluster,
+            headers,
+            None,
+            vec![],
+            bootstrap.timeout,
+        ) {
+            Ok(token) => self.call = Some(token),
+            Err(status) => {
+                let was_failing = self.source.failing().map(str::to_owned);
+                let answer = self.source.not_sent(now, &format!("{status:?}"));
+                // Never `Applied`: nothing to swap in.
+                let _ = self.settle(answer, was_failing, false);
+            }
+        }
+    }
+
+    /// Logs and counts `answer`; the configuration to serve if it brought one. A failure is logged at info
+    /// when it starts or its reason changes (and when it ends), else at debug: not once per call.
+    fn settle(&self, answer: Answer, was_failing: Option<String>, serving: bool) -> Option<Config> {
+        match answer {
+            Answer::Applied(config, generation) => {
+                for warning in &config.warnings {
+                    log::warn!("hookgate: {warning}");
+                }
+                log::info!(
+                    "hookgate: configuration generation {generation} applied ({} receivers)",
+                    config.receivers.len()
+                );
+                Some(config)
+            }
+            Answer::Unchanged => {
+                if was_failing.is_some() {
+                    log::info!("hookgate: the controller answers again");
+                }
+                None
+            }
+            Answer::Refused(reason) => {
+                log::warn!("hookgate: configuration from the controller refused: {reason}");
+                if let Some(id) = self.refused {
+                    if let Err(status) = hostcalls::increment_metric(id, 1) {
+                        log::debug!("cannot increment metric {id}: {status:?}");
+                    }
+                }
+                None
+            }
+            Answer::Failed(reason) => {
+                let serving = if serving {
+                    "the last configuration applied keeps serving"
+                } else {
+                    "every delivery is refused until the first configuration"
+                };
+                if was_failing.as_deref() == Some(reason.as_str()) {
+                    log::debug!("hookgate: cannot fetch the configuration: {reason}");
+                } else {
+                    log::info!("hookgate: cannot fetch the configuration: {reason}; {serving}");
+                }
+                None
+            }
+        }
+    }
+
+    fn record_age(&self, now: u64) {
+        if let Some(id) = self.age {
+            if let Err(status) = hostcalls::record_metric(id, self.source.age(now)) {
+                log::debug!("cannot record metric {id}: {status:?}");
+            }
+        }
+    }
+}
+
+/// The `:status` of the response to a call, if it has a readable one.
+fn response_status() -> Option<u16> {
+    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok()?;
+    let (_, status) = headers.iter().find(|(name, _)| name == ":status")?;
+    std::str::from_utf8(status).ok()?.trim().parse().ok()
 }
 
 struct HookgateHttp {
@@ -210,10 +418,7 @@ impl HookgateHttp {
         body: Vec<u8>,
         body_size: usize,
     ) -> Action {
-        let now = self
-            .get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_secs(self.get_current_time());
         // What Envoy's JWT filter verified for the receiver's `jwt` provider (it ran before this filter, and
         // its metadata lasts the request). Not found, or not serializable (a null claim): no verified
         // claims, and the filter refuses.

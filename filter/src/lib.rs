@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cel;
+pub mod channel;
 pub mod config;
 pub mod delivery;
 pub mod dispatch;
@@ -22,7 +23,7 @@ pub mod providers;
 #[cfg(target_arch = "wasm32")]
 mod glue;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, PluginConfig};
 pub use delivery::{Delivery, Headers};
 pub use outcome::{Outcome, Rejection};
 pub use pipeline::{Filter, ReceiverId};

@@ -110,6 +110,20 @@ pub fn verify(
     now: u64,
     tolerance_secs: u64,
 ) -> Result<Verified, AttestationError> {
+    verify_any(&[key], timestamp, signature, body, now, tolerance_secs)
+}
+
+/// Checks as [`verify`] does, accepting a signature under any of `keys` (the current key and, while the key
+/// changes, the previous one). Every key is tried, whichever matches, so the time taken does not tell
+/// which key signed.
+pub fn verify_any<K: AsRef<[u8]>>(
+    keys: &[K],
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: u64,
+    tolerance_secs: u64,
+) -> Result<Verified, AttestationError> {
     let ts_text = timestamp.ok_or(AttestationError::MissingTimestamp)?.trim();
     let ts: u64 = ts_text
         .parse()
@@ -127,12 +141,11 @@ pub fn verify(
         .try_into()
         .map_err(|_| AttestationError::SignatureMismatch)?;
     // Sign over the timestamp text exactly as received, so no re-formatting can change what is covered.
-    if hmac_matches(
-        Algorithm::Sha256,
-        key,
-        &[ts_text.as_bytes(), b".", body],
-        &mac,
-    ) {
+    let signed = [ts_text.as_bytes(), b".", body];
+    let matched = keys.iter().fold(false, |matched, key| {
+        hmac_matches(Algorithm::Sha256, key.as_ref(), &signed, &mac) | matched
+    });
+    if matched {
         Ok(Verified { timestamp: ts, mac })
     } else {
         Err(AttestationError::SignatureMismatch)
@@ -261,6 +274,46 @@ mod tests {
         let other = sign(b"another key of sufficient length", 1_700_000_000, b"{}");
         assert_eq!(
             v(Some("1700000000"), Some(&other), b"{}", 1_700_000_000),
+            Err(AttestationError::SignatureMismatch)
+        );
+    }
+
+    /// During a change of key both keys are accepted, and nothing else.
+    #[test]
+    fn any_of_several_keys_verifies() {
+        const PREVIOUS: &[u8] = b"the previous attestation key, still valid";
+        let keys = [KEY, PREVIOUS];
+        for (name, key, expected) in [
+            ("current", KEY, Ok(1_700_000_000)),
+            ("previous", PREVIOUS, Ok(1_700_000_000)),
+            (
+                "another",
+                b"another key of sufficient length".as_slice(),
+                Err(AttestationError::SignatureMismatch),
+            ),
+        ] {
+            let sig = sign(key, 1_700_000_000, b"{}");
+            let verified = verify_any(
+                &keys,
+                Some("1700000000"),
+                Some(&sig),
+                b"{}",
+                1_700_000_000,
+                60,
+            );
+            assert_eq!(verified.map(|v| v.timestamp), expected, "{name}");
+        }
+        let no_keys: [&[u8]; 0] = [];
+        let sig = sign(KEY, 1_700_000_000, b"{}");
+        assert_eq!(
+            verify_any(
+                &no_keys,
+                Some("1700000000"),
+                Some(&sig),
+                b"{}",
+                1_700_000_000,
+                60
+            ),
             Err(AttestationError::SignatureMismatch)
         );
     }

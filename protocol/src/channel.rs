@@ -365,6 +365,18 @@ mod tests {
         ChannelKey::new(material).unwrap()
     }
 
+    type Headers = Vec<(&'static str, String)>;
+    /// A named case: headers, the clock, what is refused.
+    type RequestCase = (&'static str, Headers, u64, ChannelError);
+    /// A named case: the keys held, the request's nonce, the envelope, what is refused.
+    type EnvelopeCase = (
+        &'static str,
+        Vec<ChannelKey>,
+        &'static str,
+        Vec<u8>,
+        ChannelError,
+    );
+
     fn request() -> ConfigRequest {
         ConfigRequest {
             timestamp: NOW,
@@ -407,16 +419,16 @@ mod tests {
     fn altered_requests_are_refused() {
         let keys = [key(MATERIAL)];
         let signed = request().headers(&keys[0]);
-        let with = |name: &str, value: &str| -> Vec<(&'static str, String)> {
+        let with = |name: &str, value: &str| -> Headers {
             signed
                 .iter()
                 .map(|(n, v)| (*n, if *n == name { value.into() } else { v.clone() }))
                 .collect()
         };
-        let without = |name: &str| -> Vec<(&'static str, String)> {
+        let without = |name: &str| -> Headers {
             signed.iter().filter(|(n, _)| *n != name).cloned().collect()
         };
-        let cases: Vec<(&str, Vec<(&'static str, String)>, u64, ChannelError)> = vec![
+        let cases: Vec<RequestCase> = vec![
             (
                 "another key id",
                 with(KEY_ID_HEADER, &key(OTHER).id_hex()),
@@ -515,7 +527,7 @@ mod tests {
         later_generation[MAGIC.len() + KEY_ID_LEN + 7] ^= 1;
         let mut altered = envelope.clone();
         *altered.last_mut().unwrap() ^= 1;
-        let cases: Vec<(&str, Vec<ChannelKey>, &str, Vec<u8>, ChannelError)> = vec![
+        let cases: Vec<EnvelopeCase> = vec![
             (
                 "replayed to another request",
                 keys.to_vec(),

@@ -29,13 +29,24 @@ pub(super) enum Unset {
     Placeholder,
 }
 
+/// Whether secret material written into the document itself is worth a warning.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Inline {
+    /// In a plugin configuration anyone who reads the policy sees it: for development only.
+    Warned,
+    /// In a document the controller delivered over the sealed channel, inline is the only form.
+    Expected,
+}
+
 /// Stands for an unset attestation key variable when only checking.
 const PLACEHOLDER_ATTESTATION_KEY: &str = "hookgate-check-placeholder-attestation-key";
 
-/// The environment secrets are read from, and what a variable that is not set stands for.
+/// The environment secrets are read from, what a variable that is not set stands for, and whether inline
+/// secrets are warned about.
 struct Environment<'a> {
     read: &'a dyn Fn(&str) -> Option<String>,
     unset: Unset,
+    inline: Inline,
 }
 
 impl Environment<'_> {
@@ -51,8 +62,13 @@ pub(super) fn config(
     raw: &Value,
     env: &dyn Fn(&str) -> Option<String>,
     unset: Unset,
+    inline: Inline,
 ) -> Result<Config, ConfigError> {
-    let env = Environment { read: env, unset };
+    let env = Environment {
+        read: env,
+        unset,
+        inline,
+    };
     let mut warnings = Vec::new();
     let forward_path = forward_path(document.forward_path)?;
     let attestation_key = attestation_key(
@@ -61,7 +77,9 @@ pub(super) fn config(
         &env,
         &mut warnings,
     )?;
-    if document.receivers.is_empty() {
+    // A plugin configuration without receivers is a mistake; the controller's document is empty while no
+    // receiver is ready (every path is then unknown: 404).
+    if document.receivers.is_empty() && matches!(env.inline, Inline::Warned) {
         return Err(top_level("receivers", "at least one receiver is required"));
     }
     let mut receivers = Vec::with_capacity(document.receivers.len());
@@ -129,7 +147,8 @@ fn forward_path(configured: Option<String>) -> Result<String, ConfigError> {
     Ok(path)
 }
 
-/// The inline key if there is one (for development: warned about), else the variable's.
+/// The inline key if there is one (for development: warned about, unless inline is expected), else the
+/// variable's.
 fn attestation_key(
     inline: Option<SecretText>,
     variable: Option<VariableName>,
@@ -138,7 +157,9 @@ fn attestation_key(
 ) -> Result<Secret, ConfigError> {
     if let Some(SecretText(key)) = inline {
         check_key(key.expose()).map_err(|e| top_level("attestationKey", e.to_string()))?;
-        warnings.push("attestation key is inline in the configuration: use attestationKeyEnv outside development".into());
+        if env.inline == Inline::Warned {
+            warnings.push("attestation key is inline in the configuration: use attestationKeyEnv outside development".into());
+        }
         return Ok(key);
     }
     let variable = variable.map_or_else(|| DEFAULT_ATTESTATION_KEY_ENV.to_string(), |v| v.0);
@@ -470,7 +491,7 @@ fn receiver_secrets(
 }
 
 /// The text of the secret at `field` (`secrets[1]`), and where it came from. An inline secret is warned
-/// about.
+/// about, unless inline is expected.
 fn secret_text(
     at: &ReceiverAt,
     field: &str,
@@ -492,11 +513,13 @@ fn secret_text(
             Ok((text, SecretSource::Env(variable)))
         }
         (None, Some(SecretText(inline))) => {
-            warnings.push(format!(
-                "receiver {}: {} is inline in the configuration: use env outside development",
-                at.label,
-                at.path(field)
-            ));
+            if env.inline == Inline::Warned {
+                warnings.push(format!(
+                    "receiver {}: {} is inline in the configuration: use env outside development",
+                    at.label,
+                    at.path(field)
+                ));
+            }
             // Read from a JSON string, so valid UTF-8: the conversion loses nothing.
             let text = String::from_utf8_lossy(inline.expose()).into_owned();
             Ok((text, SecretSource::Inline))

@@ -19,9 +19,10 @@ use hookgate_protocol::crypto::sha256_hex;
 use hookgate_protocol::{Action, Secret, Target};
 
 mod compile;
-mod wire;
+pub(crate) mod wire;
 
-use compile::Unset;
+use crate::channel::Bootstrap;
+use compile::{Inline, Unset};
 
 /// Flux's limit, and the default here.
 pub const DEFAULT_BODY_LIMIT: u64 = 3 * 1024 * 1024;
@@ -146,7 +147,15 @@ pub struct Config {
 impl Config {
     /// Parses and validates `json`, reading secrets through `env` (the host environment in Envoy).
     pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::parse_with(json, env, Unset::Refused)
+        Self::parse_with(json, env, Unset::Refused, Inline::Warned)
+    }
+
+    /// Parses and validates a document the controller delivered over the configuration channel
+    /// ([`crate::channel`]). Its secrets and attestation key are inline by design (the channel is
+    /// encrypted), so they are not warned about; no environment variable is read, so a document that names
+    /// one is refused rather than reading the proxy's environment.
+    pub fn parse_delivered(json: &[u8]) -> Result<Self, ConfigError> {
+        Self::parse_with(json, &|_| None, Unset::Refused, Inline::Expected)
     }
 
     /// Parses and validates `json` as [`Config::parse`] does, except that an unset variable stands for a
@@ -156,13 +165,14 @@ impl Config {
         json: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        Self::parse_with(json, env, Unset::Placeholder)
+        Self::parse_with(json, env, Unset::Placeholder, Inline::Warned)
     }
 
     fn parse_with(
         json: &[u8],
         env: &dyn Fn(&str) -> Option<String>,
         unset: Unset,
+        inline: Inline,
     ) -> Result<Self, ConfigError> {
         // serde_json's syntax errors say where, never what: no value of the document is echoed.
         let raw: Value = serde_json::from_slice(json).map_err(|e| ConfigError {
@@ -171,13 +181,34 @@ impl Config {
             reason: format!("not valid JSON: {e}"),
         })?;
         let document = wire::read(&raw)?;
-        compile::config(document, &raw, env, unset)
+        compile::config(document, &raw, env, unset, inline)
     }
 
     /// The receiver answering on `path` (query string ignored).
     pub fn receiver_for_path(&self, path: &str) -> Option<usize> {
         let path = path.split(['?', '#']).next().unwrap_or_default();
         self.by_path.get(path).copied()
+    }
+}
+
+/// What the plugin configuration (the EnvoyExtensionPolicy's `config`) holds: the receivers themselves,
+/// or, when it has a `controller`, the bootstrap to fetch them from the controller with.
+#[derive(Debug)]
+pub enum PluginConfig {
+    Receivers(Config),
+    Bootstrap(Bootstrap),
+}
+
+impl PluginConfig {
+    /// Parses the plugin configuration. Without `controller` this is exactly [`Config::parse`] (a
+    /// document that is not JSON included, which it reports).
+    pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match serde_json::from_slice::<Value>(json) {
+            Ok(raw) if raw.get("controller").is_some() => {
+                Bootstrap::read(&raw).map(Self::Bootstrap)
+            }
+            _ => Config::parse(json, env).map(Self::Receivers),
+        }
     }
 }
 
@@ -384,6 +415,77 @@ mod tests {
             for secret in [attestation_key, "inline-secret-1", "inline-secret-2"] {
                 assert!(!shown.contains(secret), "{secret} in {shown}");
             }
+        }
+    }
+
+    /// A document the controller delivers has everything inline: nothing is warned about, and no
+    /// environment variable is read (the attestation key's default one included).
+    #[test]
+    fn a_delivered_document_is_inline_without_warnings() {
+        let inline = VALID
+            .replacen('{', r#"{"attestationKey":"attestation-key-0123456789","#, 1)
+            .replace(r#"{"env":"GITHUB_SECRET"}"#, r#"{"inline":"token-1"}"#)
+            .replace(r#"{"env":"NEW_SECRET"}"#, r#"{"inline":"token-2"}"#);
+        let config = Config::parse_delivered(inline.as_bytes()).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(config.receivers[0].secrets[1].expose(), b"token-2");
+        assert_eq!(
+            Config::parse(inline.as_bytes(), &env)
+                .unwrap()
+                .warnings
+                .len(),
+            3,
+            "the same document as plugin configuration is warned about"
+        );
+        let from_env = VALID.replacen('{', r#"{"attestationKey":"attestation-key-0123456789","#, 1);
+        let err = Config::parse_delivered(from_env.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "receivers[0].secrets[0].env");
+        let err = Config::parse_delivered(VALID.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "attestationKeyEnv");
+        let empty = r#"{"attestationKey":"attestation-key-0123456789","receivers":[]}"#;
+        assert!(
+            Config::parse_delivered(empty.as_bytes()).is_ok(),
+            "no receiver ready yet"
+        );
+    }
+
+    /// `controller` makes the plugin configuration a bootstrap; anything else is read as receivers,
+    /// exactly as before (errors included).
+    #[test]
+    fn a_plugin_configuration_with_a_controller_is_a_bootstrap() {
+        let bootstrap =
+            r#"{"controller":{"cluster":"c"},"channelKeys":["channel-key-0123456789abcdef"]}"#;
+        let parsed = |json: &str| PluginConfig::parse(json.as_bytes(), &env);
+        assert!(matches!(parsed(VALID), Ok(PluginConfig::Receivers(_))));
+        assert!(matches!(parsed(bootstrap), Ok(PluginConfig::Bootstrap(_))));
+        for (case, json, field) in [
+            (
+                "bootstrap without keys",
+                r#"{"controller":{"cluster":"c"}}"#,
+                "channelKeys",
+            ),
+            (
+                "bootstrap with receivers",
+                r#"{"controller":{"cluster":"c"},"channelKeys":["channel-key-0123456789abcdef"],"receivers":[]}"#,
+                "receivers",
+            ),
+        ] {
+            let err = parsed(json).unwrap_err();
+            assert_eq!(err.field, field, "{case}: {err}");
+            assert!(!err.to_string().contains("channel-key-"), "{case}: {err}");
+        }
+        for (case, json, field) in [
+            (
+                "keys without a controller",
+                r#"{"channelKeys":["k"]}"#,
+                "channelKeys",
+            ),
+            ("not JSON", "{", "(document)"),
+            ("not an object", "[]", "(document)"),
+        ] {
+            let err = parsed(json).unwrap_err();
+            assert_eq!(err.field, field, "{case}: {err}");
+            assert_eq!(Some(err), parse(json).err(), "{case}: as before");
         }
     }
 

@@ -10,6 +10,7 @@ use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::DeserializeOwned;
 use serde::de::{self, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -129,6 +130,17 @@ impl<'de> Deserialize<'de> for VariableName {
     }
 }
 
+/// A list of secret material given as JSON strings (the bootstrap's channel keys), whose wrong value is
+/// described by its kind only: a key given alone, not in a list, must not be quoted back.
+#[derive(Debug)]
+pub struct SecretList(pub Vec<SecretText>);
+
+impl<'de> Deserialize<'de> for SecretList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_kind(deserializer, Kind::List, "a list of strings").map(Self)
+    }
+}
+
 /// A receiver's `secrets`, whose wrong value is described by its kind only.
 fn secret_refs<'de, D: Deserializer<'de>>(
     deserializer: D,
@@ -240,8 +252,13 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for KindVisitor<T> {
 /// Reads `raw` (already valid JSON) as a [`Document`]. An error names the full path of the field and, for
 /// a field of a receiver, the receiver as far as `raw` tells.
 pub fn read(raw: &Value) -> Result<Document, ConfigError> {
+    read_object(raw)
+}
+
+/// Reads `raw` (already valid JSON) as the object `T`, with errors named as [`read`] names them.
+pub fn read_object<T: DeserializeOwned>(raw: &Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(raw)
-        .map(|Object(document)| document)
+        .map(|Object(object)| object)
         .map_err(|error| located(raw, error))
 }
 
