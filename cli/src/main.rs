@@ -1,5 +1,5 @@
 //! `hookgate`: the reconcile controller (`serve`) and the workstation tools (`token`, `url`, `check`,
-//! `send`, `import`).
+//! `send`, `import`, `crd`).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -80,6 +80,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Print the CustomResourceDefinition of `Receiver` (hookgate.io/v1alpha1) as YAML, as
+    /// manifests/base/crds holds it.
+    Crd,
 }
 
 #[derive(Args)]
@@ -152,6 +155,10 @@ async fn main() -> anyhow::Result<()> {
                     println!("{}", cli::url(&name, &namespace, &token));
                 }
             }
+            Ok(())
+        }
+        Command::Crd => {
+            print!("{}", hookgate_controller::receivers::crd_yaml());
             Ok(())
         }
         Command::Check { file } => {

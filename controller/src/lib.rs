@@ -6,8 +6,10 @@
 pub mod coalesce;
 pub mod dispatch;
 pub mod error;
+pub mod keys;
 pub mod kinds;
 pub mod metrics;
+pub mod receivers;
 pub mod reconcile;
 pub mod replay;
 pub mod retry;

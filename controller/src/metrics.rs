@@ -1,7 +1,10 @@
 //! Prometheus metrics, all prefixed `hookgate_`: reconcile and dispatch requests by outcome, requests in
 //! flight, annotations (per request) and patches (per API call, shared by coalesced requests) by kind and
-//! outcome, patch latency, dispatches by outcome, and API server error responses by code.
+//! outcome, patch latency, dispatches by outcome, and API server error responses by code. With receivers as
+//! objects: configuration requests by outcome, the generation served, receivers by ready state and reason,
+//! proxies seen, and the duration of a compile.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::receivers::compile::Reason;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -20,6 +25,12 @@ pub struct OutcomeLabels {
 pub struct KindOutcomeLabels {
     pub kind: String,
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    pub ready: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +47,11 @@ pub struct Metrics {
     pub patch_seconds: Histogram,
     pub dispatches: Family<OutcomeLabels, Counter>,
     pub api_errors: Family<CodeLabels, Counter>,
+    pub configuration_requests: Family<OutcomeLabels, Counter>,
+    pub configuration_generation: Gauge,
+    pub configuration_proxies: Gauge,
+    pub configuration_compile_seconds: Histogram,
+    pub receivers: Family<ReadyLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -84,6 +100,7 @@ impl Default for Metrics {
              included; 404 and 409 are also expected answers of the dispatch records",
             api_errors.clone(),
         );
+        let live = LiveMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -93,6 +110,63 @@ impl Default for Metrics {
             patch_seconds,
             dispatches,
             api_errors,
+            configuration_requests: live.requests,
+            configuration_generation: live.generation,
+            configuration_proxies: live.proxies,
+            configuration_compile_seconds: live.compile_seconds,
+            receivers: live.receivers,
+        }
+    }
+}
+
+/// The metrics of receivers as objects.
+struct LiveMetrics {
+    requests: Family<OutcomeLabels, Counter>,
+    generation: Gauge,
+    proxies: Gauge,
+    compile_seconds: Histogram,
+    receivers: Family<ReadyLabels, Gauge>,
+}
+
+impl LiveMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "configuration_requests",
+            "Configuration requests from the proxies by outcome (sent, not_modified, not_compiled, \
+             unauthorized, replayed, overloaded, failed)",
+            requests.clone(),
+        );
+        let generation = Gauge::default();
+        registry.register(
+            "configuration_generation",
+            "Generation of the configuration served (wall-clock milliseconds of its last change)",
+            generation.clone(),
+        );
+        let proxies = Gauge::default();
+        registry.register(
+            "configuration_proxies",
+            "Proxies that asked for their configuration in the last minute",
+            proxies.clone(),
+        );
+        let compile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "configuration_compile_duration_seconds",
+            "Time to compile the Receivers into the configuration, Secrets read included",
+            compile_seconds.clone(),
+        );
+        let receivers = Family::<ReadyLabels, Gauge>::default();
+        registry.register(
+            "receivers",
+            "Receivers by ready state and reason",
+            receivers.clone(),
+        );
+        Self {
+            requests,
+            generation,
+            proxies,
+            compile_seconds,
+            receivers,
         }
     }
 }
@@ -144,6 +218,36 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    pub fn configuration_request(&self, outcome: &str) {
+        self.configuration_requests
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the receivers gauge to `counts`, by (ready, reason); reasons no receiver has any more read 0.
+    pub fn set_receivers(&self, counts: &HashMap<(bool, Reason), i64>) {
+        for ready in [true, false] {
+            for reason in Reason::ALL {
+                let labels = ReadyLabels {
+                    ready: ready.to_string(),
+                    reason: reason.as_str().into(),
+                };
+                match counts.get(&(ready, reason)) {
+                    Some(count) => {
+                        self.receivers.get_or_create(&labels).set(*count);
+                    }
+                    None => {
+                        if let Some(gauge) = self.receivers.get(&labels) {
+                            gauge.set(0);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn api_error(&self, code: &str) {

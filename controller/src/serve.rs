@@ -1,5 +1,6 @@
 //! `hookgate serve`: the controller's arguments (flags with environment fallbacks) and its start-up: read
-//! the attestation key, build the Kubernetes client, the reconciler and the dispatcher, serve the router,
+//! the attestation key, build the Kubernetes client, the reconciler and the dispatcher, with a channel key
+//! start receivers as objects (watch, compile, serve the configuration, write status), serve the router,
 //! stop gracefully.
 
 use std::net::SocketAddr;
@@ -10,11 +11,15 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
 use hookgate_protocol::attestation::{check_key, DEFAULT_TOLERANCE_SECS};
-use hookgate_protocol::DEFAULT_FORWARD_PATH;
+use hookgate_protocol::{Secret, DEFAULT_FORWARD_PATH};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing_subscriber::EnvFilter;
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::keys::{KeySources, Material};
 use crate::metrics::Metrics;
+use crate::receivers;
 use crate::reconcile::{Reconciler, Settings};
 use crate::server::{router, AppState};
 
@@ -62,14 +67,42 @@ pub struct ServeArgs {
     /// only once, across replicas.
     #[arg(long, env = "HOOKGATE_DISPATCH_DEDUP_SECONDS", default_value_t = 600)]
     pub dispatch_dedup_seconds: u64,
-    /// Namespace of the Leases that record dispatches, shared by the replicas: the controller's own (set
-    /// POD_NAMESPACE from the downward API). Default: the namespace of the in-cluster ServiceAccount, or
-    /// of the kubeconfig context.
+    /// Namespace of the Leases that record dispatches (and, with receivers as objects, elect the replica
+    /// that writes their status), shared by the replicas: the controller's own (set POD_NAMESPACE from the
+    /// downward API). Default: the namespace of the in-cluster ServiceAccount, or of the kubeconfig
+    /// context.
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The previous attestation key, accepted as well while the key changes (a missing file: none).
+    #[arg(long, env = "HOOKGATE_PREVIOUS_ATTESTATION_KEY_FILE")]
+    pub previous_attestation_key_file: Option<PathBuf>,
+    /// File holding the channel key the proxies sign their configuration requests with (the Secret
+    /// `hookgate-channel`, key `key`). Turns on receivers as objects: the controller watches `Receiver`
+    /// objects and their Secrets and serves the compiled configuration at /hookgate/v1/configuration.
+    #[arg(long, env = "HOOKGATE_CHANNEL_KEY_FILE")]
+    pub channel_key_file: Option<PathBuf>,
+    /// The previous channel key, accepted as well while the key changes (a missing file: none).
+    #[arg(
+        long,
+        env = "HOOKGATE_PREVIOUS_CHANNEL_KEY_FILE",
+        requires = "channel_key_file"
+    )]
+    pub previous_channel_key_file: Option<PathBuf>,
+    /// A namespace whose Receivers (and their Secrets) are served; repeat for several. Default: all.
+    #[arg(
+        long = "watch-namespace",
+        env = "HOOKGATE_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        requires = "channel_key_file"
+    )]
+    pub watch_namespaces: Vec<String>,
+    /// The URL the route answers on (https://hooks.example.com): a receiver's status then carries its full
+    /// URL.
+    #[arg(long, env = "HOOKGATE_WEBHOOK_BASE_URL", requires = "channel_key_file")]
+    pub webhook_base_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,21 +154,90 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .context("cannot build the GitHub client")?;
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let sources = key_sources(&args, key);
+    let (keys, live, tasks) = match &args.channel_key_file {
+        None => {
+            // As before receivers as objects: the keys are read once.
+            let keys = sources.load()?;
+            (watch::channel(Arc::new(keys)).1, None, Vec::new())
+        }
+        Some(_) => {
+            let (sender, keys) = watch::channel(Arc::new(sources.load()?));
+            let mut tasks = vec![sources.spawn_reloader(sender)];
+            let (live, started) = receivers::start(
+                client.clone(),
+                receivers_settings(&args, lease_namespace),
+                keys.clone(),
+                metrics.clone(),
+            );
+            tasks.extend(started);
+            (keys, Some(live), tasks)
+        }
+    };
     let state = Arc::new(AppState {
         reconciler: Reconciler::new(client.clone(), settings, metrics.clone()),
         dispatcher,
         client,
-        attestation_key: key,
+        keys,
         tolerance_secs: args.attestation_tolerance,
         metrics,
+        live,
     });
+    serve(state, &args, tasks).await
+}
+
+/// Where the keys are read from: the attestation key's file (read again with receivers as objects) or the
+/// value read from the environment at start.
+fn key_sources(args: &ServeArgs, key: Vec<u8>) -> KeySources {
+    KeySources {
+        attestation: match &args.attestation_key_file {
+            Some(path) => Material::File(path.clone()),
+            None => Material::Fixed(Secret::new(key)),
+        },
+        previous_attestation: args.previous_attestation_key_file.clone(),
+        channel: args.channel_key_file.clone(),
+        previous_channel: args.previous_channel_key_file.clone(),
+    }
+}
+
+fn receivers_settings(args: &ServeArgs, lease_namespace: String) -> receivers::Settings {
+    receivers::Settings {
+        options: receivers::Options {
+            namespaces: args.watch_namespaces.clone(),
+            forward_path: args.reconcile_path.clone(),
+            allow_cross_namespace: args.allow_cross_namespace,
+        },
+        base_url: args.webhook_base_url.clone(),
+        instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "hookgate-controller".into()),
+        lease_namespace,
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C; then the background tasks stop (held long polls answer at once) and
+/// in-flight requests finish.
+async fn serve(
+    state: Arc<AppState>,
+    args: &ServeArgs,
+    tasks: Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    let live = state.live.is_some();
     let app = router(state, &args.reconcile_path);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, path = %args.reconcile_path, "hookgate controller serving");
+    tracing::info!(listen = %args.listen, path = %args.reconcile_path, receivers_as_objects = live, "hookgate controller serving");
+    let shutdown = async move {
+        shutdown_signal().await;
+        for task in &tasks {
+            task.abort();
+        }
+    };
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("server failed")?;
     tracing::info!("hookgate controller stopped");

@@ -1,5 +1,6 @@
-//! The HTTP surface: the attested reconcile endpoint, health, readiness and metrics. [`router`] is public
-//! so tests drive it without sockets.
+//! The HTTP surface: the attested reconcile endpoint, health, readiness and metrics, and with receivers as
+//! objects the configuration endpoint the proxies long-poll. [`router`] is public so tests drive it without
+//! sockets.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,13 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hookgate_protocol::attestation::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use hookgate_protocol::channel::CONFIGURATION_PATH;
 use hookgate_protocol::{Action, AttestedRequest};
 use kube::Client;
 use serde_json::json;
+use tokio::sync::watch;
 
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
+use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::receivers::{endpoint, Live};
 use crate::reconcile::Reconciler;
 use crate::replay::{self, Refusal, ReplayCache};
 
@@ -28,9 +33,12 @@ pub struct AppState {
     pub reconciler: Reconciler,
     pub dispatcher: Dispatcher,
     pub client: Client,
-    pub attestation_key: Vec<u8>,
+    /// The attestation keys (current and previous) and the channel keys, as last read.
+    pub keys: watch::Receiver<Arc<Keys>>,
     pub tolerance_secs: u64,
     pub metrics: Arc<Metrics>,
+    /// Receivers as objects: what the configuration endpoint serves. `None`: no such endpoint.
+    pub live: Option<Live>,
 }
 
 /// The router of one controller process. It holds the process's replay cache: call it once per process
@@ -40,8 +48,11 @@ pub fn router(state: Arc<AppState>, reconcile_path: &str) -> Router {
         state.tolerance_secs,
         replay::DEFAULT_CAPACITY,
     ));
-    Router::new()
-        .route(reconcile_path, post(reconcile).layer(Extension(replay)))
+    let mut router = Router::new().route(reconcile_path, post(reconcile).layer(Extension(replay)));
+    if state.live.is_some() {
+        router = router.route(CONFIGURATION_PATH, get(endpoint::configuration));
+    }
+    router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -66,8 +77,13 @@ async fn reconcile(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let verified = attestation::verify(
-        &state.attestation_key,
+    let keys = state.keys.borrow().clone();
+    let verified = attestation::verify_any(
+        &keys
+            .attestation
+            .iter()
+            .map(|k| k.expose())
+            .collect::<Vec<_>>(),
         header(TIMESTAMP_HEADER),
         header(SIGNATURE_HEADER),
         &body,
@@ -162,26 +178,18 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// What the router's tests (here and in the receivers' endpoint) build it from.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::reconcile::Settings;
-    use axum::body::Body;
-    use axum::http::Request;
-    use tower::ServiceExt;
 
-    const KEY: &[u8] = b"router-test-attestation-key-000";
-
-    /// A router whose Kubernetes client points nowhere: every request here is refused before any API call.
-    fn app() -> Router {
-        app_at("http://127.0.0.1:9")
-    }
-
-    fn app_at(api_server: &str) -> Router {
+    /// The state of a controller whose Kubernetes client (and GitHub) point at `api_server`.
+    pub fn state(api_server: &str, keys: Keys, live: Option<Live>) -> Arc<AppState> {
         let config = kube::Config::new(api_server.parse().unwrap());
         let metrics = Arc::new(Metrics::default());
         let client = crate::metrics::instrumented_client(config, metrics.clone()).unwrap();
-        let state = Arc::new(AppState {
+        Arc::new(AppState {
             reconciler: Reconciler::new(client.clone(), Settings::default(), metrics.clone()),
             dispatcher: Dispatcher::new(
                 client.clone(),
@@ -196,11 +204,75 @@ mod tests {
             )
             .unwrap(),
             client,
-            attestation_key: KEY.to_vec(),
+            keys: watch::channel(Arc::new(keys)).1,
             tolerance_secs: 60,
             metrics,
-        });
-        router(state, "/hook/v1/reconcile")
+            live,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    const KEY: &[u8] = b"router-test-attestation-key-000";
+
+    /// A router whose Kubernetes client points nowhere: every request here is refused before any API call.
+    fn app() -> Router {
+        app_at("http://127.0.0.1:9")
+    }
+
+    fn app_at(api_server: &str) -> Router {
+        let keys = Keys {
+            attestation: vec![hookgate_protocol::Secret::new(KEY)],
+            channel: Vec::new(),
+        };
+        router(testing::state(api_server, keys, None), "/hook/v1/reconcile")
+    }
+
+    /// During a change of attestation key, requests signed with the previous key are accepted too.
+    #[tokio::test]
+    async fn the_previous_attestation_key_is_accepted_too() {
+        const PREVIOUS: &[u8] = b"router-test-previous-attestation-key";
+        let (api_server, seen) = recording_api_server().await;
+        let keys = Keys {
+            attestation: vec![
+                hookgate_protocol::Secret::new(KEY),
+                hookgate_protocol::Secret::new(PREVIOUS),
+            ],
+            channel: Vec::new(),
+        };
+        let app = router(
+            testing::state(&api_server, keys, None),
+            "/hook/v1/reconcile",
+        );
+        let body = request(r#"[{"kind":"GitRepository","name":"webapp"}]"#);
+        for (name, key, expected) in [
+            ("current", KEY, StatusCode::NOT_FOUND),
+            ("previous", PREVIOUS, StatusCode::NOT_FOUND),
+            (
+                "another",
+                b"router-test-another-attestation-key".as_slice(),
+                StatusCode::UNAUTHORIZED,
+            ),
+        ] {
+            let ts = now();
+            let signed = Request::post("/hook/v1/reconcile")
+                .header(TIMESTAMP_HEADER, ts.to_string())
+                .header(
+                    SIGNATURE_HEADER,
+                    attestation::sign(key, ts, body.as_bytes()),
+                )
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let (status, reply) = send(&app, signed).await;
+            assert_eq!(status, expected, "{name}: {reply}");
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 
     type Seen = Arc<std::sync::Mutex<Vec<String>>>;

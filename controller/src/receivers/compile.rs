@@ -1,0 +1,447 @@
+//! From `Receiver` objects and their Secrets to the configuration document the filter is served. Pure:
+//! no API calls, no clock.
+//!
+//! Each receiver is turned into the filter's wire receiver (its secrets inline, in `secretRef.keys`
+//! order) and compiled alone by the filter's own compiler; one that does not compile, whose Secret or
+//! keys are missing, or that targets another namespace without cross-namespace targets being allowed, is
+//! left out with a [`NotReady`] saying why. The rest are compiled together, in namespace/name order: a
+//! receiver whose path an earlier one holds is left out too. No message here holds a secret value: the
+//! filter's errors never do, and the ones made here name Secrets and keys, not their values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use hookgate_filter::config::{Config, ConfigError};
+use hookgate_filter::providers::{self, Proof};
+use hookgate_protocol::{channel, Secret};
+use serde_json::{json, Value};
+
+use super::crd::{Receiver, ReceiverSpec};
+
+/// A receiver's `(namespace, name)`.
+pub type Key = (String, String);
+
+/// The reason of a receiver's `Ready` condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    SecretNotFound,
+    SecretKeyNotFound,
+    /// The API server did not answer for the Secret (other than "not found").
+    SecretUnreadable,
+    InvalidSpec,
+    CrossNamespaceTarget,
+    PathConflict,
+    /// Compiled and in the served configuration; no proxy has applied it yet.
+    NotServed,
+    Served,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Self::SecretNotFound,
+        Self::SecretKeyNotFound,
+        Self::SecretUnreadable,
+        Self::InvalidSpec,
+        Self::CrossNamespaceTarget,
+        Self::PathConflict,
+        Self::NotServed,
+        Self::Served,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecretNotFound => "SecretNotFound",
+            Self::SecretKeyNotFound => "SecretKeyNotFound",
+            Self::SecretUnreadable => "SecretUnreadable",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::CrossNamespaceTarget => "CrossNamespaceTarget",
+            Self::PathConflict => "PathConflict",
+            Self::NotServed => "NotServed",
+            Self::Served => "Served",
+        }
+    }
+}
+
+/// Why a receiver is left out of the served configuration. The message names fields, Secrets and keys,
+/// never a secret value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReady {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl NotReady {
+    fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The data of one Secret, by key. `Debug` shows the keys only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretData(pub BTreeMap<String, Secret>);
+
+/// What the controller has of the Secret a receiver names.
+#[derive(Clone, Copy, Debug)]
+pub enum SecretState<'a> {
+    /// The receiver names no Secret.
+    NotNamed,
+    Missing,
+    /// The API server refused or failed to answer: why, without the Secret's content.
+    Unreadable(&'a str),
+    Present(&'a SecretData),
+}
+
+/// What every receiver is compiled with.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings<'a> {
+    /// The key the filter signs with, which the served document carries. Text: the document is JSON.
+    pub attestation_key: &'a str,
+    pub forward_path: &'a str,
+    pub allow_cross_namespace: bool,
+}
+
+/// A receiver that compiled alone. It holds its secrets: its `Debug` shows its key and paths only.
+pub struct Candidate {
+    pub key: Key,
+    wire: Value,
+    /// For each wire secret, the index of its key in `secretRef.keys`.
+    secret_fields: Vec<usize>,
+    pub paths: Vec<String>,
+    /// Keys of `secretRef.keys` the Secret lacks (skipped).
+    pub missing_keys: Vec<String>,
+    pub suspended: bool,
+}
+
+impl fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Candidate")
+            .field("key", &self.key)
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A receiver of the served document, as its status needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Included {
+    pub paths: Vec<String>,
+    /// A digest of its wire form, secrets included: changes whenever what the filter enforces for it does.
+    pub fingerprint: String,
+    pub missing_keys: Vec<String>,
+    pub suspended: bool,
+}
+
+/// The document to serve and what became of each receiver. `document` holds secrets: never log it.
+pub struct Compiled {
+    pub document: Vec<u8>,
+    pub digest: String,
+    pub included: BTreeMap<Key, Included>,
+    pub refused: BTreeMap<Key, NotReady>,
+}
+
+impl fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compiled")
+            .field("digest", &self.digest)
+            .field("included", &self.included.keys().collect::<Vec<_>>())
+            .field("refused", &self.refused)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `(namespace, name)` of an object.
+pub fn key_of(object: &Receiver) -> Key {
+    (
+        object.metadata.namespace.clone().unwrap_or_default(),
+        object.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Compiles one receiver alone, with what the controller has of the Secret it names.
+pub fn receiver(
+    object: &Receiver,
+    secret: SecretState,
+    settings: &Settings,
+) -> Result<Candidate, NotReady> {
+    let key = key_of(object);
+    let spec = &object.spec;
+    cross_namespace(spec, &key.0, settings.allow_cross_namespace)?;
+    let secrets = secrets(spec, &key.0, secret)?;
+    let wire = wire_receiver(&key, spec, &secrets.values);
+    let config = parse(std::slice::from_ref(&wire), settings)
+        .map_err(|error| invalid(&error, &secrets.fields))?;
+    let paths = config
+        .receivers
+        .first()
+        .map(|r| r.paths.clone())
+        .unwrap_or_default();
+    Ok(Candidate {
+        key,
+        wire,
+        secret_fields: secrets.fields,
+        paths,
+        missing_keys: secrets.missing,
+        suspended: spec.suspend,
+    })
+}
+
+/// Compiles the candidates together, in namespace/name order; `refused` (the receivers that did not
+/// compile alone) is completed with the ones left out here.
+pub fn document(
+    mut candidates: Vec<Candidate>,
+    mut refused: BTreeMap<Key, NotReady>,
+    settings: &Settings,
+) -> Compiled {
+    candidates.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut taken: HashMap<String, Key> = HashMap::new();
+    let mut kept = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let conflict = candidate
+            .paths
+            .iter()
+            .find_map(|path| taken.get(path).map(|holder| (path, holder)));
+        if let Some((path, (namespace, name))) = conflict {
+            let message = format!("path {path} is already used by receiver {namespace}/{name}");
+            refused.insert(candidate.key, NotReady::new(Reason::PathConflict, message));
+            continue;
+        }
+        for path in &candidate.paths {
+            taken.insert(path.clone(), candidate.key.clone());
+        }
+        kept.push(candidate);
+    }
+    // What the filter refuses of the whole (nothing, once each compiled alone and the paths are apart)
+    // leaves out the receiver it names, and the rest is compiled again.
+    while !kept.is_empty() {
+        let wires: Vec<Value> = kept.iter().map(|c| c.wire.clone()).collect();
+        let Err(error) = parse(&wires, settings) else {
+            break;
+        };
+        let Some(index) = receiver_index(&error.field).filter(|i| *i < kept.len()) else {
+            break;
+        };
+        let candidate = kept.remove(index);
+        let mut not_ready = invalid(&error, &candidate.secret_fields);
+        if error.reason.contains("already used") {
+            not_ready.reason = Reason::PathConflict;
+        }
+        refused.insert(candidate.key, not_ready);
+    }
+    let wires: Vec<Value> = kept.iter().map(|c| c.wire.clone()).collect();
+    let document = document_bytes(&wires, settings);
+    let included = kept
+        .into_iter()
+        .map(|candidate| {
+            let fingerprint =
+                channel::digest(&serde_json::to_vec(&candidate.wire).unwrap_or_default());
+            let included = Included {
+                paths: candidate.paths,
+                fingerprint,
+                missing_keys: candidate.missing_keys,
+                suspended: candidate.suspended,
+            };
+            (candidate.key, included)
+        })
+        .collect();
+    Compiled {
+        digest: channel::digest(&document),
+        document,
+        included,
+        refused,
+    }
+}
+
+fn cross_namespace(spec: &ReceiverSpec, namespace: &str, allowed: bool) -> Result<(), NotReady> {
+    if allowed {
+        return Ok(());
+    }
+    for (i, target) in spec.targets.iter().flatten().enumerate() {
+        if let Some(other) = target
+            .namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty() && *ns != namespace)
+        {
+            return Err(NotReady::new(
+                Reason::CrossNamespaceTarget,
+                format!(
+                    "spec.targets[{i}].namespace: {other} is not the receiver's namespace, and the \
+                     controller refuses targets in other namespaces (see --allow-cross-namespace)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A receiver's secret values, in `secretRef.keys` order, with the index of each one's key.
+#[derive(Default)]
+struct Secrets {
+    values: Vec<String>,
+    fields: Vec<usize>,
+    missing: Vec<String>,
+}
+
+fn secrets(spec: &ReceiverSpec, namespace: &str, state: SecretState) -> Result<Secrets, NotReady> {
+    let provider = providers::lookup(&spec.provider);
+    let id_token = provider.is_some_and(|p| p.proof() == Proof::VerifiedToken);
+    let Some(secret_ref) = &spec.secret_ref else {
+        return match provider {
+            // The filter names the unknown type.
+            Some(_) if !id_token => Err(NotReady::new(
+                Reason::InvalidSpec,
+                format!("spec.secretRef: is required for type {}", spec.provider),
+            )),
+            _ => Ok(Secrets::default()),
+        };
+    };
+    if id_token {
+        return Err(NotReady::new(
+            Reason::InvalidSpec,
+            format!(
+                "spec.secretRef: type {} proves with an ID token and takes no secret",
+                spec.provider
+            ),
+        ));
+    }
+    let name = &secret_ref.name;
+    let data = match state {
+        SecretState::Present(data) => data,
+        SecretState::NotNamed | SecretState::Missing => {
+            return Err(NotReady::new(
+                Reason::SecretNotFound,
+                format!("Secret {name} not found in namespace {namespace}"),
+            ))
+        }
+        SecretState::Unreadable(why) => {
+            return Err(NotReady::new(
+                Reason::SecretUnreadable,
+                format!("Secret {name} could not be read: {why}"),
+            ))
+        }
+    };
+    let mut secrets = Secrets::default();
+    for (index, key) in secret_ref.keys.iter().enumerate() {
+        let Some(value) = data.0.get(key) else {
+            secrets.missing.push(key.clone());
+            continue;
+        };
+        let text = std::str::from_utf8(value.expose()).map_err(|_| {
+            NotReady::new(
+                Reason::InvalidSpec,
+                format!("spec.secretRef.keys[{index}]: Secret {name} key {key} is not UTF-8 text"),
+            )
+        })?;
+        secrets.values.push(text.to_string());
+        secrets.fields.push(index);
+    }
+    if secrets.values.is_empty() {
+        return Err(NotReady::new(
+            Reason::SecretKeyNotFound,
+            format!(
+                "Secret {name} has none of the keys {}",
+                secret_ref.keys.join(", ")
+            ),
+        ));
+    }
+    Ok(secrets)
+}
+
+/// The filter's wire receiver for `spec`: its fields as they are (the spec mirrors the wire format),
+/// name and namespace from the object, `secrets` inline, `disabled` from `suspend`.
+fn wire_receiver(key: &Key, spec: &ReceiverSpec, secrets: &[String]) -> Value {
+    let mut wire = serde_json::to_value(spec).unwrap_or_else(|_| json!({}));
+    if let Some(fields) = wire.as_object_mut() {
+        fields.remove("secretRef");
+        fields.remove("suspend");
+        fields.insert("namespace".into(), key.0.clone().into());
+        fields.insert("name".into(), key.1.clone().into());
+        if spec.suspend {
+            fields.insert("disabled".into(), true.into());
+        }
+        if !secrets.is_empty() {
+            let inline: Vec<Value> = secrets.iter().map(|s| json!({ "inline": s })).collect();
+            fields.insert("secrets".into(), inline.into());
+        }
+    }
+    wire
+}
+
+/// The served document: the attestation key, the forward path and `receivers`.
+fn document_bytes(receivers: &[Value], settings: &Settings) -> Vec<u8> {
+    let document = json!({
+        "attestationKey": settings.attestation_key,
+        "forwardPath": settings.forward_path,
+        "receivers": receivers,
+    });
+    serde_json::to_vec(&document).unwrap_or_default()
+}
+
+/// The filter's compile of a document holding `receivers`, as the filter compiles what it is delivered.
+fn parse(receivers: &[Value], settings: &Settings) -> Result<Config, ConfigError> {
+    Config::parse_delivered(&document_bytes(receivers, settings))
+}
+
+/// The index of the receiver a field path `receivers[3].path` names.
+fn receiver_index(field: &str) -> Option<usize> {
+    field
+        .strip_prefix("receivers[")?
+        .split_once(']')?
+        .0
+        .parse()
+        .ok()
+}
+
+/// A filter error as the receiver's status says it: the field of the object (`spec.targets[0].name`,
+/// `spec.secretRef.keys[1]`) and the reason.
+fn invalid(error: &ConfigError, secret_fields: &[usize]) -> NotReady {
+    NotReady::new(
+        Reason::InvalidSpec,
+        format!(
+            "{}: {}",
+            object_field(&error.field, secret_fields),
+            error.reason
+        ),
+    )
+}
+
+/// `receivers[0].targets[1].name` → `spec.targets[1].name`; `receivers[0].secrets[1].inline` →
+/// `spec.secretRef.keys[k]` (the key the secret came from); `name` → `metadata.name`; `disabled` →
+/// `spec.suspend`. A top-level field is the controller's configuration, named as it is.
+fn object_field(field: &str, secret_fields: &[usize]) -> String {
+    let Some(rest) = field
+        .strip_prefix("receivers[")
+        .and_then(|r| r.split_once(']'))
+        .map(|(_, rest)| rest.strip_prefix('.').unwrap_or(rest))
+    else {
+        return format!("configuration {field}");
+    };
+    if rest.is_empty() {
+        return "spec".into();
+    }
+    if let Some(secret) = rest.strip_prefix("secrets") {
+        let index = secret
+            .strip_prefix('[')
+            .and_then(|s| s.split_once(']'))
+            .and_then(|(i, _)| i.parse::<usize>().ok());
+        return match index {
+            Some(i) => format!(
+                "spec.secretRef.keys[{}]",
+                secret_fields.get(i).copied().unwrap_or(i)
+            ),
+            None => "spec.secretRef".into(),
+        };
+    }
+    let head = rest.split(['.', '[']).next().unwrap_or(rest);
+    match head {
+        "name" | "namespace" => format!("metadata.{rest}"),
+        "disabled" => "spec.suspend".into(),
+        _ => format!("spec.{rest}"),
+    }
+}
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;
