@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 120
 FUZZ_SMOKE_SECONDS ?= 20
 ARGS ?=
 
-.PHONY: all build oci wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo dashboard-picture clean
+.PHONY: all build probe oci wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo dashboard-picture clean
 
 all: build
 
@@ -50,7 +50,11 @@ lint: wasm-target venv
 unit:
 	cargo test --workspace
 
-e2e: build venv control-plane
+# TEST-ONLY: another tenant's Wasm extension, for the trust tests (tests/probe-module).
+probe: wasm-target
+	cargo build --release -p hookgate-probe --target wasm32-wasip1
+
+e2e: build probe venv control-plane
 	$(PYTHON) -m pytest -q tests
 
 fuzz-tools:

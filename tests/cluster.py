@@ -245,7 +245,7 @@ class ControlPlane:
             deadline = time.monotonic() + 60
             while True:
                 crd = self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
-                conditions = crd.get("status", {}).get("conditions", [])
+                conditions = crd.get("status", {}).get("conditions") or []
                 if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                     break
                 if time.monotonic() > deadline:

@@ -28,7 +28,7 @@ ARGO_REFRESH = "argocd.argoproj.io/refresh"
 # Kinds the standalone Envoy Gateway reads; the rest of a rendered example is Kubernetes' business.
 GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "Backend", "EnvoyProxy", "EnvoyExtensionPolicy",
                  "EnvoyPatchPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy", "SecurityPolicy", "Secret"}
-CLUSTER_KINDS = ("ServiceAccount", "ClusterRole", "Role", "RoleBinding")
+CLUSTER_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 # What Envoy Gateway's installation creates (its certgen job): the client certificate Envoy uses towards the
 # Wasm cache. Its content takes no part in the translation.
 ENVOY_CLIENT_TLS = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
@@ -123,7 +123,7 @@ class Example:
     @property
     def receivers(self) -> list[dict]:
         return [r for d in self.docs if d["kind"] == "EnvoyExtensionPolicy" for w in d["spec"]["wasm"]
-                for r in w["config"]["receivers"]]
+                for r in w["config"].get("receivers", [])]
 
     @property
     def host(self) -> str:
@@ -238,7 +238,10 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
         secret = volumes[mount["name"]]["secret"]
         directory = workdir / mount["name"]
         directory.mkdir(parents=True, exist_ok=True)
-        for item in secret.get("items", []):
+        # A volume without items holds every key of its Secret.
+        items = secret.get("items") or [{"key": key, "path": key} for name, key in values
+                                         if name == secret["secretName"]]
+        for item in items:
             (directory / item["path"]).write_text(values[(secret["secretName"], item["key"])])
         mounts[mount["mountPath"]] = str(directory)
     args = container["args"]

@@ -429,10 +429,18 @@ class Controller:
         self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-controller-"))
         self.log_path = self.workdir / "controller.log"
         self._log = open(self.log_path, "wb")
-        full_env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "info", **env}
-        self.proc = subprocess.Popen([str(CONTROLLER), "serve", "--listen", f"127.0.0.1:{self.port}", *(args or [])],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+        self._env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "info", **env}
+        self._argv = [str(CONTROLLER), "serve", "--listen", f"127.0.0.1:{self.port}", *(args or [])]
+        self._start()
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(self._argv, stdout=self._log, stderr=subprocess.STDOUT, env=self._env)
         wait_for_http(self.proc, f"http://127.0.0.1:{self.port}/healthz", 30, "controller", self.log)
+
+    def restart(self) -> None:
+        """Stops the process and starts it again: same environment, arguments, port and log."""
+        stop_process(self.proc)
+        self._start()
 
     def get(self, path: str) -> tuple[int, str]:
         try:

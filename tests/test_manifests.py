@@ -4,7 +4,10 @@ and every filter configuration they carry is accepted by the filter's own parser
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,8 +24,25 @@ PROMETHEUS_OPERATOR_CRDS = [("github.com/prometheus-operator/prometheus-operator
 DIRECTORIES = sorted(p.parent.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("kustomization.yaml"))
 
 
+# A Component that patches what other bases bring builds where it is composed: with those bases, each
+# group in its namespace.
+COMPONENT_BASES = {"base/gateway/live": {"hookgate-system": ["base/crds", "base/controller", "base/gateway/route"],
+                                         "envoy-gateway-system": ["base/gateway/proxy"]}}
+
+
 def render(directory: str) -> str:
-    return render_text(MANIFESTS / directory)
+    if directory not in COMPONENT_BASES:
+        return render_text(MANIFESTS / directory)
+    with tempfile.TemporaryDirectory() as workdir:
+        root = Path(workdir)
+        for namespace, bases in COMPONENT_BASES[directory].items():
+            (root / namespace).mkdir()
+            (root / namespace / "kustomization.yaml").write_text(yaml.safe_dump({
+                "namespace": namespace, "resources": [os.path.relpath(MANIFESTS / d, root / namespace) for d in bases]}))
+        (root / "kustomization.yaml").write_text(yaml.safe_dump({
+            "resources": list(COMPONENT_BASES[directory]),
+            "components": [os.path.relpath(MANIFESTS / directory, root)]}))
+        return render_text(root)
 
 
 @pytest.fixture(scope="module")
