@@ -42,6 +42,7 @@ CRDS = MANIFESTS / "base/crds"
 # Namespaces of this module's tenants (other modules use team-a and team-b in the shared control plane).
 TENANT, NEIGHBOUR = "tenant-red", "tenant-blue"
 HOST = "hooks.live.test"
+CONTROLLER_NAMESPACE = "hookgate-live"
 PUSH = json.dumps({"ref": "refs/heads/main", "after": "3f786850e387550fdab836ed7e6dc881de23001b",
                    "repository": {"full_name": "example/app"}}).encode()
 
@@ -60,7 +61,9 @@ def live_example(workdir: Path, channel_key: str) -> Path:
     example = workdir / "live-example"
     app = example / "app"
     write(app, {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                "namespace": "hookgate-system",
+                # A namespace of its own: its cluster-wide bindings name this ServiceAccount, which no other
+                # test of the shared control plane uses.
+                "namespace": CONTROLLER_NAMESPACE,
                 "resources": [rel(app, CRDS), rel(app, MANIFESTS / "base/controller"),
                               rel(app, MANIFESTS / "base/gateway/route")]})
     return write(example, {

@@ -40,6 +40,10 @@ const LOST_AFTER_TIMEOUT_SECS: u64 = 5;
 pub const REFUSED_METRIC: &str = "hookgate_configuration_refused_total";
 /// Seconds since the controller last answered 200 or 304 (since the start, before it ever did).
 pub const AGE_METRIC: &str = "hookgate_configuration_age_seconds";
+/// Milliseconds the last configuration applied took this VM to open and compile.
+pub const LOAD_METRIC: &str = "hookgate_configuration_load_milliseconds";
+/// Receivers in the configuration this VM serves.
+pub const RECEIVERS_METRIC: &str = "hookgate_configuration_receivers";
 
 /// The plugin configuration in live mode: how to reach the controller, and the channel keys. `Debug`
 /// shows the keys' ids only.

@@ -96,7 +96,8 @@ impl Context for HookgateRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let now = unix_secs(self.get_current_time());
+        let started = self.get_current_time();
+        let now = unix_secs(started);
         let Some(live) = self.live.as_mut() else {
             return;
         };
@@ -121,6 +122,15 @@ impl Context for HookgateRoot {
         };
         let was_failing = live.source.failing().map(str::to_owned);
         let answer = live.source.answer(now, status, &body);
+        if let Answer::Applied(config, _) = &answer {
+            // Opening and compiling, on this worker: what a large configuration costs a VM.
+            let took = hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(started).ok())
+                .unwrap_or_default();
+            live.record(live.load, took.as_millis() as u64);
+            live.record(live.receivers, config.receivers.len() as u64);
+        }
         if let Some(config) = live.settle(answer, was_failing, self.filter.is_some()) {
             self.metrics = Rc::default();
             self.filter = Some(Rc::new(Filter::new(config)));
@@ -215,6 +225,10 @@ struct Live {
     call: Option<u32>,
     refused: Option<u32>,
     age: Option<u32>,
+    /// Milliseconds the last configuration applied took to open and compile.
+    load: Option<u32>,
+    /// Receivers in the configuration served.
+    receivers: Option<u32>,
 }
 
 impl Live {
@@ -226,6 +240,8 @@ impl Live {
             call: None,
             refused: define_metric(MetricType::Counter, channel::REFUSED_METRIC),
             age: define_metric(MetricType::Gauge, channel::AGE_METRIC),
+            load: define_metric(MetricType::Gauge, channel::LOAD_METRIC),
+            receivers: define_metric(MetricType::Gauge, channel::RECEIVERS_METRIC),
         }
     }
 
@@ -308,8 +324,13 @@ impl Live {
     }
 
     fn record_age(&self, now: u64) {
-        if let Some(id) = self.age {
-            if let Err(status) = hostcalls::record_metric(id, self.source.age(now)) {
+        self.record(self.age, self.source.age(now));
+    }
+
+    /// Sets the gauge `metric` (if it could be defined) to `value`.
+    fn record(&self, metric: Option<u32>, value: u64) {
+        if let Some(id) = metric {
+            if let Err(status) = hostcalls::record_metric(id, value) {
                 log::debug!("cannot record metric {id}: {status:?}");
             }
         }
