@@ -6,7 +6,10 @@
 //!
 //! With a bootstrap as plugin configuration, the root context long-polls the controller for the
 //! configuration ([`ConfigSource`] decides when and what to make of each answer). Each worker thread of
-//! Envoy has its own VM and root context, which polls on its own.
+//! Envoy has its own VM and root context, which polls on its own, with a key of its own: the controller
+//! serves a VM once it is confirmed. The controller posts the confirmation to [`channel::CONFIRMATION_PATH`]
+//! on hookgate's route; whichever worker takes the post keeps it in the shared data of this `vm_id`, and
+//! the VM it is for reads it there at its next tick.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,13 +21,14 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::channel::{self, Answer, Bootstrap, ConfigSource};
-use crate::config::{Config, PluginConfig};
+use crate::config::{Config, ConfigError, PluginConfig};
 use crate::delivery::Headers;
 use crate::forward::Forward;
 use crate::id_token;
 use crate::label::{unmatched_metric_name, ReceiverLabel};
 use crate::outcome::{Counted, Outcome, Rejection, Reply};
 use crate::pipeline::{Filter, ReceiverId};
+use hookgate_protocol::enrollment::MAX_CONFIRMATION_BODY;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -86,6 +90,13 @@ struct HookgateRoot {
     metrics: Rc<Metrics>,
     /// Set with a bootstrap: the configuration comes from the controller.
     live: Option<Live>,
+    /// Set with `live`: the HTTP contexts then take the controller's confirmations.
+    enrollment: Option<Rc<Enrollment>>,
+}
+
+/// What an HTTP context needs to take a confirmation the controller posts: the counter of those stored.
+struct Enrollment {
+    received: Option<u32>,
 }
 
 impl Context for HookgateRoot {
@@ -112,6 +123,13 @@ impl Context for HookgateRoot {
         } else {
             None
         };
+        if body_size > channel::MAX_ANSWER_BYTES {
+            let before = Before::of(&live.source);
+            let answer = live.source.oversized(now, body_size);
+            let _ = live.settle(answer, before, self.filter.is_some());
+            live.record_age(now);
+            return;
+        }
         let body = if body_size > 0 {
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()
@@ -120,7 +138,7 @@ impl Context for HookgateRoot {
         } else {
             Vec::new()
         };
-        let was_failing = live.source.failing().map(str::to_owned);
+        let before = Before::of(&live.source);
         let answer = live.source.answer(now, status, &body);
         if let Answer::Applied(config, _) = &answer {
             // Opening and compiling, on this worker: what a large configuration costs a VM.
@@ -131,7 +149,7 @@ impl Context for HookgateRoot {
             live.record(live.load, took.as_millis() as u64);
             live.record(live.receivers, config.receivers.len() as u64);
         }
-        if let Some(config) = live.settle(answer, was_failing, self.filter.is_some()) {
+        if let Some(config) = live.settle(answer, before, self.filter.is_some()) {
             self.metrics = Rc::default();
             self.filter = Some(Rc::new(Filter::new(config)));
         }
@@ -153,6 +171,7 @@ impl RootContext for HookgateRoot {
         }
         self.metrics = Rc::default();
         self.live = None;
+        self.enrollment = None;
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match PluginConfig::parse(&raw, &|name| std::env::var(name).ok()) {
             Ok(PluginConfig::Bootstrap(bootstrap)) => self.start_live(bootstrap),
@@ -179,6 +198,7 @@ impl RootContext for HookgateRoot {
     fn on_tick(&mut self) {
         let now = unix_secs(self.get_current_time());
         if let Some(live) = self.live.as_mut() {
+            live.read_confirmation();
             live.poll(now);
             live.record_age(now);
         }
@@ -191,6 +211,8 @@ impl RootContext for HookgateRoot {
             receiver: None,
             headers: None,
             answered: false,
+            enrollment: self.enrollment.clone(),
+            confirming: false,
         }))
     }
 
@@ -204,21 +226,57 @@ impl HookgateRoot {
     /// refused (503): failing closed, as for an invalid configuration.
     fn start_live(&mut self, bootstrap: Bootstrap) {
         self.filter = None;
+        // This VM's own key: without randomness there is none, and no configuration ever.
+        let mut random = [0u8; 32];
+        if let Err(error) = getrandom::fill(&mut random) {
+            log::error!(
+                "hookgate: no random source from the host ({error}): this VM cannot draw its key, \
+                 refusing every request"
+            );
+            return;
+        }
         log::info!(
-            "hookgate: fetching the configuration from cluster {} ({} channel key(s))",
+            "hookgate: fetching the configuration from cluster {} ({} controller key(s))",
             bootstrap.cluster,
             bootstrap.keys.len()
         );
         let now = unix_secs(self.get_current_time());
-        self.live = Some(Live::new(bootstrap, now));
+        match Live::new(bootstrap, random, now) {
+            Ok(live) => self.live = Some(live),
+            Err(error) => {
+                log::error!("hookgate: invalid configuration, refusing every request: {error}");
+                return;
+            }
+        }
+        self.enrollment = Some(Rc::new(Enrollment {
+            received: define_metric(MetricType::Counter, channel::CONFIRMATIONS_METRIC),
+        }));
         // The first call is made at the first tick: the clusters may not be ready while configuring.
         self.set_tick_period(Duration::from_secs(1));
+    }
+}
+
+/// What a VM knew before an answer: what its log of the answer depends on.
+struct Before {
+    failing: Option<String>,
+    awaiting: bool,
+}
+
+impl Before {
+    fn of(source: &ConfigSource) -> Self {
+        Self {
+            failing: source.failing().map(str::to_owned),
+            awaiting: source.awaiting(),
+        }
     }
 }
 
 /// The root context's polling of the controller.
 struct Live {
     source: ConfigSource,
+    /// The shared-data slot this VM's confirmation arrives in, and the version of it last read.
+    slot: String,
+    slot_read: Option<u32>,
     /// Envoy's node id, made valid for the channel: read once, it does not change.
     proxy: String,
     /// The token of the call in flight: an answer to any other call is not (or no longer) awaited.
@@ -232,16 +290,51 @@ struct Live {
 }
 
 impl Live {
-    fn new(bootstrap: Bootstrap, now: u64) -> Self {
+    fn new(bootstrap: Bootstrap, vm_random: [u8; 32], now: u64) -> Result<Self, ConfigError> {
+        let source = ConfigSource::new(bootstrap, vm_random, now)?;
         let node_id = hostcalls::get_property(vec!["node", "id"]).ok().flatten();
-        Self {
-            source: ConfigSource::new(bootstrap, now),
+        Ok(Self {
+            slot: source.slot(),
+            slot_read: None,
+            source,
             proxy: channel::proxy_name(node_id.as_deref()),
             call: None,
             refused: define_metric(MetricType::Counter, channel::REFUSED_METRIC),
             age: define_metric(MetricType::Gauge, channel::AGE_METRIC),
             load: define_metric(MetricType::Gauge, channel::LOAD_METRIC),
             receivers: define_metric(MetricType::Gauge, channel::RECEIVERS_METRIC),
+        })
+    }
+
+    /// Looks for this VM's confirmation in its slot, while it wants one, and opens it. A version of the
+    /// slot already read is not read again.
+    fn read_confirmation(&mut self) {
+        if !self.source.wants_confirmation() {
+            return;
+        }
+        let (value, version) = match hostcalls::get_shared_data(&self.slot) {
+            Ok((Some(value), version)) => (value, version),
+            Ok((None, _)) => return,
+            Err(status) => {
+                log::debug!("hookgate: cannot read the confirmation slot: {status:?}");
+                return;
+            }
+        };
+        if version.is_some() && version == self.slot_read {
+            return;
+        }
+        self.slot_read = version;
+        // Another VM's (sharing the slot) is left for it.
+        let Some(envelope) = self.source.envelope_in_slot(&value) else {
+            return;
+        };
+        if self.source.confirmation(&envelope) {
+            log::info!("hookgate: the controller's confirmation of this VM opened");
+        } else {
+            log::warn!(
+                "hookgate: a confirmation for this VM's key did not open under its sessions \
+                 (another controller key, or altered): refused"
+            );
         }
     }
 
@@ -270,17 +363,17 @@ impl Live {
         ) {
             Ok(token) => self.call = Some(token),
             Err(status) => {
-                let was_failing = self.source.failing().map(str::to_owned);
+                let before = Before::of(&self.source);
                 let answer = self.source.not_sent(now, &format!("{status:?}"));
                 // Never `Applied`: nothing to swap in.
-                let _ = self.settle(answer, was_failing, false);
+                let _ = self.settle(answer, before, false);
             }
         }
     }
 
     /// Logs and counts `answer`; the configuration to serve if it brought one. A failure is logged at info
     /// when it starts or its reason changes (and when it ends), else at debug: not once per call.
-    fn settle(&self, answer: Answer, was_failing: Option<String>, serving: bool) -> Option<Config> {
+    fn settle(&self, answer: Answer, before: Before, serving: bool) -> Option<Config> {
         match answer {
             Answer::Applied(config, generation) => {
                 for warning in &config.warnings {
@@ -293,8 +386,16 @@ impl Live {
                 Some(config)
             }
             Answer::Unchanged => {
-                if was_failing.is_some() {
+                if before.failing.is_some() {
                     log::info!("hookgate: the controller answers again");
+                }
+                None
+            }
+            Answer::Pending => {
+                if before.awaiting {
+                    log::debug!("hookgate: waiting for the controller to confirm this VM");
+                } else {
+                    log::info!("hookgate: waiting for the controller to confirm this VM");
                 }
                 None
             }
@@ -313,7 +414,7 @@ impl Live {
                 } else {
                     "every delivery is refused until the first configuration"
                 };
-                if was_failing.as_deref() == Some(reason.as_str()) {
+                if before.failing.as_deref() == Some(reason.as_str()) {
                     log::debug!("hookgate: cannot fetch the configuration: {reason}");
                 } else {
                     log::info!("hookgate: cannot fetch the configuration: {reason}; {serving}");
@@ -351,18 +452,35 @@ struct HookgateHttp {
     /// The request headers, fetched once when they arrive and kept for the decision on the body.
     headers: Option<Headers>,
     answered: bool,
+    /// Set in live mode: confirmations posted by the controller are taken here.
+    enrollment: Option<Rc<Enrollment>>,
+    /// This request is a confirmation: the filter answers it, it is never forwarded.
+    confirming: bool,
 }
 
 impl Context for HookgateHttp {}
 
 impl HttpContext for HookgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        // In live mode a VM is confirmed before its first configuration: a confirmation is taken before
+        // the refusal of an unconfigured filter. One host call for the whole map, where fetching the
+        // three headers needed here one by one and the map again for the decision took four.
+        let mut fetched = None;
+        if self.enrollment.is_some() {
+            let headers = Headers::from_owned(self.get_http_request_headers_bytes());
+            let method = headers.get(":method").unwrap_or_default();
+            if channel::is_confirmation_post(method, headers.get(":path").unwrap_or_default()) {
+                return self.begin_confirmation(end_of_stream);
+            }
+            fetched = Some(headers);
+        }
         let Some(filter) = self.filter.clone() else {
             return self.reject_unmatched(Rejection::NotConfigured);
         };
-        // One host call for the whole map, where fetching the three headers needed here one by one and
-        // the map again for the decision took four.
-        let headers = Headers::from_owned(self.get_http_request_headers_bytes());
+        let headers = match fetched {
+            Some(headers) => headers,
+            None => Headers::from_owned(self.get_http_request_headers_bytes()),
+        };
         let Some(id) = filter.route(headers.get(":path").unwrap_or_default()) else {
             return self.reject_unmatched(Rejection::UnknownPath);
         };
@@ -383,6 +501,9 @@ impl HttpContext for HookgateHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.confirming {
+            return self.confirmation_body(body_size, end_of_stream);
+        }
         let (Some(filter), Some(id)) = (self.filter.clone(), self.receiver) else {
             return Action::Pause;
         };
@@ -402,6 +523,15 @@ impl HttpContext for HookgateHttp {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the stream without an end-of-stream body callback.
+        if self.confirming {
+            if self.answered {
+                return Action::Pause;
+            }
+            let body = self
+                .get_http_request_body(0, usize::MAX)
+                .unwrap_or_default();
+            return self.take_confirmation(&body);
+        }
         let (Some(filter), Some(id)) = (self.filter.clone(), self.receiver) else {
             return Action::Pause;
         };
@@ -423,6 +553,65 @@ impl HttpContext for HookgateHttp {
 }
 
 impl HookgateHttp {
+    /// Holds a POST to the confirmation path to read its body; one without a body is refused.
+    fn begin_confirmation(&mut self, end_of_stream: bool) -> Action {
+        self.confirming = true;
+        if end_of_stream {
+            self.take_confirmation(&[])
+        } else {
+            Action::Pause
+        }
+    }
+
+    /// The body of a confirmation so far (`body_size` bytes buffered): refused once over the limit,
+    /// taken once complete.
+    fn confirmation_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.answered {
+            return Action::Pause;
+        }
+        if body_size > MAX_CONFIRMATION_BODY {
+            log::info!("hookgate: refused a confirmation over {MAX_CONFIRMATION_BODY} bytes");
+            self.answer(&channel::confirmation_too_large());
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.take_confirmation(&body)
+    }
+
+    /// Stores a confirmation's whole body in the slot of the VM key it names, for that VM to read, and
+    /// answers 202; anything else is refused. Never forwarded; the body is never logged.
+    fn take_confirmation(&mut self, body: &[u8]) -> Action {
+        let reply = match channel::posted_confirmation(body) {
+            Ok(slot) => match hostcalls::set_shared_data(&slot, Some(body), None) {
+                Ok(()) => {
+                    if let Some(id) = self.enrollment.as_ref().and_then(|e| e.received) {
+                        if let Err(status) = hostcalls::increment_metric(id, 1) {
+                            log::debug!("cannot increment metric {id}: {status:?}");
+                        }
+                    }
+                    log::info!("hookgate: a confirmation from the controller was received");
+                    channel::confirmation_stored()
+                }
+                Err(status) => {
+                    log::warn!("hookgate: cannot keep a confirmation in shared data: {status:?}");
+                    channel::confirmation_refused(503, "cannot keep the confirmation")
+                }
+            },
+            Err(reply) => {
+                log::info!(
+                    "hookgate: refused a post to the confirmation path with {}",
+                    reply.status
+                );
+                reply
+            }
+        };
+        self.answer(&reply);
+        Action::Pause
+    }
+
     /// The headers kept by the headers callback (fetched again if they were not).
     fn held_headers(&mut self) -> Headers {
         match self.headers.take() {

@@ -30,13 +30,15 @@ pub const SIGNATURE_HEADER: &str = "x-hookgate-signature";
 pub const TOLERANCE_SECS: u64 = 60;
 /// How long the controller holds a request whose caller is up to date before answering 304.
 pub const LONG_POLL_SECS: u64 = 20;
+/// The shortest channel key accepted, in bytes (`hookgate token` gives 64).
+pub const MIN_CHANNEL_KEY_LEN: usize = 32;
 /// The longest proxy name accepted.
 pub const MAX_PROXY_LEN: usize = 253;
 
 const SCHEME: &str = "v1=";
 const MAGIC: &[u8; 4] = b"HGC1";
 const SALT: &[u8] = b"hookgate channel v1";
-const KEY_ID_LEN: usize = 8;
+pub(crate) const KEY_ID_LEN: usize = 8;
 const NONCE_LEN: usize = 24;
 /// Magic, key id, generation, AEAD nonce.
 const ENVELOPE_HEADER_LEN: usize = MAGIC.len() + KEY_ID_LEN + 8 + NONCE_LEN;
@@ -91,13 +93,16 @@ impl fmt::Debug for ChannelKey {
 }
 
 impl ChannelKey {
-    /// The key from its material, refused (never shown) by the rule attestation keys follow.
+    /// The key from its material, refused (never shown) by the rule attestation keys follow, and at
+    /// least [`MIN_CHANNEL_KEY_LEN`] bytes: its id travels in the clear, so a short key could be guessed
+    /// offline against it.
     pub fn new(material: &[u8]) -> Result<Self, KeyError> {
         check_key(material)?;
-        let digest = sha256_hex(&[material]);
+        if material.len() < MIN_CHANNEL_KEY_LEN {
+            return Err(KeyError::TooShort);
+        }
         let mut id = [0u8; KEY_ID_LEN];
-        // The digest is 64 hex characters: its first 16 always decode.
-        let _ = hex::decode_to_slice(&digest[..2 * KEY_ID_LEN], &mut id);
+        id.copy_from_slice(&crypto::derive_key(material, SALT, b"id")[..KEY_ID_LEN]);
         Ok(Self {
             id,
             request_key: Secret::new(crypto::derive_key(material, SALT, b"request").to_vec()),
@@ -105,7 +110,18 @@ impl ChannelKey {
         })
     }
 
-    /// The id requests and envelopes name this key by: 16 hex characters of SHA-256 over the key.
+    /// A session key agreed between a proxy VM and the controller (`enrollment`): `id` names the
+    /// controller's key, `master` is what the agreement derived.
+    pub(crate) fn agreed(id: [u8; KEY_ID_LEN], master: &[u8; 32]) -> Self {
+        Self {
+            id,
+            request_key: Secret::new(crypto::derive_key(master, SALT, b"request").to_vec()),
+            seal_key: crypto::derive_key(master, SALT, b"seal"),
+        }
+    }
+
+    /// The id requests and envelopes name this key by: 16 hex characters derived from the key (HKDF, info
+    /// `id`), which tell nothing of the two keys used.
     pub fn id_hex(&self) -> String {
         hex::encode(self.id)
     }
@@ -579,6 +595,12 @@ mod tests {
     #[test]
     fn keys_are_checked_and_never_shown() {
         assert!(ChannelKey::new(b"short").is_err());
+        assert_eq!(
+            ChannelKey::new(&[b'k'; MIN_CHANNEL_KEY_LEN - 1]).unwrap_err(),
+            KeyError::TooShort,
+            "an attestation key's length is too short for a channel key"
+        );
+        assert!(ChannelKey::new(&[b'k'; MIN_CHANNEL_KEY_LEN]).is_ok());
         let key = key(MATERIAL);
         let shown = format!("{key:?}");
         assert_eq!(shown, format!("ChannelKey({})", key.id_hex()));

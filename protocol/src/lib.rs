@@ -9,6 +9,7 @@ pub mod attestation;
 pub mod channel;
 pub mod crypto;
 pub mod dispatch;
+pub mod enrollment;
 pub mod kubernetes;
 pub mod request;
 pub mod secret;

@@ -16,6 +16,7 @@ use crate::dispatch::DispatchConfig;
 use crate::id_token::TokenRules;
 use crate::providers::{self, Proof, Provider, VerifyOptions};
 use hookgate_protocol::attestation::check_key;
+use hookgate_protocol::enrollment::CONFIRMATION_PATH;
 use hookgate_protocol::kubernetes;
 use hookgate_protocol::{Action, Secret, Target, DEFAULT_FORWARD_PATH};
 
@@ -254,6 +255,13 @@ fn receiver(
     let paths = receiver_paths(at, path, &secrets.texts, &name, &namespace, provider_type)?;
     if paths.iter().any(|p| p == forward_path) {
         return Err(at.error("path", "is the forward path"));
+    }
+    // With the configuration from the controller the filter itself answers a POST there.
+    if matches!(env.inline, Inline::Expected) && paths.iter().any(|p| p == CONFIRMATION_PATH) {
+        return Err(at.error(
+            "path",
+            "is the path the controller confirms the proxies on, answered by the filter itself",
+        ));
     }
     let refs = ref_filter(at, refs, provider_type)?;
     let body_limit = checked_body_limit(at, body_limit)?;

@@ -447,32 +447,56 @@ mod tests {
             Config::parse_delivered(empty.as_bytes()).is_ok(),
             "no receiver ready yet"
         );
+        // In live mode the filter answers the confirmation path itself: no receiver may pin it.
+        let pinned = inline.replacen(
+            r#""type":"github","#,
+            r#""type":"github","path":"/hook/.well-known/hookgate/confirmation","#,
+            1,
+        );
+        let err = Config::parse_delivered(pinned.as_bytes()).unwrap_err();
+        assert_eq!(err.field, "receivers[0].path", "{err}");
+        assert!(
+            Config::parse(pinned.as_bytes(), &env).is_ok(),
+            "a plugin configuration is read as before"
+        );
     }
 
     /// `controller` makes the plugin configuration a bootstrap; anything else is read as receivers,
     /// exactly as before (errors included).
     #[test]
     fn a_plugin_configuration_with_a_controller_is_a_bootstrap() {
-        let bootstrap =
-            r#"{"controller":{"cluster":"c"},"channelKeys":["channel-key-0123456789abcdef"]}"#;
+        // Any public key: the bootstrap holds no secret.
+        let key = hookgate_protocol::enrollment::VmKey::new([1; 32])
+            .public()
+            .hex();
+        let bootstrap = format!(r#"{{"controller":{{"cluster":"c"}},"controllerKeys":["{key}"]}}"#);
         let parsed = |json: &str| PluginConfig::parse(json.as_bytes(), &env);
         assert!(matches!(parsed(VALID), Ok(PluginConfig::Receivers(_))));
-        assert!(matches!(parsed(bootstrap), Ok(PluginConfig::Bootstrap(_))));
+        assert!(matches!(parsed(&bootstrap), Ok(PluginConfig::Bootstrap(_))));
         for (case, json, field) in [
             (
                 "bootstrap without keys",
-                r#"{"controller":{"cluster":"c"}}"#,
-                "channelKeys",
+                r#"{"controller":{"cluster":"c"}}"#.to_string(),
+                "controllerKeys",
             ),
             (
                 "bootstrap with receivers",
-                r#"{"controller":{"cluster":"c"},"channelKeys":["channel-key-0123456789abcdef"],"receivers":[]}"#,
+                format!(
+                    r#"{{"controller":{{"cluster":"c"}},"controllerKeys":["{key}"],"receivers":[]}}"#
+                ),
                 "receivers",
             ),
+            (
+                "bootstrap with the old channel keys (a secret)",
+                r#"{"controller":{"cluster":"c"},"channelKeys":["channel-key-0123456789abcdef"]}"#
+                    .to_string(),
+                "channelKeys",
+            ),
         ] {
-            let err = parsed(json).unwrap_err();
+            let err = parsed(&json).unwrap_err();
             assert_eq!(err.field, field, "{case}: {err}");
             assert!(!err.to_string().contains("channel-key-"), "{case}: {err}");
+            assert!(!err.to_string().contains(&key), "{case}: {err}");
         }
         for (case, json, field) in [
             (

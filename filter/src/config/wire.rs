@@ -130,8 +130,9 @@ impl<'de> Deserialize<'de> for VariableName {
     }
 }
 
-/// A list of secret material given as JSON strings (the bootstrap's channel keys), whose wrong value is
-/// described by its kind only: a key given alone, not in a list, must not be quoted back.
+/// A list of key material given as JSON strings (the bootstrap's controller keys: public, but a private
+/// key pasted there by mistake is secret), whose wrong value is described by its kind only: a key given
+/// alone, not in a list, must not be quoted back.
 #[derive(Debug)]
 pub struct SecretList(pub Vec<SecretText>);
 
