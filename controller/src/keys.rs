@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookgate_protocol::attestation::{self, check_key};
-use hookgate_protocol::channel::ChannelKey;
+use hookgate_protocol::attestation::check_key;
 use hookgate_protocol::crypto::sha256_hex;
+use hookgate_protocol::enrollment::ControllerKey;
 use hookgate_protocol::Secret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -57,8 +57,9 @@ pub struct KeySources {
 pub struct Keys {
     /// The current key first: the filter signs with it, and the served configuration carries it.
     pub attestation: Vec<Secret>,
-    /// The current key first; empty without receivers as objects.
-    pub channel: Vec<ChannelKey>,
+    /// The controller's channel keys (the proxies' bootstrap holds their public halves), the current
+    /// first; empty without receivers as objects.
+    pub channel: Vec<ControllerKey>,
 }
 
 impl fmt::Debug for Keys {
@@ -77,7 +78,7 @@ impl Keys {
         self.attestation
             .iter()
             .map(|key| sha256_hex(&[key.expose()]))
-            .chain(self.channel.iter().map(ChannelKey::id_hex))
+            .chain(self.channel.iter().map(|key| key.public().id_hex()))
             .collect()
     }
 
@@ -96,18 +97,17 @@ enum Kind {
 
 impl Kind {
     fn check(self, material: &[u8]) -> Result<(), String> {
-        check_key(material).map_err(|error| match (self, error) {
-            (Self::Attestation, error) => error.to_string(),
-            (Self::Channel, attestation::KeyError::TooShort) => format!(
-                "the channel key is shorter than {} bytes: generate one with `hookgate token`",
-                attestation::MIN_KEY_LEN
-            ),
-            (Self::Channel, attestation::KeyError::SurroundingWhitespace) => {
-                "the channel key begins or ends with whitespace (often a newline written by `echo`); the \
-                 filter reads its channelKeys byte for byte, so it is refused: write it with `printf %s`"
-                    .to_string()
-            }
-        })
+        match self {
+            Self::Attestation => check_key(material).map_err(|error| error.to_string()),
+            Self::Channel => ControllerKey::from_hex(material)
+                .map(|_| ())
+                .map_err(|error| {
+                    format!(
+                        "the controller's channel key {error}: generate one with `hookgate token` \
+                         (written without a newline: `printf %s`)"
+                    )
+                }),
+        }
     }
 }
 
@@ -170,8 +170,12 @@ impl KeySources {
     }
 }
 
-fn channel_key(path: &Path, what: &'static str, material: Vec<u8>) -> Result<ChannelKey, KeyError> {
-    ChannelKey::new(&material).map_err(|error| KeyError::Invalid {
+fn channel_key(
+    path: &Path,
+    what: &'static str,
+    material: Vec<u8>,
+) -> Result<ControllerKey, KeyError> {
+    ControllerKey::from_hex(&material).map_err(|error| KeyError::Invalid {
         what,
         path: path.display().to_string(),
         reason: error.to_string(),
@@ -208,8 +212,15 @@ mod tests {
 
     const ATTESTATION: &str = "attestation-key-0123456789abcdef";
     const PREVIOUS: &str = "previous-attestation-key-0123456789";
-    const CHANNEL: &str = "channel-key-0123456789abcdef0123456789";
-    const OLD_CHANNEL: &str = "old-channel-key-0123456789abcdef0123456789";
+    const CHANNEL: &str = "4f1b0e3c2a5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";
+    const OLD_CHANNEL: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn id(material: &str) -> String {
+        ControllerKey::from_hex(material.as_bytes())
+            .unwrap()
+            .public()
+            .id_hex()
+    }
 
     struct Dir(PathBuf);
 
@@ -260,10 +271,7 @@ mod tests {
             keys.attestation,
             [Secret::from(ATTESTATION), Secret::from(PREVIOUS)]
         );
-        assert_eq!(
-            keys.channel[1].id_hex(),
-            ChannelKey::new(OLD_CHANNEL.as_bytes()).unwrap().id_hex()
-        );
+        assert_eq!(keys.channel[1].public().id_hex(), id(OLD_CHANNEL));
         assert_ne!(keys.fingerprint(), before);
         let shown = format!("{keys:?}");
         for material in [ATTESTATION, PREVIOUS, CHANNEL, OLD_CHANNEL] {
@@ -284,19 +292,25 @@ mod tests {
             (
                 "channel",
                 "short-key",
-                "shorter than 16 bytes",
+                "is not 64 hex characters",
                 "channel key file",
             ),
             (
                 "channel",
-                "channel-key-0123456789abcdef0123456789\n",
-                "begins or ends with whitespace",
+                "4f1b0e3c2a5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7\n",
+                "is not 64 hex characters",
+                "channel key file",
+            ),
+            (
+                "channel",
+                "zz1b0e3c2a5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7",
+                "is not hexadecimal",
                 "channel key file",
             ),
             (
                 "previous-channel",
                 "short-key",
-                "shorter than 16 bytes",
+                "is not 64 hex characters",
                 "previous channel key file",
             ),
             (
@@ -353,12 +367,15 @@ mod tests {
         dir.write("channel", OLD_CHANNEL);
         tokio::time::sleep(RELOAD_INTERVAL + Duration::from_millis(10)).await;
         receiver.changed().await.unwrap();
-        let expected = ChannelKey::new(OLD_CHANNEL.as_bytes()).unwrap().id_hex();
-        assert_eq!(receiver.borrow_and_update().channel[0].id_hex(), expected);
+        let expected = id(OLD_CHANNEL);
+        assert_eq!(
+            receiver.borrow_and_update().channel[0].public().id_hex(),
+            expected
+        );
         dir.write("channel", "short");
         tokio::time::sleep(RELOAD_INTERVAL * 2).await;
         assert!(!receiver.has_changed().unwrap());
-        assert_eq!(receiver.borrow().channel[0].id_hex(), expected);
+        assert_eq!(receiver.borrow().channel[0].public().id_hex(), expected);
         task.abort();
     }
 }

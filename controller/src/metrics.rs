@@ -1,8 +1,8 @@
 //! Prometheus metrics, all prefixed `hookgate_`: reconcile and dispatch requests by outcome, requests in
 //! flight, annotations (per request) and patches (per API call, shared by coalesced requests) by kind and
 //! outcome, patch latency, dispatches by outcome, and API server error responses by code. With receivers as
-//! objects: configuration requests by outcome, the generation served, receivers by ready state and reason,
-//! proxies seen, and the duration of a compile.
+//! objects: configuration requests by outcome, the generation served, receivers by kind (hookgate's or
+//! Flux's), ready state and reason, proxies seen, and the duration of a compile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::receivers::compile::Reason;
+use crate::receivers::compile::{Kind, Reason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -29,6 +29,8 @@ pub struct KindOutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadyLabels {
+    /// `hookgate` (hookgate.io Receivers) or `flux` (Flux's, with `--serve-flux-receivers`).
+    pub kind: String,
     pub ready: String,
     pub reason: String,
 }
@@ -158,7 +160,7 @@ impl LiveMetrics {
         let receivers = Family::<ReadyLabels, Gauge>::default();
         registry.register(
             "receivers",
-            "Receivers by ready state and reason",
+            "Receivers by kind (hookgate, flux), ready state and reason",
             receivers.clone(),
         );
         Self {
@@ -228,21 +230,25 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the receivers gauge to `counts`, by (ready, reason); reasons no receiver has any more read 0.
-    pub fn set_receivers(&self, counts: &HashMap<(bool, Reason), i64>) {
-        for ready in [true, false] {
-            for reason in Reason::ALL {
-                let labels = ReadyLabels {
-                    ready: ready.to_string(),
-                    reason: reason.as_str().into(),
-                };
-                match counts.get(&(ready, reason)) {
-                    Some(count) => {
-                        self.receivers.get_or_create(&labels).set(*count);
-                    }
-                    None => {
-                        if let Some(gauge) = self.receivers.get(&labels) {
-                            gauge.set(0);
+    /// Sets the receivers gauge to `counts`, by (kind, ready, reason); reasons no receiver has any more
+    /// read 0.
+    pub fn set_receivers(&self, counts: &HashMap<(Kind, bool, Reason), i64>) {
+        for kind in Kind::ALL {
+            for ready in [true, false] {
+                for reason in Reason::ALL {
+                    let labels = ReadyLabels {
+                        kind: kind.as_str().into(),
+                        ready: ready.to_string(),
+                        reason: reason.as_str().into(),
+                    };
+                    match counts.get(&(kind, ready, reason)) {
+                        Some(count) => {
+                            self.receivers.get_or_create(&labels).set(*count);
+                        }
+                        None => {
+                            if let Some(gauge) = self.receivers.get(&labels) {
+                                gauge.set(0);
+                            }
                         }
                     }
                 }
@@ -287,5 +293,32 @@ fn count_api_error<B, E>(metrics: &Metrics, result: &Result<http::Response<B>, E
         }
         Ok(_) => {}
         Err(_) => metrics.api_error("transport"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The receivers gauge says the kind of each receiver; a reason no receiver has any more reads 0.
+    #[test]
+    fn receivers_are_counted_by_kind_ready_and_reason() {
+        let metrics = Metrics::default();
+        metrics.set_receivers(&HashMap::from([
+            ((Kind::Hookgate, true, Reason::Served), 3),
+            ((Kind::Flux, false, Reason::UnsupportedType), 1),
+        ]));
+        metrics.set_receivers(&HashMap::from([
+            ((Kind::Hookgate, true, Reason::Served), 2),
+            ((Kind::Flux, true, Reason::Served), 1),
+        ]));
+        let text = metrics.encode();
+        for line in [
+            r#"hookgate_receivers{kind="hookgate",ready="true",reason="Served"} 2"#,
+            r#"hookgate_receivers{kind="flux",ready="true",reason="Served"} 1"#,
+            r#"hookgate_receivers{kind="flux",ready="false",reason="UnsupportedType"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

@@ -20,6 +20,7 @@ use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::keys::{KeySources, Material};
 use crate::metrics::Metrics;
 use crate::receivers;
+use crate::receivers::confirm::{Confirmer, Listener};
 use crate::reconcile::{Reconciler, Settings};
 use crate::server::{router, AppState};
 
@@ -79,9 +80,11 @@ pub struct ServeArgs {
     /// The previous attestation key, accepted as well while the key changes (a missing file: none).
     #[arg(long, env = "HOOKGATE_PREVIOUS_ATTESTATION_KEY_FILE")]
     pub previous_attestation_key_file: Option<PathBuf>,
-    /// File holding the channel key the proxies sign their configuration requests with (the Secret
-    /// `hookgate-channel`, key `key`). Turns on receivers as objects: the controller watches `Receiver`
-    /// objects and their Secrets and serves the compiled configuration at /hookgate/v1/configuration.
+    /// File holding the controller's channel key: 64 hex characters (`hookgate token`; the Secret
+    /// `hookgate-channel`, key `key`), whose public half (`hookgate public-key`) is in the proxies'
+    /// bootstrap. Turns on receivers as objects: the controller watches `Receiver` objects and their
+    /// Secrets and serves the compiled configuration at /hookgate/v1/configuration, sealed for each
+    /// confirmed proxy VM.
     #[arg(long, env = "HOOKGATE_CHANNEL_KEY_FILE")]
     pub channel_key_file: Option<PathBuf>,
     /// The previous channel key, accepted as well while the key changes (a missing file: none).
@@ -99,10 +102,32 @@ pub struct ServeArgs {
         requires = "channel_key_file"
     )]
     pub watch_namespaces: Vec<String>,
+    /// The port of the proxies' webhook listener (Envoy's container port: Envoy Gateway adds 10000 to a
+    /// listener port under 1024), where each proxy VM's confirmation is posted, to the address it asked
+    /// from.
+    #[arg(
+        long,
+        env = "HOOKGATE_PROXY_LISTENER_PORT",
+        requires = "channel_key_file"
+    )]
+    pub proxy_listener_port: Option<u16>,
+    /// The host name of the webhook route (the `Host` of confirmation posts). Default: the host of
+    /// --webhook-base-url.
+    #[arg(long, env = "HOOKGATE_WEBHOOK_HOST", requires = "channel_key_file")]
+    pub webhook_host: Option<String>,
     /// The URL the route answers on (https://hooks.example.com): a receiver's status then carries its full
     /// URL.
     #[arg(long, env = "HOOKGATE_WEBHOOK_BASE_URL", requires = "channel_key_file")]
     pub webhook_base_url: Option<String>,
+    /// Serve Flux's own `Receiver` objects (notification.toolkit.fluxcd.io/v1) of the watched namespaces
+    /// as well, as they are, on Flux's path. hookgate never writes them: why one cannot be served is in
+    /// the log and the `hookgate_receivers{kind="flux"}` gauge.
+    #[arg(
+        long,
+        env = "HOOKGATE_SERVE_FLUX_RECEIVERS",
+        requires = "channel_key_file"
+    )]
+    pub serve_flux_receivers: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -186,6 +211,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tolerance_secs: args.attestation_tolerance,
         metrics,
         live,
+        confirmer: confirmer(&args)?,
     });
     serve(state, &args, tasks).await
 }
@@ -204,12 +230,38 @@ fn key_sources(args: &ServeArgs, key: Vec<u8>) -> KeySources {
     }
 }
 
+/// With receivers as objects: where proxy VMs' confirmations are posted (the listener port and host name
+/// are required then).
+fn confirmer(args: &ServeArgs) -> anyhow::Result<Option<Confirmer>> {
+    if args.channel_key_file.is_none() {
+        return Ok(None);
+    }
+    let port = args.proxy_listener_port.context(
+        "--channel-key-file needs --proxy-listener-port (the proxies' webhook listener port)",
+    )?;
+    let host = match (&args.webhook_host, &args.webhook_base_url) {
+        (Some(host), _) => host.clone(),
+        (None, Some(url)) => url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(str::to_owned))
+            .context("--webhook-base-url has no host name")?,
+        (None, None) => anyhow::bail!(
+            "--channel-key-file needs --webhook-host or --webhook-base-url (the webhook route's host name)"
+        ),
+    };
+    let confirmer =
+        Confirmer::new(Listener { port, host }).context("cannot build the HTTP client")?;
+    Ok(Some(confirmer))
+}
+
 fn receivers_settings(args: &ServeArgs, lease_namespace: String) -> receivers::Settings {
     receivers::Settings {
         options: receivers::Options {
             namespaces: args.watch_namespaces.clone(),
             forward_path: args.reconcile_path.clone(),
             allow_cross_namespace: args.allow_cross_namespace,
+            serve_flux: args.serve_flux_receivers,
         },
         base_url: args.webhook_base_url.clone(),
         instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "hookgate-controller".into()),
@@ -236,10 +288,14 @@ async fn serve(
             task.abort();
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")?;
+    // The peer's address: where a proxy VM's confirmation is posted.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("server failed")?;
     tracing::info!("hookgate controller stopped");
     Ok(())
 }

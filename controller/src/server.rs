@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Receivers as objects: what the configuration endpoint serves. `None`: no such endpoint.
     pub live: Option<Live>,
+    /// Receivers as objects: posts each proxy VM's confirmation to its webhook listener.
+    pub confirmer: Option<crate::receivers::confirm::Confirmer>,
 }
 
 /// The router of one controller process. It holds the process's replay cache: call it once per process
@@ -208,6 +210,7 @@ pub(crate) mod testing {
             tolerance_secs: 60,
             metrics,
             live,
+            confirmer: None,
         })
     }
 }

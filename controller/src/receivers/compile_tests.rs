@@ -401,8 +401,8 @@ fn key(namespace: &str, name: &str) -> Key {
     (namespace.into(), name.into())
 }
 
-/// A path taken twice leaves out the later receiver in namespace/name order, whatever order they come
-/// in; the document is the same bytes either way.
+/// A path taken twice by receivers of the same age (here: none known) leaves out the later one in
+/// namespace/name order, whatever order they come in; the document is the same bytes either way.
 #[test]
 fn a_path_used_twice_leaves_out_the_later_receiver() {
     let order = |names: [(&str, &str, &str); 3]| {
@@ -432,7 +432,8 @@ fn a_path_used_twice_leaves_out_the_later_receiver() {
         first.refused[&key("b", "second")],
         NotReady::new(
             Reason::PathConflict,
-            "path /hook/shared is already used by receiver a/first"
+            "path /hook/shared is already used by receiver a/first, first in namespace/name order \
+             (created in the same second)"
         )
     );
     let config = Config::parse_delivered(&first.document).unwrap();
@@ -493,4 +494,435 @@ fn filter_fields_are_named_as_the_object_names_them() {
     for (field, expected) in cases {
         assert_eq!(object_field(field, &[0, 2]), expected, "{field}");
     }
+}
+
+fn created(object: &mut Receiver, at: &str) {
+    object.metadata.creation_timestamp = Some(Time(at.parse().unwrap()));
+}
+
+/// Every order of `items`.
+fn permutations<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut all = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut tail in permutations(&rest) {
+            tail.insert(0, first.clone());
+            all.push(tail);
+        }
+    }
+    all
+}
+
+/// A tenant cannot take another tenant's path by naming its receiver so that it sorts first: the older
+/// receiver keeps the path, whatever the input order; the newer one is refused and told by whom.
+#[test]
+fn a_newer_receiver_cannot_take_an_older_ones_path() {
+    let secret = data(&[("token", TOKEN.as_bytes())]);
+    let pinned = |namespace: &str, name: &str, path: &str, at: Option<&str>| {
+        let mut object = object(namespace, name, github(json!({"path": path})));
+        if let Some(at) = at {
+            created(&mut object, at);
+        }
+        object
+    };
+    // (case, receivers as (namespace, name, created), the one keeping /hook/shared, why)
+    let cases = [
+        (
+            "a newer receiver in aaa pins the path of an older one in zzz",
+            [
+                ("zzz", "victim", Some("2030-01-01T00:00:00Z")),
+                ("aaa", "thief", Some("2030-01-02T00:00:00Z")),
+            ],
+            ("zzz", "victim"),
+            "which is older",
+        ),
+        (
+            "created in the same second: namespace/name decides",
+            [
+                ("zzz", "second", Some("2030-01-01T00:00:00Z")),
+                ("aaa", "first", Some("2030-01-01T00:00:00Z")),
+            ],
+            ("aaa", "first"),
+            "first in namespace/name order (created in the same second)",
+        ),
+        (
+            "one not created yet (a file checked offline) is newer than any",
+            [
+                ("zzz", "created", Some("2030-01-01T00:00:00Z")),
+                ("aaa", "in-a-file", None),
+            ],
+            ("zzz", "created"),
+            "which is older",
+        ),
+    ];
+    for (case, claimants, holder, why) in cases {
+        let mut objects: Vec<Receiver> = claimants
+            .iter()
+            .map(|(ns, name, at)| pinned(ns, name, "/hook/shared", *at))
+            .collect();
+        objects.push(pinned(
+            "mmm",
+            "bystander",
+            "/hook/other",
+            Some("2031-01-01T00:00:00Z"),
+        ));
+        let holder = key(holder.0, holder.1);
+        let loser = claimants
+            .iter()
+            .map(|(ns, name, _)| key(ns, name))
+            .find(|k| *k != holder)
+            .unwrap();
+        let mut documents = Vec::new();
+        for order in permutations(&objects) {
+            let candidates = order
+                .iter()
+                .map(|o| receiver(o, SecretState::Present(&secret), &settings()).unwrap())
+                .collect();
+            let compiled = document(candidates, BTreeMap::new(), &settings());
+            let included: Vec<&Key> = compiled.included.keys().collect();
+            assert_eq!(included.len(), 2, "{case}: {compiled:?}");
+            assert!(
+                compiled.included.contains_key(&holder),
+                "{case}: {compiled:?}"
+            );
+            assert!(
+                compiled.included.contains_key(&key("mmm", "bystander")),
+                "{case}: {compiled:?}"
+            );
+            assert_eq!(
+                compiled.refused.get(&loser),
+                Some(&NotReady::new(
+                    Reason::PathConflict,
+                    format!(
+                        "path /hook/shared is already used by receiver {}/{}, {why}",
+                        holder.0, holder.1
+                    )
+                )),
+                "{case}"
+            );
+            documents.push(compiled.document);
+        }
+        assert!(
+            documents.windows(2).all(|w| w[0] == w[1]),
+            "{case}: the same bytes in every order"
+        );
+    }
+}
+
+fn flux_object(namespace: &str, name: &str, spec: Value, at: &str) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+        "metadata": {"name": name, "namespace": namespace, "generation": 1, "creationTimestamp": at},
+        "spec": spec}))
+    .unwrap()
+}
+
+fn flux_github(extra: Value) -> Value {
+    let mut spec = json!({"type": "github", "events": ["push"], "secretRef": {"name": "webhook-token"},
+        "resources": [{"kind": "GitRepository", "name": "app"}]});
+    for (field, value) in extra.as_object().unwrap() {
+        spec[field] = value.clone();
+    }
+    spec
+}
+
+const EARLY: &str = "2030-01-01T00:00:00Z";
+const LATE: &str = "2030-06-01T00:00:00Z";
+
+/// What became of one receiver of a compile of [`objects`]: its paths and notes, or its reason and the
+/// start of its message.
+type FluxExpected = Result<(Vec<String>, Vec<&'static str>), (Reason, String)>;
+
+/// Flux's Receivers compiled beside hookgate's: the Flux receiver `tenant/app` of each case, with the
+/// Secret `tenant/webhook-token` (`token` → TOKEN unless the case says otherwise) and the hookgate
+/// Receivers the case adds.
+#[test]
+fn flux_receivers_compile_or_say_why_without_secret_values() {
+    let flux_path = |name: &str| vec![flux_webhook_path(TOKEN, name, "tenant")];
+    let refused = |reason: Reason, start: &str| Err((reason, start.to_string()));
+    // (case, Flux spec, Secret data (None: not found), hookgate Receivers (name, spec, created),
+    //  cross-namespace allowed, expected of the Flux receiver, expected of the hookgate ones)
+    type Case = (
+        &'static str,
+        Value,
+        Option<SecretData>,
+        Vec<(&'static str, Value, &'static str)>,
+        bool,
+        FluxExpected,
+        Vec<(&'static str, Result<(), Reason>)>,
+    );
+    let token = || Some(data(&[("token", TOKEN.as_bytes())]));
+    let cases: Vec<Case> = vec![
+        (
+            "github on Flux's path",
+            flux_github(json!({})),
+            token(),
+            vec![],
+            false,
+            Ok((flux_path("app"), vec![])),
+            vec![],
+        ),
+        (
+            "suspended: served, refusing every delivery",
+            flux_github(json!({"suspend": true})),
+            token(),
+            vec![],
+            false,
+            Ok((
+                flux_path("app"),
+                vec!["suspended: every delivery is refused, with 403 where Flux answers 503"],
+            )),
+            vec![],
+        ),
+        (
+            "events Flux does not check are left out",
+            json!({"type": "harbor", "events": ["PUSH_ARTIFACT"], "secretRef": {"name": "webhook-token"},
+                   "resources": [{"kind": "GitRepository", "name": "app"}]}),
+            token(),
+            vec![],
+            false,
+            Ok((
+                flux_path("app"),
+                vec!["spec.events dropped: Flux does not check events for type `harbor`"],
+            )),
+            vec![],
+        ),
+        (
+            "no Secret",
+            flux_github(json!({})),
+            None,
+            vec![],
+            false,
+            refused(
+                Reason::SecretNotFound,
+                "Secret webhook-token not found in namespace tenant",
+            ),
+            vec![],
+        ),
+        (
+            "a Secret without Flux's key",
+            flux_github(json!({})),
+            Some(data(&[("password", TOKEN.as_bytes())])),
+            vec![],
+            false,
+            refused(
+                Reason::SecretKeyNotFound,
+                "Secret webhook-token has none of the keys token",
+            ),
+            vec![],
+        ),
+        (
+            "a token that is not text",
+            flux_github(json!({})),
+            Some(data(&[("token", &[0xff, 0xfe])])),
+            vec![],
+            false,
+            refused(
+                Reason::InvalidSpec,
+                "spec.secretRef: Secret webhook-token key token is not UTF-8 text",
+            ),
+            vec![],
+        ),
+        (
+            "gcr needs a SecurityPolicy a Flux Receiver does not name",
+            flux_github(json!({"type": "gcr", "events": []})),
+            token(),
+            vec![],
+            false,
+            refused(Reason::UnsupportedType, "type `gcr` proves with an ID token"),
+            vec![],
+        ),
+        (
+            "a resourceFilter hookgate cannot run",
+            flux_github(json!({"resourceFilter": "req.tag.matches('v.*')"})),
+            token(),
+            vec![],
+            false,
+            refused(
+                Reason::UnsupportedFilter,
+                "spec.resourceFilter is a CEL expression hookgate cannot run",
+            ),
+            vec![],
+        ),
+        (
+            "a resource in another namespace",
+            flux_github(json!({"resources": [{"kind": "GitRepository", "name": "app"},
+                                             {"kind": "GitRepository", "name": "app", "namespace": "other"}]})),
+            token(),
+            vec![],
+            false,
+            refused(
+                Reason::CrossNamespaceTarget,
+                "spec.resources[1].namespace: other is not the receiver's namespace",
+            ),
+            vec![],
+        ),
+        (
+            "a resource in another namespace, allowed",
+            flux_github(json!({"resources": [{"kind": "GitRepository", "name": "app", "namespace": "other"}]})),
+            token(),
+            vec![],
+            true,
+            Ok((flux_path("app"), vec![])),
+            vec![],
+        ),
+        (
+            "a resource hookgate cannot name",
+            flux_github(json!({"resources": [{"kind": "GitRepository", "name": "Web App"}]})),
+            token(),
+            vec![],
+            false,
+            refused(Reason::InvalidSpec, "spec.resources[0].name: name must be an object name"),
+            vec![],
+        ),
+        (
+            "a hookgate Receiver of the same name takes its place",
+            flux_github(json!({})),
+            token(),
+            vec![("app", github(json!({})), LATE)],
+            false,
+            refused(
+                Reason::NameConflict,
+                "the hookgate Receiver tenant/app (hookgate.io) of the same name is served in its place",
+            ),
+            vec![("app", Ok(()))],
+        ),
+        (
+            "a hookgate Receiver of the same name takes its place, even refused",
+            flux_github(json!({})),
+            token(),
+            vec![("app", github(json!({"secretRef": {"name": "missing"}})), LATE)],
+            false,
+            refused(
+                Reason::NameConflict,
+                "the hookgate Receiver tenant/app (hookgate.io) of the same name",
+            ),
+            vec![("app", Err(Reason::SecretNotFound))],
+        ),
+        (
+            "a newer hookgate Receiver pinning the Flux Receiver's path",
+            flux_github(json!({})),
+            token(),
+            vec![("pinned", github(json!({"path": flux_webhook_path(TOKEN, "app", "tenant")})), LATE)],
+            false,
+            Ok((flux_path("app"), vec![])),
+            vec![("pinned", Err(Reason::PathConflict))],
+        ),
+        (
+            "an older hookgate Receiver holding the Flux Receiver's path",
+            flux_github(json!({})),
+            token(),
+            vec![("pinned", github(json!({"path": flux_webhook_path(TOKEN, "app", "tenant")})), "2029-01-01T00:00:00Z")],
+            false,
+            refused(
+                Reason::PathConflict,
+                &format!(
+                    "path {} is already used by receiver tenant/pinned, which is older",
+                    flux_webhook_path(TOKEN, "app", "tenant")
+                ),
+            ),
+            vec![("pinned", Ok(()))],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, spec, secret, hookgate, allow, expected, expected_hookgate) in cases {
+        let settings = Settings {
+            allow_cross_namespace: allow,
+            ..settings()
+        };
+        let flux = flux_object("tenant", "app", spec, EARLY);
+        let hookgate: Vec<Receiver> = hookgate
+            .into_iter()
+            .map(|(name, spec, at)| {
+                let mut object = object("tenant", name, spec);
+                created(&mut object, at);
+                object
+            })
+            .collect();
+        let hookgate_refs: Vec<&Receiver> = hookgate.iter().collect();
+        let lookup = |namespace: &str, name: &str| match &secret {
+            Some(data) if namespace == "tenant" && name == "webhook-token" => {
+                SecretState::Present(data)
+            }
+            _ => SecretState::Missing,
+        };
+        let compiled = objects(&hookgate_refs, &[&flux], lookup, &settings);
+        assert_no_secret(case, &format!("{compiled:?}"));
+        let app = key("tenant", "app");
+        let got = match (
+            compiled.flux_included.get(&app),
+            compiled.flux_refused.get(&app),
+        ) {
+            (Some(included), None) => Ok((included.paths.clone(), included.notes.clone())),
+            (None, Some(not_ready)) => Err(not_ready.clone()),
+            other => panic!("{case}: {other:?}"),
+        };
+        let matches = match (&got, &expected) {
+            (Ok((paths, notes)), Ok((want_paths, want_notes))) => {
+                paths == want_paths && notes == want_notes
+            }
+            (Err(not_ready), Err((reason, start))) => {
+                not_ready.reason == *reason && not_ready.message.starts_with(start.as_str())
+            }
+            _ => false,
+        };
+        if !matches {
+            failures.push(format!("{case}: want {expected:?}, got {got:?}"));
+        }
+        for (name, want) in expected_hookgate {
+            let key = key("tenant", name);
+            let got = match (compiled.included.get(&key), compiled.refused.get(&key)) {
+                (Some(_), None) => Ok(()),
+                (None, Some(not_ready)) => Err(not_ready.reason),
+                other => panic!("{case}: {name}: {other:?}"),
+            };
+            if got != want {
+                failures.push(format!(
+                    "{case}: hookgate {name}: want {want:?}, got {got:?}"
+                ));
+            }
+        }
+        if let Ok(config) = Config::parse_delivered(&compiled.document) {
+            assert_no_secret(case, &format!("{:?}", config.receivers));
+        } else {
+            failures.push(format!("{case}: the document does not compile"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A Flux Receiver reaches the filter under its own name and namespace, with its token inline and its
+/// resources as targets; the document lists hookgate's and Flux's receivers in namespace/name order.
+#[test]
+fn a_flux_receiver_is_served_under_its_own_name() {
+    let flux = flux_object("tenant", "webapp", flux_github(json!({})), EARLY);
+    let mut hookgate = object("tenant", "api", github(json!({})));
+    created(&mut hookgate, LATE);
+    let secret = data(&[("token", TOKEN.as_bytes())]);
+    let compiled = objects(
+        &[&hookgate],
+        &[&flux],
+        |_, _| SecretState::Present(&secret),
+        &settings(),
+    );
+    let document: Value = serde_json::from_slice(&compiled.document).unwrap();
+    assert_eq!(
+        document["receivers"],
+        json!([
+            {"name": "api", "namespace": "tenant", "type": "github", "events": ["push"],
+             "secrets": [{"inline": TOKEN}], "targets": [{"kind": "GitRepository", "name": "app"}]},
+            {"name": "webapp", "namespace": "tenant", "type": "github", "events": ["push"],
+             "secrets": [{"inline": TOKEN}], "targets": [{"kind": "GitRepository", "name": "app"}]},
+        ])
+    );
+    assert_eq!(
+        compiled.flux_included[&key("tenant", "webapp")].paths,
+        [flux_webhook_path(TOKEN, "webapp", "tenant")]
+    );
+    assert!(compiled.included.contains_key(&key("tenant", "api")));
+    assert!(compiled.refused.is_empty() && compiled.flux_refused.is_empty());
 }

@@ -1,15 +1,22 @@
 //! `GET /hookgate/v1/configuration`: the filter's long poll for its configuration. A request signed with a
 //! channel key, fresh and not seen before, gets the configuration sealed for it when the caller does not
 //! serve it yet (200), else is held until the configuration changes, at most [`LONG_POLL_SECS`], and
-//! answered 304. Before the first compile: 503. Anything not signed with a channel key: 401, empty.
+//! answered "unchanged": an empty document, sealed for the request like any answer (a bare 304 could come
+//! from anyone on the way). Before the first compile: 503. Anything not signed with a channel key: 401,
+//! empty.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hookgate_protocol::channel::{self, ConfigRequest, Known, LONG_POLL_SECS};
+use hookgate_protocol::channel::{
+    self, ChannelError, ChannelKey, ConfigRequest, Known, KEY_ID_HEADER, LONG_POLL_SECS,
+};
+use hookgate_protocol::enrollment::{ControllerKey, Public, CONFIRMATION_HEADER, VM_KEY_HEADER};
 
 use super::index::Configuration;
 use crate::metrics::Metrics;
@@ -28,7 +35,11 @@ fn answer(metrics: &Metrics, outcome: &str, status: StatusCode) -> Response {
     status.into_response()
 }
 
-pub async fn configuration(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn configuration(
+    State(state): State<Arc<AppState>>,
+    extensions: Extensions,
+    headers: HeaderMap,
+) -> Response {
     let Some(live) = &state.live else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -37,10 +48,17 @@ pub async fn configuration(State(state): State<Arc<AppState>>, headers: HeaderMa
         .map_or(0, |d| d.as_secs());
     let keys = state.keys.borrow().clone();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let verified = match ConfigRequest::verify(header, &keys.channel, now) {
+    let (key, vm, session) = match session(&keys.channel, &headers) {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::debug!(%error, "refused a configuration request");
+            return answer(&state.metrics, "unauthorized", StatusCode::UNAUTHORIZED);
+        }
+    };
+    let verified = match ConfigRequest::verify(header, std::slice::from_ref(&session), now) {
         Ok(verified) => verified,
         Err(error) => {
-            tracing::info!(%error, "refused a configuration request");
+            tracing::debug!(%error, "refused a configuration request");
             return answer(&state.metrics, "unauthorized", StatusCode::UNAUTHORIZED);
         }
     };
@@ -59,9 +77,18 @@ pub async fn configuration(State(state): State<Arc<AppState>>, headers: HeaderMa
             )
         }
     }
+    // A VM is served once it shows it read what was posted to hookgate's own route: another extension
+    // on the same proxies signs its requests as well as any VM, but never sees that route.
+    let confirmed = header(CONFIRMATION_HEADER).is_some_and(|value| key.confirms(&vm, value));
+    if !confirmed {
+        return awaiting_confirmation(&state, &extensions, key, &vm);
+    }
+    if let Some(confirmer) = &state.confirmer {
+        confirmer.confirmed(&vm);
+    }
     live.proxies
         .record(&request.proxy, &request.known, Instant::now());
-    let key = &keys.channel[verified.key_index];
+    let key = &session;
     let mut configuration = live.configuration.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(LONG_POLL_SECS);
     loop {
@@ -73,31 +100,95 @@ pub async fn configuration(State(state): State<Arc<AppState>>, headers: HeaderMa
             );
         };
         if !up_to_date(&current, &request.known) {
-            let mut aead_nonce = [0u8; 24];
-            if getrandom::fill(&mut aead_nonce).is_err() {
-                tracing::error!("no randomness available to seal the configuration");
-                return answer(&state.metrics, "failed", StatusCode::INTERNAL_SERVER_ERROR);
-            }
-            let envelope = channel::seal(
+            tracing::debug!(proxy = %request.proxy, generation = current.generation, "configuration sent");
+            return sealed(
+                &state.metrics,
+                "sent",
                 key,
                 current.generation,
                 &request.nonce,
                 &current.document,
-                aead_nonce,
             );
-            tracing::debug!(proxy = %request.proxy, generation = current.generation, "configuration sent");
-            state.metrics.configuration_request("sent");
-            let content_type = [(http::header::CONTENT_TYPE, "application/octet-stream")];
-            return (StatusCode::OK, content_type, envelope).into_response();
         }
         match tokio::time::timeout_at(deadline, configuration.changed()).await {
             Ok(Ok(())) => continue,
-            // The deadline, or the index stopped (the controller is shutting down).
+            // The deadline, or the index stopped (the controller is shutting down): "unchanged", sealed
+            // as any answer is (an empty document), so that no one on the way can answer it instead.
             Ok(Err(_)) | Err(_) => {
-                return answer(&state.metrics, "not_modified", StatusCode::NOT_MODIFIED)
+                return sealed(
+                    &state.metrics,
+                    "not_modified",
+                    key,
+                    current.generation,
+                    &request.nonce,
+                    b"",
+                )
             }
         }
     }
+}
+
+/// A 200 with `document` sealed under `key` for the request whose nonce is `nonce`, counted as `outcome`.
+fn sealed(
+    metrics: &Metrics,
+    outcome: &'static str,
+    key: &ChannelKey,
+    generation: u64,
+    nonce: &str,
+    document: &[u8],
+) -> Response {
+    let mut aead_nonce = [0u8; 24];
+    if getrandom::fill(&mut aead_nonce).is_err() {
+        tracing::error!("no randomness available to seal the configuration");
+        return answer(metrics, "failed", StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let envelope = channel::seal(key, generation, nonce, document, aead_nonce);
+    metrics.configuration_request(outcome);
+    let content_type = [(http::header::CONTENT_TYPE, "application/octet-stream")];
+    (StatusCode::OK, content_type, envelope).into_response()
+}
+
+/// The controller key a request names, the VM's public key and their session key.
+fn session<'a>(
+    keys: &'a [ControllerKey],
+    headers: &HeaderMap,
+) -> Result<(&'a ControllerKey, Public, ChannelKey), ChannelError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let id = header(KEY_ID_HEADER).ok_or(ChannelError::MissingHeader(KEY_ID_HEADER))?;
+    let key = keys
+        .iter()
+        .find(|key| key.public().id_hex() == id)
+        .ok_or(ChannelError::UnknownKey)?;
+    let vm = header(VM_KEY_HEADER).ok_or(ChannelError::MissingHeader(VM_KEY_HEADER))?;
+    let vm = Public::from_hex(vm.trim().as_bytes())
+        .map_err(|_| ChannelError::MalformedHeader(VM_KEY_HEADER))?;
+    let session = key
+        .session(&vm)
+        .ok_or(ChannelError::MalformedHeader(VM_KEY_HEADER))?;
+    Ok((key, vm, session))
+}
+
+/// 202: the VM is not confirmed yet; its confirmation is posted to the proxy it asked from.
+fn awaiting_confirmation(
+    state: &AppState,
+    extensions: &Extensions,
+    key: &ControllerKey,
+    vm: &Public,
+) -> Response {
+    match (
+        &state.confirmer,
+        extensions.get::<ConnectInfo<SocketAddr>>(),
+    ) {
+        (Some(confirmer), Some(ConnectInfo(peer))) => {
+            confirmer.confirm(key, vm, peer.ip(), Instant::now())
+        }
+        _ => tracing::warn!("cannot confirm a proxy: no listener configured or no peer address"),
+    }
+    answer(
+        &state.metrics,
+        "awaiting_confirmation",
+        StatusCode::ACCEPTED,
+    )
 }
 
 #[cfg(test)]
@@ -109,17 +200,39 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use axum::Router;
-    use hookgate_protocol::channel::{open, ChannelKey, Opened, KNOWN_HEADER};
+    use hookgate_protocol::channel::{open, Opened, KNOWN_HEADER};
+    use hookgate_protocol::enrollment::VmKey;
     use hookgate_protocol::Secret;
     use tokio::sync::watch;
     use tower::ServiceExt;
 
-    const CURRENT: &[u8] = b"endpoint-test-channel-key-0123456789";
-    const PREVIOUS: &[u8] = b"endpoint-test-previous-channel-key-0123";
+    const CURRENT: &[u8] = b"4f1b0e3c2a5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7";
+    const PREVIOUS: &[u8] = b"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const OTHER: &[u8] = b"ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
     const DOCUMENT: &[u8] = br#"{"attestationKey":"hunter2-attestation","receivers":[]}"#;
 
+    fn controller(material: &[u8]) -> ControllerKey {
+        ControllerKey::from_hex(material).unwrap()
+    }
+
+    /// The proxy VM of these tests.
+    fn vm() -> VmKey {
+        VmKey::new([5; 32])
+    }
+
+    /// The VM's session with the controller key `material`.
     fn key(material: &[u8]) -> ChannelKey {
-        ChannelKey::new(material).unwrap()
+        vm().session(&controller(material).public()).unwrap()
+    }
+
+    /// The request's headers as the VM sends them once confirmed: signed in its session with the
+    /// controller key `material`, with its public key and its confirmation.
+    fn signed(request: &ConfigRequest, material: &[u8]) -> Vec<(&'static str, String)> {
+        let mut headers = request.headers(&key(material));
+        headers.push((VM_KEY_HEADER, vm().public().hex()));
+        let confirmation = controller(material).confirmation(&vm().public());
+        headers.push((CONFIRMATION_HEADER, confirmation));
+        headers
     }
 
     struct Harness {
@@ -132,7 +245,7 @@ mod tests {
         let (publish, configuration) = watch::channel(None);
         let keys = Keys {
             attestation: vec![Secret::from("endpoint-test-attestation-key")],
-            channel: vec![key(CURRENT), key(PREVIOUS)],
+            channel: vec![controller(CURRENT), controller(PREVIOUS)],
         };
         let state = testing::state("http://127.0.0.1:9", keys, Some(Live::new(configuration)));
         Harness {
@@ -201,7 +314,7 @@ mod tests {
         let harness = harness();
         let (status, _, _) = call(
             &harness.app,
-            http(&request(NONCE, Known::default()).headers(&key(CURRENT))),
+            http(&signed(&request(NONCE, Known::default()), CURRENT)),
         )
         .await;
         assert_eq!(
@@ -213,7 +326,7 @@ mod tests {
         let nonce = "ffeeddccbbaa99887766554433221100";
         for (name, material) in [("current", CURRENT), ("previous", PREVIOUS)] {
             let nonce = format!("{}{}", &nonce[..31], name.len() % 10);
-            let headers = request(&nonce, Known::default()).headers(&key(material));
+            let headers = signed(&request(&nonce, Known::default()), material);
             let (status, content_type, body) = call(&harness.app, http(&headers)).await;
             assert_eq!(status, StatusCode::OK, "{name}");
             assert_eq!(content_type.as_deref(), Some("application/octet-stream"));
@@ -249,27 +362,58 @@ mod tests {
         }
     }
 
+    /// A VM that signs well but shows no confirmation, or another VM's, is not served: 202, nothing in
+    /// it. Another extension on the same proxies can draw a key and sign; it never reads the
+    /// confirmation posted to hookgate's route.
+    #[tokio::test]
+    async fn an_unconfirmed_vm_gets_202_and_nothing() {
+        let harness = harness();
+        publish(&harness, 42, DOCUMENT);
+        let probe = VmKey::new([9; 32]);
+        let unconfirmed = request(NONCE, Known::default()).headers(&key(CURRENT));
+        let mut with_vm_key = unconfirmed.clone();
+        with_vm_key.push((VM_KEY_HEADER, vm().public().hex()));
+        let mut probe_headers = request("0123456789abcdef0123456789abcdef", Known::default())
+            .headers(&probe.session(&controller(CURRENT).public()).unwrap());
+        probe_headers.push((VM_KEY_HEADER, probe.public().hex()));
+        // The probe presents the confirmation of the genuine VM: it is per VM key.
+        let genuine = controller(CURRENT).confirmation(&vm().public());
+        probe_headers.push((CONFIRMATION_HEADER, genuine));
+        for (case, headers, status) in [
+            ("no VM key", unconfirmed, StatusCode::UNAUTHORIZED),
+            ("no confirmation", with_vm_key, StatusCode::ACCEPTED),
+            (
+                "another VM's confirmation",
+                probe_headers,
+                StatusCode::ACCEPTED,
+            ),
+        ] {
+            let (got, _, body) = call(&harness.app, http(&headers)).await;
+            assert_eq!((got, body.len()), (status, 0), "{case}");
+        }
+    }
+
     /// Anything not signed with a channel key, stale, or seen before is answered 401 with nothing in it.
     #[tokio::test]
     async fn refusals_are_401_and_empty() {
         let harness = harness();
         publish(&harness, 42, DOCUMENT);
-        let signed = request(NONCE, Known::default()).headers(&key(CURRENT));
-        let (status, _, _) = call(&harness.app, http(&signed)).await;
+        let first = signed(&request(NONCE, Known::default()), CURRENT);
+        let (status, _, _) = call(&harness.app, http(&first)).await;
         assert_eq!(status, StatusCode::OK);
         let mut stale = request("0123456789abcdef0123456789abcdef", Known::default());
         stale.timestamp -= 120;
-        let mut wrong_known = signed.clone();
+        let mut wrong_known = first.clone();
         wrong_known[3].1 = "41.-".into();
         let cases = [
             ("no headers", Vec::new()),
             (
                 "another key",
-                request(NONCE, Known::default()).headers(&key(b"another-channel-key-0123456789ab")),
+                signed(&request(NONCE, Known::default()), OTHER),
             ),
-            ("stale", stale.headers(&key(CURRENT))),
+            ("stale", signed(&stale, CURRENT)),
             ("altered", wrong_known),
-            ("replayed", signed),
+            ("replayed", first),
         ];
         for (case, headers) in cases {
             let (status, _, body) = call(&harness.app, http(&headers)).await;
@@ -290,7 +434,8 @@ mod tests {
     }
 
     /// A caller up to date (same content, or a later generation from another replica) is held, and
-    /// answered 304 after the long poll, or 200 as soon as the configuration changes.
+    /// answered "unchanged" (an empty document, sealed for its request) after the long poll, or the
+    /// configuration as soon as it changes.
     #[tokio::test(start_paused = true)]
     async fn an_up_to_date_caller_is_held_until_a_change() {
         let harness = harness();
@@ -304,18 +449,18 @@ mod tests {
             ("ahead", nonces[1], known(43, b"other")),
         ] {
             let started = tokio::time::Instant::now();
-            let headers = request(nonce, known).headers(&key(CURRENT));
+            let headers = signed(&request(nonce, known), CURRENT);
             let (status, _, body) = call(&harness.app, http(&headers)).await;
-            assert_eq!(
-                (status, body.len()),
-                (StatusCode::NOT_MODIFIED, 0),
-                "{case}"
-            );
+            assert_eq!(status, StatusCode::OK, "{case}");
+            let opened = open(&[key(CURRENT)], nonce, &body).unwrap();
+            assert!(opened.document.is_empty(), "{case}: unchanged, sealed");
             assert_eq!(started.elapsed().as_secs(), LONG_POLL_SECS, "{case}");
         }
 
-        let headers =
-            request("0000000000000000000000000000000c", known(42, DOCUMENT)).headers(&key(CURRENT));
+        let headers = signed(
+            &request("0000000000000000000000000000000c", known(42, DOCUMENT)),
+            CURRENT,
+        );
         let app = harness.app.clone();
         let held = tokio::spawn(async move { call(&app, http(&headers)).await });
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -343,13 +488,17 @@ mod tests {
             digest: channel::digest(DOCUMENT),
             document: DOCUMENT.to_vec(),
         })));
-        let headers = request(NONCE, known(1, DOCUMENT)).headers(&key(CURRENT));
+        let headers = signed(&request(NONCE, known(1, DOCUMENT)), CURRENT);
         let held = tokio::spawn(async move { call(&app, http(&headers)).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = tokio::time::Instant::now();
         drop(sender);
-        let (status, _, _) = held.await.unwrap();
-        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        let (status, _, body) = held.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(open(&[key(CURRENT)], NONCE, &body)
+            .unwrap()
+            .document
+            .is_empty());
         assert!(started.elapsed() < Duration::from_secs(1));
         drop(state);
     }

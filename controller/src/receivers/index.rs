@@ -1,8 +1,10 @@
-//! The index: the Receivers of the watched namespaces (reflectors), the metadata of their Secrets (a
-//! metadata-only reflector: the data of a Secret no receiver names never reaches the controller), and the
-//! data of the Secrets receivers name, read again when their resourceVersion changes. Every change is
-//! compiled again ([`DEBOUNCE`] after it, so a burst compiles once) and the result published: the
-//! configuration the proxies are served, and the outcome of each receiver for its status.
+//! The index: the Receivers of the watched namespaces (reflectors; with `--serve-flux-receivers` Flux's
+//! Receivers too), the metadata of their Secrets (a metadata-only reflector: the data of a Secret no
+//! receiver names never reaches the controller), and the data of the Secrets receivers name, read again
+//! when their resourceVersion changes. Every change is compiled again ([`DEBOUNCE`] after it, so a burst
+//! compiles once) and the result published: the configuration the proxies are served, and the outcome of
+//! each receiver for its status (hookgate's) or for the log and metrics (Flux's, whose objects hookgate
+//! never writes).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -12,16 +14,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::stream::{self, StreamExt};
 use hookgate_protocol::Secret;
 use k8s_openapi::api::core::v1::Secret as SecretObject;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Client;
+use kube::{Client, Resource};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::compile::{self, key_of, Compiled, Key, NotReady, SecretData, SecretState};
+use super::compile::{self, key_of, Compiled, Key, Kind, NotReady, SecretData, SecretState};
 use super::crd::Receiver;
+use super::flux;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 
@@ -31,6 +34,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 const RETRY: Duration = Duration::from_secs(2);
 /// Secrets read at once.
 const FETCH_CONCURRENCY: usize = 16;
+/// How long the first compile waits for Flux's Receivers to be listed: past it (their CRD is not
+/// installed, or the controller may not list them), the rest is served without them until they are.
+const FLUX_LIST_WAIT: Duration = Duration::from_secs(30);
 
 /// What every receiver is compiled with.
 #[derive(Clone, Debug)]
@@ -40,6 +46,8 @@ pub struct Options {
     /// The filter's `forwardPath`: the controller's reconcile path.
     pub forward_path: String,
     pub allow_cross_namespace: bool,
+    /// `--serve-flux-receivers`: Flux's `Receiver` objects are served too.
+    pub serve_flux: bool,
 }
 
 /// The configuration being served. `document` holds secrets: `Debug` shows the generation and digest.
@@ -79,7 +87,10 @@ pub struct Outcomes {
     pub compiled: bool,
     pub generation: u64,
     pub digest: String,
+    /// hookgate's Receivers.
     pub receivers: BTreeMap<Key, Outcome>,
+    /// Flux's Receivers (with `--serve-flux-receivers`).
+    pub flux: BTreeMap<Key, Outcome>,
 }
 
 /// The numbering of configurations: a generation is the wall-clock milliseconds at which the content
@@ -88,7 +99,7 @@ pub struct Outcomes {
 #[derive(Default)]
 pub struct Generations {
     current: Option<(u64, String)>,
-    forms: HashMap<Key, (String, u64)>,
+    forms: HashMap<(Kind, Key), (String, u64)>,
 }
 
 impl Generations {
@@ -107,17 +118,46 @@ impl Generations {
         }
     }
 
-    /// Each receiver's outcome in `compiled`, served at `generation`.
-    pub fn outcomes(&mut self, compiled: &Compiled, generation: u64) -> BTreeMap<Key, Outcome> {
-        self.forms
-            .retain(|key, _| compiled.included.contains_key(key));
+    /// Each receiver's outcome in `compiled`, served at `generation`: hookgate's, then Flux's.
+    pub fn outcomes(
+        &mut self,
+        compiled: &Compiled,
+        generation: u64,
+    ) -> (BTreeMap<Key, Outcome>, BTreeMap<Key, Outcome>) {
+        self.forms.retain(|(kind, key), _| match kind {
+            Kind::Hookgate => compiled.included.contains_key(key),
+            Kind::Flux => compiled.flux_included.contains_key(key),
+        });
+        let hookgate = self.of_kind(
+            Kind::Hookgate,
+            &compiled.included,
+            &compiled.refused,
+            generation,
+        );
+        let flux = self.of_kind(
+            Kind::Flux,
+            &compiled.flux_included,
+            &compiled.flux_refused,
+            generation,
+        );
+        (hookgate, flux)
+    }
+
+    fn of_kind(
+        &mut self,
+        kind: Kind,
+        included: &BTreeMap<Key, compile::Included>,
+        refused: &BTreeMap<Key, NotReady>,
+        generation: u64,
+    ) -> BTreeMap<Key, Outcome> {
         let mut outcomes = BTreeMap::new();
-        for (key, included) in &compiled.included {
-            let since = match self.forms.get(key) {
+        for (key, included) in included {
+            let id = (kind, key.clone());
+            let since = match self.forms.get(&id) {
                 Some((fingerprint, since)) if *fingerprint == included.fingerprint => *since,
                 _ => {
-                    let form = (included.fingerprint.clone(), generation);
-                    self.forms.insert(key.clone(), form);
+                    self.forms
+                        .insert(id, (included.fingerprint.clone(), generation));
                     generation
                 }
             };
@@ -129,10 +169,62 @@ impl Generations {
             };
             outcomes.insert(key.clone(), Outcome::Included(served));
         }
-        for (key, not_ready) in &compiled.refused {
+        for (key, not_ready) in refused {
             outcomes.insert(key.clone(), Outcome::Refused(not_ready.clone()));
         }
         outcomes
+    }
+}
+
+/// What was last logged of each Flux Receiver, so that each change is logged once: hookgate writes
+/// nothing on Flux's objects, and its log is where their owners read why one is not served.
+#[derive(Default)]
+pub struct FluxLog {
+    logged: HashMap<Key, String>,
+}
+
+impl FluxLog {
+    /// Logs each Flux Receiver of `compiled` whose outcome changed since last logged: at warn one that
+    /// hookgate cannot serve, with its reason; at info one served (with where hookgate differs from
+    /// Flux). Returns what was logged, as `(namespace/name, line)`, for the tests.
+    pub fn log(&mut self, compiled: &Compiled) -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        let mut now =
+            HashMap::with_capacity(compiled.flux_included.len() + compiled.flux_refused.len());
+        for (key, not_ready) in &compiled.flux_refused {
+            let line = format!("{}: {}", not_ready.reason.as_str(), not_ready.message);
+            if self.logged.get(key) != Some(&line) {
+                let receiver = format!("{}/{}", key.0, key.1);
+                tracing::warn!(
+                    flux_receiver = %receiver,
+                    reason = not_ready.reason.as_str(),
+                    why = %not_ready.message,
+                    "hookgate cannot serve this Flux Receiver"
+                );
+                lines.push((receiver, line.clone()));
+            }
+            now.insert(key.clone(), line);
+        }
+        for (key, included) in &compiled.flux_included {
+            // Not its path: a `generic` receiver's path is its only proof.
+            let line = format!("served; {}", included.notes.join("; "));
+            if self.logged.get(key) != Some(&line) {
+                let receiver = format!("{}/{}", key.0, key.1);
+                if included.notes.is_empty() {
+                    tracing::info!(flux_receiver = %receiver, "serving a Flux Receiver");
+                } else {
+                    tracing::info!(
+                        flux_receiver = %receiver,
+                        differences = %included.notes.join("; "),
+                        "serving a Flux Receiver, with differences from Flux"
+                    );
+                }
+                lines.push((receiver, line.clone()));
+            }
+            now.insert(key.clone(), line);
+        }
+        self.logged = now;
+        lines
     }
 }
 
@@ -154,6 +246,8 @@ pub struct Index {
     pub options: Options,
     pub keys: watch::Receiver<Arc<Keys>>,
     pub receivers: Vec<Store<Receiver>>,
+    /// Flux's Receivers; empty without `--serve-flux-receivers`.
+    pub flux: Vec<Store<DynamicObject>>,
     pub secrets: Vec<Store<PartialObjectMeta<SecretObject>>>,
     pub changes: Arc<Notify>,
     /// The Secrets receivers name: only their changes wake the index.
@@ -177,6 +271,23 @@ impl Index {
         };
         if stores_ready.await.is_err() {
             return;
+        }
+        let flux_ready = async {
+            for store in &self.flux {
+                store.wait_until_ready().await?;
+            }
+            Ok::<_, reflector::store::WriterDropped>(())
+        };
+        match tokio::time::timeout(FLUX_LIST_WAIT, flux_ready).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            // Listed later, they wake the index then.
+            Err(_) => tracing::error!(
+                "Flux Receivers could not be listed within {} s (is notification-controller's CRD \
+                 installed, and may the controller list receivers.notification.toolkit.fluxcd.io?): \
+                 serving the other receivers without them until they can",
+                FLUX_LIST_WAIT.as_secs()
+            ),
         }
         let mut state = State::default();
         let mut keys = self.keys.clone();
@@ -218,7 +329,13 @@ impl Index {
             .flat_map(Store::state)
             .filter(|object| object.metadata.deletion_timestamp.is_none())
             .collect();
-        let named = named_secrets(&objects);
+        let flux_objects: Vec<Arc<DynamicObject>> = self
+            .flux
+            .iter()
+            .flat_map(Store::state)
+            .filter(|object| object.metadata.deletion_timestamp.is_none())
+            .collect();
+        let named = named_secrets(&objects, &flux_objects);
         *self.referenced.write().unwrap_or_else(|e| e.into_inner()) = named.clone();
         let retry = self.refresh_secrets(&mut state.secrets, &named).await;
         let settings = compile::Settings {
@@ -226,18 +343,11 @@ impl Index {
             forward_path: &self.options.forward_path,
             allow_cross_namespace: self.options.allow_cross_namespace,
         };
-        let mut candidates = Vec::with_capacity(objects.len());
-        let mut refused = BTreeMap::new();
-        for object in &objects {
-            let secret = secret_state(&state.secrets, object);
-            match compile::receiver(object, secret, &settings) {
-                Ok(candidate) => candidates.push(candidate),
-                Err(not_ready) => {
-                    refused.insert(key_of(object), not_ready);
-                }
-            }
-        }
-        let compiled = compile::document(candidates, refused, &settings);
+        let hookgate: Vec<&Receiver> = objects.iter().map(AsRef::as_ref).collect();
+        let flux: Vec<&DynamicObject> = flux_objects.iter().map(AsRef::as_ref).collect();
+        let secret = |namespace: &str, name: &str| secret_state(&state.secrets, namespace, name);
+        let compiled = compile::objects(&hookgate, &flux, secret, &settings);
+        state.flux_log.log(&compiled);
         self.publish(&mut state.generations, compiled);
         self.metrics
             .configuration_compile_seconds
@@ -250,13 +360,15 @@ impl Index {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let (generation, changed) = generations.next(&compiled.digest, now_ms);
-        let receivers = generations.outcomes(&compiled, generation);
+        let (receivers, flux) = generations.outcomes(&compiled, generation);
         if changed {
             tracing::info!(
                 generation,
                 digest = %compiled.digest,
                 served = compiled.included.len(),
                 refused = compiled.refused.len(),
+                flux_served = compiled.flux_included.len(),
+                flux_refused = compiled.flux_refused.len(),
                 "configuration compiled"
             );
             self.metrics
@@ -268,6 +380,7 @@ impl Index {
             generation,
             digest: compiled.digest.clone(),
             receivers,
+            flux,
         };
         if changed {
             self.configuration
@@ -341,24 +454,37 @@ impl Index {
 struct State {
     secrets: HashMap<Key, Cached>,
     generations: Generations,
+    flux_log: FluxLog,
 }
 
-/// The Secrets the receivers name, as `(namespace, name)`.
-fn named_secrets(objects: &[Arc<Receiver>]) -> HashSet<Key> {
-    objects
-        .iter()
-        .filter_map(|object| {
-            let secret = object.spec.secret_ref.as_ref()?;
-            Some((key_of(object).0, secret.name.clone()))
-        })
-        .collect()
+/// The Secrets the receivers name, hookgate's and Flux's, as `(namespace, name)`.
+fn named_secrets(objects: &[Arc<Receiver>], flux_objects: &[Arc<DynamicObject>]) -> HashSet<Key> {
+    let hookgate = objects.iter().filter_map(|object| {
+        let secret = object.spec.secret_ref.as_ref()?;
+        Some((key_of(object).0, secret.name.clone()))
+    });
+    let flux = flux_objects.iter().filter_map(|object| {
+        let name = flux::secret_name(object)?;
+        Some((meta_key(&object.metadata).0, name.to_string()))
+    });
+    hookgate.chain(flux).collect()
 }
 
-fn secret_state<'a>(cache: &'a HashMap<Key, Cached>, object: &Receiver) -> SecretState<'a> {
-    let Some(secret) = &object.spec.secret_ref else {
-        return SecretState::NotNamed;
-    };
-    let key = (key_of(object).0, secret.name.clone());
+/// The `(namespace, name)` of any object.
+fn meta_key(meta: &ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// What the index has of Secret `namespace/name`.
+fn secret_state<'a>(
+    cache: &'a HashMap<Key, Cached>,
+    namespace: &str,
+    name: &str,
+) -> SecretState<'a> {
+    let key = (namespace.to_string(), name.to_string());
     match cache.get(&key).map(|cached| &cached.fetched) {
         Some(Fetched::Present(data)) => SecretState::Present(data),
         Some(Fetched::Unreadable(why)) => SecretState::Unreadable(why),
@@ -401,46 +527,82 @@ pub fn watch_receivers(
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer);
-    let task = tokio::spawn(async move {
-        let mut seen = HashMap::new();
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(event) => {
-                    if spec_changed(&mut seen, &event) {
-                        changes.notify_one();
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "watching Receivers"),
-            }
-        }
-    });
+    let task = tokio::spawn(wake_on_spec_changes(stream, changes, "watching Receivers"));
     (store, task)
+}
+
+/// A reflector of Flux's Receivers `api` reaches (an API of [`flux::api_resource`]), kept without their
+/// status, managed fields and annotations, which hookgate does not read; wakes `changes` as
+/// [`watch_receivers`] does.
+pub fn watch_flux_receivers(
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+    changes: Arc<Notify>,
+) -> (Store<DynamicObject>, JoinHandle<()>) {
+    let writer = reflector::store::Writer::new(resource);
+    let store = writer.as_reader();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|object| {
+            object.metadata.annotations = None;
+            object.metadata.managed_fields = None;
+            if let Some(fields) = object.data.as_object_mut() {
+                fields.remove("status");
+            }
+        })
+        .reflect(writer);
+    let task = tokio::spawn(wake_on_spec_changes(
+        stream,
+        changes,
+        "watching Flux Receivers",
+    ));
+    (store, task)
+}
+
+/// Drives a reflector's `stream`, waking `changes` on every event that changes what compiles.
+async fn wake_on_spec_changes<K: Resource>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    changes: Arc<Notify>,
+    what: &'static str,
+) {
+    let mut seen = HashMap::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                if spec_changed(&mut seen, &event) {
+                    changes.notify_one();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "{what}"),
+        }
+    }
 }
 
 /// Whether `event` changes what compiles: an object added or deleted, or a new `metadata.generation`
 /// (which the API server moves on spec changes only), or the end of a (re)list.
-fn spec_changed(
+fn spec_changed<K: Resource>(
     seen: &mut HashMap<Key, (Option<String>, Option<i64>)>,
-    event: &watcher::Event<Receiver>,
+    event: &watcher::Event<K>,
 ) -> bool {
-    let form = |object: &Receiver| (object.metadata.uid.clone(), object.metadata.generation);
+    let form = |object: &K| (object.meta().uid.clone(), object.meta().generation);
+    let key = |object: &K| meta_key(object.meta());
     match event {
         watcher::Event::Init => {
             seen.clear();
             false
         }
         watcher::Event::InitApply(object) => {
-            seen.insert(key_of(object), form(object));
+            seen.insert(key(object), form(object));
             false
         }
         watcher::Event::InitDone => true,
         watcher::Event::Apply(object) => {
             let form = form(object);
-            seen.insert(key_of(object), form.clone()) != Some(form)
+            seen.insert(key(object), form.clone()) != Some(form)
         }
         watcher::Event::Delete(object) => {
-            seen.remove(&key_of(object));
+            seen.remove(&key(object));
             true
         }
     }
@@ -506,6 +668,7 @@ mod tests {
                         fingerprint: fingerprint.to_string(),
                         missing_keys: Vec::new(),
                         suspended: false,
+                        notes: Vec::new(),
                     };
                     (("ns".to_string(), name.to_string()), included)
                 })
@@ -520,6 +683,8 @@ mod tests {
                     (("ns".to_string(), name.to_string()), not_ready)
                 })
                 .collect(),
+            flux_included: BTreeMap::new(),
+            flux_refused: BTreeMap::new(),
         }
     }
 
@@ -536,7 +701,9 @@ mod tests {
     fn generations_follow_the_content_and_receivers_their_form() {
         let mut generations = Generations::default();
         assert_eq!(generations.next("d1", 1_000), (1_000, true));
-        let first = generations.outcomes(&compiled("d1", &[("a", "fa")], &["x"]), 1_000);
+        let first = generations
+            .outcomes(&compiled("d1", &[("a", "fa")], &["x"]), 1_000)
+            .0;
         assert_eq!(since(&first, "a"), 1_000);
         assert!(matches!(
             first[&("ns".into(), "x".into())],
@@ -549,18 +716,102 @@ mod tests {
             "same content"
         );
         assert_eq!(generations.next("d2", 2_000), (2_000, true));
-        let second = generations.outcomes(&compiled("d2", &[("a", "fa"), ("b", "fb")], &[]), 2_000);
+        let second = generations
+            .outcomes(&compiled("d2", &[("a", "fa"), ("b", "fb")], &[]), 2_000)
+            .0;
         assert_eq!((since(&second, "a"), since(&second, "b")), (1_000, 2_000));
 
         // A clock that went back still moves the generation on.
         assert_eq!(generations.next("d3", 1_500), (2_001, true));
-        let third = generations.outcomes(&compiled("d3", &[("a", "fa2"), ("b", "fb")], &[]), 2_001);
+        let third = generations
+            .outcomes(&compiled("d3", &[("a", "fa2"), ("b", "fb")], &[]), 2_001)
+            .0;
         assert_eq!((since(&third, "a"), since(&third, "b")), (2_001, 2_000));
 
         // A receiver that left and came back dates from its return.
-        generations.outcomes(&compiled("d4", &[("b", "fb")], &["a"]), 3_000);
-        let back = generations.outcomes(&compiled("d5", &[("a", "fa2"), ("b", "fb")], &[]), 4_000);
+        let _ = generations.outcomes(&compiled("d4", &[("b", "fb")], &["a"]), 3_000);
+        let back = generations
+            .outcomes(&compiled("d5", &[("a", "fa2"), ("b", "fb")], &[]), 4_000)
+            .0;
         assert_eq!(since(&back, "a"), 4_000);
+    }
+
+    fn flux(refused: &[(&str, Reason)], served: &[(&str, &[&str])]) -> Compiled {
+        let mut compiled = compiled("d", &[], &[]);
+        for (name, reason) in refused {
+            let not_ready = NotReady {
+                reason: *reason,
+                message: format!("{} of {name}", reason.as_str()),
+            };
+            compiled
+                .flux_refused
+                .insert(("ns".into(), name.to_string()), not_ready);
+        }
+        for (name, notes) in served {
+            let included = Included {
+                paths: vec![format!("/hook/{name}")],
+                fingerprint: "f".into(),
+                missing_keys: Vec::new(),
+                suspended: false,
+                notes: notes.iter().map(|n| n.to_string()).collect(),
+            };
+            compiled
+                .flux_included
+                .insert(("ns".into(), name.to_string()), included);
+        }
+        compiled
+    }
+
+    /// hookgate writes nothing on Flux's objects: its log says what became of each, once per change.
+    #[test]
+    fn each_change_of_a_flux_receiver_is_logged_once() {
+        let unsupported = Reason::UnsupportedType;
+        let filter = Reason::UnsupportedFilter;
+        // (step, what it compiled to, what is logged: (namespace/name, line))
+        type Step = (&'static str, Compiled, Vec<(&'static str, &'static str)>);
+        let steps: Vec<Step> = vec![
+            (
+                "first compile",
+                flux(&[("a", unsupported)], &[("b", &[])]),
+                vec![
+                    ("ns/a", "UnsupportedType: UnsupportedType of a"),
+                    ("ns/b", "served; "),
+                ],
+            ),
+            (
+                "nothing changed",
+                flux(&[("a", unsupported)], &[("b", &[])]),
+                vec![],
+            ),
+            (
+                "another reason, another difference",
+                flux(&[("a", filter)], &[("b", &["suspended"])]),
+                vec![
+                    ("ns/a", "UnsupportedFilter: UnsupportedFilter of a"),
+                    ("ns/b", "served; suspended"),
+                ],
+            ),
+            ("a deleted", flux(&[], &[("b", &["suspended"])]), vec![]),
+            (
+                "a back as it was",
+                flux(&[("a", filter)], &[("b", &["suspended"])]),
+                vec![("ns/a", "UnsupportedFilter: UnsupportedFilter of a")],
+            ),
+            (
+                "a served now",
+                flux(&[], &[("a", &[]), ("b", &["suspended"])]),
+                vec![("ns/a", "served; ")],
+            ),
+        ];
+        let mut log = FluxLog::default();
+        for (step, compiled, expected) in steps {
+            let logged = log.log(&compiled);
+            let logged: Vec<(&str, &str)> = logged
+                .iter()
+                .map(|(r, l)| (r.as_str(), l.as_str()))
+                .collect();
+            assert_eq!(logged, expected, "{step}");
+        }
     }
 
     fn receiver(name: &str, generation: i64) -> Receiver {

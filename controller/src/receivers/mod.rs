@@ -2,13 +2,17 @@
 //! compilation with the filter's own compiler ([`compile`]), the index of Receivers and their Secrets
 //! ([`index`]), the configuration endpoint the proxies long-poll ([`endpoint`]), the proxies it has seen
 //! ([`proxies`]) and the receivers' status and Events ([`status`]). On with `hookgate serve
-//! --channel-key-file`; without it the controller is what it was.
+//! --channel-key-file`; without it the controller is what it was. With `--serve-flux-receivers`, Flux's
+//! own Receivers are served too ([`flux`]), read and never written.
 
 pub mod compile;
+pub mod confirm;
 pub mod crd;
 pub mod endpoint;
+pub mod flux;
 pub mod index;
 pub mod leader;
+pub mod offline;
 pub mod proxies;
 pub mod status;
 
@@ -17,7 +21,7 @@ use std::sync::{Arc, RwLock};
 
 use hookgate_protocol::channel::TOLERANCE_SECS;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
@@ -87,11 +91,22 @@ pub fn start(
             .collect()
     };
     let mut tasks = Vec::new();
-    let (mut receivers, mut secrets) = (Vec::new(), Vec::new());
+    let (mut receivers, mut flux_receivers, mut secrets) = (Vec::new(), Vec::new(), Vec::new());
+    let flux_resource = flux::api_resource();
     for scope in &scopes {
         let (store, task) = index::watch_receivers(api(&client, scope.as_deref()), changes.clone());
         receivers.push(store);
         tasks.push(task);
+        if settings.options.serve_flux {
+            let flux_api: Api<DynamicObject> = match scope.as_deref() {
+                Some(namespace) => Api::namespaced_with(client.clone(), namespace, &flux_resource),
+                None => Api::all_with(client.clone(), &flux_resource),
+            };
+            let (store, task) =
+                index::watch_flux_receivers(flux_api, flux_resource.clone(), changes.clone());
+            flux_receivers.push(store);
+            tasks.push(task);
+        }
         let secret_api: Api<PartialObjectMeta<Secret>> = api(&client, scope.as_deref());
         let (store, task) = index::watch_secrets(secret_api, changes.clone(), referenced.clone());
         secrets.push(store);
@@ -105,6 +120,7 @@ pub fn start(
         options: settings.options,
         keys,
         receivers: receivers.clone(),
+        flux: flux_receivers,
         secrets,
         changes,
         referenced,

@@ -2,13 +2,15 @@
 //! and `proxies`, written (a merge patch of the status subresource) only when it changed, at least every
 //! [`INTERVAL`] so that `NotServed` becomes `Served` as proxies apply the configuration; an Event on every
 //! change of the Ready condition's status or reason. Of several replicas, only the one holding the status
-//! Lease ([`super::leader`]) writes. hookgate never writes the status of Flux's objects.
+//! Lease ([`super::leader`]) writes. hookgate never writes the status of Flux's objects, nor records
+//! Events on them: they are only counted in the receivers gauge (and logged by the index).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
+use hookgate_protocol::channel::Known;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -16,7 +18,7 @@ use kube::{Client, Resource};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::compile::{key_of, Key, NotReady, Reason};
+use super::compile::{key_of, Key, Kind, NotReady, Reason};
 use super::crd::{Condition, Proxies, Receiver, ReceiverStatus};
 use super::index::{Outcome, Outcomes};
 use super::leader::Leadership;
@@ -197,7 +199,7 @@ impl StatusWriter {
             .configuration_proxies
             .set(i64::try_from(recent.len()).unwrap_or(i64::MAX));
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let mut by_reason: HashMap<(bool, Reason), i64> = HashMap::new();
+        let mut by_reason: HashMap<(Kind, bool, Reason), i64> = HashMap::new();
         let mut changes = Vec::new();
         for object in self.stores.iter().flat_map(Store::state) {
             let key = key_of(&object);
@@ -216,12 +218,18 @@ impl StatusWriter {
             };
             let status = desired(&object, outcome, &context);
             let ready = status.conditions[0].status == "True";
-            *by_reason.entry((ready, reason_of(&status))).or_default() += 1;
+            *by_reason
+                .entry((Kind::Hookgate, ready, reason_of(&status)))
+                .or_default() += 1;
             if leading && object.status.as_ref() != Some(&status) {
                 let version = object.metadata.resource_version.clone();
                 written.insert(key.clone(), (version, status.clone()));
                 changes.push((key, object, status));
             }
+        }
+        for outcome in outcomes.flux.values() {
+            let (ready, reason) = flux_readiness(outcome, &recent, &outcomes.digest);
+            *by_reason.entry((Kind::Flux, ready, reason)).or_default() += 1;
         }
         self.metrics.set_receivers(&by_reason);
         written.retain(|key, _| outcomes.receivers.contains_key(key));
@@ -274,6 +282,18 @@ fn as_written(
             Arc::new(object)
         }
         _ => object,
+    }
+}
+
+/// Whether a Flux Receiver is ready, and the reason, as a hookgate Receiver's `Ready` condition would say
+/// them: served once a proxy has applied it.
+fn flux_readiness(outcome: &Outcome, recent: &[Known], digest: &str) -> (bool, Reason) {
+    match outcome {
+        Outcome::Refused(not_ready) => (false, not_ready.reason),
+        Outcome::Included(served) if counts(recent, served.since, digest).serving > 0 => {
+            (true, Reason::Served)
+        }
+        Outcome::Included(_) => (false, Reason::NotServed),
     }
 }
 
@@ -464,6 +484,57 @@ mod tests {
             (first.type_, first.reason.as_str()),
             (EventType::Normal, "NotServed")
         );
+    }
+
+    /// A Flux Receiver is counted as a hookgate one would be: refused with its reason, served once a proxy
+    /// applied it.
+    #[test]
+    fn flux_receivers_are_counted_by_readiness() {
+        let served_since = |since| {
+            Outcome::Included(Served {
+                paths: vec!["/hook/abc".into()],
+                since,
+                missing_keys: Vec::new(),
+                suspended: false,
+            })
+        };
+        let proxy = |generation| Known {
+            generation,
+            digest: Some(format!("d{generation}")),
+        };
+        let refused = Outcome::Refused(NotReady {
+            reason: Reason::UnsupportedType,
+            message: "type `gcr` proves with an ID token".into(),
+        });
+        let cases = [
+            (
+                "refused",
+                refused,
+                vec![proxy(5)],
+                (false, Reason::UnsupportedType),
+            ),
+            (
+                "no proxy",
+                served_since(5),
+                vec![],
+                (false, Reason::NotServed),
+            ),
+            (
+                "a proxy behind",
+                served_since(5),
+                vec![proxy(4)],
+                (false, Reason::NotServed),
+            ),
+            (
+                "a proxy serving it",
+                served_since(5),
+                vec![proxy(4), proxy(6)],
+                (true, Reason::Served),
+            ),
+        ];
+        for (case, outcome, recent, expected) in cases {
+            assert_eq!(flux_readiness(&outcome, &recent, "d9"), expected, "{case}");
+        }
     }
 
     /// Until the watch brings back the object written, the written status stands for its status.
