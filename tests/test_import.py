@@ -290,3 +290,177 @@ def test_on_envoy_gateway_a_forged_delivery_changes_nothing(on_gateway, case):
     status, reply = on_gateway.send(delivery)
     assert status == expected, reply
     assert on_gateway.annotations(receiver) == before
+
+
+# -- `--to objects`: hookgate Receiver objects (hookgate.io/v1alpha1) ------------------------------------------
+
+RECEIVER_API = "hookgate.io/v1alpha1"
+FLUX_RECEIVERS = {d["metadata"]["name"]: d for d in FILE_DOCUMENTS + LIST_STREAM["items"] if d["kind"] == "Receiver"}
+SECRETS = [d for d in FILE_DOCUMENTS + LIST_STREAM["items"] if d["kind"] == "Secret"]
+RECEIVERS_CRD = MANIFESTS / "base/crds/receivers.hookgate.io.yaml"
+
+
+def run_hookgate(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CONTROLLER), *args], input=stdin, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "RUST_BACKTRACE": "0", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def imported_objects(tmp_path_factory) -> tuple[Path, list[dict], str]:
+    """`hookgate import --to objects` of the same file and List as above: (output directory, the objects it
+    wrote, stderr)."""
+    work = tmp_path_factory.mktemp("import-objects")
+    receivers_file = work / "receivers.yaml"
+    receivers_file.write_text(yaml.safe_dump_all(FILE_DOCUMENTS))
+    out = work / "out"
+    result = run_hookgate("import", str(receivers_file), "-", "--to", "objects", "--out", str(out),
+                          stdin=yaml.safe_dump(LIST_STREAM))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["receivers.yaml"]
+    objects = [d for d in yaml.safe_load_all((out / "receivers.yaml").read_text()) if d]
+    return out, objects, result.stderr
+
+
+def test_each_flux_receiver_becomes_a_receiver_object_reading_the_same_secret(imported_objects):
+    _, objects, _ = imported_objects
+    by_name = {o["metadata"]["name"]: o for o in objects}
+    assert sorted(by_name) == sorted(case.receiver for case in CASES)  # not gcr-receiver
+    for case in CASES:
+        written, flux = by_name[case.receiver], FLUX_RECEIVERS[case.receiver]
+        assert written["apiVersion"] == RECEIVER_API and written["kind"] == "Receiver"
+        assert written["metadata"] == {"name": case.receiver, "namespace": NS}
+        spec = written["spec"]
+        assert spec["type"] == flux["spec"]["type"]
+        assert spec["secretRef"] == {"name": case.secret, "keys": ["token"]}
+        assert spec["targets"] == flux["spec"]["resources"], case.receiver
+        assert spec.get("events") == flux["spec"].get("events"), case.receiver
+        assert "status" not in written
+
+
+def test_the_objects_summary_gives_paths_notes_and_what_serve_flux_receivers_serves_as_it_is(imported_objects):
+    out, _, summary = imported_objects
+    for case in CASES:
+        path = signers.flux_path(TOKENS[case.secret], case.receiver, NS)
+        assert f"imported {NS}/{case.receiver} " in summary and f"{RECEIVER_API}): {path}\n" in summary, summary
+    assert f"skipped {NS}/gcr-receiver: type `gcr` proves with an ID token" in summary, summary
+    assert (f"note: {NS}/gitlab-receiver: spec.resources[1] is in namespace apps: run the controller with "
+            "--allow-cross-namespace and bind its ClusterRole in apps, or the Receiver is not Ready "
+            "(CrossNamespaceTarget)") in summary, summary
+    assert f"wrote {out / 'receivers.yaml'}: apply it" in summary, summary
+    # The GitLab Receiver carries a note (its cross-namespace target); the others carry over unchanged.
+    assert ("Flux Receivers the controller can serve as they are with --serve-flux-receivers (imported with no "
+            f"note): {NS}/github-receiver, {NS}/harbor-receiver, {NS}/dockerhub-receiver\n") in summary, summary
+
+
+def test_the_objects_say_what_differs_and_hold_no_token(imported_objects):
+    out, _, summary = imported_objects
+    written = (out / "receivers.yaml").read_text()
+    for token in TOKENS.values():
+        assert token not in written and token not in summary
+    comments = " ".join(line[2:] for line in written.splitlines() if line.startswith("# "))
+    assert f"From Flux Receiver {NS}/github-receiver (notification.toolkit.fluxcd.io/v1), on the path Flux gave " \
+           "it; nothing else differs." in comments, comments
+    assert f"From Flux Receiver {NS}/gitlab-receiver (notification.toolkit.fluxcd.io/v1), on the path Flux gave " \
+           "it; differs: spec.resources[1] is in namespace apps" in comments, comments
+
+
+@pytest.mark.parametrize("with_secrets, flags, returncode, expected", [
+    (True, [], 1, {"gitlab-receiver": "CrossNamespaceTarget: spec.targets[1].namespace: apps is not the receiver's "
+                                      "namespace"}),
+    (True, ["--allow-cross-namespace"], 0, {}),
+    (False, ["--allow-cross-namespace"], 0, {}),
+], ids=["with the Secrets", "with the Secrets, --allow-cross-namespace", "without the Secrets"])
+def test_hookgate_check_compiles_the_objects_as_the_controller_on_flux_paths(imported_objects, tmp_path, with_secrets,
+                                                                             flags, returncode, expected):
+    """`hookgate check` on what `import --to objects` wrote (and the Secrets): the controller's compiler serves
+    each Receiver on the path Flux gave it, or says why not as the Receiver's Ready condition would."""
+    out, _, _ = imported_objects
+    files = [str(out / "receivers.yaml")]
+    if with_secrets:
+        (tmp_path / "secrets.yaml").write_text(yaml.safe_dump_all(SECRETS))
+        files.append(str(tmp_path / "secrets.yaml"))
+    result = run_hookgate("check", *flags, *files)
+    assert result.returncode == returncode, result.stdout + result.stderr
+    report = result.stdout
+    for case in CASES:
+        header = f"Receiver {NS}/{case.receiver} ({FLUX_RECEIVERS[case.receiver]['spec']['type']}): "
+        if case.receiver in expected:
+            assert header + expected[case.receiver] in report, report
+        elif with_secrets:
+            path = signers.flux_path(TOKENS[case.secret], case.receiver, NS)
+            assert f"{header}OK\n  path: {path}\n" in report, report
+        else:
+            assert (f"{header}OK\n  path: /hook/<sha256 of Secret {case.secret} key token + name + namespace> "
+                    "(add the Secret to the files to print it)\n") in report, report
+    for token in TOKENS.values():
+        assert token not in report
+
+
+@pytest.mark.parametrize("documents, returncode, expected", [
+    ([FILE_DOCUMENTS[0], FILE_DOCUMENTS[1]], 0,
+     [f"imported {NS}/github-receiver (github) as Receiver {NS}/github-receiver ({RECEIVER_API}): Flux's path (its "
+      f"Secret {NS}/github-token is not in the input: the Receiver reads it in the cluster)"]),
+    ([FILE_DOCUMENTS[2], FILE_DOCUMENTS[3]], 1, ["no Receiver could be imported; nothing written"]),
+], ids=["no Secret: the Receivers read theirs in the cluster", "only a type hookgate lacks"])
+def test_objects_need_no_secret_and_nothing_is_written_when_nothing_imports(tmp_path, documents, returncode, expected):
+    source = tmp_path / "receivers.yaml"
+    source.write_text(yaml.safe_dump_all(documents))
+    result = run_hookgate("import", str(source), "--to", "objects", "--out", str(tmp_path / "out"))
+    assert result.returncode == returncode, result.stderr
+    for line in expected:
+        assert line in result.stderr, result.stderr
+    assert (tmp_path / "out/receivers.yaml").exists() is (returncode == 0)
+
+
+def receiver_api_path(cp, namespace: str, name: str) -> str:
+    return cp.resource_path(RECEIVER_API, "Receiver", namespace, name)
+
+
+def test_the_objects_apply_on_the_real_api_server_and_url_reads_the_status(imported_objects, cp, tmp_path):
+    """The real kube-apiserver with the CRD of manifests/base/crds takes every written Receiver under strict
+    field validation (server-side apply, dry run); then, as after a migration, `hookgate url --receiver`
+    reads a Receiver's URL from the status the controller writes (written here by hand), through a
+    kubeconfig."""
+    _, objects, _ = imported_objects
+    cp.install_crds([yaml.safe_load(RECEIVERS_CRD.read_text())])
+    apply = {"fieldManager": "hookgate-tests", "force": "true", "fieldValidation": "Strict"}
+    for obj in objects:
+        meta = obj["metadata"]
+        cp.ok("PATCH", receiver_api_path(cp, meta["namespace"], meta["name"]), json.dumps(obj),
+              query={**apply, "dryRun": "All"}, content_type="application/apply-patch+yaml")
+
+    namespace = "hookgate-import-url"
+    cp.namespace(namespace)
+    kubeconfig = cp.kubeconfig(cp.admin_token, tmp_path / "kubeconfig")
+    (github,) = [o for o in objects if o["metadata"]["name"] == "github-receiver"]
+    path = signers.flux_path(TOKENS["github-token"], "github-receiver", NS)
+    ready = {"type": "Ready", "lastTransitionTime": "2030-01-01T00:00:00Z", "observedGeneration": 1}
+    # (case, status, returncode, stdout, stderr's start)
+    cases = [
+        ("served, with the URL", {"observedGeneration": 1, "webhookPath": path, "url": f"https://hooks.example.com{path}",
+                                  "conditions": [{**ready, "status": "True", "reason": "Served", "message": "served"}]},
+         0, f"https://hooks.example.com{path}\n", ""),
+        ("not at a proxy yet: the path, a warning",
+         {"observedGeneration": 1, "webhookPath": path,
+          "conditions": [{**ready, "status": "False", "reason": "NotServed", "message": "no proxy has applied it yet"}]},
+         0, f"{path}\n", f"warning: Receiver {namespace}/github-receiver is not Ready: NotServed: no proxy"),
+        ("refused: why", {"observedGeneration": 1, "conditions": [
+            {**ready, "status": "False", "reason": "SecretNotFound", "message": "Secret github-token not found"}]},
+         1, "", f"Error: Receiver {namespace}/github-receiver has no webhook path: SecretNotFound: Secret github-token"),
+    ]
+    url = receiver_api_path(cp, namespace, "github-receiver")
+    cp.ok("PATCH", url, json.dumps({**github, "metadata": {**github["metadata"], "namespace": namespace}}),
+          query=apply, content_type="application/apply-patch+yaml")
+    try:
+        for case, status, returncode, stdout, stderr in cases:
+            # A merge patch keeps what it does not name: name every field a case leaves out.
+            status = {"webhookPath": None, "url": None, **status}
+            cp.ok("PATCH", url + "/status", {"status": status}, content_type="application/merge-patch+json")
+            result = run_hookgate("url", "--receiver", f"{namespace}/github-receiver", env={"KUBECONFIG": str(kubeconfig)})
+            assert (result.returncode, result.stdout) == (returncode, stdout), (case, result.stderr)
+            assert result.stderr.startswith(stderr), (case, result.stderr)
+        result = run_hookgate("url", "--receiver", f"{namespace}/missing", env={"KUBECONFIG": str(kubeconfig)})
+        assert result.returncode == 1 and f"no Receiver {namespace}/missing ({RECEIVER_API})" in result.stderr
+    finally:
+        # A later module's controller would compile a Receiver left here.
+        cp.request("DELETE", url)

@@ -5,21 +5,25 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
+use hookgate_controller::receivers::compile::{self, SecretData};
+use hookgate_controller::receivers::crd::ReceiverSpec;
+use hookgate_controller::receivers::flux::{self, Note, Untranslatable, TOKEN_KEY};
+use hookgate_controller::receivers::offline::{self, Input, WebhookPath};
+use hookgate_controller::receivers::Receiver;
 use hookgate_filter::config::Config;
-use hookgate_filter::providers::{self, Proof, Provider};
-use serde_json::{json, Map, Value};
+use kube::api::ObjectMeta;
+use serde_json::{json, Value};
+
+use crate::objects::{is_kind, secret_data, API_VERSION};
 
 /// The variable the base manifests give the attestation key.
 const ATTESTATION_KEY_ENV: &str = "HOOKGATE_ATTESTATION_KEY";
-/// The key of a Flux Receiver's Secret that holds the token.
-const TOKEN_KEY: &str = "token";
-/// The Receiver types whose `spec.events` Flux checks (REFERENCE.md §2); it ignores them for the others.
-const FLUX_CHECKS_EVENTS: &[&str] = &["github", "gitlab", "bitbucket", "cdevents"];
+/// The API group of Flux's `Receiver`.
+pub const FLUX_GROUP: &str = flux::GROUP;
 /// The objects the base manifests name, which the generated patches target.
 const EXTENSION_POLICY: &str = "hookgate";
 const ENVOY_PROXY: &str = "hookgate-proxy";
@@ -27,6 +31,8 @@ const ENVOY_PROXY: &str = "hookgate-proxy";
 pub const CONFIG_FILE: &str = "hookgate-config.json";
 pub const APP_COMPONENT: &str = "app/kustomization.yaml";
 pub const PROXY_COMPONENT: &str = "proxy/kustomization.yaml";
+/// What `--to objects` writes, under the output directory.
+pub const OBJECTS_FILE: &str = "receivers.yaml";
 
 /// One imported receiver: its label and the webhook path Flux gave it.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,12 +87,6 @@ fn text_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
     object.pointer(pointer).and_then(Value::as_str)
 }
 
-fn is_kind(object: &Value, group: &str, kind: &str) -> bool {
-    let api_version = text_at(object, "/apiVersion").unwrap_or_default();
-    let object_group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    object_group == group && text_at(object, "/kind") == Some(kind)
-}
-
 /// The token of a Secret: `stringData.token` (which the API server merges over `data`), else the base64
 /// `data.token`.
 fn secret_token(secret: &Value, label: &str) -> anyhow::Result<String> {
@@ -133,88 +133,115 @@ struct GatewaySecret {
     variable: String,
 }
 
-/// The hookgate provider that carries a receiver of `flux_type` with `spec`, or why none can.
-fn carrier(spec: &Value, flux_type: &str) -> Result<&'static dyn Provider, String> {
-    let Some(provider) = providers::lookup(flux_type) else {
-        let known: Vec<&str> = providers::names().collect();
-        return Err(format!(
-            "hookgate has no receiver type `{flux_type}` (it has {})",
-            known.join(", ")
-        ));
+/// A translation note as each output words it: the controller's wording ([`Note`]'s), but for what the
+/// user must do about a cross-namespace target and how a suspended receiver is written.
+fn worded(note: &Note, output: Output) -> String {
+    match note {
+        Note::CrossNamespace { index, namespace } => {
+            // Flux allows these unless run with --no-cross-namespace-refs; hookgate's controller refuses
+            // them unless told otherwise, which stays the cluster admin's choice.
+            let otherwise = match output {
+                Output::Policy => "or it answers 403",
+                Output::Objects => "or the Receiver is not Ready (CrossNamespaceTarget)",
+            };
+            format!(
+                "spec.resources[{index}] is in namespace {namespace}: run the controller with \
+                 --allow-cross-namespace and bind its ClusterRole in {namespace}, {otherwise}"
+            )
+        }
+        // Flux answers a suspended receiver with 503; hookgate's disabled receiver answers 403.
+        Note::Suspended => match output {
+            Output::Policy => "suspended, imported as disabled".to_string(),
+            Output::Objects => "suspended, imported with `suspend: true`: hookgate refuses its \
+                                deliveries with 403 where Flux answers 503"
+                .to_string(),
+        },
+        note => note.to_string(),
+    }
+}
+
+/// Which output `import` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// The filter configuration and the Kustomize components that put it in the EnvoyExtensionPolicy
+    /// and the EnvoyProxy's environment.
+    Policy,
+    /// hookgate `Receiver` objects (hookgate.io/v1alpha1) reading the Secrets the Flux Receivers read.
+    Objects,
+}
+
+/// A Flux Receiver as hookgate carries it, whichever the output.
+struct Carried {
+    name: String,
+    namespace: String,
+    label: String,
+    /// The hookgate spec that serves it ([`flux::translate`]): `secretRef` {its Secret, [`TOKEN_KEY`]}.
+    spec: ReceiverSpec,
+    /// What differs from Flux, worded for the output.
+    notes: Vec<String>,
+}
+
+impl Carried {
+    /// The name of the Flux Receiver's Secret, in its namespace.
+    fn secret_name(&self) -> &str {
+        self.spec
+            .secret_ref
+            .as_ref()
+            .map_or("", |secret| secret.name.as_str())
+    }
+
+    /// The notes as the summary prints them: each naming the receiver.
+    fn labelled_notes(&self) -> impl Iterator<Item = String> + '_ {
+        self.notes
+            .iter()
+            .map(move |note| format!("{}: {note}", self.label))
+    }
+}
+
+/// A Flux Receiver carried over, or `(namespace/name, why)` it is skipped.
+type Carry = Result<Carried, (String, String)>;
+
+/// The Flux Receivers among `objects`, in order.
+fn carry_all(objects: &[Value], output: Output) -> anyhow::Result<Vec<Carry>> {
+    objects
+        .iter()
+        .filter(|o| is_kind(o, FLUX_GROUP, "Receiver"))
+        .map(|receiver| carry(receiver, output))
+        .collect()
+}
+
+/// One Flux Receiver as hookgate carries it ([`flux::translate`], as the controller serves it), or why it
+/// cannot (a type hookgate lacks, an ID-token type, a CEL filter hookgate cannot run). What Flux itself
+/// would refuse (no name, namespace, type, secretRef, or a resource's kind or name) is an error.
+fn carry(receiver: &Value, output: Output) -> anyhow::Result<Carry> {
+    let name = text_at(receiver, "/metadata/name")
+        .ok_or_else(|| anyhow!("a Receiver has no metadata.name"))?;
+    let namespace = text_at(receiver, "/metadata/namespace").ok_or_else(|| {
+        anyhow!("Receiver {name} has no metadata.namespace: its webhook path depends on it")
+    })?;
+    let label = format!("{namespace}/{name}");
+    let spec = receiver.get("spec").unwrap_or(&Value::Null);
+    let translation = match flux::translate(spec, namespace) {
+        Ok(translation) => translation,
+        Err(Untranslatable::Invalid(why)) => bail!("Receiver {label}: {why}"),
+        Err(unsupported) => return Ok(Err((label, unsupported.to_string()))),
     };
-    if provider.proof() == Proof::VerifiedToken {
-        return Err(format!(
-            "type `{flux_type}` proves with an ID token that an Envoy Gateway SecurityPolicy jwt provider \
-             verifies, which a Flux Receiver does not name: add it by hand (README, Senders with ID tokens)"
-        ));
-    }
-    // Carried over, each must compile as hookgate's controller will run it: one that does not (a function
-    // or macro hookgate lacks, `claims`) would leave its targets unfiltered or refuse the configuration.
-    let resources = spec.get("resources").and_then(Value::as_array);
-    let filters = std::iter::once((
-        "spec.resourceFilter".to_string(),
-        spec.get("resourceFilter"),
-    ))
-    .chain(
-        resources
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(index, r)| (format!("spec.resources[{index}].filter"), r.get("filter"))),
-    );
-    for (field, filter) in filters {
-        if let Some(source) = filter.and_then(Value::as_str).filter(|s| !s.is_empty()) {
-            hookgate_filter::cel::target_filter_reads(source)
-                .map_err(|e| format!("{field} is a CEL expression hookgate cannot run: {e}"))?;
-        }
-    }
-    Ok(provider)
+    Ok(Ok(Carried {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        label,
+        spec: translation.spec,
+        notes: translation
+            .notes
+            .iter()
+            .map(|note| worded(note, output))
+            .collect(),
+    }))
 }
 
-/// A Flux `spec.resources[]` entry as a hookgate target of a receiver in `namespace`.
-fn target_from(
-    resource: &Value,
-    namespace: &str,
-    label: &str,
-    index: usize,
-    notes: &mut Vec<String>,
-) -> Value {
-    let mut target = Map::new();
-    for field in ["apiVersion", "kind", "name", "namespace", "filter"] {
-        if let Some(value) = resource.get(field).filter(|v| !v.is_null() && *v != "") {
-            target.insert(field.into(), value.clone());
-        }
-    }
-    let labels = resource
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .filter(|labels| !labels.is_empty());
-    if let Some(labels) = labels {
-        if resource.get("name").and_then(Value::as_str) == Some("*") {
-            target.insert("matchLabels".into(), Value::Object(labels.clone()));
-        } else {
-            // Flux looks a named target up by its name alone.
-            notes.push(format!(
-                "{label}: spec.resources[{index}].matchLabels dropped: Flux ignores them unless the name is `*`"
-            ));
-        }
-    }
-    if let Some(other) =
-        text_at(resource, "/namespace").filter(|n| !n.is_empty() && *n != namespace)
-    {
-        // Flux allows these unless run with --no-cross-namespace-refs; hookgate's controller refuses them
-        // unless told otherwise, which stays the cluster admin's choice.
-        notes.push(format!(
-            "{label}: spec.resources[{index}] is in namespace {other}: run the controller with \
-             --allow-cross-namespace and bind its ClusterRole in {other}, or it answers 403"
-        ));
-    }
-    Value::Object(target)
-}
-
-/// Imports the Flux Receivers among `objects`, reading their tokens from the Secrets among them.
-pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
-    let secrets: BTreeMap<(String, String), &Value> = objects
+/// The Secrets among `objects`, by namespace and name.
+fn secrets_in(objects: &[Value]) -> BTreeMap<(String, String), &Value> {
+    objects
         .iter()
         .filter(|o| is_kind(o, "", "Secret"))
         .filter_map(|o| {
@@ -226,39 +253,31 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
                 o,
             ))
         })
-        .collect();
+        .collect()
+}
+
+/// Imports the Flux Receivers among `objects`, reading their tokens from the Secrets among them.
+pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
+    let secrets = secrets_in(objects);
     let mut gateway_secrets: BTreeMap<String, GatewaySecret> = BTreeMap::new();
     let mut receivers = Vec::new();
     let mut imported = Vec::new();
     let mut skipped = Vec::new();
     let mut notes = Vec::new();
 
-    for receiver in objects
-        .iter()
-        .filter(|o| is_kind(o, "notification.toolkit.fluxcd.io", "Receiver"))
-    {
-        let name = text_at(receiver, "/metadata/name")
-            .ok_or_else(|| anyhow!("a Receiver has no metadata.name"))?;
-        let namespace = text_at(receiver, "/metadata/namespace").ok_or_else(|| {
-            anyhow!("Receiver {name} has no metadata.namespace: its webhook path depends on it")
-        })?;
-        let label = format!("{namespace}/{name}");
-        let spec = receiver.get("spec").cloned().unwrap_or(Value::Null);
-        let flux_type =
-            text_at(&spec, "/type").ok_or_else(|| anyhow!("Receiver {label} has no spec.type"))?;
-        let provider = match carrier(&spec, flux_type) {
-            Ok(provider) => provider,
-            Err(why) => {
-                skipped.push((label, why));
+    for carried in carry_all(objects, Output::Policy)? {
+        let carried = match carried {
+            Ok(carried) => carried,
+            Err(skip) => {
+                skipped.push(skip);
                 continue;
             }
         };
-
-        let secret_name = text_at(&spec, "/secretRef/name")
-            .ok_or_else(|| anyhow!("Receiver {label} has no spec.secretRef.name"))?;
+        let (label, namespace, secret_name) =
+            (&carried.label, &carried.namespace, carried.secret_name());
         let secret_label = format!("{namespace}/{secret_name}");
         let secret = secrets
-            .get(&(namespace.to_string(), secret_name.to_string()))
+            .get(&(namespace.clone(), secret_name.to_string()))
             .ok_or_else(|| {
                 anyhow!(
                     "Receiver {label}: its Secret {secret_label} is not in the input (add it: `kubectl -n \
@@ -291,55 +310,16 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
             }
         };
 
-        let mut carried = Map::new();
-        carried.insert("name".into(), json!(name));
-        carried.insert("namespace".into(), json!(namespace));
-        carried.insert("type".into(), json!(flux_type));
-        let events = spec
-            .get("events")
-            .and_then(Value::as_array)
-            .filter(|e| !e.is_empty());
-        if let Some(events) = events {
-            if !FLUX_CHECKS_EVENTS.contains(&flux_type) {
-                // Carried over, they would filter deliveries that Flux accepts.
-                notes.push(format!(
-                    "{label}: spec.events dropped: Flux does not check events for type `{flux_type}`"
-                ));
-            } else if !provider.supports_events() {
-                notes.push(format!(
-                    "{label}: spec.events dropped: hookgate does not filter events of type `{flux_type}`, \
-                     so every event is accepted"
-                ));
-            } else {
-                carried.insert("events".into(), Value::Array(events.clone()));
-            }
-        }
-        carried.insert("secrets".into(), json!([{ "env": variable }]));
-        if spec.get("suspend").and_then(Value::as_bool) == Some(true) {
-            // Flux answers a suspended receiver with 503; hookgate's disabled receiver answers 403.
-            carried.insert("disabled".into(), json!(true));
-            notes.push(format!("{label}: suspended, imported as disabled"));
-        }
-        let targets: Vec<Value> = spec
-            .get("resources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(index, resource)| target_from(resource, namespace, &label, index, &mut notes))
-            .collect();
-        carried.insert("targets".into(), Value::Array(targets));
-        if let Some(filter) = spec
-            .get("resourceFilter")
-            .filter(|f| !f.is_null() && *f != "")
-        {
-            carried.insert("resourceFilter".into(), filter.clone());
-        }
-        receivers.push(Value::Object(carried));
+        receivers.push(compile::wire(
+            &(carried.namespace.clone(), carried.name.clone()),
+            &carried.spec,
+            vec![json!({ "env": variable })],
+        ));
+        notes.extend(carried.labelled_notes());
         imported.push(ImportedReceiver {
-            label,
-            provider: flux_type.to_string(),
-            path: crate::url(name, namespace, &token),
+            label: carried.label.clone(),
+            provider: carried.spec.provider.clone(),
+            path: crate::url(&carried.name, &carried.namespace, &token),
         });
     }
 
@@ -489,48 +469,269 @@ pub fn summary(imported: &Imported, out: &Path) -> String {
     text
 }
 
-/// Reads `inputs` (files, `-` for standard input), imports, writes the output under `out` and returns the
-/// summary. Nothing is written when no receiver can be imported.
-pub fn run(inputs: &[PathBuf], out: &Path) -> anyhow::Result<String> {
-    let mut objects = Vec::new();
-    for input in inputs {
-        let (text, source) = if input.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read standard input")?;
-            (text, "standard input".to_string())
-        } else {
-            let text = std::fs::read_to_string(input)
-                .with_context(|| format!("{}: cannot read", input.display()))?;
-            (text, input.display().to_string())
-        };
-        objects.extend(objects_in(&text, &source)?);
+/// One hookgate `Receiver` written by `import --to objects`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ImportedObject {
+    /// The Flux Receiver's namespace/name, which the hookgate Receiver keeps.
+    pub label: String,
+    pub provider: String,
+    /// Flux's path, when the Secret was in the input (without it the path is Flux's all the same, but
+    /// cannot be computed here).
+    pub path: Option<String>,
+    /// The Secret it reads, namespace/name.
+    pub secret: String,
+    /// Carried with no change (no note): what `--serve-flux-receivers` serves as it is.
+    pub as_is: bool,
+}
+
+/// What `import --to objects` produces.
+#[derive(Debug)]
+pub struct ImportedObjects {
+    /// The `Receiver` objects, one YAML document each, each after a comment saying what differs.
+    pub yaml: String,
+    pub receivers: Vec<ImportedObject>,
+    /// Receivers not imported: `(namespace/name, why)`.
+    pub skipped: Vec<(String, String)>,
+    pub notes: Vec<String>,
+}
+
+/// The hookgate `Receiver` for a carried Flux Receiver: same name and namespace, the same Secret (key
+/// `token`), so the same Flux path.
+fn receiver_object(carried: &Carried) -> Receiver {
+    Receiver {
+        metadata: ObjectMeta {
+            name: Some(carried.name.clone()),
+            namespace: Some(carried.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: carried.spec.clone(),
+        status: None,
     }
-    let imported = import(&objects)?;
-    if imported.receivers.is_empty() {
-        bail!(
-            "no Receiver could be imported; nothing written\n{}",
-            summary(&imported, out)
+}
+
+/// Imports the Flux Receivers among `objects` as hookgate `Receiver` objects, each compiled by the
+/// controller's own compiler ([`offline::compile`]) with its Secret's data when the Secret is among
+/// `objects` (else a placeholder: the Secret stays where it is, and the path is Flux's all the same). A
+/// Receiver the controller would not serve is skipped with its `Ready` reason and message; a target in
+/// another namespace is noted, not refused (the controller's `--allow-cross-namespace` decides).
+pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
+    let secrets = secrets_in(objects);
+    let mut skipped = Vec::new();
+    let mut built: Vec<(Carried, Receiver, Option<SecretData>)> = Vec::new();
+    for carried in carry_all(objects, Output::Objects)? {
+        let carried = match carried {
+            Ok(carried) => carried,
+            Err(skip) => {
+                skipped.push(skip);
+                continue;
+            }
+        };
+        if built
+            .iter()
+            .any(|(other, _, _)| other.label == carried.label)
+        {
+            bail!("Receiver {} is in the input twice", carried.label);
+        }
+        let object = receiver_object(&carried);
+        let secret_label = format!("{}/{}", carried.namespace, carried.secret_name());
+        let data = secrets
+            .get(&(carried.namespace.clone(), carried.secret_name().to_string()))
+            .map(|secret| secret_data(secret, &secret_label))
+            .transpose()?;
+        built.push((carried, object, data));
+    }
+    let inputs: Vec<Input> = built
+        .iter()
+        .map(|(_, object, data)| Input {
+            object,
+            secret: data.as_ref(),
+        })
+        .collect();
+    let options = offline::Options {
+        allow_cross_namespace: true,
+        ..offline::Options::default()
+    };
+    let outcomes = offline::compile(&inputs, &options);
+
+    let mut yaml = String::new();
+    for line in wrap(
+        "Generated by `hookgate import --to objects` from Flux Receivers: one hookgate Receiver per Flux \
+         Receiver, with its name and namespace and reading its Secret (key `token`), so that each answers \
+         on the webhook path Flux gave it.",
+        100,
+    ) {
+        let _ = writeln!(yaml, "# {line}");
+    }
+    let mut receivers = Vec::new();
+    let mut notes = Vec::new();
+    for (carried, object, data) in &built {
+        let key = (carried.namespace.clone(), carried.name.clone());
+        let served = match outcomes.get(&key) {
+            Some(Ok(served)) => served,
+            Some(Err(not_ready)) => {
+                skipped.push((
+                    carried.label.clone(),
+                    format!(
+                        "the controller would not serve it: {}: {}",
+                        not_ready.reason.as_str(),
+                        not_ready.message
+                    ),
+                ));
+                continue;
+            }
+            None => {
+                skipped.push((carried.label.clone(), "not compiled".into()));
+                continue;
+            }
+        };
+        let path = match served.paths.first() {
+            Some(WebhookPath::Known(path)) => Some(path.clone()),
+            _ => None,
+        };
+        let token = data
+            .as_ref()
+            .and_then(|data| data.0.get(TOKEN_KEY))
+            .and_then(|token| std::str::from_utf8(token.expose()).ok());
+        if let (Some(path), Some(token)) = (&path, token) {
+            let flux = crate::url(&carried.name, &carried.namespace, token);
+            if *path != flux {
+                bail!(
+                    "receiver {}: the controller would answer on {path}, not Flux's path {flux}",
+                    carried.label
+                );
+            }
+        }
+        let _ = writeln!(yaml, "---");
+        let differs = if carried.notes.is_empty() {
+            "nothing else differs.".to_string()
+        } else {
+            format!("differs: {}.", carried.notes.join("; "))
+        };
+        let comment = format!(
+            "From Flux Receiver {} ({FLUX_GROUP}/v1), on the path Flux gave it; {differs}",
+            carried.label
+        );
+        for line in wrap(&comment, 100) {
+            let _ = writeln!(yaml, "# {line}");
+        }
+        yaml.push_str(&serde_yaml::to_string(object)?);
+        notes.extend(carried.labelled_notes());
+        receivers.push(ImportedObject {
+            label: carried.label.clone(),
+            provider: carried.spec.provider.clone(),
+            path,
+            secret: format!("{}/{}", carried.namespace, carried.secret_name()),
+            as_is: carried.notes.is_empty(),
+        });
+    }
+    Ok(ImportedObjects {
+        yaml,
+        receivers,
+        skipped,
+        notes,
+    })
+}
+
+/// What `import --to objects` tells the user: each Receiver written with its path, the ones skipped with
+/// why, what differs, what to do with the file, and which Flux Receivers `--serve-flux-receivers` can
+/// serve as they are.
+pub fn summary_objects(imported: &ImportedObjects, out: &Path) -> String {
+    let mut text = String::new();
+    for receiver in &imported.receivers {
+        let path = match &receiver.path {
+            Some(path) => path.clone(),
+            None => format!(
+                "Flux's path (its Secret {} is not in the input: the Receiver reads it in the cluster)",
+                receiver.secret
+            ),
+        };
+        let _ = writeln!(
+            text,
+            "imported {label} ({provider}) as Receiver {label} ({API_VERSION}): {path}",
+            label = receiver.label,
+            provider = receiver.provider,
         );
     }
-    for (file, content) in [
-        (
-            CONFIG_FILE,
-            serde_json::to_string_pretty(&imported.config)? + "\n",
-        ),
-        (APP_COMPONENT, imported.app_component.clone()),
-        (PROXY_COMPONENT, imported.proxy_component.clone()),
-    ] {
-        let path = out.join(file);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("{}: cannot create", parent.display()))?;
-        }
-        std::fs::write(&path, content)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+    for (label, why) in &imported.skipped {
+        let _ = writeln!(text, "skipped {label}: {why}");
     }
-    Ok(summary(&imported, out))
+    for note in &imported.notes {
+        let _ = writeln!(text, "note: {note}");
+    }
+    if !imported.receivers.is_empty() {
+        let _ = writeln!(
+            text,
+            "wrote {file}: apply it where the controller serves Receivers (`hookgate serve \
+             --channel-key-file`, with the CRD of manifests/base/crds); each Receiver reads its Flux \
+             Receiver's Secret where it is (key `{TOKEN_KEY}`), so no Secret is copied. Then route the \
+             webhook host's /hook/ to hookgate and suspend the Flux Receivers.",
+            file = out.join(OBJECTS_FILE).display(),
+        );
+    }
+    let as_is: Vec<&str> = imported
+        .receivers
+        .iter()
+        .filter(|r| r.as_is)
+        .map(|r| r.label.as_str())
+        .collect();
+    let _ = writeln!(
+        text,
+        "Flux Receivers the controller can serve as they are with --serve-flux-receivers (imported \
+         with no note): {}",
+        if as_is.is_empty() {
+            "none".to_string()
+        } else {
+            as_is.join(", ")
+        }
+    );
+    text
+}
+
+/// Writes `content` to `out/file`, creating the directories.
+fn write(out: &Path, file: &str, content: &str) -> anyhow::Result<()> {
+    let path = out.join(file);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create", parent.display()))?;
+    }
+    std::fs::write(&path, content).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Reads `inputs` (files, `-` for standard input), imports as `output` says, writes the output under
+/// `out` and returns the summary. Nothing is written when no receiver can be imported.
+pub fn run(inputs: &[PathBuf], out: &Path, output: Output) -> anyhow::Result<String> {
+    let mut objects = Vec::new();
+    for input in inputs {
+        let (text, source) = crate::read_input(input)?;
+        objects.extend(objects_in(&text, &source)?);
+    }
+    match output {
+        Output::Policy => {
+            let imported = import(&objects)?;
+            if imported.receivers.is_empty() {
+                bail!(
+                    "no Receiver could be imported; nothing written\n{}",
+                    summary(&imported, out)
+                );
+            }
+            let config = serde_json::to_string_pretty(&imported.config)? + "\n";
+            write(out, CONFIG_FILE, &config)?;
+            write(out, APP_COMPONENT, &imported.app_component)?;
+            write(out, PROXY_COMPONENT, &imported.proxy_component)?;
+            Ok(summary(&imported, out))
+        }
+        Output::Objects => {
+            let imported = import_objects(&objects)?;
+            if imported.receivers.is_empty() {
+                bail!(
+                    "no Receiver could be imported; nothing written\n{}",
+                    summary_objects(&imported, out)
+                );
+            }
+            write(out, OBJECTS_FILE, &imported.yaml)?;
+            Ok(summary_objects(&imported, out))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -893,5 +1094,287 @@ mod tests {
                               "valueFrom": {"secretKeyRef": {"name": "webhook-token", "key": "token"}}}}])
         );
         assert!(!written(&imported).contains(TOKEN));
+    }
+
+    fn import_objects_text(text: &str) -> anyhow::Result<ImportedObjects> {
+        import_objects(&objects_in(text, "test")?)
+    }
+
+    /// The objects written, parsed back.
+    fn written_objects(imported: &ImportedObjects) -> Vec<Value> {
+        objects_in(&imported.yaml, "written").unwrap()
+    }
+
+    /// What a case of `--to objects` expects of its one Flux Receiver `flux-system/webapp`.
+    enum Expect {
+        /// Imported: its path (None: not computed), the start of each note, and what the object's spec
+        /// must hold (fields compared as given).
+        Imported(Option<&'static str>, Vec<&'static str>, Value),
+        /// Skipped, with why (its start).
+        Skipped(&'static str),
+    }
+
+    #[test]
+    fn flux_receivers_become_receiver_objects() {
+        let secret = secret_yaml("flux-system", TOKEN);
+        let github = receiver_yaml(
+            "webapp",
+            "flux-system",
+            "github",
+            "  events: [ping, push]\n",
+        );
+        let cases: Vec<(&str, String, Expect)> = vec![
+            (
+                "github with its Secret: Flux's path, the same Secret, key token",
+                format!("{github}---\n{secret}"),
+                Expect::Imported(
+                    Some(FLUX_PATH),
+                    vec![],
+                    json!({"type": "github", "events": ["ping", "push"],
+                           "secretRef": {"name": "webhook-token", "keys": ["token"]},
+                           "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
+                ),
+            ),
+            (
+                "without its Secret: imported, the path not computed",
+                github.clone(),
+                Expect::Imported(None, vec![], json!({"secretRef": {"name": "webhook-token", "keys": ["token"]}})),
+            ),
+            (
+                "events of a type whose events Flux does not check",
+                format!(
+                    "{}---\n{secret}",
+                    receiver_yaml("webapp", "flux-system", "harbor", "  events: [PUSH_ARTIFACT]\n")
+                ),
+                Expect::Imported(
+                    Some("/hook/"),
+                    vec!["flux-system/webapp: spec.events dropped: Flux does not check events for type `harbor`"],
+                    json!({"type": "harbor"}),
+                ),
+            ),
+            (
+                "suspended",
+                format!(
+                    "{}---\n{secret}",
+                    receiver_yaml("webapp", "flux-system", "gitlab", "  suspend: true\n")
+                ),
+                Expect::Imported(
+                    Some("/hook/"),
+                    vec!["flux-system/webapp: suspended, imported with `suspend: true`: hookgate refuses its \
+                          deliveries with 403 where Flux answers 503"],
+                    json!({"suspend": true}),
+                ),
+            ),
+            (
+                "a target in another namespace: noted, not refused",
+                format!(
+                    "{}---\n{secret}",
+                    github.replace("      name: webapp\n", "      name: webapp\n      namespace: apps\n")
+                ),
+                Expect::Imported(
+                    Some(FLUX_PATH),
+                    vec!["flux-system/webapp: spec.resources[0] is in namespace apps: run the controller with \
+                          --allow-cross-namespace and bind its ClusterRole in apps, or the Receiver is not \
+                          Ready (CrossNamespaceTarget)"],
+                    json!({"targets": [{"kind": "GitRepository", "name": "webapp", "namespace": "apps"}]}),
+                ),
+            ),
+            (
+                "filters carried",
+                format!(
+                    "{}---\n{secret}",
+                    receiver_yaml("webapp", "flux-system", "generic", "  resourceFilter: req.tag.contains(res.metadata.name)\n")
+                ),
+                Expect::Imported(
+                    Some("/hook/"),
+                    vec![],
+                    json!({"resourceFilter": "req.tag.contains(res.metadata.name)"}),
+                ),
+            ),
+            (
+                "an ID-token type",
+                format!("{}---\n{secret}", receiver_yaml("webapp", "flux-system", "gcr", "")),
+                Expect::Skipped("type `gcr` proves with an ID token"),
+            ),
+            (
+                "a target the controller's compiler refuses",
+                format!("{}---\n{secret}", github.replace("      name: webapp\n", "      name: Web App\n")),
+                Expect::Skipped("the controller would not serve it: InvalidSpec: spec.targets[0].name: "),
+            ),
+            (
+                "a Secret without the key token",
+                format!(
+                    "{github}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: webhook-token, namespace: \
+                     flux-system}}\nstringData: {{password: x}}\n"
+                ),
+                Expect::Skipped(
+                    "the controller would not serve it: SecretKeyNotFound: Secret webhook-token has none of the \
+                     keys token",
+                ),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (case, text, expect) in cases {
+            let imported = match import_objects_text(&text) {
+                Ok(imported) => imported,
+                Err(e) => {
+                    failures.push(format!("{case}: {e:#}"));
+                    continue;
+                }
+            };
+            if imported.yaml.contains(TOKEN)
+                || summary_objects(&imported, Path::new("out")).contains(TOKEN)
+            {
+                failures.push(format!("{case}: the token is written or printed"));
+            }
+            match expect {
+                Expect::Imported(path, notes, spec) => {
+                    let [receiver] = imported.receivers.as_slice() else {
+                        failures.push(format!("{case}: {imported:?}"));
+                        continue;
+                    };
+                    let path_ok = match (path, &receiver.path) {
+                        (None, None) => true,
+                        (Some(expected), Some(path)) => path.starts_with(expected),
+                        _ => false,
+                    };
+                    if !path_ok || receiver.secret != "flux-system/webhook-token" {
+                        failures.push(format!("{case}: {receiver:?}"));
+                    }
+                    if receiver.as_is != notes.is_empty() || imported.notes.len() != notes.len() {
+                        failures.push(format!("{case}: notes {:?}", imported.notes));
+                    }
+                    for (note, start) in imported.notes.iter().zip(&notes) {
+                        if !note.starts_with(start) {
+                            failures.push(format!("{case}: note {note:?}, expected {start:?}"));
+                        }
+                    }
+                    let objects = written_objects(&imported);
+                    let [object] = objects.as_slice() else {
+                        failures.push(format!("{case}: written {}", imported.yaml));
+                        continue;
+                    };
+                    if object["apiVersion"] != API_VERSION
+                        || object["kind"] != "Receiver"
+                        || object["metadata"]
+                            != json!({"name": "webapp", "namespace": "flux-system"})
+                        || object.get("status").is_some()
+                    {
+                        failures.push(format!("{case}: written {object}"));
+                    }
+                    for (field, value) in spec.as_object().unwrap() {
+                        if object["spec"][field] != *value {
+                            failures
+                                .push(format!("{case}: spec.{field} is {}", object["spec"][field]));
+                        }
+                    }
+                    let said = if notes.is_empty() {
+                        "nothing else differs"
+                    } else {
+                        "differs: "
+                    };
+                    if !imported.yaml.replace("\n# ", " ").contains(said) {
+                        failures.push(format!("{case}: no {said:?} in\n{}", imported.yaml));
+                    }
+                }
+                Expect::Skipped(why) => match imported.skipped.as_slice() {
+                    [(label, reason)]
+                        if label == "flux-system/webapp" && reason.starts_with(why) =>
+                    {
+                        if !imported.receivers.is_empty() {
+                            failures.push(format!("{case}: imported as well"));
+                        }
+                    }
+                    skipped => failures.push(format!("{case}: skipped {skipped:?}")),
+                },
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// What `import --to objects` writes, checked by `hookgate check` with the Secret: the controller's
+    /// compiler serves each Receiver on Flux's path.
+    #[test]
+    fn the_written_objects_check_on_flux_paths() {
+        let text = format!(
+            "{}---\n{}---\n{}",
+            receiver_yaml("webapp", "flux-system", "github", ""),
+            receiver_yaml("registry", "flux-system", "harbor", ""),
+            secret_yaml("flux-system", TOKEN)
+        );
+        let imported = import_objects_text(&text).unwrap();
+        let mut objects = crate::objects::Objects::default();
+        objects
+            .add(&written_objects(&imported), "receivers.yaml", "default")
+            .unwrap();
+        objects
+            .add(
+                &objects_in(&secret_yaml("flux-system", TOKEN), "secret.yaml").unwrap(),
+                "secret.yaml",
+                "default",
+            )
+            .unwrap();
+        let checked = objects.check(&offline::Options::default());
+        assert_eq!(checked.invalid, 0, "{}", checked.report);
+        for (name, path) in [
+            ("webapp", FLUX_PATH.to_string()),
+            ("registry", crate::url("registry", "flux-system", TOKEN)),
+        ] {
+            let line = format!("Receiver flux-system/{name} ");
+            assert!(checked.report.contains(&line), "{}", checked.report);
+            assert!(
+                checked.report.contains(&format!("  path: {path}\n")),
+                "{}",
+                checked.report
+            );
+        }
+    }
+
+    #[test]
+    fn the_summary_names_the_receivers_served_as_they_are() {
+        let secret = secret_yaml("flux-system", TOKEN);
+        let cases = [
+            (
+                "one as it is, one with a note, one skipped",
+                format!(
+                    "{}---\n{}---\n{}---\n{secret}",
+                    receiver_yaml("webapp", "flux-system", "github", ""),
+                    receiver_yaml(
+                        "registry",
+                        "flux-system",
+                        "harbor",
+                        "  events: [PUSH_ARTIFACT]\n"
+                    ),
+                    receiver_yaml("gcr", "flux-system", "gcr", ""),
+                ),
+                "with --serve-flux-receivers (imported with no note): flux-system/webapp\n",
+            ),
+            (
+                "none as it is",
+                format!(
+                    "{}---\n{secret}",
+                    receiver_yaml("webapp", "flux-system", "gitlab", "  suspend: true\n")
+                ),
+                "with --serve-flux-receivers (imported with no note): none\n",
+            ),
+        ];
+        for (case, text, line) in cases {
+            let imported = import_objects_text(&text).unwrap();
+            let summary = summary_objects(&imported, Path::new("out"));
+            assert!(summary.contains(line), "{case}: {summary}");
+            assert!(
+                summary.contains("wrote out/receivers.yaml: apply it"),
+                "{case}: {summary}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_receiver_given_twice_is_an_error() {
+        let receiver = receiver_yaml("webapp", "flux-system", "github", "");
+        let error = import_objects_text(&format!("{receiver}---\n{receiver}")).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("Receiver flux-system/webapp is in the input twice"));
     }
 }

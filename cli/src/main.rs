@@ -2,12 +2,14 @@
 //! `send`, `import`, `crd`).
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use hookgate_cli as cli;
+use hookgate_controller::receivers::offline;
 use hookgate_controller::serve::{self, ServeArgs};
 use hookgate_filter::providers::{self, Proof, Provider};
 
@@ -33,13 +35,23 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         bytes: usize,
     },
+    /// Print the public half of the controller's channel key (64 hex characters, as `hookgate token`
+    /// makes it; the Secret `hookgate-channel`, key `key`), read from FILE (`-`: standard input): what
+    /// the proxies' bootstrap lists in `controllerKeys`. The key itself is never printed.
+    PublicKey {
+        /// The file holding the controller's channel key.
+        file: PathBuf,
+    },
     /// Print a receiver's webhook path: Flux's (/hook/ + sha256(token + name + namespace)) from a token,
-    /// or the paths a filter configuration gives it (--config).
+    /// the paths a filter configuration gives it (--config), or the URL the controller wrote in the
+    /// status of a Receiver object (--receiver).
     Url {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        namespace: String,
+        /// The receiver's name (with --token, --token-env or --config).
+        #[arg(long, required_unless_present = "receiver")]
+        name: Option<String>,
+        /// The receiver's namespace (with --token, --token-env or --config).
+        #[arg(long, required_unless_present = "receiver")]
+        namespace: Option<String>,
         /// The receiver's token; prefer --token-env so it stays out of shell history.
         #[arg(long, conflicts_with_all = ["token_env", "config"])]
         token: Option<String>,
@@ -50,39 +62,97 @@ enum Command {
         /// gives this receiver (pinned, or derived from its secrets).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A Receiver object (hookgate.io/v1alpha1) in the cluster, NAMESPACE/NAME or NAME (in the
+        /// kubeconfig context's namespace): print its `status.url`, else its `status.webhookPath`, read
+        /// through the Kubernetes API (KUBECONFIG, ~/.kube/config, or the pod's service account). Exits
+        /// 1 when the status has no path, saying why (its Ready reason and message); warns on standard
+        /// error when the receiver is not Ready yet or the status is older than the object.
+        #[arg(
+            long,
+            value_name = "[NAMESPACE/]NAME",
+            conflicts_with_all = ["name", "namespace", "token", "token_env", "config"]
+        )]
+        receiver: Option<String>,
     },
-    /// Validate a filter configuration (JSON) or the `config` of each EnvoyExtensionPolicy in a YAML file
-    /// with the filter's own parser, and print each receiver's paths. Secrets are read from this
-    /// environment; unset ones are reported, not required.
-    Check { file: PathBuf },
+    /// Check files offline: filter configurations with the filter's own parser, and hookgate Receiver
+    /// objects with the controller's own compiler.
+    ///
+    /// A JSON file without `kind` is a filter configuration; any other file is read as YAML (several
+    /// documents, or a `kind: List`) and may hold EnvoyExtensionPolicies, whose `config` is checked the
+    /// same way, and hookgate `Receiver` objects (hookgate.io/v1alpha1) with the Secrets they name. For
+    /// each configuration: its receivers and their paths; secrets are read from this environment, and
+    /// unset ones are reported, not required. A `config` that is a bootstrap (receivers from the
+    /// controller) is read as the filter reads it and described without its channel keys. For each
+    /// Receiver, compiled with the Receivers of every file together as the controller compiles them: `OK`
+    /// and its webhook paths, or the Ready reason and message the controller would give it (for instance
+    /// `InvalidSpec: spec.targets[0].name: ...`, `PathConflict: ...`), or the fields the CRD lacks. A
+    /// Secret not in the files is replaced by a placeholder under each key, and the paths derived from it
+    /// are shown as unknown. Secret values are never printed. Exits 1 when a configuration is refused or
+    /// a Receiver would not be served.
+    Check(CheckArgs),
     /// Sign a payload like the provider would and POST it to a hookgate (or Flux) webhook URL.
     Send(SendArgs),
-    /// Import Flux Receivers: write the filter configuration and the Kustomize components that install it,
-    /// so that every webhook URL Flux gave keeps working.
+    /// Import Flux Receivers as hookgate receivers that keep every webhook URL Flux gave.
     ///
-    /// Reads Receivers and their Secrets (key `token`, from `data` or `stringData`) and writes to --out:
-    /// hookgate-config.json, the filter configuration (each Receiver's name, namespace, type, events and
-    /// resources as targets; its token referenced by an environment variable, never its value);
-    /// app/kustomization.yaml, a Kustomize Component for the route side (the configuration in the
-    /// EnvoyExtensionPolicy `hookgate`, the variables in its hostKeys); proxy/kustomization.yaml, a
-    /// Component for the proxy side (env entries of the EnvoyProxy `hookgate-proxy` reading the same
-    /// Secrets by name, which the Envoy pods find in the Gateway's namespace). The configuration is checked
-    /// with the filter's own parser first. On stderr: each imported receiver with its webhook path, each
-    /// skipped one with why (a type hookgate lacks, a CEL filter), and what changed (events Flux ignores,
-    /// cross-namespace targets). A Receiver whose Secret is missing is an error; nothing is written when no
-    /// Receiver can be imported.
+    /// Reads Flux Receivers (notification.toolkit.fluxcd.io) and their Secrets (key `token`, from `data`
+    /// or `stringData`) and writes to --out, as --to says.
+    ///
+    /// `--to policy` (default): hookgate-config.json, the filter configuration (each Receiver's name,
+    /// namespace, type, events and resources as targets; its token referenced by an environment
+    /// variable, never its value); app/kustomization.yaml, a Kustomize Component for the route side (the
+    /// configuration in the EnvoyExtensionPolicy `hookgate`, the variables in its hostKeys);
+    /// proxy/kustomization.yaml, a Component for the proxy side (env entries of the EnvoyProxy
+    /// `hookgate-proxy` reading the same Secrets by name, which the Envoy pods find in the Gateway's
+    /// namespace). The configuration is checked with the filter's own parser first. A Receiver whose
+    /// Secret is missing is an error.
+    ///
+    /// `--to objects`: receivers.yaml, one hookgate `Receiver` (hookgate.io/v1alpha1) per Flux Receiver,
+    /// with its name and namespace, its type, events, resources as targets, resourceFilter and suspend,
+    /// and `secretRef` naming the same Secret (key `token`), so that it answers on Flux's path; each
+    /// after a comment saying what differs. Each is compiled by the controller's own compiler first, with
+    /// its Secret's data when the Secret is in the input; the Secrets are optional (without one the path
+    /// is Flux's all the same, but not printed). A Receiver the controller would not serve is skipped with
+    /// its Ready reason and message.
+    ///
+    /// On stderr: each imported receiver with its webhook path, each skipped one with why (a type
+    /// hookgate lacks, a CEL filter), and what changed (events Flux ignores, cross-namespace targets);
+    /// with --to objects, also the Flux Receivers the controller can serve as they are with
+    /// --serve-flux-receivers (the ones imported with no note). Nothing is written when no Receiver can
+    /// be imported.
     Import {
         /// YAML files holding the Receivers and their Secrets (several documents, or a `kind: List` as
         /// `kubectl get -o yaml` prints); `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         inputs: Vec<PathBuf>,
-        /// Directory to write hookgate-config.json, app/kustomization.yaml and proxy/kustomization.yaml to.
+        /// Directory to write to: hookgate-config.json, app/kustomization.yaml and
+        /// proxy/kustomization.yaml (--to policy), or receivers.yaml (--to objects).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// What to write.
+        #[arg(long, value_enum, default_value_t = cli::import::Output::Policy)]
+        to: cli::import::Output,
     },
     /// Print the CustomResourceDefinition of `Receiver` (hookgate.io/v1alpha1) as YAML, as
     /// manifests/base/crds holds it.
     Crd,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Files to check (JSON filter configurations, or YAML); `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// The namespace of objects that name none, as `kubectl apply -n` would put them (a Flux-style path
+    /// depends on it).
+    #[arg(long, value_name = "NS", default_value = "default")]
+    namespace: String,
+    /// Check Receivers as a controller run with --allow-cross-namespace serves them (targets in other
+    /// namespaces allowed).
+    #[arg(long)]
+    allow_cross_namespace: bool,
+    /// The controller's --reconcile-path, which no Receiver may pin.
+    #[arg(long, value_name = "PATH", default_value = hookgate_protocol::DEFAULT_FORWARD_PATH)]
+    reconcile_path: String,
 }
 
 #[derive(Args)]
@@ -137,13 +207,34 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", cli::token(bytes)?);
             Ok(())
         }
+        Command::PublicKey { file } => {
+            println!("{}", cli::public_key(&file)?);
+            Ok(())
+        }
         Command::Url {
             name,
             namespace,
             token,
             token_env,
             config,
+            receiver,
         } => {
+            if let Some(reference) = receiver {
+                let client = kube::Client::try_default().await.context(
+                    "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the pod's service \
+                     account)",
+                )?;
+                let printed = cli::cluster::receiver_url(client, &reference).await?;
+                for warning in &printed.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                println!("{}", printed.line);
+                return Ok(());
+            }
+            // clap requires both without --receiver.
+            let (Some(name), Some(namespace)) = (name, namespace) else {
+                bail!("give --name and --namespace, or --receiver");
+            };
             match config {
                 Some(file) => {
                     for path in cli::receiver_paths(&file, &namespace, &name)? {
@@ -161,12 +252,24 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", hookgate_controller::receivers::crd_yaml());
             Ok(())
         }
-        Command::Check { file } => {
-            print!("{}", cli::check(&file)?);
+        Command::Check(args) => {
+            let options = cli::CheckOptions {
+                namespace: args.namespace,
+                controller: offline::Options {
+                    forward_path: args.reconcile_path,
+                    allow_cross_namespace: args.allow_cross_namespace,
+                },
+            };
+            let report = cli::check(&args.files, &options)?;
+            print!("{}", report.text);
+            if report.invalid > 0 {
+                std::io::stdout().flush()?;
+                std::process::exit(1);
+            }
             Ok(())
         }
-        Command::Import { inputs, out } => {
-            eprint!("{}", cli::import::run(&inputs, &out)?);
+        Command::Import { inputs, out, to } => {
+            eprint!("{}", cli::import::run(&inputs, &out, to)?);
             Ok(())
         }
         Command::Send(args) => {
