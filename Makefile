@@ -86,6 +86,7 @@ bench: build venv control-plane
 	$(PYTHON) bench/controller_bench.py
 	$(PYTHON) bench/peer_bench.py
 	$(PYTHON) bench/flood_bench.py
+	$(PYTHON) bench/receivers_bench.py
 
 demo: build venv control-plane
 	$(PYTHON) tests/demo.py $(ARGS)

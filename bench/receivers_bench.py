@@ -21,12 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import signers  # noqa: E402
-from deploy import deploy  # noqa: E402
-from gateway import EnvoyGateway, ModuleServer, http_code, render, wait  # noqa: E402
+from gateway import wait  # noqa: E402
 from gitops import git_repository, seeded_control_plane  # noqa: E402
-from harness import WASM, free_port  # noqa: E402
-from test_live_receivers import (CRDS, Live, live_example, receiver, replace_secret,  # noqa: E402
-                                 secret_object)
+from test_live_receivers import (Live, receiver, replace_secret, secret_object, start_live,  # noqa: E402
+                                 stop_live)
 
 
 def envoy_rss_kib(live: Live) -> int:
@@ -46,21 +44,6 @@ def compile_seconds(live: Live) -> tuple[float, float]:
     total = sum(v for _, v in metric(text, "hookgate_configuration_compile_duration_seconds_sum"))
     count = sum(v for _, v in metric(text, "hookgate_configuration_compile_duration_seconds_count"))
     return total, count
-
-
-def start(cp, workdir: Path) -> tuple[Live, EnvoyGateway, ModuleServer]:
-    channel_key, attestation_key = secrets.token_hex(32), secrets.token_hex(32)
-    cp.install_crds([d for d in render(CRDS) if d["kind"] == "CustomResourceDefinition"])
-    values = {("hookgate-channel", "key"): channel_key, ("hookgate-attestation", "key"): attestation_key}
-    modules = ModuleServer(WASM.parent)
-    gateway = EnvoyGateway({})
-    port = free_port()
-    deployed = deploy(live_example(workdir, channel_key), cp, gateway, values=values, workdir=workdir,
-                      gateway_port=port, wasm_code=http_code(modules.url(WASM.name), WASM))
-    live = Live(cp, gateway, port, deployed.controller, deployed.gateway_docs, modules,
-                {"channel": channel_key, "attestation": attestation_key})
-    wait(lambda: live.post("/hook/nothing-here", "x") == 404, 60, "the filter configured by the controller")
-    return live, gateway, modules
 
 
 def many_receivers(live: Live, namespaces: int, per_namespace: int) -> dict:
@@ -115,6 +98,9 @@ def rotations(live: Live, count: int) -> list[float]:
     wait(lambda: live.post(path, token) == 200, 60, "the rotating receiver live")
     times = []
     for _ in range(count):
+        # Rotations are far apart in life: each starts while the proxies wait in their long poll, not in
+        # the second after the previous change.
+        time.sleep(2)
         token = secrets.token_hex(20)
         replace_secret(cp, "rotating", namespace, {"token": token}, cp.admin_token)
         updated = time.monotonic()
@@ -131,14 +117,12 @@ def main() -> None:
     args = parser.parse_args()
     cp = seeded_control_plane()
     with tempfile.TemporaryDirectory(prefix="hookgate-bench-receivers-") as workdir:
-        live, gateway, modules = start(cp, Path(workdir))
+        live = start_live(cp, Path(workdir))
         try:
             scale = many_receivers(live, args.namespaces, args.per_namespace)
             rotated = rotations(live, args.rotations)
         finally:
-            live.controller.stop()
-            gateway.cleanup()
-            modules.close()
+            stop_live(live)
             cp.stop()
     print(f"\n## Receivers as objects ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
     print(f"{scale['receivers']} receivers in {scale['namespaces']} namespaces, created through the API in "

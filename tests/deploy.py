@@ -247,8 +247,10 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
     args = container["args"]
     assert args[0] == "serve", args
     local_args = []
+    # What the caller gives replaces the Deployment's own value of the same flag (this machine's ports).
+    overridden = {arg.split("=", 1)[0] for arg in extra_args if arg.startswith("--")}
     for arg in args[1:]:
-        if arg.startswith("--listen"):
+        if arg.startswith("--listen") or arg.split("=", 1)[0] in overridden:
             continue  # the Controller listens on a loopback port of its own
         for mount_path, directory in mounts.items():
             arg = arg.replace(mount_path, directory)

@@ -5,7 +5,8 @@ whose Envoy's filter takes its receivers from the controller over the sealed cha
 
 A tenant with rights only in its own namespace adds a receiver and its Secret; a rotated Secret is live
 within seconds; a deleted Secret refuses only its receiver; the controller restarts without the proxy
-restarting. Envoy's process id is read before and after: no test here restarts it."""
+restarting; Flux's own Receivers are served as they are (`--serve-flux-receivers`) and never written. Envoy's
+process id is read before and after: no test here restarts it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import http.server
 import json
 import os
 import secrets
+import subprocess
 import threading
 import time
 import urllib.error
@@ -25,11 +27,11 @@ import pytest
 import yaml
 
 import signers
-from cluster import ApiError
+from cluster import ApiError, crd_documents
 from deploy import MANIFESTS, Delivery, deploy, send
 from gateway import EnvoyGateway, ModuleServer, http_code, render, wait
 from gitops import FLUX, git_repository
-from harness import WASM, Controller, free_port
+from harness import CONTROLLER, WASM, Controller, free_port
 
 PROBE = WASM.parent / "hookgate_probe.wasm"
 PROBE_HOST = "probe.live.test"
@@ -38,6 +40,9 @@ OLD_VARIABLES = ["HOOKGATE_ATTESTATION_KEY", "GITHUB_WEBHOOK_TOKEN", "TEAM_A_GIT
                  "TEAM_B_GITHUB_TOKEN", "TEAM_B_GITLAB_TOKEN", "HARBOR_TOKEN", "GHCR_WEBHOOK_TOKEN"]
 
 API = "hookgate.io/v1alpha1"
+FLUX_API = "notification.toolkit.fluxcd.io/v1"
+# Flux's notification-controller, whose Receiver CRD the controller watches with --serve-flux-receivers.
+FLUX_NOTIFICATION_CRDS = [("github.com/fluxcd/notification-controller", "v1.9.3", "config/crd/bases/")]
 CRDS = MANIFESTS / "base/crds"
 # Namespaces of this module's tenants (other modules use team-a and team-b in the shared control plane).
 TENANT, NEIGHBOUR = "tenant-red", "tenant-blue"
@@ -47,9 +52,9 @@ PUSH = json.dumps({"ref": "refs/heads/main", "after": "3f786850e387550fdab836ed7
                    "repository": {"full_name": "example/app"}}).encode()
 
 
-def live_example(workdir: Path, channel_key: str) -> Path:
+def live_example(workdir: Path, controller_public_key: str) -> Path:
     """The platform side as a user composes it: the controller with the CRD, the route side and the proxy
-    side in their namespaces, the `live` component, and the user's own channel key and host name."""
+    side in their namespaces, the `live` component, and the user's controller public key and host name."""
     def write(directory: Path, document: dict) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "kustomization.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
@@ -72,7 +77,7 @@ def live_example(workdir: Path, channel_key: str) -> Path:
         "components": [rel(example, MANIFESTS / "base/gateway/live")],
         "patches": [
             {"target": {"kind": "EnvoyExtensionPolicy", "name": "hookgate"}, "patch": json.dumps(
-                [{"op": "replace", "path": "/spec/wasm/0/config/channelKeys", "value": [channel_key]}])},
+                [{"op": "replace", "path": "/spec/wasm/0/config/controllerKeys", "value": [controller_public_key]}])},
             {"target": {"kind": "HTTPRoute", "name": "hookgate-webhooks"}, "patch": json.dumps(
                 [{"op": "add", "path": "/spec/hostnames", "value": [HOST]}])},
         ]})
@@ -125,11 +130,13 @@ def _cmdline(proc: Path) -> str:
 
 
 def tenant_identity(cp, namespace: str) -> str:
-    """The token of a ServiceAccount that may manage Receivers and Secrets in `namespace` and nothing else."""
+    """The token of a ServiceAccount that may manage Receivers (hookgate's and Flux's) and Secrets in
+    `namespace` and nothing else."""
     cp.namespace(namespace)
     cp.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
               "metadata": {"name": "receiver-owner", "namespace": namespace},
-              "rules": [{"apiGroups": ["hookgate.io"], "resources": ["receivers"], "verbs": ["*"]},
+              "rules": [{"apiGroups": ["hookgate.io", "notification.toolkit.fluxcd.io"],
+                         "resources": ["receivers"], "verbs": ["*"]},
                         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}]})
     cp.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
               "metadata": {"name": "receiver-owner", "namespace": namespace},
@@ -138,34 +145,60 @@ def tenant_identity(cp, namespace: str) -> str:
     return cp.service_account_token(namespace, "tenant")
 
 
-@pytest.fixture(scope="module")
-def live(cp, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("live")
+def public_key(controller_key: str) -> str:
+    """The public half of the controller's channel key, as users get it: `hookgate public-key`."""
+    out = subprocess.run([str(CONTROLLER), "public-key", "-"], input=controller_key, capture_output=True,
+                         text=True, check=True)
+    return out.stdout.strip()
+
+
+def start_live(cp, workdir: Path, controller_args: list[str] = (), tokens: dict | None = None) -> Live:
+    """The platform side deployed with the live component (CRDs installed), the controller running, and the
+    filter configured by it (fail closed before: 503; then unknown paths answer 404)."""
     channel_key, attestation_key = secrets.token_hex(32), secrets.token_hex(32)
     cp.install_crds([d for d in render(CRDS) if d["kind"] == "CustomResourceDefinition"])
-    tokens = {ns: tenant_identity(cp, ns) for ns in (TENANT, NEIGHBOUR)}
-    for ns in (TENANT, NEIGHBOUR):
-        cp.apply(git_repository("app", ns))
     values = {("hookgate-channel", "key"): channel_key, ("hookgate-attestation", "key"): attestation_key}
     modules = ModuleServer(WASM.parent)
     gateway = EnvoyGateway({})
     port = free_port()
-    deployed = None
     try:
-        deployed = deploy(live_example(workdir, channel_key), cp, gateway, values=values,
-                          workdir=workdir, gateway_port=port,
-                          wasm_code=http_code(modules.url(WASM.name), WASM))
-        state = Live(cp, gateway, port, deployed.controller, deployed.gateway_docs, modules,
-                     {"channel": channel_key, "attestation": attestation_key}, tokens)
-        # Fail closed until the first configuration, then the filter answers for unknown paths.
-        wait(lambda: state.post("/hook/nothing-here", "x") == 404, 60, "the filter configured by the controller",
-             lambda: gateway.log()[-3000:] + state.controller.log()[-3000:])
-        yield state
-    finally:
-        if deployed is not None and deployed.controller is not None:
-            deployed.controller.stop()
+        # The controller confirms each proxy VM on the listener the test gives the Gateway.
+        deployed = deploy(live_example(workdir, public_key(channel_key)), cp, gateway, values=values,
+                          workdir=workdir, gateway_port=port, wasm_code=http_code(modules.url(WASM.name), WASM),
+                          controller_args=["--proxy-listener-port", str(port), "--webhook-host", HOST,
+                                           *controller_args])
+    except Exception:
         gateway.cleanup()
         modules.close()
+        raise
+    live = Live(cp, gateway, port, deployed.controller, deployed.gateway_docs, modules,
+                {"channel": channel_key, "attestation": attestation_key}, tokens or {})
+    try:
+        wait(lambda: live.post("/hook/nothing-here", "x") == 404, 60, "the filter configured by the controller",
+             lambda: gateway.log()[-3000:] + live.controller.log()[-3000:])
+    except Exception:
+        stop_live(live)
+        raise
+    return live
+
+
+def stop_live(live: Live) -> None:
+    live.controller.stop()
+    live.gateway.cleanup()
+    live.modules.close()
+
+
+@pytest.fixture(scope="module")
+def live(cp, tmp_path_factory):
+    cp.install_crds(crd_documents(FLUX_NOTIFICATION_CRDS))
+    tokens = {ns: tenant_identity(cp, ns) for ns in (TENANT, NEIGHBOUR)}
+    for ns in (TENANT, NEIGHBOUR):
+        cp.apply(git_repository("app", ns))
+    state = start_live(cp, tmp_path_factory.mktemp("live"), ["--serve-flux-receivers"], tokens)
+    try:
+        yield state
+    finally:
+        stop_live(state)
 
 
 def receiver(name: str, namespace: str, secret: str, *, keys: list[str] | None = None, path: str | None = None,
@@ -349,9 +382,10 @@ def test_the_configuration_endpoint_answers_only_the_channel_key(live):
 
 def probe_documents(live: Live) -> list[dict]:
     """Another tenant's route on the same Gateway with its own Wasm extension: the probe names every old
-    variable in its hostKeys and calls the cluster of hookgate's route."""
-    cluster = next(w["config"]["controller"]["cluster"] for d in live.gateway_docs
-                   if d["kind"] == "EnvoyExtensionPolicy" for w in d["spec"]["wasm"])
+    variable in its hostKeys, calls the cluster of hookgate's route (forging, and enrolling with a key of
+    its own and the controller's public key from hookgate's bootstrap, which it can read), and calls Envoy's
+    admin interface through Envoy Gateway's Prometheus cluster."""
+    (config,) = [w["config"] for d in live.gateway_docs if d["kind"] == "EnvoyExtensionPolicy" for w in d["spec"]["wasm"]]
     meta = {"namespace": TENANT}
     return [
         {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "Backend", "metadata": {"name": "probe", **meta},
@@ -365,7 +399,9 @@ def probe_documents(live: Live) -> list[dict]:
          "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "probe"}],
                   "wasm": [{"name": "probe", "rootID": "probe", "code": http_code(live.modules.url(PROBE.name), PROBE),
                             "env": {"hostKeys": OLD_VARIABLES},
-                            "config": {"variables": OLD_VARIABLES, "cluster": cluster}}]}},
+                            "config": {"variables": OLD_VARIABLES, "cluster": config["controller"]["cluster"],
+                                       "controllerKey": config["controllerKeys"][0],
+                                       "calls": [["admin", "prometheus_stats", "/config_dump"]]}}]}},
     ]
 
 
@@ -383,16 +419,39 @@ def probe_report(live: Live) -> dict:
 
 
 def test_another_extension_on_the_proxies_learns_nothing_and_forges_nothing(live):
+    """Everything another extension can reach: its hostKeys, Envoy's whole configuration through the admin
+    interface (where hookgate's bootstrap holds only the controller's public key), and the controller's
+    cluster, where it forges requests and enrolls as a filter VM would: it is never confirmed (the
+    confirmation goes to hookgate's route and shared data), so it never gets the configuration."""
+    tenant = live.tokens[TENANT]
+    token = secrets.token_hex(20)
+    live.cp.apply(secret_object("probed-token", TENANT, {"token": token}), token=tenant)
+    live.cp.apply(receiver("probed", TENANT, "probed-token"), token=tenant)
+    until_accepted(live, signers.flux_path(token, "probed", TENANT), token)
     live.gateway.apply(live.gateway_docs + probe_documents(live))
     try:
-        report = wait(lambda: probe_report(live), 60, "the probe extension answering", live.gateway.log)
+        first = wait(lambda: probe_report(live), 60, "the probe extension answering", live.gateway.log)
+        time.sleep(3)  # the controller's confirmation for the probe's key has been posted by now
+        second = probe_report(live)
     finally:
         live.gateway.apply(live.gateway_docs)
-    assert report["env"] == {name: None for name in OLD_VARIABLES}, report["env"]
-    assert report["calls"] == {"configuration": 401, "reconcile": 401}, report
-    shown = json.dumps(report)
-    for value in [*live.keys.values()]:
-        assert value not in shown
+    for report in (first, second):
+        assert report["env"] == {name: None for name in OLD_VARIABLES}, report["env"]
+        assert {k: report["calls"][k] for k in ("configuration", "reconcile", "enrollment")} == {
+            "configuration": 401, "reconcile": 401, "enrollment": 202}, report["calls"]
+        assert not report["confirmation_found"]
+        shown = json.dumps(report)
+        for value in [*live.keys.values(), token]:
+            assert value not in shown
+    # Whatever reaches Envoy's admin interface (on Kubernetes, Envoy Gateway's `prometheus_stats` cluster
+    # leads there; the probe tried it) sees all of Envoy's configuration: hookgate's part of it holds the
+    # controller's public key and no secret.
+    (config,) = [w["config"] for d in live.gateway_docs if d["kind"] == "EnvoyExtensionPolicy"
+                 for w in d["spec"]["wasm"]]
+    dump = json.dumps(live.gateway.config_dump())
+    assert config["controllerKeys"][0] in dump
+    for value in [*live.keys.values(), token]:
+        assert value not in dump
 
 
 class Relay:
@@ -494,3 +553,70 @@ def test_an_older_configuration_replayed_to_the_filter_is_refused(live):
         relay.close()
     until_accepted(live, signers.flux_path(token, "trigger", TENANT), token)
     assert live.post(path, token) == 404
+
+
+def flux_receiver(name: str, namespace: str, secret: str, flux_type: str = "github", **spec) -> dict:
+    """A Flux Receiver as Flux's own documentation writes one."""
+    return {"apiVersion": FLUX_API, "kind": "Receiver", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"type": flux_type, "events": ["push"], "secretRef": {"name": secret},
+                     "resources": [{"kind": "GitRepository", "name": "app"}], **spec}}
+
+
+def receivers_gauge(live: Live) -> dict[str, float]:
+    """The controller's hookgate_receivers series, by their labels."""
+    status, text = live.controller.get("/metrics")
+    assert status == 200
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("hookgate_receivers{")}
+
+
+def flux_events(live: Live, namespace: str) -> list[dict]:
+    """The Events of `namespace` about Flux's Receivers, whoever recorded them."""
+    events = live.cp.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")["items"]
+    return [e for e in events if (e.get("regarding") or {}).get("apiVersion") == FLUX_API]
+
+
+def test_flux_receivers_are_served_as_they_are_and_never_written(live):
+    """With --serve-flux-receivers, a tenant's Flux Receiver answers on Flux's own path (sha256 of token, name
+    and namespace, computed here) and reconciles its resource; hookgate writes nothing on Flux's objects
+    (no status but the CRD's default, no Events, the resourceVersion the tenant's apply gave); one it cannot
+    serve is in the controller's log, once, and in its receivers gauge, with the reason."""
+    tenant = live.tokens[TENANT]
+    token = secrets.token_hex(20)
+    live.cp.apply(secret_object("flux-token", TENANT, {"token": token}), token=tenant)
+    # gcr senders prove with a Google ID token, which hookgate verifies only with a route's SecurityPolicy.
+    unservable = live.cp.apply(flux_receiver("flux-gcr", TENANT, "flux-token", flux_type="gcr", events=[]),
+                               token=tenant)
+    unsupported = 'hookgate_receivers{kind="flux",ready="false",reason="UnsupportedType"}'
+    wait(lambda: receivers_gauge(live).get(unsupported) == 1, 30, "the unservable Flux Receiver counted",
+         lambda: live.controller.log()[-3000:])
+
+    served = live.cp.apply(flux_receiver("flux-app", TENANT, "flux-token"), token=tenant)
+    path = signers.flux_path(token, "flux-app", TENANT)
+    before = annotation(live.cp, TENANT)
+    elapsed = until_accepted(live, path, token)
+    print(f"Flux Receiver applied -> first delivery accepted at the edge: {elapsed:.2f} s")
+    assert annotation(live.cp, TENANT) != before, "the delivery reconciled the Flux Receiver's resource"
+    assert live.post(path, "forged-" + token) == 401
+    wait(lambda: receivers_gauge(live).get('hookgate_receivers{kind="flux",ready="true",reason="Served"}') == 1,
+         30, "the Flux Receiver counted as served", lambda: json.dumps(receivers_gauge(live)))
+    gauge = receivers_gauge(live)
+    assert gauge[unsupported] == 1, gauge
+    assert gauge.get('hookgate_receivers{kind="hookgate",ready="true",reason="Served"}', 0) >= 1, gauge
+
+    # More than two rounds of the status writer (every 2 s), which writes hookgate's Receivers only.
+    time.sleep(5)
+    for created in (unservable, served):
+        name = created["metadata"]["name"]
+        now = live.cp.get(FLUX_API, "Receiver", TENANT, name)
+        # As the API server created it: Flux's CRD defaults status.observedGeneration to -1, nothing more.
+        assert now.get("status") == created.get("status") == {"observedGeneration": -1}, (name, now.get("status"))
+        assert now["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"], name
+        assert {f["manager"] for f in now["metadata"].get("managedFields", [])} == {"hookgate-tests"}, name
+    assert flux_events(live, TENANT) == []
+
+    warnings = [line for line in live.controller.log().splitlines()
+                if "WARN" in line and f"{TENANT}/flux-gcr" in line]
+    assert len(warnings) == 1, warnings  # once, though the configuration was compiled again since
+    assert "UnsupportedType" in warnings[0] and "proves with an ID token" in warnings[0], warnings
+    assert token not in live.controller.log()
