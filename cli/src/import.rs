@@ -198,16 +198,25 @@ impl Carried {
     }
 }
 
-/// A Flux Receiver carried over, or `(namespace/name, why)` it is skipped.
-type Carry = Result<Carried, (String, String)>;
+/// A Flux Receiver skipped: `(namespace/name, why)`.
+type Skipped = (String, String);
 
-/// The Flux Receivers among `objects`, in order.
-fn carry_all(objects: &[Value], output: Output) -> anyhow::Result<Vec<Carry>> {
-    objects
+/// A Flux Receiver carried over, or why it is skipped.
+type Carry = Result<Carried, Skipped>;
+
+/// The Flux Receivers among `objects`, in order: those carried over, and those skipped.
+fn carry_all(objects: &[Value], output: Output) -> anyhow::Result<(Vec<Carried>, Vec<Skipped>)> {
+    let (mut carried, mut skipped) = (Vec::new(), Vec::new());
+    for receiver in objects
         .iter()
         .filter(|o| is_kind(o, FLUX_GROUP, "Receiver"))
-        .map(|receiver| carry(receiver, output))
-        .collect()
+    {
+        match carry(receiver, output)? {
+            Ok(one) => carried.push(one),
+            Err(skip) => skipped.push(skip),
+        }
+    }
+    Ok((carried, skipped))
 }
 
 /// One Flux Receiver as hookgate carries it ([`flux::translate`], as the controller serves it), or why it
@@ -262,17 +271,10 @@ pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
     let mut gateway_secrets: BTreeMap<String, GatewaySecret> = BTreeMap::new();
     let mut receivers = Vec::new();
     let mut imported = Vec::new();
-    let mut skipped = Vec::new();
     let mut notes = Vec::new();
 
-    for carried in carry_all(objects, Output::Policy)? {
-        let carried = match carried {
-            Ok(carried) => carried,
-            Err(skip) => {
-                skipped.push(skip);
-                continue;
-            }
-        };
+    let (all, skipped) = carry_all(objects, Output::Policy)?;
+    for carried in all {
         let (label, namespace, secret_name) =
             (&carried.label, &carried.namespace, carried.secret_name());
         let secret_label = format!("{namespace}/{secret_name}");
@@ -434,6 +436,16 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// The summary's lines for the receivers skipped, with why, and for the notes.
+fn skipped_and_notes(text: &mut String, skipped: &[(String, String)], notes: &[String]) {
+    for (label, why) in skipped {
+        let _ = writeln!(text, "skipped {label}: {why}");
+    }
+    for note in notes {
+        let _ = writeln!(text, "note: {note}");
+    }
+}
+
 /// What `import` tells the user: the receivers imported with their paths, the ones skipped with why, and
 /// what to do with the output.
 pub fn summary(imported: &Imported, out: &Path) -> String {
@@ -445,12 +457,7 @@ pub fn summary(imported: &Imported, out: &Path) -> String {
             receiver.label, receiver.provider, receiver.path
         );
     }
-    for (label, why) in &imported.skipped {
-        let _ = writeln!(text, "skipped {label}: {why}");
-    }
-    for note in &imported.notes {
-        let _ = writeln!(text, "note: {note}");
-    }
+    skipped_and_notes(&mut text, &imported.skipped, &imported.notes);
     if !imported.receivers.is_empty() {
         let _ = writeln!(
             text,
@@ -516,16 +523,9 @@ fn receiver_object(carried: &Carried) -> Receiver {
 /// another namespace is noted, not refused (the controller's `--allow-cross-namespace` decides).
 pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
     let secrets = secrets_in(objects);
-    let mut skipped = Vec::new();
     let mut built: Vec<(Carried, Receiver, Option<SecretData>)> = Vec::new();
-    for carried in carry_all(objects, Output::Objects)? {
-        let carried = match carried {
-            Ok(carried) => carried,
-            Err(skip) => {
-                skipped.push(skip);
-                continue;
-            }
-        };
+    let (all, mut skipped) = carry_all(objects, Output::Objects)?;
+    for carried in all {
         if built
             .iter()
             .any(|(other, _, _)| other.label == carried.label)
@@ -652,12 +652,7 @@ pub fn summary_objects(imported: &ImportedObjects, out: &Path) -> String {
             provider = receiver.provider,
         );
     }
-    for (label, why) in &imported.skipped {
-        let _ = writeln!(text, "skipped {label}: {why}");
-    }
-    for note in &imported.notes {
-        let _ = writeln!(text, "note: {note}");
-    }
+    skipped_and_notes(&mut text, &imported.skipped, &imported.notes);
     if !imported.receivers.is_empty() {
         let _ = writeln!(
             text,
@@ -705,33 +700,37 @@ pub fn run(inputs: &[PathBuf], out: &Path, output: Output) -> anyhow::Result<Str
         let (text, source) = crate::read_input(input)?;
         objects.extend(objects_in(&text, &source)?);
     }
-    match output {
+    // Whether nothing was imported, the summary, and the files to write.
+    let (none, said, files) = match output {
         Output::Policy => {
             let imported = import(&objects)?;
-            if imported.receivers.is_empty() {
-                bail!(
-                    "no Receiver could be imported; nothing written\n{}",
-                    summary(&imported, out)
-                );
-            }
             let config = serde_json::to_string_pretty(&imported.config)? + "\n";
-            write(out, CONFIG_FILE, &config)?;
-            write(out, APP_COMPONENT, &imported.app_component)?;
-            write(out, PROXY_COMPONENT, &imported.proxy_component)?;
-            Ok(summary(&imported, out))
+            (
+                imported.receivers.is_empty(),
+                summary(&imported, out),
+                vec![
+                    (CONFIG_FILE, config),
+                    (APP_COMPONENT, imported.app_component),
+                    (PROXY_COMPONENT, imported.proxy_component),
+                ],
+            )
         }
         Output::Objects => {
             let imported = import_objects(&objects)?;
-            if imported.receivers.is_empty() {
-                bail!(
-                    "no Receiver could be imported; nothing written\n{}",
-                    summary_objects(&imported, out)
-                );
-            }
-            write(out, OBJECTS_FILE, &imported.yaml)?;
-            Ok(summary_objects(&imported, out))
+            (
+                imported.receivers.is_empty(),
+                summary_objects(&imported, out),
+                vec![(OBJECTS_FILE, imported.yaml)],
+            )
         }
+    };
+    if none {
+        bail!("no Receiver could be imported; nothing written\n{said}");
     }
+    for (file, content) in files {
+        write(out, file, &content)?;
+    }
+    Ok(said)
 }
 
 #[cfg(test)]
@@ -755,6 +754,16 @@ mod tests {
         format!(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: webhook-token\n  namespace: {namespace}\n\
              stringData:\n  token: {token}\n"
+        )
+    }
+
+    /// Receivers `webapp` (github) and `registry` (harbor) of `flux-system`, reading one Secret.
+    fn github_and_harbor_with_their_secret() -> String {
+        format!(
+            "{}---\n{}---\n{}",
+            receiver_yaml("webapp", "flux-system", "github", ""),
+            receiver_yaml("registry", "flux-system", "harbor", ""),
+            secret_yaml("flux-system", TOKEN)
         )
     }
 
@@ -1056,12 +1065,7 @@ mod tests {
 
     #[test]
     fn the_components_patch_the_base_with_the_same_secrets() {
-        let text = format!(
-            "{}---\n{}---\n{}",
-            receiver_yaml("webapp", "flux-system", "github", ""),
-            receiver_yaml("registry", "flux-system", "harbor", ""),
-            secret_yaml("flux-system", TOKEN)
-        );
+        let text = github_and_harbor_with_their_secret();
         let imported = import_text(&text).unwrap();
         // One Secret, one variable, for both receivers.
         assert_eq!(imported.secrets, ["webhook-token"]);
@@ -1296,12 +1300,7 @@ mod tests {
     /// compiler serves each Receiver on Flux's path.
     #[test]
     fn the_written_objects_check_on_flux_paths() {
-        let text = format!(
-            "{}---\n{}---\n{}",
-            receiver_yaml("webapp", "flux-system", "github", ""),
-            receiver_yaml("registry", "flux-system", "harbor", ""),
-            secret_yaml("flux-system", TOKEN)
-        );
+        let text = github_and_harbor_with_their_secret();
         let imported = import_objects_text(&text).unwrap();
         let mut objects = crate::objects::Objects::default();
         objects

@@ -31,18 +31,11 @@ fn object(namespace: &str, name: &str, spec: Value) -> Receiver {
     }
 }
 
+/// [`offline`'s GitHub spec](crate::receivers::offline::tests::github) accepting `push` only, `extra`
+/// patched over it.
 fn github(extra: Value) -> Value {
-    let mut spec = json!({"type": "github", "events": ["push"],
-        "secretRef": {"name": "webhook-token"},
-        "targets": [{"kind": "GitRepository", "name": "app"}]});
-    for (field, value) in extra.as_object().unwrap() {
-        if value.is_null() {
-            spec.as_object_mut().unwrap().remove(field);
-        } else {
-            spec[field] = value.clone();
-        }
-    }
-    spec
+    use crate::receivers::offline::tests as offline;
+    offline::patched(offline::github(json!({"events": ["push"]})), extra)
 }
 
 fn data(pairs: &[(&str, &[u8])]) -> SecretData {

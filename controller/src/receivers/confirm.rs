@@ -1,20 +1,23 @@
 //! Confirming a proxy VM before it is served (protocol `enrollment`): the controller posts the VM's
 //! confirmation, sealed for it, to the webhook listener of the proxy that asked (the address the request came
 //! from), on hookgate's route, where only hookgate's filter answers. At most one post per VM key every
-//! [`RESEND_AFTER`], and at most [`MAX_PENDING`] VMs remembered: a flood of made-up keys costs a bounded
-//! table and one post each.
+//! [`RESEND_AFTER`], at most [`MAX_PENDING`] VMs remembered and [`MAX_IN_FLIGHT`] posts at once: a flood
+//! of made-up keys costs a bounded table and bounded work. Redirects are not followed.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookgate_protocol::enrollment::{ControllerKey, Public, CONFIRMATION_PATH};
+use tokio::sync::Semaphore;
 
 /// How long before the same VM's confirmation is posted again (it may have been lost, or overwritten).
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
 /// VMs awaiting confirmation remembered at once; the oldest are forgotten first.
 pub const MAX_PENDING: usize = 4096;
+/// Posts in flight at once; more are dropped (the VM asks again, and its post is made then).
+pub const MAX_IN_FLIGHT: usize = 32;
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the proxies' webhook listener is: its port (the Envoy container's) and the route's host name.
@@ -29,6 +32,7 @@ pub struct Confirmer {
     http: reqwest::Client,
     /// When each VM's confirmation was last posted.
     sent: Mutex<HashMap<[u8; 32], Instant>>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Confirmer {
@@ -37,19 +41,26 @@ impl Confirmer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(POST_TIMEOUT)
-            // The listener is the proxy's own: no proxy from the environment in between.
+            // The listener is the proxy's own: no proxy from the environment in between, and no redirect
+            // followed to anywhere else.
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             listener,
             http,
             sent: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         })
     }
 
     /// Posts `vm`'s confirmation to the proxy at `peer`, unless it was posted within [`RESEND_AFTER`].
     /// The post runs in the background; its outcome is logged.
     pub fn confirm(&self, key: &ControllerKey, vm: &Public, peer: IpAddr, now: Instant) {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many confirmations in flight: this one waits for the VM's next request");
+            return;
+        };
         if !self.due(vm, now) {
             return;
         }
@@ -71,6 +82,7 @@ impl Confirmer {
             .header(http::header::HOST, &self.listener.host)
             .body(body);
         tokio::spawn(async move {
+            let _permit = permit;
             match request.send().await {
                 Ok(response) if response.status() == http::StatusCode::ACCEPTED => {
                     tracing::debug!(%peer, "confirmation delivered");

@@ -63,6 +63,13 @@ pub async fn configuration(
         }
     };
     let request = verified.request;
+    // A VM is served once it shows it read what was posted to hookgate's own route: another extension
+    // on the same proxies signs its requests as well as any VM, but never sees that route. Checked before
+    // the replay cache, so unconfirmed callers, whoever they are, take no room in it.
+    let confirmed = header(CONFIRMATION_HEADER).is_some_and(|value| key.confirms(&vm, value));
+    if !confirmed {
+        return awaiting_confirmation(&state, &extensions, key, &vm);
+    }
     match live.replay.admit(verified.mac, request.timestamp, now) {
         Ok(()) => {}
         Err(Refusal::Replayed) => {
@@ -76,12 +83,6 @@ pub async fn configuration(
                 StatusCode::SERVICE_UNAVAILABLE,
             )
         }
-    }
-    // A VM is served once it shows it read what was posted to hookgate's own route: another extension
-    // on the same proxies signs its requests as well as any VM, but never sees that route.
-    let confirmed = header(CONFIRMATION_HEADER).is_some_and(|value| key.confirms(&vm, value));
-    if !confirmed {
-        return awaiting_confirmation(&state, &extensions, key, &vm);
     }
     if let Some(confirmer) = &state.confirmer {
         confirmer.confirmed(&vm);

@@ -302,15 +302,15 @@ pub fn as_receiver(object: &DynamicObject) -> Result<(Receiver, Vec<Note>), Untr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::receivers::offline::tests::patched as with;
     use serde_json::json;
 
     fn flux_spec(flux_type: &str, extra: Value) -> Value {
-        let mut spec = json!({"type": flux_type, "secretRef": {"name": "webhook-token"},
-            "resources": [{"kind": "GitRepository", "name": "webapp"}]});
-        for (field, value) in extra.as_object().unwrap() {
-            spec[field] = value.clone();
-        }
-        spec
+        with(
+            json!({"type": flux_type, "secretRef": {"name": "webhook-token"},
+                   "resources": [{"kind": "GitRepository", "name": "webapp"}]}),
+            extra,
+        )
     }
 
     /// What a case expects: the hookgate spec's fields that differ from the plain translation (type,
@@ -320,14 +320,6 @@ mod tests {
     fn plain(flux_type: &str) -> Value {
         json!({"type": flux_type, "secretRef": {"name": "webhook-token", "keys": ["token"]},
                "targets": [{"kind": "GitRepository", "name": "webapp"}]})
-    }
-
-    fn with(base: Value, extra: Value) -> Value {
-        let mut spec = base;
-        for (field, value) in extra.as_object().unwrap() {
-            spec[field] = value.clone();
-        }
-        spec
     }
 
     #[test]

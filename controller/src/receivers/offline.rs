@@ -215,7 +215,7 @@ fn walk(value: &Value, schema: &Value, at: &str, unknown: &mut Vec<String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::receivers::compile::Reason;
     use hookgate_filter::config::flux_webhook_path;
@@ -238,9 +238,9 @@ mod tests {
         }
     }
 
-    fn github(extra: Value) -> Value {
-        let mut spec = json!({"type": "github", "secretRef": {"name": "webhook-token"},
-            "targets": [{"kind": "GitRepository", "name": "app"}]});
+    /// `base` with each field of `extra` set over it, or removed where `extra` gives it `null`.
+    pub(crate) fn patched(base: Value, extra: Value) -> Value {
+        let mut spec = base;
         for (field, value) in extra.as_object().unwrap() {
             if value.is_null() {
                 spec.as_object_mut().unwrap().remove(field);
@@ -249,6 +249,16 @@ mod tests {
             }
         }
         spec
+    }
+
+    /// A GitHub receiver's spec (Secret `webhook-token`, every event, one GitRepository `app`), `extra`
+    /// patched over it.
+    pub(crate) fn github(extra: Value) -> Value {
+        patched(
+            json!({"type": "github", "secretRef": {"name": "webhook-token"},
+                   "targets": [{"kind": "GitRepository", "name": "app"}]}),
+            extra,
+        )
     }
 
     fn data(pairs: &[(&str, &str)]) -> SecretData {
