@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Run the reconcile controller: accept attested requests from the hookgate filter and set the
     /// reconcile annotation on their targets (in-cluster config, or KUBECONFIG).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a strong random secret (hex) to register with a provider.
     Token {
         /// Random bytes in the secret.
@@ -202,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     // One TLS provider for kube and reqwest.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Token { bytes } => {
             println!("{}", cli::token(bytes)?);
             Ok(())

@@ -102,6 +102,15 @@ pub struct ServeArgs {
         requires = "channel_key_file"
     )]
     pub watch_namespaces: Vec<String>,
+    /// A namespace whose Receivers may use `action: dispatch` (with the GitHub token of
+    /// --github-token-file); repeat for several. Default: the controller's own namespace only.
+    #[arg(
+        long = "dispatch-namespace",
+        env = "HOOKGATE_DISPATCH_NAMESPACES",
+        value_delimiter = ',',
+        requires = "channel_key_file"
+    )]
+    pub dispatch_namespaces: Vec<String>,
     /// The port of the proxies' webhook listener (Envoy's container port: Envoy Gateway adds 10000 to a
     /// listener port under 1024), where each proxy VM's confirmation is posted, to the address it asked
     /// from.
@@ -262,6 +271,11 @@ fn receivers_settings(args: &ServeArgs, lease_namespace: String) -> receivers::S
             forward_path: args.reconcile_path.clone(),
             allow_cross_namespace: args.allow_cross_namespace,
             serve_flux: args.serve_flux_receivers,
+            dispatch_namespaces: if args.dispatch_namespaces.is_empty() {
+                vec![lease_namespace.clone()]
+            } else {
+                args.dispatch_namespaces.clone()
+            },
         },
         base_url: args.webhook_base_url.clone(),
         instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "hookgate-controller".into()),

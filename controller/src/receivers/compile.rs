@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::DynamicObject;
 use serde_json::{json, Value};
 
-use super::crd::{Receiver, ReceiverSpec};
+use super::crd::{Action, Receiver, ReceiverSpec};
 use super::flux::{self, Untranslatable};
 
 /// A receiver's `(namespace, name)`.
@@ -64,6 +64,8 @@ pub enum Reason {
     SecretUnreadable,
     InvalidSpec,
     CrossNamespaceTarget,
+    /// `action: dispatch` in a namespace the controller does not let dispatch (its GitHub token).
+    DispatchNotAllowed,
     PathConflict,
     /// A Flux Receiver of a type hookgate does not serve (or serves only with a route's SecurityPolicy).
     UnsupportedType,
@@ -77,12 +79,13 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Self::SecretNotFound,
         Self::SecretKeyNotFound,
         Self::SecretUnreadable,
         Self::InvalidSpec,
         Self::CrossNamespaceTarget,
+        Self::DispatchNotAllowed,
         Self::PathConflict,
         Self::UnsupportedType,
         Self::UnsupportedFilter,
@@ -98,6 +101,7 @@ impl Reason {
             Self::SecretUnreadable => "SecretUnreadable",
             Self::InvalidSpec => "InvalidSpec",
             Self::CrossNamespaceTarget => "CrossNamespaceTarget",
+            Self::DispatchNotAllowed => "DispatchNotAllowed",
             Self::PathConflict => "PathConflict",
             Self::UnsupportedType => "UnsupportedType",
             Self::UnsupportedFilter => "UnsupportedFilter",
@@ -147,6 +151,8 @@ pub struct Settings<'a> {
     pub attestation_key: &'a str,
     pub forward_path: &'a str,
     pub allow_cross_namespace: bool,
+    /// The namespaces whose receivers may dispatch (with the controller's GitHub token); `None`: any.
+    pub dispatch_namespaces: Option<&'a [String]>,
 }
 
 /// A receiver that compiled alone. It holds its secrets: its `Debug` shows its key and paths only.
@@ -245,6 +251,7 @@ pub fn receiver(
     let key = key_of(object);
     let spec = &object.spec;
     cross_namespace(spec, &key.0, settings.allow_cross_namespace)?;
+    dispatch_allowed(spec, &key.0, settings.dispatch_namespaces)?;
     let secrets = secrets(spec, &key.0, secret)?;
     let wire = wire_receiver(&key, spec, &secrets.values);
     let config = parse(std::slice::from_ref(&wire), settings)
@@ -470,6 +477,29 @@ fn together(
         refused: hookgate_refused,
         flux_included,
         flux_refused,
+    }
+}
+
+/// A receiver that dispatches uses the controller's GitHub token on the repository it names: only in the
+/// namespaces the platform lets do so (`--dispatch-namespace`).
+fn dispatch_allowed(
+    spec: &ReceiverSpec,
+    namespace: &str,
+    allowed: Option<&[String]>,
+) -> Result<(), NotReady> {
+    match allowed {
+        Some(namespaces)
+            if spec.action == Some(Action::Dispatch) && !namespaces.iter().any(|n| n == namespace) =>
+        {
+            Err(NotReady::new(
+                Reason::DispatchNotAllowed,
+                format!(
+                    "spec.action: dispatch uses the controller's GitHub token, and receivers in namespace \
+                     {namespace} may not dispatch (see --dispatch-namespace)"
+                ),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

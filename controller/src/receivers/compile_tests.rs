@@ -15,6 +15,7 @@ fn settings() -> Settings<'static> {
         attestation_key: KEY,
         forward_path: hookgate_protocol::DEFAULT_FORWARD_PATH,
         allow_cross_namespace: false,
+        dispatch_namespaces: None,
     }
 }
 
@@ -382,6 +383,40 @@ fn every_spec_field_is_a_wire_field() {
             panic!("{case}: {not_ready:?}");
         }
     }
+}
+
+/// A receiver that dispatches uses the controller's GitHub token: only in the namespaces the platform
+/// lists, whatever else is right with it.
+#[test]
+fn only_the_listed_namespaces_may_dispatch() {
+    let spec = json!({"type": "bearer", "secretRef": {"name": "s"}, "path": "/hook/rollback",
+                      "action": "dispatch", "dispatch": {"repository": "example/gitops",
+                      "eventType": "argo-degraded", "application": "guestbook", "applications": ["guestbook"]}});
+    let secret = data(&[("token", TOKEN.as_bytes())]);
+    let platform = ["hookgate-system".to_string()];
+    let settings = Settings {
+        dispatch_namespaces: Some(&platform),
+        ..settings()
+    };
+    for (case, namespace, allowed) in [
+        ("the platform's namespace", "hookgate-system", true),
+        ("a tenant's namespace", "tenant", false),
+    ] {
+        let object = object(namespace, "rollback", spec.clone());
+        let result = receiver(&object, SecretState::Present(&secret), &settings);
+        match (allowed, result) {
+            (true, Ok(_)) => {}
+            (false, Err(not_ready)) => {
+                assert_eq!(not_ready.reason, Reason::DispatchNotAllowed, "{case}");
+                assert!(not_ready.message.contains("--dispatch-namespace"), "{case}");
+            }
+            (_, other) => panic!("{case}: {:?}", other.map(|c| c.key)),
+        }
+    }
+    // A receiver that reconciles is not concerned.
+    let object = object("tenant", "app", github(json!({})));
+    let secret = data(&[("token", TOKEN.as_bytes())]);
+    assert!(receiver(&object, SecretState::Present(&secret), &settings).is_ok());
 }
 
 fn candidate(namespace: &str, name: &str, path: &str) -> Candidate {

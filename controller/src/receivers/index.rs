@@ -48,6 +48,8 @@ pub struct Options {
     pub allow_cross_namespace: bool,
     /// `--serve-flux-receivers`: Flux's `Receiver` objects are served too.
     pub serve_flux: bool,
+    /// `--dispatch-namespace`: the namespaces whose receivers may dispatch.
+    pub dispatch_namespaces: Vec<String>,
 }
 
 /// The configuration being served. `document` holds secrets: `Debug` shows the generation and digest.
@@ -342,6 +344,7 @@ impl Index {
             attestation_key,
             forward_path: &self.options.forward_path,
             allow_cross_namespace: self.options.allow_cross_namespace,
+            dispatch_namespaces: Some(&self.options.dispatch_namespaces),
         };
         let hookgate: Vec<&Receiver> = objects.iter().map(AsRef::as_ref).collect();
         let flux: Vec<&DynamicObject> = flux_objects.iter().map(AsRef::as_ref).collect();

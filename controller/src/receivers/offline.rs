@@ -84,6 +84,8 @@ pub fn compile(inputs: &[Input], options: &Options) -> BTreeMap<Key, Outcome> {
         attestation_key: PLACEHOLDER_ATTESTATION_KEY,
         forward_path: &options.forward_path,
         allow_cross_namespace: options.allow_cross_namespace,
+        // Offline, where the controller's flags are not known, any namespace may dispatch.
+        dispatch_namespaces: None,
     };
     let mut latest: BTreeMap<Key, Input> = BTreeMap::new();
     for input in inputs {
