@@ -70,6 +70,10 @@ pub const CONFIRMATIONS_METRIC: &str = "hookgate_confirmations_received_total";
 
 /// The shared-data slots confirmations are kept in: this prefix and the first 2 hex of the VM's key.
 pub const CONFIRMATION_SLOT_PREFIX: &str = "hookgate.confirmation.";
+/// Where a VM of this filter registers its key in the shared data: a posted confirmation is kept only for
+/// a key registered there, so whoever posts cannot fill or overwrite slots without knowing a VM's key
+/// (which travels only in its requests to the controller).
+pub const REGISTRATION_PREFIX: &str = "hookgate.vm.";
 
 /// The plugin configuration in live mode: how to reach the controller, and its public keys. Holds no
 /// secret. `Debug` shows the keys' ids.
@@ -246,7 +250,21 @@ pub fn proxy_name(node_id: Option<&[u8]>) -> String {
 /// a slot: a later post replaces an earlier one not read yet, and that VM keeps waiting (202) until the
 /// controller posts its confirmation again.
 pub fn confirmation_slot(key: &Public) -> String {
-    format!("{CONFIRMATION_SLOT_PREFIX}{:.2}", key.hex())
+    format!("{CONFIRMATION_SLOT_PREFIX}{}", key.hex())
+}
+
+/// Where a VM registers `key` (see [`REGISTRATION_PREFIX`]).
+pub fn registration(key: &Public) -> String {
+    format!("{REGISTRATION_PREFIX}{}", key.hex())
+}
+
+/// The registration a confirmation kept in `slot` needs: the same key's.
+pub fn registration_for_slot(slot: &str) -> String {
+    format!(
+        "{REGISTRATION_PREFIX}{}",
+        slot.strip_prefix(CONFIRMATION_SLOT_PREFIX)
+            .unwrap_or_default()
+    )
 }
 
 /// Whether a request is a confirmation posted by the controller: a POST to exactly
@@ -1574,27 +1592,24 @@ mod tests {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
-    /// The slot is named by the first 2 hex of the VM's key; a slot value counts only when its key part
-    /// is this VM's.
+    /// The slot is named by the VM's whole key; a slot value counts only when its key part is this
+    /// VM's (a value written under another name never is).
     #[test]
     fn a_slot_value_counts_only_for_its_vm() {
         let source = source_with(&[CONTROLLER]);
         let key = vm(VM_RANDOM).hex();
-        assert_eq!(
-            source.slot(),
-            format!("hookgate.confirmation.{}", &key[..2])
-        );
+        assert_eq!(source.slot(), format!("hookgate.confirmation.{key}"));
         assert_eq!(source.slot(), confirmation_slot(&source.vm_key()));
         let ours = confirmation_body(CONTROLLER, VM_RANDOM);
         let (ours_key, ours_envelope) = ours.split_once('.').unwrap();
-        // Another VM whose key begins with the same byte shares the slot.
+        // Another VM whose key differs in its last hex.
         let last = if key.ends_with('0') { "1" } else { "0" };
         let sharing = Public::from_hex(format!("{}{last}", &key[..63]).as_bytes()).unwrap();
-        assert_eq!(confirmation_slot(&sharing), source.slot());
+        assert_ne!(confirmation_slot(&sharing), source.slot());
         let cases: Vec<(&str, String, bool)> = vec![
             ("ours", ours.clone(), true),
             (
-                "another VM's sharing the slot, with our envelope",
+                "another VM's key, with our envelope",
                 format!("{}.{ours_envelope}", sharing.hex()),
                 false,
             ),
@@ -1687,15 +1702,13 @@ mod tests {
             (stored.status, stored.body.as_str()),
             (202, r#"{"status":"accepted"}"#)
         );
-        // Whatever key is posted, the slot is one of 256.
+        // One slot per key, kept only where that key is registered: the same key's registration.
         for b in 0u8..=255 {
             let key = Public::from_hex(hex::encode([b; 32]).as_bytes()).unwrap();
             let slot = confirmation_slot(&key);
             let suffix = slot.strip_prefix(CONFIRMATION_SLOT_PREFIX).unwrap();
-            assert_eq!(suffix.len(), 2, "{slot}");
-            assert!(suffix
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert_eq!(suffix, key.hex(), "{slot}");
+            assert_eq!(registration_for_slot(&slot), registration(&key));
         }
     }
 

@@ -242,7 +242,16 @@ impl HookgateRoot {
         );
         let now = unix_secs(self.get_current_time());
         match Live::new(bootstrap, random, now) {
-            Ok(live) => self.live = Some(live),
+            Ok(live) => {
+                // Registered, the VM's key is one a posted confirmation may be kept for.
+                let registration = channel::registration(&live.source.vm_key());
+                if let Err(status) = hostcalls::set_shared_data(&registration, Some(b"1"), None) {
+                    log::error!(
+                        "hookgate: cannot register this VM's key in shared data ({status:?})"
+                    );
+                }
+                self.live = Some(live);
+            }
             Err(error) => {
                 log::error!("hookgate: invalid configuration, refusing every request: {error}");
                 return;
@@ -438,6 +447,11 @@ impl Live {
     }
 }
 
+/// Whether `registration` is in this filter's shared data (see `channel::REGISTRATION_PREFIX`).
+fn registered(registration: &str) -> bool {
+    matches!(hostcalls::get_shared_data(registration), Ok((Some(_), _)))
+}
+
 /// The `:status` of the response to a call, if it has a readable one.
 fn response_status() -> Option<u16> {
     let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok()?;
@@ -585,6 +599,11 @@ impl HookgateHttp {
     /// answers 202; anything else is refused. Never forwarded; the body is never logged.
     fn take_confirmation(&mut self, body: &[u8]) -> Action {
         let reply = match channel::posted_confirmation(body) {
+            // Only for a key a VM of this filter registered: no one fills or overwrites slots blindly.
+            Ok(slot) if !registered(&channel::registration_for_slot(&slot)) => {
+                log::info!("hookgate: refused a confirmation for a key no VM here registered");
+                channel::confirmation_refused(404, "no such VM")
+            }
             Ok(slot) => match hostcalls::set_shared_data(&slot, Some(body), None) {
                 Ok(()) => {
                     if let Some(id) = self.enrollment.as_ref().and_then(|e| e.received) {
