@@ -94,6 +94,12 @@ class Live:
     keys: dict[str, str]  # the channel and attestation keys
     tokens: dict[str, str] = field(default_factory=dict)  # a tenant identity's API token, by namespace
 
+    def bootstrap(self) -> dict:
+        """hookgate's plugin configuration as Envoy Gateway is given it: the bootstrap."""
+        (config,) = [w["config"] for d in self.gateway_docs if d["kind"] == "EnvoyExtensionPolicy"
+                     for w in d["spec"]["wasm"]]
+        return config
+
     def envoy_pid(self) -> int:
         """The Envoy that envoy-gateway runs (its child process)."""
         children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
@@ -385,7 +391,7 @@ def probe_documents(live: Live) -> list[dict]:
     variable in its hostKeys, calls the cluster of hookgate's route (forging, and enrolling with a key of
     its own and the controller's public key from hookgate's bootstrap, which it can read), and calls Envoy's
     admin interface through Envoy Gateway's Prometheus cluster."""
-    (config,) = [w["config"] for d in live.gateway_docs if d["kind"] == "EnvoyExtensionPolicy" for w in d["spec"]["wasm"]]
+    config = live.bootstrap()
     meta = {"namespace": TENANT}
     return [
         {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "Backend", "metadata": {"name": "probe", **meta},
@@ -456,8 +462,7 @@ def test_another_extension_on_the_proxies_learns_nothing_and_forges_nothing(live
     # Whatever reaches Envoy's admin interface (on Kubernetes, Envoy Gateway's `prometheus_stats` cluster
     # leads there; the probe tried it) sees all of Envoy's configuration: hookgate's part of it holds the
     # controller's public key and no secret.
-    (config,) = [w["config"] for d in live.gateway_docs if d["kind"] == "EnvoyExtensionPolicy"
-                 for w in d["spec"]["wasm"]]
+    config = live.bootstrap()
     dump = json.dumps(live.gateway.config_dump())
     assert config["controllerKeys"][0] in dump
     for value in [*live.keys.values(), token]:

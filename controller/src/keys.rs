@@ -88,26 +88,27 @@ impl Keys {
     }
 }
 
-/// What a key is, for the messages about it.
-#[derive(Clone, Copy)]
-enum Kind {
-    Attestation,
-    Channel,
+/// A key read from a file: the attestation key as its bytes (checked), the controller's channel key
+/// parsed. Messages say how to fix a key, never show it.
+trait KeyFile: Sized {
+    fn parse(material: Vec<u8>) -> Result<Self, String>;
 }
 
-impl Kind {
-    fn check(self, material: &[u8]) -> Result<(), String> {
-        match self {
-            Self::Attestation => check_key(material).map_err(|error| error.to_string()),
-            Self::Channel => ControllerKey::from_hex(material)
-                .map(|_| ())
-                .map_err(|error| {
-                    format!(
-                        "the controller's channel key {error}: generate one with `hookgate token` \
-                         (written without a newline: `printf %s`)"
-                    )
-                }),
-        }
+impl KeyFile for Secret {
+    fn parse(material: Vec<u8>) -> Result<Self, String> {
+        check_key(&material).map_err(|error| error.to_string())?;
+        Ok(Secret::new(material))
+    }
+}
+
+impl KeyFile for ControllerKey {
+    fn parse(material: Vec<u8>) -> Result<Self, String> {
+        ControllerKey::from_hex(&material).map_err(|error| {
+            format!(
+                "the controller's channel key {error}: generate one with `hookgate token` \
+                 (written without a newline: `printf %s`)"
+            )
+        })
     }
 }
 
@@ -116,26 +117,17 @@ impl KeySources {
     /// previous key.
     pub fn load(&self) -> Result<Keys, KeyError> {
         let mut attestation = vec![match &self.attestation {
-            Material::File(path) => Secret::new(read(path, "attestation key", Kind::Attestation)?),
+            Material::File(path) => read(path, "attestation key")?,
             Material::Fixed(key) => key.clone(),
         }];
         if let Some(path) = &self.previous_attestation {
-            if let Some(key) = read_optional(path, "previous attestation key", Kind::Attestation)? {
-                attestation.push(Secret::new(key));
-            }
+            attestation.extend(read_optional(path, "previous attestation key")?);
         }
         let mut channel = Vec::new();
         if let Some(path) = &self.channel {
-            channel.push(channel_key(
-                path,
-                "channel key",
-                read(path, "channel key", Kind::Channel)?,
-            )?);
+            channel.push(read(path, "channel key")?);
             if let Some(path) = &self.previous_channel {
-                if let Some(material) = read_optional(path, "previous channel key", Kind::Channel)?
-                {
-                    channel.push(channel_key(path, "previous channel key", material)?);
-                }
+                channel.extend(read_optional(path, "previous channel key")?);
             }
         }
         Ok(Keys {
@@ -170,35 +162,22 @@ impl KeySources {
     }
 }
 
-fn channel_key(
-    path: &Path,
-    what: &'static str,
-    material: Vec<u8>,
-) -> Result<ControllerKey, KeyError> {
-    ControllerKey::from_hex(&material).map_err(|error| KeyError::Invalid {
-        what,
-        path: path.display().to_string(),
-        reason: error.to_string(),
-    })
-}
-
-fn read(path: &Path, what: &'static str, kind: Kind) -> Result<Vec<u8>, KeyError> {
+fn read<K: KeyFile>(path: &Path, what: &'static str) -> Result<K, KeyError> {
     let material = std::fs::read(path).map_err(|error| KeyError::Read {
         what,
         path: path.display().to_string(),
         error,
     })?;
-    kind.check(&material).map_err(|reason| KeyError::Invalid {
+    K::parse(material).map_err(|reason| KeyError::Invalid {
         what,
         path: path.display().to_string(),
         reason,
-    })?;
-    Ok(material)
+    })
 }
 
-fn read_optional(path: &Path, what: &'static str, kind: Kind) -> Result<Option<Vec<u8>>, KeyError> {
-    match read(path, what, kind) {
-        Ok(material) => Ok(Some(material)),
+fn read_optional<K: KeyFile>(path: &Path, what: &'static str) -> Result<Option<K>, KeyError> {
+    match read(path, what) {
+        Ok(key) => Ok(Some(key)),
         Err(KeyError::Read { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
             Ok(None)
         }

@@ -2,13 +2,12 @@
 //! filter's signed request for its configuration, and the controller's sealed answer. One implementation,
 //! used by the filter to ask and open and by the controller to check and seal.
 //!
-//! A channel key is never used directly: HKDF derives a request key (HMAC of the request) and a seal key
-//! (XChaCha20-Poly1305 of the answer) from it. An answer is sealed for one request: its associated data
+//! The channel's key is a session agreed per proxy VM (`enrollment`), never used directly: HKDF derives a
+//! request key (HMAC of the request) and a seal key (XChaCha20-Poly1305 of the answer) from it. An answer is sealed for one request: its associated data
 //! holds that request's nonce, so an answer captured once opens for no other request.
 
 use std::fmt;
 
-use crate::attestation::{check_key, KeyError};
 use crate::crypto::{self, hmac, hmac_matches, sha256_hex, Algorithm};
 use crate::secret::Secret;
 
@@ -30,8 +29,6 @@ pub const SIGNATURE_HEADER: &str = "x-hookgate-signature";
 pub const TOLERANCE_SECS: u64 = 60;
 /// How long the controller holds a request whose caller is up to date before answering 304.
 pub const LONG_POLL_SECS: u64 = 20;
-/// The shortest channel key accepted, in bytes (`hookgate token` gives 64).
-pub const MIN_CHANNEL_KEY_LEN: usize = 32;
 /// The longest proxy name accepted.
 pub const MAX_PROXY_LEN: usize = 253;
 
@@ -93,23 +90,6 @@ impl fmt::Debug for ChannelKey {
 }
 
 impl ChannelKey {
-    /// The key from its material, refused (never shown) by the rule attestation keys follow, and at
-    /// least [`MIN_CHANNEL_KEY_LEN`] bytes: its id travels in the clear, so a short key could be guessed
-    /// offline against it.
-    pub fn new(material: &[u8]) -> Result<Self, KeyError> {
-        check_key(material)?;
-        if material.len() < MIN_CHANNEL_KEY_LEN {
-            return Err(KeyError::TooShort);
-        }
-        let mut id = [0u8; KEY_ID_LEN];
-        id.copy_from_slice(&crypto::derive_key(material, SALT, b"id")[..KEY_ID_LEN]);
-        Ok(Self {
-            id,
-            request_key: Secret::new(crypto::derive_key(material, SALT, b"request").to_vec()),
-            seal_key: crypto::derive_key(material, SALT, b"seal"),
-        })
-    }
-
     /// A session key agreed between a proxy VM and the controller (`enrollment`): `id` names the
     /// controller's key, `master` is what the agreement derived.
     pub(crate) fn agreed(id: [u8; KEY_ID_LEN], master: &[u8; 32]) -> Self {
@@ -120,8 +100,8 @@ impl ChannelKey {
         }
     }
 
-    /// The id requests and envelopes name this key by: 16 hex characters derived from the key (HKDF, info
-    /// `id`), which tell nothing of the two keys used.
+    /// The id requests and envelopes name this key by: 16 hex characters, the id of the controller key
+    /// the session was agreed with (`enrollment::Public::id`).
     pub fn id_hex(&self) -> String {
         hex::encode(self.id)
     }
@@ -377,8 +357,11 @@ mod tests {
     const NONCE: &str = "00112233445566778899aabbccddeeff";
     const NOW: u64 = 1_800_000_000;
 
+    /// A session key for these tests, derived from `material` as an agreement would derive it.
     fn key(material: &[u8]) -> ChannelKey {
-        ChannelKey::new(material).unwrap()
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&crypto::derive_key(material, SALT, b"id")[..KEY_ID_LEN]);
+        ChannelKey::agreed(id, &crypto::derive_key(material, SALT, b"master"))
     }
 
     type Headers = Vec<(&'static str, String)>;
@@ -593,19 +576,12 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_checked_and_never_shown() {
-        assert!(ChannelKey::new(b"short").is_err());
-        assert_eq!(
-            ChannelKey::new(&[b'k'; MIN_CHANNEL_KEY_LEN - 1]).unwrap_err(),
-            KeyError::TooShort,
-            "an attestation key's length is too short for a channel key"
-        );
-        assert!(ChannelKey::new(&[b'k'; MIN_CHANNEL_KEY_LEN]).is_ok());
-        let key = key(MATERIAL);
-        let shown = format!("{key:?}");
-        assert_eq!(shown, format!("ChannelKey({})", key.id_hex()));
-        assert_eq!(key.id_hex().len(), 16);
-        assert_ne!(key.id_hex(), ChannelKey::new(OTHER).unwrap().id_hex());
+    fn keys_are_never_shown() {
+        let ours = key(MATERIAL);
+        let shown = format!("{ours:?}");
+        assert_eq!(shown, format!("ChannelKey({})", ours.id_hex()));
+        assert_eq!(ours.id_hex().len(), 16);
+        assert_ne!(ours.id_hex(), key(OTHER).id_hex());
     }
 
     #[test]

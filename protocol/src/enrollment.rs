@@ -69,7 +69,7 @@ fn key_bytes(text: &[u8]) -> Result<[u8; KEY_LEN], KeyError> {
 }
 
 /// A public key: the controller's (in the proxies' bootstrap) or a VM's (in its requests).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Public([u8; KEY_LEN]);
 
 impl fmt::Debug for Public {

@@ -31,7 +31,7 @@ pub struct Confirmer {
     listener: Listener,
     http: reqwest::Client,
     /// When each VM's confirmation was last posted.
-    sent: Mutex<HashMap<[u8; 32], Instant>>,
+    sent: Mutex<HashMap<Public, Instant>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -102,14 +102,13 @@ impl Confirmer {
         let Ok(mut sent) = self.sent.lock() else {
             return false;
         };
-        let key = public_bytes(vm);
         if sent
-            .get(&key)
+            .get(vm)
             .is_some_and(|at| now.duration_since(*at) < RESEND_AFTER)
         {
             return false;
         }
-        if sent.len() >= MAX_PENDING && !sent.contains_key(&key) {
+        if sent.len() >= MAX_PENDING && !sent.contains_key(vm) {
             sent.retain(|_, at| now.duration_since(*at) < RESEND_AFTER);
             if sent.len() >= MAX_PENDING {
                 if let Some(oldest) = sent.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k) {
@@ -117,23 +116,16 @@ impl Confirmer {
                 }
             }
         }
-        sent.insert(key, now);
+        sent.insert(*vm, now);
         true
     }
 
     /// Forgets a confirmed VM.
     pub fn confirmed(&self, vm: &Public) {
         if let Ok(mut sent) = self.sent.lock() {
-            sent.remove(&public_bytes(vm));
+            sent.remove(vm);
         }
     }
-}
-
-fn public_bytes(vm: &Public) -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    // A public key's hex is 64 characters: it always decodes.
-    let _ = hex::decode_to_slice(vm.hex(), &mut bytes);
-    bytes
 }
 
 #[cfg(test)]
