@@ -31,6 +31,8 @@ ENVOY = os.environ.get("HOOKGATE_ENVOY", str(ROOT / ".venv/bin/envoy"))
 POLICY = ("default", "hookgate")
 LISTENER_NAME = "envoy-gateway-system/eg/http"
 CLUSTER_NAME = "httproute/default/hookgate/rule/0"
+# The cluster of the controller serving the filter its receivers, when the route's upstream is not it.
+CONTROLLER_CLUSTER = "hookgate-controller"
 LOCAL_RATELIMIT = "envoy.filters.http.local_ratelimit"
 
 
@@ -248,7 +250,8 @@ def envoy_bootstrap(
     admin_port: int,
     upstream_port: int,
     filter_config: dict | str,
-    host_env_keys: list[str],
+    host_env_keys: list[str] = (),
+    controller_port: int | None = None,
     buffer_limit: int = 4 * 1024 * 1024,
     hold_headers: bool = True,
     policy: tuple[str, str] = POLICY,
@@ -258,7 +261,8 @@ def envoy_bootstrap(
     of the Wasm filter, the Wasm filter disabled in the connection manager and switched on per route,
     holding headers. The rate limit has no bucket here (Envoy Gateway adds one per route; its behaviour is
     tested through Envoy Gateway itself). A second route, `/plain/`, reaches the same cluster without the
-    filter (the benchmark's baseline)."""
+    filter (the benchmark's baseline). With `controller_port`, a cluster `hookgate-controller` reaches the
+    controller that serves the filter its receivers, when the route's own upstream is another server."""
     config_text = filter_config if isinstance(filter_config, str) else json.dumps(filter_config)
     filter_name = wasm_filter_name(*policy)
     enable_filter = {
@@ -271,7 +275,7 @@ def envoy_bootstrap(
             "vm_id": filter_name.removeprefix("envoy.filters.http.wasm/"),
             "runtime": "envoy.wasm.runtime.v8",
             "code": {"local": {"filename": str(WASM)}},
-            "environment_variables": {"host_env_keys": host_env_keys},
+            "environment_variables": {"host_env_keys": list(host_env_keys)},
         },
         "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": config_text},
         "fail_open": False,
@@ -279,6 +283,9 @@ def envoy_bootstrap(
     if hold_headers:
         # Not exposed by Envoy Gateway yet; set by the manifests' EnvoyPatchPolicy.
         wasm_config["allow_on_headers_stop_iteration"] = True
+    clusters = [static_cluster(CLUSTER_NAME, upstream_port)]
+    if controller_port is not None:
+        clusters.append(static_cluster(CONTROLLER_CLUSTER, controller_port))
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "stats_config": proxy_stats_config(),
@@ -348,31 +355,16 @@ def envoy_bootstrap(
                     ],
                 }
             ],
-            "clusters": [
-                {
-                    "name": CLUSTER_NAME,
-                    "type": "STATIC",
-                    "connect_timeout": "2s",
-                    "load_assignment": {
-                        "cluster_name": CLUSTER_NAME,
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {
-                                        "endpoint": {
-                                            "address": {
-                                                "socket_address": {"address": "127.0.0.1", "port_value": upstream_port}
-                                            }
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    },
-                }
-            ],
+            "clusters": clusters,
         },
     }
+
+
+def static_cluster(name: str, port: int) -> dict:
+    """A cluster of one endpoint on loopback."""
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+    return {"name": name, "type": "STATIC", "connect_timeout": "2s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]}}
 
 
 class Envoy:

@@ -1,4 +1,5 @@
-"""The compiled filter in the real Envoy, configured as Envoy Gateway configures it, in front of a
+"""The compiled filter in the real Envoy, configured as Envoy Gateway configures it and given its receivers by
+the controller (Receiver objects and their Secret in the real kube-apiserver, tests/served.py), in front of a
 recording upstream: what a provider's delivery turns into, and that nothing of a refused one gets through."""
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Callable
 import pytest
 
 import signers
+from gateway import wait
 from harness import CONTROLLER, FORWARD_PATH, Envoy, RecordingUpstream, envoy_bootstrap, free_port
+from served import ServedEdge, secret
 
 ATTESTATION_KEY = "attestation-key-for-tests-0123456789abcdef"
 SW_KEY = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -36,40 +39,52 @@ TARGET = [{"kind": "GitRepository", "name": "webapp"}]
 ARGO_TARGETS = [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "name": "guestbook", "namespace": "argocd"}]
 
 
-def receiver(name: str, type_: str, secret_envs: list[str], **extra) -> dict:
-    return {"name": name, "namespace": NS, "type": type_, "secrets": [{"env": e} for e in secret_envs],
-            "targets": TARGET, **extra}
+# The Secret holding every receiver's secrets, each under its own key.
+SECRET_NAME = "edge-secrets"
 
 
-FILTER_CONFIG = {
-    "receivers": [
-        receiver("webapp", "github", ["GH_OLD", "GH_NEW"], events=["push", "package"],
-                 refs={"branches": ["main"], "tags": ["v*"]}, bodyLimit=2 * 1024 * 1024,
-                 targets=[{"kind": "GitRepository", "name": "webapp"},
-                          {"kind": "Kustomization", "name": "*", "matchLabels": {"app": "webapp"}}]),
-        receiver("other", "github", ["GH_OTHER"], path="/hook/pinned-other"),
-        receiver("small", "github", ["GH_NEW"], path="/hook/small", bodyLimit=65536),
-        receiver("off", "github", ["GH_NEW"], path="/hook/off", disabled=True),
-        receiver("gitea", "gitea", ["GITEA"], events=["push"]),
-        receiver("gitlab", "gitlab", ["GITLAB"], events=["Push Hook", "Tag Push Hook"]),
-        receiver("gitlab-signing", "gitlab", ["GITLAB", "GITLAB_SIGNING"], events=["Push Hook"]),
-        receiver("gitlab-signed-only", "gitlab", ["GITLAB_SIGNING"], requireSignature=True),
-        receiver("bitbucket", "bitbucket", ["BITBUCKET"], events=["repo:push", "repo:refs_changed"]),
-        receiver("azure", "azure-devops", ["AZURE"], events=["git.push"], refs={"branches": ["main"]}),
-        receiver("generic", "generic", ["GENERIC"]),
-        receiver("generic-hmac", "generic-hmac", ["GENERIC_HMAC"]),
-        receiver("standard", "standard-webhooks", ["SW"]),
-        receiver("harbor", "harbor", ["HARBOR"], events=["PUSH_ARTIFACT"],
-                 targets=[{"kind": "ImageRepository", "name": "app"}]),
-        receiver("nexus", "nexus", ["NEXUS"]),
-        receiver("dockerhub", "dockerhub", ["DOCKERHUB"], targets=[{"kind": "ImageRepository", "name": "app"}]),
-        receiver("quay", "quay", ["QUAY"], targets=[{"kind": "ImageRepository", "name": "app"}]),
-        receiver("acr", "acr", ["ACR"], targets=[{"kind": "ImageRepository", "name": "app"}]),
-        receiver("cdevents", "cdevents", ["CDEVENTS"], events=["dev.cdevents.artifact.published.0.1.1"]),
-        receiver("argocd", "bearer", ["BEARER"], path="/hook/argocd", targets=ARGO_TARGETS),
-        receiver("argocd-basic", "basic", ["BASIC"], path="/hook/argocd-basic", targets=ARGO_TARGETS),
-    ]
-}
+def receiver(name: str, type_: str, keys: list[str], **extra) -> dict:
+    """A Receiver reading `keys` of the Secret SECRET_NAME."""
+    spec = {"type": type_, "secretRef": {"name": SECRET_NAME, "keys": keys}, "targets": TARGET, **extra}
+    return {"apiVersion": "hookgate.io/v1alpha1", "kind": "Receiver", "metadata": {"name": name, "namespace": NS},
+            "spec": spec}
+
+
+RECEIVERS = [
+    receiver("webapp", "github", ["GH_OLD", "GH_NEW"], events=["push", "package"],
+             refs={"branches": ["main"], "tags": ["v*"]}, bodyLimit=2 * 1024 * 1024,
+             targets=[{"kind": "GitRepository", "name": "webapp"},
+                      {"kind": "Kustomization", "name": "*", "matchLabels": {"app": "webapp"}}]),
+    receiver("other", "github", ["GH_OTHER"], path="/hook/pinned-other"),
+    receiver("small", "github", ["GH_NEW"], path="/hook/small", bodyLimit=65536),
+    receiver("off", "github", ["GH_NEW"], path="/hook/off", suspend=True),
+    receiver("gitea", "gitea", ["GITEA"], events=["push"]),
+    receiver("gitlab", "gitlab", ["GITLAB"], events=["Push Hook", "Tag Push Hook"]),
+    receiver("gitlab-signing", "gitlab", ["GITLAB", "GITLAB_SIGNING"], events=["Push Hook"]),
+    receiver("gitlab-signed-only", "gitlab", ["GITLAB_SIGNING"], requireSignature=True),
+    receiver("bitbucket", "bitbucket", ["BITBUCKET"], events=["repo:push", "repo:refs_changed"]),
+    receiver("azure", "azure-devops", ["AZURE"], events=["git.push"], refs={"branches": ["main"]}),
+    receiver("generic", "generic", ["GENERIC"]),
+    receiver("generic-hmac", "generic-hmac", ["GENERIC_HMAC"]),
+    receiver("standard", "standard-webhooks", ["SW"]),
+    receiver("harbor", "harbor", ["HARBOR"], events=["PUSH_ARTIFACT"],
+             targets=[{"kind": "ImageRepository", "name": "app"}]),
+    receiver("nexus", "nexus", ["NEXUS"]),
+    receiver("dockerhub", "dockerhub", ["DOCKERHUB"], targets=[{"kind": "ImageRepository", "name": "app"}]),
+    receiver("quay", "quay", ["QUAY"], targets=[{"kind": "ImageRepository", "name": "app"}]),
+    receiver("acr", "acr", ["ACR"], targets=[{"kind": "ImageRepository", "name": "app"}]),
+    receiver("cdevents", "cdevents", ["CDEVENTS"], events=["dev.cdevents.artifact.published.0.1.1"]),
+    receiver("argocd", "bearer", ["BEARER"], path="/hook/argocd", targets=ARGO_TARGETS),
+    receiver("argocd-basic", "basic", ["BASIC"], path="/hook/argocd-basic", targets=ARGO_TARGETS),
+]
+OBJECTS = [*RECEIVERS, secret(SECRET_NAME, NS, SECRETS)]
+
+
+def served_edge(cp, workdir, **options) -> ServedEdge:
+    """The Envoy with the filter, serving OBJECTS (the Argo CD receivers target another namespace)."""
+    return ServedEdge(cp, workdir, OBJECTS, attestation_key=ATTESTATION_KEY,
+                      controller_args=["--allow-cross-namespace"], **options)
+
 
 GITHUB_PUSH = json.dumps({"ref": "refs/heads/main", "after": "a" * 40, "repository": {"full_name": "org/webapp"}}).encode()
 AZURE_EVENT_ID = "03c164c2-8912-4d5e-8009-3707d5f83734"
@@ -145,14 +160,11 @@ def upstream():
 
 
 @pytest.fixture(scope="module")
-def envoy(upstream):
-    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
-    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
-                                filter_config=FILTER_CONFIG, host_env_keys=sorted(env))
-    with Envoy(bootstrap, env) as proxy:
-        yield proxy
+def envoy(cp, upstream, tmp_path_factory):
+    with served_edge(cp, tmp_path_factory.mktemp("edge"), upstream_port=upstream.port) as served:
+        yield served.envoy
         # A panic would trap the VM and fail every later request on that worker.
-        assert "panicked" not in proxy.log()
+        assert "panicked" not in served.envoy.log()
 
 
 @pytest.fixture
@@ -708,50 +720,52 @@ def test_metrics_count_per_receiver_outcome(edge, upstream):
     assert value(after, mismatch) >= 1
 
 
+A_PUBLIC_KEY = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+BOOTSTRAP = {"controller": {"cluster": "hookgate-controller"}, "controllerKeys": [A_PUBLIC_KEY]}
+
+
 @pytest.mark.parametrize("mutation,logged", [
-    (lambda c: c["receivers"][0].update(secrets=[{"env": "NOT_SET_ANYWHERE"}]),
-     "receiver flux-system/webapp: field `receivers[0].secrets[0].env`: environment variable NOT_SET_ANYWHERE is not set"),
-    (lambda c: c["receivers"][1].update(evnts=["push"]),
-     "receiver flux-system/other: field `receivers[1].evnts`: unknown field"),
-    (lambda c: c.update(receivers="none"), "field `receivers`"),
-    # A secret of the wrong type is described, never shown.
-    (lambda c: c["receivers"][1].update(secrets=[{"inline": 12345678901234567890123}]),
-     "receiver flux-system/other: field `receivers[1].secrets[0].inline`: must be a string, not a number"),
-    # The controller's rule: a key with a trailing newline is refused, not used (and never shown).
-    (lambda c: c.update(attestationKey=ATTESTATION_KEY + "\n"),
-     "field `attestationKey`: the attestation key begins or ends with whitespace"),
+    # Receivers are objects: a receivers document in the plugin configuration is no longer read.
+    (lambda c: c.update(receivers=[]), "field `receivers`: unknown field"),
+    (lambda c: c["controller"].update(cluster=""), "field `controller.cluster`: must name the Envoy cluster"),
+    (lambda c: c.update(controllerKeys=[]), "field `controllerKeys`"),
+    # A key of the wrong kind is described, never shown (a private key pasted here stays unshown).
+    (lambda c: c.update(controllerKeys=A_PUBLIC_KEY), "field `controllerKeys`: must be a list"),
+    (lambda c: c.update(controllerKeys=[12345678901234567890123]),
+     "field `controllerKeys[0]`: must be a string, not a number"),
 ])
-def test_invalid_configuration_fails_closed(upstream, mutation, logged):
-    config = json.loads(json.dumps(FILTER_CONFIG))
+def test_invalid_bootstrap_fails_closed(upstream, mutation, logged):
+    config = json.loads(json.dumps(BOOTSTRAP))
     mutation(config)
-    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
     bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
-                                filter_config=config, host_env_keys=sorted(env))
+                                filter_config=config)
     upstream.reset()
-    with Envoy(bootstrap, env) as proxy:
+    with Envoy(bootstrap, {}) as proxy:
         for path in (GITHUB_PATH, "/hook/pinned-other", "/hook/anything"):
             status, reply = send(proxy.port, path, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
             assert (status, json.loads(reply)) == (503, {"error": "filter configuration invalid"})
         log = proxy.log()
         assert "invalid configuration, refusing every request: " + logged in log
-        for shown in ["12345678901234567890123", "1.2345678901234568", ATTESTATION_KEY]:
+        for shown in ["12345678901234567890123", "1.2345678901234568", A_PUBLIC_KEY]:
             assert shown not in log
     assert_nothing_upstream(upstream)
 
 
-def test_without_held_headers_a_delivery_hangs_and_reaches_nothing(upstream):
+def test_without_held_headers_the_filter_is_never_configured(cp, upstream, tmp_path):
     """Why `allow_on_headers_stop_iteration` is required: without it Envoy never gives the filter the body
-    while it holds the headers, so the delivery can only hang until a timeout."""
-    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
-    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
-                                filter_config=FILTER_CONFIG, host_env_keys=sorted(env), hold_headers=False)
+    while it holds the headers, so the controller's confirmation (a POST with a body) cannot be read, the
+    filter never gets its receivers, and every delivery is refused."""
     upstream.reset()
-    with Envoy(bootstrap, env) as proxy:
-        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=3)
-        conn.request("POST", GITHUB_PATH, body=GITHUB_PUSH, headers=signers.github(SECRETS["GH_NEW"], GITHUB_PUSH))
-        with pytest.raises((TimeoutError, socket.timeout)):
-            conn.getresponse()
-        conn.close()
+    with served_edge(cp, tmp_path, upstream_port=upstream.port, hold_headers=False, served=0) as served:
+        # The VM asked again after the controller posted its confirmation, still unconfirmed.
+        wait(lambda: served.controller_requests("awaiting_confirmation") >= 3, 30,
+             "the filter asking the controller, unconfirmed", served.controller.log)
+        assert served.controller_requests("sent") == 0
+        assert served.receivers_loaded() == 0
+        assert served.stat("hookgate_confirmations_received_total") == 0
+        status, reply = send(served.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH,
+                             timeout=10)
+        assert (status, json.loads(reply)) == (503, {"error": "filter configuration invalid"})
     assert upstream.requests == []
 
 
@@ -809,14 +823,10 @@ def raise_header_limit(bootstrap: dict, kb: int) -> dict:
     return bootstrap
 
 
-def test_thousands_of_standard_webhooks_signatures_cost_no_more_than_one(upstream):
+def test_thousands_of_standard_webhooks_signatures_cost_no_more_than_one(cp, upstream, tmp_path):
     """Issue 9, item 1: 15,000 empty `v1,` entries in `webhook-signature` over a 3 MiB body once cost one MAC
     of the body each, keeping the Envoy worker busy for minutes. Now the work is one MAC per key: such a
     delivery takes about as long as a one-entry one with the same body."""
-    env = {**SECRETS, "HOOKGATE_ATTESTATION_KEY": ATTESTATION_KEY}
-    bootstrap = raise_header_limit(envoy_bootstrap(listen_port=free_port(), admin_port=free_port(),
-                                                   upstream_port=upstream.port, filter_config=FILTER_CONFIG,
-                                                   host_env_keys=sorted(env)), kb=128)
     path = CASES["standard-webhooks"][0]
     # 3 MiB exactly: the receiver's default body limit.
     padding = 3 * 1024 * 1024 - len(json.dumps({"type": "image.pushed", "pad": ""}))
@@ -827,7 +837,10 @@ def test_thousands_of_standard_webhooks_signatures_cost_no_more_than_one(upstrea
     one_entry = {**genuine, "webhook-signature": "v1," + base64.b64encode(bytes(32)).decode()}
     many_entries = {**genuine, "webhook-signature": flood}
     mismatch = (401, {"error": "signature mismatch"})
-    with Envoy(bootstrap, env) as proxy:
+    with served_edge(cp, tmp_path, upstream_port=upstream.port,
+                     adjust=lambda bootstrap: raise_header_limit(bootstrap, kb=128)) as served:
+        proxy = served.envoy
+
         def timed(headers: dict) -> tuple[float, tuple[int, dict]]:
             start = time.perf_counter()
             status, reply = send(proxy.port, path, headers, body, timeout=60)
