@@ -1,19 +1,17 @@
 """manifests/: every base, overlay and example builds with kustomize, every rendered object passes a
-server-side dry run against the real kube-apiserver with the real CRDs (Gateway API, Envoy Gateway, Flux),
-and every filter configuration they carry is accepted by the filter's own parser."""
+server-side dry run against the real kube-apiserver with the real CRDs (Gateway API, Envoy Gateway, Flux,
+hookgate's Receiver), every example's bootstrap and Receivers pass the filter's and the controller's own
+checks once controllerKeys is set (and fail closed until then), and no secret is on the proxies' side."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 
 from cluster import FIXTURES, ApiError, crd_documents
-from deploy import EXAMPLES, MANIFESTS, proxy_env
+from deploy import EXAMPLES, MANIFESTS, RECEIVER_API, controller_deployment, public_key
 from gateway import render_text
 from harness import CONTROLLER
 
@@ -22,34 +20,25 @@ PROMETHEUS_OPERATOR_CRDS = [("github.com/prometheus-operator/prometheus-operator
                              f"example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml")
                             for plural in ("prometheusrules", "podmonitors")]
 DIRECTORIES = sorted(p.parent.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("kustomization.yaml"))
-
-
-# A Component that patches what other bases bring builds where it is composed: with those bases, each
-# group in its namespace.
-COMPONENT_BASES = {"base/gateway/live": {"hookgate-system": ["base/crds", "base/controller", "base/gateway/route"],
-                                         "envoy-gateway-system": ["base/gateway/proxy"]}}
+# What makes a Secret on a cluster: the Secret itself, and the operators the examples use.
+SECRET_MAKERS = {"Secret": lambda d: d["metadata"]["name"],
+                 "ExternalSecret": lambda d: d["spec"]["target"]["name"],
+                 "SealedSecret": lambda d: d["spec"]["template"]["metadata"]["name"]}
 
 
 def render(directory: str) -> str:
-    if directory not in COMPONENT_BASES:
-        return render_text(MANIFESTS / directory)
-    with tempfile.TemporaryDirectory() as workdir:
-        root = Path(workdir)
-        for namespace, bases in COMPONENT_BASES[directory].items():
-            (root / namespace).mkdir()
-            (root / namespace / "kustomization.yaml").write_text(yaml.safe_dump({
-                "namespace": namespace, "resources": [os.path.relpath(MANIFESTS / d, root / namespace) for d in bases]}))
-        (root / "kustomization.yaml").write_text(yaml.safe_dump({
-            "resources": list(COMPONENT_BASES[directory]),
-            "components": [os.path.relpath(MANIFESTS / directory, root)]}))
-        return render_text(root)
+    return render_text(MANIFESTS / directory)
+
+
+def documents(directory: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(render(directory)) if d]
 
 
 @pytest.fixture(scope="module")
 def schemas(cp):
     """The real CRDs of everything the manifests use."""
     cp.install_crds(crd_documents("gateway") + list(yaml.safe_load_all((FIXTURES / "secret-operators-crds.yaml").read_text()))
-                    + crd_documents(PROMETHEUS_OPERATOR_CRDS))
+                    + crd_documents(PROMETHEUS_OPERATOR_CRDS) + documents("base/crds"))
     return cp
 
 
@@ -74,29 +63,98 @@ def test_builds_and_passes_server_side_dry_run(schemas, directory):
     assert not errors, "\n".join(errors)
 
 
+def check(path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CONTROLLER), "check", str(path)], capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_filter_configuration_is_accepted_by_the_filter(tmp_path, example):
+def test_the_bootstrap_and_the_receivers_pass_the_filters_and_the_controllers_checks(tmp_path, example):
+    """As rendered, the example fails closed: its bootstrap has no controller key, which `hookgate check`
+    (the filter's own parser) refuses as the filter would. With the public half of a channel key in
+    controllerKeys, as a user sets it, the bootstrap names the cluster of the example's own route, and
+    every Receiver compiles as the controller compiles it."""
+    docs = documents(f"examples/{example}")
+    unset = tmp_path / "unset.yaml"
+    unset.write_text(yaml.safe_dump_all(docs))
+    out = check(unset)
+    assert out.returncode != 0 and "field `controllerKeys`: must hold the controller's public key" in out.stderr, \
+        out.stderr
+    (policy,) = [d for d in docs if d["kind"] == "EnvoyExtensionPolicy"]
+    (wasm,) = policy["spec"]["wasm"]
+    wasm["config"]["controllerKeys"] = [public_key(subprocess.run([str(CONTROLLER), "token"], capture_output=True,
+                                                                  text=True, check=True).stdout.strip())]
     rendered = tmp_path / f"{example}.yaml"
-    rendered.write_text(render(f"examples/{example}"))
-    out = subprocess.run([str(CONTROLLER), "check", str(rendered)], capture_output=True, text=True)
+    rendered.write_text(yaml.safe_dump_all(docs))
+    out = check(rendered)
     assert out.returncode == 0, out.stderr
-    policies = [d for d in yaml.safe_load_all(rendered.read_text()) if d and d["kind"] == "EnvoyExtensionPolicy"]
-    receivers = sum(len(w["config"]["receivers"]) for p in policies for w in p["spec"]["wasm"])
-    assert receivers > 0 and out.stdout.count(" receiver(s)") == len(policies), out.stdout
-    # Every secret the filter reads is exposed through hostKeys and set on the Envoy pods.
-    env_names = {e["name"] for e in proxy_env([d for d in yaml.safe_load_all(rendered.read_text()) if d])}
-    for policy in policies:
-        for wasm in policy["spec"]["wasm"]:
-            wanted = {s["env"] for r in wasm["config"]["receivers"] for s in r["secrets"] if "env" in s}
-            wanted.add(wasm["config"].get("attestationKeyEnv", "HOOKGATE_ATTESTATION_KEY"))
-            assert wanted <= set(wasm["env"]["hostKeys"]), f"hostKeys lacks {wanted - set(wasm['env']['hostKeys'])}"
-            assert wanted <= env_names, f"EnvoyProxy env lacks {wanted - env_names}"
-            # The patch that holds headers selects this filter by its root id (that it matches on a real
-            # Envoy Gateway is test_gateway.py's job).
-            selector = f"..http_filters[?(@.typed_config.config.root_id=='{wasm['rootID']}')]"
-            patches = [p["operation"]["jsonPath"] for d in yaml.safe_load_all(rendered.read_text())
-                       if d and d["kind"] == "EnvoyPatchPolicy" for p in d["spec"]["jsonPatches"]]
-            assert selector in patches, f"no EnvoyPatchPolicy selects root id {wasm['rootID']}: {patches}"
+    (route,) = [d for d in docs if d["kind"] == "HTTPRoute" and d["metadata"]["name"] == "hookgate-webhooks"]
+    cluster = f"httproute/{route['metadata']['namespace']}/hookgate-webhooks/rule/0"
+    assert wasm["config"]["controller"] == {"cluster": cluster}, wasm["config"]
+    assert f"bootstrap: receivers from the controller through cluster {cluster} " in out.stdout, out.stdout
+    receivers = [d for d in docs if d["kind"] == "Receiver" and d["apiVersion"] == RECEIVER_API]
+    assert receivers and f"{len(receivers)} Receiver(s), 0 the controller would not serve" in out.stdout, out.stdout
+    for receiver in receivers:
+        meta = receiver["metadata"]
+        assert f"Receiver {meta['namespace']}/{meta['name']} ({receiver['spec']['type']}): OK" in out.stdout
+    # The patch that holds headers selects this filter by its root id (that it matches on a real Envoy
+    # Gateway is test_gateway.py's job).
+    selector = f"..http_filters[?(@.typed_config.config.root_id=='{wasm['rootID']}')]"
+    patches = [p["operation"]["jsonPath"] for d in docs if d["kind"] == "EnvoyPatchPolicy"
+               for p in d["spec"]["jsonPatches"]]
+    assert selector in patches, f"no EnvoyPatchPolicy selects root id {wasm['rootID']}: {patches}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_secrets_live_beside_who_reads_them_and_never_on_the_proxies(example):
+    """Each Receiver's secretRef names a Secret of its own namespace and the controller mounts Secrets of its
+    own; every Secret the example makes (Secret, ExternalSecret, SealedSecret) is one of those, in that
+    namespace: none is in the Gateway's namespace, the EnvoyProxy sets no environment and no policy exposes
+    one (`env`)."""
+    docs = documents(f"examples/{example}")
+    deployment = controller_deployment(docs)
+    controller_ns = deployment["metadata"]["namespace"]
+    read = {(controller_ns, v["secret"]["secretName"]) for v in deployment["spec"]["template"]["spec"]["volumes"]
+            if "secret" in v}
+    assert {"hookgate-attestation", "hookgate-channel"} <= {name for _, name in read}, read
+    read |= {(d["metadata"]["namespace"], d["spec"]["secretRef"]["name"]) for d in docs
+             if d["kind"] == "Receiver" and d["spec"].get("secretRef")}
+    made = {(d["metadata"]["namespace"], SECRET_MAKERS[d["kind"]](d)) for d in docs if d["kind"] in SECRET_MAKERS}
+    assert made <= read, made - read
+    # The examples that make their Secrets make every one they read (argocd-refresh's are created with kubectl).
+    assert made == read or not made, read - made
+    assert not {ns for ns, _ in made} & {"envoy-gateway-system"}
+    for doc in docs:
+        if doc["kind"] == "EnvoyProxy":
+            assert doc["spec"]["provider"] == {"type": "Kubernetes"}, doc["spec"]["provider"]
+        if doc["kind"] == "EnvoyExtensionPolicy":
+            assert all("env" not in wasm for wasm in doc["spec"]["wasm"]), doc["spec"]
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_the_controller_serves_receivers_and_confirms_proxies(example):
+    """The controller Deployment of every example runs with receivers as objects: its channel key and the
+    previous one, the proxies' listener port (Envoy's container port for a listener on 80), a webhook URL;
+    it may watch Receivers and read Secrets, and the Receiver CRD is installed with it."""
+    docs = documents(f"examples/{example}")
+    deployment = controller_deployment(docs)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    for flag in ("--channel-key-file=/var/run/hookgate/channel/key",
+                 "--previous-channel-key-file=/var/run/hookgate/channel/previous",
+                 "--attestation-key-file=/var/run/hookgate/attestation/key",
+                 "--previous-attestation-key-file=/var/run/hookgate/attestation/previous",
+                 "--proxy-listener-port=10080"):
+        assert flag in args, args
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HOOKGATE_WEBHOOK_BASE_URL"].startswith("https://"), env
+    (route,) = [d for d in docs if d["kind"] == "HTTPRoute" and d["metadata"]["name"] == "hookgate-webhooks"]
+    if route["spec"].get("hostnames"):
+        assert env["HOOKGATE_WEBHOOK_BASE_URL"] == f"https://{route['spec']['hostnames'][0]}", env
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"] == ["receivers.hookgate.io"]
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"
+                  and d["roleRef"]["name"] == "hookgate-controller-receivers"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": deployment["spec"]["template"]["spec"][
+        "serviceAccountName"], "namespace": deployment["metadata"]["namespace"]}], binding["subjects"]
 
 
 LEASE_VERBS = ["get", "list", "create", "update", "delete"]
@@ -104,7 +162,7 @@ LEASE_VERBS = ["get", "list", "create", "update", "delete"]
 
 @pytest.mark.parametrize("directory", ["base/controller", *(f"examples/{e}" for e in EXAMPLES)])
 def test_the_controller_may_keep_dispatch_records_in_its_own_namespace_only(directory):
-    """The controller's RBAC grows by exactly the dispatch records: a Role in the Deployment's namespace
+    """The controller's namespaced RBAC grows by exactly the dispatch records: a Role in the Deployment's namespace
     granting get, list, create, update and delete on Leases, bound to its ServiceAccount there, and the
     namespace given to the controller through the downward API."""
     docs = [d for d in yaml.safe_load_all(render(directory)) if d]
@@ -165,12 +223,12 @@ def test_the_api_server_gives_the_controller_exactly_the_manifests_rbac(cp, prob
     assert review["status"].get("allowed", False) is allowed, review["status"]
 
 
-def test_base_gateway_fails_closed_until_receivers_are_added(tmp_path):
+def test_base_gateway_fails_closed_until_the_controller_key_is_set(tmp_path):
     rendered = tmp_path / "base.yaml"
     rendered.write_text(render("base/gateway"))
-    out = subprocess.run([str(CONTROLLER), "check", str(rendered)], capture_output=True, text=True)
+    out = check(rendered)
     assert out.returncode != 0
-    assert "field `receivers`: at least one receiver is required" in out.stderr
+    assert "field `controllerKeys`: must hold the controller's public key" in out.stderr
 
 
 def test_oci_layout_of_the_filter(tmp_path):
@@ -235,9 +293,14 @@ def test_argocd_rollback_pieces_fit_together():
     import re
 
     example = MANIFESTS / "examples/argocd-refresh"
-    config = next(d for d in yaml.safe_load_all(render("examples/argocd-refresh"))
-                  if d and d["kind"] == "EnvoyExtensionPolicy")["spec"]["wasm"][0]["config"]
-    receiver = next(r for r in config["receivers"] if r.get("action") == "dispatch")
+    docs = documents("examples/argocd-refresh")
+    (dispatching,) = [d for d in docs if d["kind"] == "Receiver" and d["spec"].get("action") == "dispatch"]
+    receiver = dispatching["spec"]
+    # The controller allows `action: dispatch` only in its own namespace (--dispatch-namespace unset).
+    deployment = controller_deployment(docs)
+    assert dispatching["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert not [a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+                if a.startswith("--dispatch-namespace")]
 
     cm = yaml.safe_load((example / "argocd-notifications/argocd-notifications-cm.yaml").read_text())["data"]
     service = yaml.safe_load(cm["service.webhook.hookgate-rollback"])

@@ -1,10 +1,11 @@
 """What the multi-tenant example's isolation rests on, shown on a real kube-apiserver with the example's own
-ServiceAccount, ClusterRole and RoleBindings and its controller Deployment run as a process.
+ServiceAccount, ClusterRoles and bindings, each tenant's Receivers and Secrets in its own namespace, and the
+controller Deployment run as a process.
 
-The API server confines the controller to the tenants' namespaces, but one ServiceAccount is bound in both,
-so it does not keep team-a's receiver away from team-b's objects: the controller does (each receiver only
-in its own namespace), and the gateway policies that name receivers are the platform admin's (DESIGN.md,
-trust model)."""
+The API server confines the controller's patches to the tenants' namespaces, but one ServiceAccount is bound
+in both, so it does not keep team-a's receiver away from team-b's objects: the controller does (each
+receiver only in its own namespace), and the gateway policies are the platform admin's (DESIGN.md, trust
+model)."""
 
 from __future__ import annotations
 
@@ -16,28 +17,30 @@ import urllib.request
 import pytest
 
 import signers
-from deploy import MANIFESTS, Example, deploy_cluster_side, example_secrets, render
+from deploy import (MANIFESTS, RECEIVER_API, Example, configured, controller_deployment, deploy_cluster_side,
+                    receiver_key, secret_volumes)
+from gateway import wait
 
 EXAMPLE = "multi-tenant"
 
 
 @pytest.fixture(scope="module")
 def tenants(cp, tmp_path_factory):
-    values, _ = example_secrets([EXAMPLE])
-    example = Example(EXAMPLE, render(MANIFESTS / "examples" / EXAMPLE), [], values, cp, None, 0, "127.0.0.1")
-    deploy_cluster_side(example, tmp_path_factory.mktemp("tenants"))
+    workdir = tmp_path_factory.mktemp("tenants")
+    _, docs, values = configured(MANIFESTS / "examples" / EXAMPLE, workdir)
+    example = Example(EXAMPLE, docs, [], values, cp, None, 0, "127.0.0.1")
+    deploy_cluster_side(example, workdir)
     try:
         yield example
     finally:
-        example.controller.stop()
+        example.stop()
 
 
 def attestation_key(example: Example) -> str:
     """The value of the Secret the controller Deployment mounts as its attestation key."""
-    (deployment,) = example.of_kind("Deployment")
-    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
-    (item,) = volume["secret"]["items"]
-    return example.secret_values[(volume["secret"]["secretName"], item["key"])]
+    deployment = controller_deployment(example.docs)
+    assert "hookgate-attestation" in secret_volumes(deployment)
+    return example.secret_values[(deployment["metadata"]["namespace"], "hookgate-attestation", "key")]
 
 
 def attested_post(example: Example, body: dict) -> tuple[int, dict]:
@@ -94,3 +97,19 @@ def test_the_controller_keeps_a_receiver_in_its_namespace(tenants):
         "targets": [{"kind": "GitRepository", "name": "infra"}]})
     assert status == 200, reply
     assert team_b_objects(tenants)[("GitRepository", "infra")] != before[("GitRepository", "infra")]
+
+
+def test_each_tenants_receivers_are_compiled_with_the_secret_of_its_own_namespace(tenants):
+    """Both tenants have a Secret `webhook-tokens`: each receiver is in the controller's configuration at the
+    Flux path of its own namespace's token, never the other tenant's (its status says so; with no proxy
+    here, Ready is False for that reason alone: NotServed)."""
+    assert {r["namespace"] for r in tenants.receivers} == {"team-a", "team-b"}
+    for receiver in tenants.receivers:
+        path = signers.flux_path(tenants.secret(receiver), receiver["name"], receiver["namespace"])
+
+        def status() -> dict:
+            return tenants.cp.get(RECEIVER_API, "Receiver", receiver["namespace"], receiver["name"]).get("status", {})
+
+        wait(lambda: status().get("webhookPath") == path and any(
+            c["type"] == "Ready" and c["reason"] == "NotServed" for c in status().get("conditions", [])), 30,
+            f"{receiver_key(receiver)} compiled at its path", lambda: json.dumps(status()))
