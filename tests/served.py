@@ -65,10 +65,11 @@ class ServedEdge:
     """Envoy with the filter, configured by a controller from `objects` (Receivers and Secrets, applied
     first; those it created are deleted on exit). The route's upstream is `upstream_port`, or the controller itself (as on a
     cluster) when it is None. The controller watches only the objects' namespaces and signs attestations
-    with `attestation_key` (default: tests/gitops.py's)."""
+    with `attestation_key` (default: tests/gitops.py's). Ready once the filter has loaded every Receiver of
+    those namespaces but `refused` ones."""
 
     def __init__(self, cp, workdir: Path, objects: list[dict], *, upstream_port: int | None = None,
-                 attestation_key: str | None = None, controller_args: list[str] = (), served: int | None = None,
+                 attestation_key: str | None = None, controller_args: list[str] = (), refused: int = 0,
                  concurrency: int = 1, adjust=lambda bootstrap: bootstrap, **bootstrap_options) -> None:
         prepare(cp)
         self.cp, self.objects = cp, objects
@@ -105,7 +106,8 @@ class ServedEdge:
         except Exception:
             self.controller.stop()
             raise
-        expected = sum(o["kind"] == "Receiver" for o in objects) if served is None else served
+        # Every Receiver of the watched namespaces is served (others' too), but the `refused`.
+        expected = sum(len(cp.ok("GET", cp.resource_path(API, "Receiver", ns))["items"]) for ns in namespaces) - refused
         try:
             wait(lambda: self.receivers_loaded() == expected, 60, f"{expected} receivers loaded by the filter",
                  lambda: self.envoy.log()[-3000:] + self.controller.log()[-3000:])

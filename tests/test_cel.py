@@ -9,8 +9,9 @@ import json
 import pytest
 
 import signers
-from gitops import FLUX, KEY, annotations, controller_env
-from harness import Controller, Envoy, envoy_bootstrap, free_port
+from gateway import wait
+from gitops import FLUX, annotations
+from served import ServedEdge, receiver, secret
 from test_edge_filter import assert_nothing_upstream, send, upstream
 
 # `upstream` is test_edge_filter's recording-upstream fixture, used here too.
@@ -18,6 +19,8 @@ __all__ = ["upstream"]
 
 SECRET = "cel-webhook-secret-0123456789"
 NAMESPACE = "apps"
+# The edge's receivers, whose targets are not patched (the upstream records).
+EDGE_NAMESPACE = "cel-edge"
 # The edge filter: an event, a header and payload fields.
 EDGE_FILTER = ("event == 'push' && headers['user-agent'].startsWith('GitHub-Hookshot/') "
                "&& req.ref == 'refs/heads/main' && req.repository.name == 'webapp'")
@@ -34,28 +37,26 @@ GAR_TAG = {"action": "INSERT",
 
 
 def github_receiver(name: str, filter_: str, **extra) -> dict:
-    return {"name": name, "namespace": NAMESPACE, "type": "github", "secrets": [{"env": "CEL_SECRET"}],
-            "filter": filter_, "targets": [{"kind": "GitRepository", "name": "webapp"}], **extra}
+    return receiver(name, EDGE_NAMESPACE, {"type": "github", "secretRef": {"name": "cel-secret"}, "filter": filter_,
+                                      "targets": [{"kind": "GitRepository", "name": "webapp"}], **extra})
 
 
 def path_of(name: str) -> str:
-    return signers.flux_path(SECRET, name, NAMESPACE)
+    return signers.flux_path(SECRET, name, EDGE_NAMESPACE)
 
 
-EDGE_CONFIG = {"receivers": [
+EDGE_RECEIVERS = [
     github_receiver("webapp", EDGE_FILTER, resourceFilter="req.head_commit.id != ''"),
     github_receiver("nested", NESTED_FILTER),
-]}
-ENV = {"CEL_SECRET": SECRET, "HOOKGATE_ATTESTATION_KEY": KEY}
+]
 
 
 @pytest.fixture(scope="module")
-def envoy(upstream):
-    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
-                                filter_config=EDGE_CONFIG, host_env_keys=sorted(ENV))
-    with Envoy(bootstrap, ENV) as proxy:
-        yield proxy
-        assert "panicked" not in proxy.log()
+def envoy(cp, upstream, tmp_path_factory):
+    with ServedEdge(cp, tmp_path_factory.mktemp("cel-edge"), [*EDGE_RECEIVERS, secret("cel-secret", EDGE_NAMESPACE, {"token": SECRET})],
+                    upstream_port=upstream.port) as served:
+        yield served.envoy
+        assert "panicked" not in served.envoy.log()
 
 
 def push(**fields) -> bytes:
@@ -110,25 +111,36 @@ def test_an_unverified_delivery_is_refused_before_any_filter(envoy, upstream):
     assert_nothing_upstream(upstream)
 
 
-@pytest.mark.parametrize("field,expression,logged", [
-    ("filter", "req.ref ==", "receiver apps/webapp: field `receivers[0].filter`: invalid CEL: unexpected end of expression"),
+@pytest.mark.parametrize("field,expression,message", [
+    ("filter", "req.ref ==", "spec.filter: invalid CEL: unexpected end of expression"),
     ("filter", "req.commits.exists(c, req.commits.exists(d, c == d))",
-     "receiver apps/webapp: field `receivers[0].filter`: has a comprehension inside another (quadratic time)"),
-    ("resourceFilter", "size(req) > 0",
-     "receiver apps/webapp: field `receivers[0].resourceFilter`: reads `req` whole"),
+     "spec.filter: has a comprehension inside another (quadratic time)"),
+    ("resourceFilter", "size(req) > 0", "spec.resourceFilter: reads `req` whole"),
 ])
-def test_a_bad_expression_fails_closed_naming_receiver_and_field(upstream, field, expression, logged):
-    config = json.loads(json.dumps(EDGE_CONFIG))
-    config["receivers"][0][field] = expression
-    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
-                                filter_config=config, host_env_keys=sorted(ENV))
+def test_a_bad_expression_refuses_only_its_receiver_and_says_where(cp, upstream, tmp_path, field, expression,
+                                                                    message):
+    """The controller compiles each receiver alone: one with a bad expression is left out (its status says
+    which field and why), and the others are served."""
+    bad = github_receiver("bad", EDGE_FILTER, **{field: expression})
     upstream.reset()
-    with Envoy(bootstrap, ENV) as proxy:
+    with ServedEdge(cp, tmp_path, [bad, *EDGE_RECEIVERS, secret("cel-secret", EDGE_NAMESPACE, {"token": SECRET})], upstream_port=upstream.port,
+                    refused=1) as served:
         body = push()
-        status, reply = send(proxy.port, path_of("nested"), signers.github(SECRET, body), body)
-        assert (status, json.loads(reply)) == (503, {"error": "filter configuration invalid"})
-        assert logged in proxy.log()
-    assert_nothing_upstream(upstream)
+        status, reply = send(served.port, path_of("bad"), signers.github(SECRET, body), body)
+        assert (status, json.loads(reply)) == (404, {"error": "unknown webhook path"})
+        assert_nothing_upstream(upstream)
+        status, _ = send(served.port, path_of("nested"), signers.github(SECRET, body), body)
+        assert status == 200
+        ready = {}
+
+        def refused() -> bool:
+            nonlocal ready
+            status = cp.get("hookgate.io/v1alpha1", "Receiver", EDGE_NAMESPACE, "bad").get("status", {})
+            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+            return ready.get("reason") == "InvalidSpec"
+
+        wait(refused, 30, "the refused receiver's status", lambda: json.dumps(ready))
+        assert ready["status"] == "False" and message in ready["message"], ready
 
 
 def image_repository(name: str, labels: dict, annotations: dict | None = None) -> dict:
@@ -148,31 +160,30 @@ IMAGE_REPOSITORIES = {
     "image-b": ({"registry": "gar-annotated"}, {"update-image": "other"}, False),
     "image-c": ({"registry": "gar-annotated"}, None, False),
 }
-GAR_CONFIG = {"receivers": [
-    {"name": "gar-receiver", "namespace": NAMESPACE, "type": "generic", "secrets": [{"env": "CEL_SECRET"}],
-     "resourceFilter": FLUX_TAG_FILTER,
-     "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
-                  "matchLabels": {"registry": "gar"}, "filter": FLUX_LABEL_FILTER}]},
-    {"name": "gar-annotated", "namespace": NAMESPACE, "type": "generic", "secrets": [{"env": "CEL_SECRET"}],
-     "resourceFilter": FLUX_ANNOTATION_FILTER,
-     "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
-                  "matchLabels": {"registry": "gar-annotated"}}]},
+GAR_RECEIVERS = [
+    receiver("gar-receiver", NAMESPACE, {
+        "type": "generic", "secretRef": {"name": "cel-secret"}, "resourceFilter": FLUX_TAG_FILTER,
+        "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
+                     "matchLabels": {"registry": "gar"}, "filter": FLUX_LABEL_FILTER}]}),
+    receiver("gar-annotated", NAMESPACE, {
+        "type": "generic", "secretRef": {"name": "cel-secret"}, "resourceFilter": FLUX_ANNOTATION_FILTER,
+        "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
+                     "matchLabels": {"registry": "gar-annotated"}}]}),
     # Named targets: their metadata is listed by name (the controller's RBAC has no `get`).
-    {"name": "gar-named", "namespace": NAMESPACE, "type": "generic", "secrets": [{"env": "CEL_SECRET"}],
-     "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": name,
-                  "filter": FLUX_LABEL_FILTER} for name in ("hello-world", "world")]},
-]}
+    receiver("gar-named", NAMESPACE, {
+        "type": "generic", "secretRef": {"name": "cel-secret"},
+        "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": name,
+                     "filter": FLUX_LABEL_FILTER} for name in ("hello-world", "world")]}),
+]
 
 
 @pytest.fixture(scope="module")
 def cluster_edge(cp, tmp_path_factory):
+    """The controller both serves the receivers and patches their targets, as on a cluster."""
     for name, (labels, notes, _) in IMAGE_REPOSITORIES.items():
         cp.apply(image_repository(name, labels, notes))
-    with Controller(controller_env(cp, tmp_path_factory.mktemp("cel"))) as controller:
-        bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=controller.port,
-                                    filter_config=GAR_CONFIG, host_env_keys=sorted(ENV))
-        with Envoy(bootstrap, ENV) as envoy:
-            yield envoy
+    with ServedEdge(cp, tmp_path_factory.mktemp("cel"), [*GAR_RECEIVERS, secret("cel-secret", NAMESPACE, {"token": SECRET})]) as served:
+        yield served.envoy
 
 
 @pytest.mark.parametrize("receiver,counts", [
@@ -181,7 +192,8 @@ def cluster_edge(cp, tmp_path_factory):
 ])
 def test_flux_documented_filters_patch_only_the_matching_objects(cp, cluster_edge, receiver, counts):
     api_version = "image.toolkit.fluxcd.io/v1"
-    label = GAR_CONFIG["receivers"][[r["name"] for r in GAR_CONFIG["receivers"]].index(receiver)]["targets"][0]["matchLabels"]["registry"]
+    spec = next(r["spec"] for r in GAR_RECEIVERS if r["metadata"]["name"] == receiver)
+    label = spec["targets"][0]["matchLabels"]["registry"]
     mine = {n: v for n, v in IMAGE_REPOSITORIES.items() if v[0]["registry"] == label}
     before = {n: annotations(cp, api_version, "ImageRepository", NAMESPACE, n).get(FLUX) for n in mine}
     body = json.dumps(GAR_TAG).encode()

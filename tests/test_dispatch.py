@@ -19,7 +19,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gitops import CONTROLLER_NAMESPACE, KEY, FakeGitHub, controller_env
-from harness import Controller, Envoy, envoy_bootstrap, free_port
+from harness import Controller
+from served import ServedEdge, receiver, secret
 
 ARGO_TOKEN = "argocd-notifications-token-0123456789"
 BASIC = "argocd:basic-password-0123456789"
@@ -42,21 +43,20 @@ def edge(cp, github, tmp_path_factory):
     (workdir / "github-token").write_text(GITHUB_TOKEN + "\n")
     args = ["--github-api-url", f"http://127.0.0.1:{github.port}", "--github-token-file", str(workdir / "github-token"),
             "--deadline-ms", "1500"]
-    with Controller(controller_env(cp, workdir), args) as controller:
-        config = {"receivers": [
-            {"name": "guestbook", "namespace": "argocd", "type": "bearer", "path": "/hook/argocd-degraded",
-             "action": "dispatch", "dispatch": {"repository": "example/gitops"}, "secrets": [{"env": "ARGO_TOKEN"}]},
-            {"name": "shop", "namespace": "argocd", "type": "basic", "path": "/hook/argocd-basic",
-             "action": "dispatch",
-             "dispatch": {"repository": "example/shop", "eventType": "rollback", "applications": ["shop", "cart"]},
-             "secrets": [{"env": "ARGO_BASIC"}]},
-        ]}
-        env = {"ARGO_TOKEN": ARGO_TOKEN, "ARGO_BASIC": BASIC, "HOOKGATE_ATTESTATION_KEY": KEY}
-        bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=controller.port,
-                                    filter_config=config, host_env_keys=sorted(env))
-        with Envoy(bootstrap, env) as envoy:
-            envoy.controller = controller
-            yield envoy
+    objects = [
+        receiver("guestbook", "argocd", {
+            "type": "bearer", "path": "/hook/argocd-degraded", "action": "dispatch",
+            "dispatch": {"repository": "example/gitops"}, "secretRef": {"name": "argocd-notifications"}}),
+        receiver("shop", "argocd", {
+            "type": "basic", "path": "/hook/argocd-basic", "action": "dispatch",
+            "dispatch": {"repository": "example/shop", "eventType": "rollback", "applications": ["shop", "cart"]},
+            "secretRef": {"name": "argocd-notifications", "keys": ["basic"]}}),
+        secret("argocd-notifications", "argocd", {"token": ARGO_TOKEN, "basic": BASIC}),
+    ]
+    # Dispatch receivers use the controller's GitHub token: allowed in argocd, not only in its own namespace.
+    with ServedEdge(cp, workdir, objects, controller_args=[*args, "--dispatch-namespace", "argocd"]) as served:
+        served.envoy.controller = served.controller
+        yield served.envoy
 
 
 def notify(port: int, failed: str = FAILED, healthy: str = HEALTHY, auth: str | None = f"Bearer {ARGO_TOKEN}",

@@ -34,7 +34,8 @@ SECRETS = {
     "BASIC": "argocd:argo-basic-password", "AZURE": "azure-hooks:azure-basic-password",
     "GITLAB_SIGNING": "whsec_" + base64.b64encode(b"gitlab-signing-key-of-32-bytes!!").decode(),
 }
-NS = "flux-system"
+# The receivers' namespace (their targets are never patched: the upstream records).
+NS = "edge"
 TARGET = [{"kind": "GitRepository", "name": "webapp"}]
 ARGO_TARGETS = [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "name": "guestbook", "namespace": "argocd"}]
 
@@ -564,7 +565,7 @@ def test_routing_refusals(edge, upstream, method, path, status, reason):
 
 
 def test_forged_attestation_sent_directly_to_the_forward_path_is_refused(edge, upstream):
-    body = b'{"receiver":{"namespace":"flux-system","name":"webapp"},"type":"github","targets":[]}'
+    body = b'{"receiver":{"namespace":"edge","name":"webapp"},"type":"github","targets":[]}'
     headers = {"x-hookgate-timestamp": str(int(time.time())), "x-hookgate-signature": "v1=" + "0" * 64}
     status, _ = send(edge.port, FORWARD_PATH, headers, body)
     assert status == 404
@@ -699,7 +700,7 @@ def test_rejections_are_logged_with_the_reason_and_never_the_secret(edge, upstre
     send(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH)
     time.sleep(0.2)
     log = edge.log()
-    assert "receiver flux-system/webapp: rejected with 401: signature mismatch" in log
+    assert f"receiver {NS}/webapp: rejected with 401: signature mismatch" in log
     for secret in SECRETS.values():
         assert secret not in log
 
@@ -714,7 +715,7 @@ def test_metrics_count_per_receiver_outcome(edge, upstream):
         lines = [line for line in text.splitlines() if needle in line and not line.startswith("#")]
         return int(float(lines[0].rsplit(" ", 1)[1])) if lines else 0
 
-    webapp = 'hookgate_deliveries_total{namespace="flux-system",receiver="webapp"'
+    webapp = f'hookgate_deliveries_total{{namespace="{NS}",receiver="webapp"'
     accepted, mismatch = f'{webapp},outcome="accepted",reason=""}}', f'{webapp},outcome="rejected",reason="signature_mismatch"}}'
     assert value(after, accepted) == value(before, accepted) + 1
     assert value(after, mismatch) >= 1
@@ -756,7 +757,8 @@ def test_without_held_headers_the_filter_is_never_configured(cp, upstream, tmp_p
     while it holds the headers, so the controller's confirmation (a POST with a body) cannot be read, the
     filter never gets its receivers, and every delivery is refused."""
     upstream.reset()
-    with served_edge(cp, tmp_path, upstream_port=upstream.port, hold_headers=False, served=0) as served:
+    with served_edge(cp, tmp_path, upstream_port=upstream.port, hold_headers=False,
+                     refused=len(RECEIVERS)) as served:
         # The VM asked again after the controller posted its confirmation, still unconfirmed.
         wait(lambda: served.controller_requests("awaiting_confirmation") >= 3, 30,
              "the filter asking the controller, unconfirmed", served.controller.log)

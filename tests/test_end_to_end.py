@@ -11,38 +11,36 @@ import time
 import pytest
 
 import signers
-from gitops import FLUX, KEY, RFC3339_NANOS, annotations, controller_env, resource_versions
-from harness import CONTROLLER, Controller, Envoy, envoy_bootstrap, free_port
+from gitops import FLUX, RFC3339_NANOS, annotations, resource_versions
+from harness import CONTROLLER
+from served import ServedEdge, receiver, secret
 
 TOKEN = "e2e-webhook-token-0123456789abcdef"
-FILTER_CONFIG = {
-    "receivers": [{
-        "name": "webapp", "namespace": "flux-system", "type": "github", "events": ["push", "ping"],
-        "secrets": [{"env": "WEBAPP_TOKEN"}],
+SECRET_REF = {"name": "webapp-webhook-token"}
+OBJECTS = [
+    receiver("webapp", "flux-system", {
+        "type": "github", "events": ["push", "ping"], "secretRef": SECRET_REF,
         "targets": [{"kind": "GitRepository", "name": "webapp"},
-                    {"kind": "Kustomization", "name": "*", "matchLabels": {"app": "webapp"}}],
-    }, {
-        # Argo CD refresh on push: only pushes to the branch the Application tracks refresh it.
-        "name": "gitops-repo", "namespace": "argocd", "type": "github", "path": "/hook/argocd-refresh",
-        "events": ["push"], "refs": {"branches": ["main"]}, "secrets": [{"env": "WEBAPP_TOKEN"}],
-        "targets": [{"kind": "Application", "name": "guestbook"}],
-    }, {
-        # A token-only sender (an Argo CD notification): no delivery id, the same body every time.
-        "name": "notifier", "namespace": "flux-system", "type": "bearer", "path": "/hook/notify",
-        "secrets": [{"env": "WEBAPP_TOKEN"}], "targets": [{"kind": "GitRepository", "name": "webapp"}],
-    }]
-}
+                    {"kind": "Kustomization", "name": "*", "matchLabels": {"app": "webapp"}}]}),
+    # Argo CD refresh on push: only pushes to the branch the Application tracks refresh it.
+    receiver("gitops-repo", "argocd", {
+        "type": "github", "path": "/hook/argocd-refresh", "events": ["push"], "refs": {"branches": ["main"]},
+        "secretRef": SECRET_REF, "targets": [{"kind": "Application", "name": "guestbook"}]}),
+    # A token-only sender (an Argo CD notification): no delivery id, the same body every time.
+    receiver("notifier", "flux-system", {
+        "type": "bearer", "path": "/hook/notify", "secretRef": SECRET_REF,
+        "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
+    secret(SECRET_REF["name"], "flux-system", {"token": TOKEN}),
+    secret(SECRET_REF["name"], "argocd", {"token": TOKEN}),
+]
 PATH = signers.flux_path(TOKEN, "webapp", "flux-system")
 
 
 @pytest.fixture(scope="module")
 def edge(cp, tmp_path_factory):
-    with Controller(controller_env(cp, tmp_path_factory.mktemp("e2e"))) as controller:
-        env = {"WEBAPP_TOKEN": TOKEN, "HOOKGATE_ATTESTATION_KEY": KEY}
-        bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=controller.port,
-                                    filter_config=FILTER_CONFIG, host_env_keys=sorted(env))
-        with Envoy(bootstrap, env) as envoy:
-            yield envoy
+    """Envoy in front of the controller, which serves it the receivers and patches their targets."""
+    with ServedEdge(cp, tmp_path_factory.mktemp("e2e"), OBJECTS) as served:
+        yield served.envoy
 
 
 def hookgate_send(url: str, secret: str, *extra: str) -> tuple[int, str]:

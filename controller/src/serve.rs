@@ -291,6 +291,7 @@ async fn serve(
     tasks: Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
     let live = state.live.is_some();
+    let lease = state.live.as_ref().and_then(|live| live.lease.clone());
     let app = router(state, &args.reconcile_path);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -310,6 +311,9 @@ async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("server failed")?;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     tracing::info!("hookgate controller stopped");
     Ok(())
 }

@@ -68,6 +68,46 @@ pub fn held(mut lease: Lease, identity: &str, now: Timestamp, decision: Decision
     lease
 }
 
+/// `lease` let go by `identity` (unchanged when another holds it): the next replica to look takes it over.
+pub fn released(mut lease: Lease, identity: &str) -> Option<Lease> {
+    let spec = lease.spec.as_mut()?;
+    if spec.holder_identity.as_deref() != Some(identity) {
+        return None;
+    }
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    Some(lease)
+}
+
+/// Lets the Lease go when this replica stops, so that another writes status at once rather than after
+/// [`DURATION`] (a rolling update, a restart).
+#[derive(Clone)]
+pub struct Release {
+    api: Api<Lease>,
+    identity: String,
+}
+
+impl Release {
+    pub async fn release(&self) {
+        let lease = match self.api.get_opt(LEASE_NAME).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the Lease of the receivers' status writer to let it go");
+                return;
+            }
+        };
+        let Some(lease) = released(lease, &self.identity) else {
+            return;
+        };
+        // Replaced at the resourceVersion read: a replica that took it over meanwhile keeps it.
+        match self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await {
+            Ok(_) => tracing::info!(identity = %self.identity, "receivers' status writer let its Lease go"),
+            Err(error) => tracing::warn!(%error, "cannot let the Lease of the receivers' status writer go"),
+        }
+    }
+}
+
 /// This replica's part in the election.
 pub struct Leadership {
     api: Api<Lease>,
@@ -83,6 +123,14 @@ impl Leadership {
             identity,
             last_attempt: None,
             leading: false,
+        }
+    }
+
+    /// What lets the Lease go at shutdown.
+    pub fn release(&self) -> Release {
+        Release {
+            api: self.api.clone(),
+            identity: self.identity.clone(),
         }
     }
 
@@ -225,5 +273,13 @@ mod tests {
         assert_eq!(spec.acquire_time, Some(MicroTime(at(20))));
         assert_eq!(spec.lease_transitions, Some(3));
         assert_eq!(spec.lease_duration_seconds, Some(15));
+    }
+
+    #[test]
+    fn only_the_holder_lets_the_lease_go_and_another_takes_it_at_once() {
+        let let_go = released(lease(Some("a"), Some(0)), "a").unwrap();
+        assert_eq!(decide(&let_go, "b", at(1)), Decision::TakeOver);
+        assert!(released(lease(Some("b"), Some(0)), "a").is_none());
+        assert!(released(lease(None, None), "a").is_none());
     }
 }

@@ -45,6 +45,8 @@ pub struct Live {
     pub configuration: watch::Receiver<Option<Arc<Configuration>>>,
     pub proxies: Arc<ProxyBook>,
     pub replay: ReplayCache,
+    /// Lets the status writer's Lease go at shutdown (None in tests that publish by hand).
+    pub lease: Option<leader::Release>,
 }
 
 impl Live {
@@ -54,6 +56,7 @@ impl Live {
             configuration,
             proxies: Arc::default(),
             replay: ReplayCache::new(TOLERANCE_SECS, replay::DEFAULT_CAPACITY),
+            lease: None,
         }
     }
 }
@@ -114,7 +117,7 @@ pub fn start(
     }
     let (configuration, configuration_rx) = watch::channel(None);
     let (outcomes, outcomes_rx) = watch::channel(Arc::new(Outcomes::default()));
-    let live = Live::new(configuration_rx);
+    let mut live = Live::new(configuration_rx);
     let index = Index {
         client: client.clone(),
         options: settings.options,
@@ -134,6 +137,7 @@ pub fn start(
         instance: Some(settings.instance.clone()),
     };
     let leadership = Leadership::new(client.clone(), &settings.lease_namespace, settings.instance);
+    live.lease = Some(leadership.release());
     let writer = StatusWriter {
         leadership,
         recorder: Recorder::new(client.clone(), reporter),
