@@ -701,8 +701,8 @@ def test_rejections_are_logged_with_the_reason_and_never_the_secret(edge, upstre
     time.sleep(0.2)
     log = edge.log()
     assert f"receiver {NS}/webapp: rejected with 401: signature mismatch" in log
-    for secret in SECRETS.values():
-        assert secret not in log
+    for value in SECRETS.values():
+        assert value not in log
 
 
 def test_metrics_count_per_receiver_outcome(edge, upstream):
