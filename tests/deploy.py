@@ -1,13 +1,17 @@
-"""An example of manifests/ deployed on this machine as a user deploys it on a cluster: its RBAC and the
-objects its receivers target in the real kube-apiserver, its controller Deployment run as a process (the
-Deployment's own args, with its Secret volumes as files), and its gateway side translated by the real Envoy
-Gateway. Deliveries are signed as each provider signs them (signers.py) and sent to the Envoy it programs."""
+"""An example of manifests/ deployed on this machine as a user deploys it on a cluster: a random value for every
+Secret it reads and the public half of the controller's key in its bootstrap (a Kustomize patch, as a user
+sets controllerKeys); its CRD, RBAC, Receivers, their Secrets and the objects they target in the real
+kube-apiserver; its controller Deployment run as a process (the Deployment's own args and env, its Secret
+volumes as files); its gateway side translated by the real Envoy Gateway, whose Envoy's filter takes its
+receivers from that controller. Deliveries are signed as each provider signs them (signers.py) and sent to
+the Envoy it programs."""
 
 from __future__ import annotations
 
 import copy
 import http.client
 import json
+import os
 import subprocess
 import re
 import secrets
@@ -19,15 +23,18 @@ import yaml
 
 from cluster import ROOT, ControlPlane, build_binaries
 from gateway import STANDALONE, EnvoyGateway, render, standalone_overlay, wait
-from harness import Controller
+from harness import CONTROLLER, Controller
 
 MANIFESTS = ROOT / "manifests"
 EXAMPLES = sorted(p.parent.name for p in (MANIFESTS / "examples").glob("*/kustomization.yaml"))
 FLUX = "reconcile.fluxcd.io/requestedAt"
 ARGO_REFRESH = "argocd.argoproj.io/refresh"
+RECEIVER_API = "hookgate.io/v1alpha1"
+# A Receiver's secretRef without keys names this key (controller/src/receivers/crd.rs).
+DEFAULT_SECRET_KEY = "token"
 # Kinds the standalone Envoy Gateway reads; the rest of a rendered example is Kubernetes' business.
 GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "Backend", "EnvoyProxy", "EnvoyExtensionPolicy",
-                 "EnvoyPatchPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy", "SecurityPolicy", "Secret"}
+                 "EnvoyPatchPolicy", "ClientTrafficPolicy", "BackendTrafficPolicy", "SecurityPolicy"}
 CLUSTER_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 # What Envoy Gateway's installation creates (its certgen job): the client certificate Envoy uses towards the
 # Wasm cache. Its content takes no part in the translation.
@@ -107,12 +114,16 @@ class Delivery:
     body: bytes
 
 
+# A Secret key's value, by (namespace, Secret name, key).
+Values = dict[tuple[str, str, str], str]
+
+
 @dataclass
 class Example:
     name: str
-    docs: list[dict]           # the example as rendered for a cluster
+    docs: list[dict]           # the example as rendered for a cluster, controllerKeys set
     gateway_docs: list[dict]   # the same through the standalone component, as Envoy Gateway reads it
-    secret_values: dict[tuple[str, str], str]
+    secret_values: Values      # every Secret key the example reads: its receivers' and its controller's
     cp: ControlPlane
     gateway: EnvoyGateway | None  # None: only the cluster side is deployed
     port: int                  # the Gateway listener's port
@@ -122,8 +133,8 @@ class Example:
 
     @property
     def receivers(self) -> list[dict]:
-        return [r for d in self.docs if d["kind"] == "EnvoyExtensionPolicy" for w in d["spec"]["wasm"]
-                for r in w["config"].get("receivers", [])]
+        """The example's hookgate Receivers, each as its spec with its name and namespace."""
+        return [receiver_of(d) for d in self.docs if is_receiver(d)]
 
     @property
     def host(self) -> str:
@@ -133,9 +144,10 @@ class Example:
     def of_kind(self, kind: str) -> list[dict]:
         return [d for d in self.docs if d["kind"] == kind]
 
-    def secret(self, env: str) -> str:
-        """The value the Envoy side reads from variable `env` (through the EnvoyProxy's secretKeyRef)."""
-        return envoy_environment(self.docs, self.secret_values)[env]
+    def secret(self, receiver: dict) -> str:
+        """The value of the first key of the receiver's Secret (what its sender signs with)."""
+        ref = receiver["secretRef"]
+        return self.secret_values[(receiver["namespace"], ref["name"], (ref.get("keys") or [DEFAULT_SECRET_KEY])[0])]
 
     def send(self, delivery: Delivery, source: str | None = None) -> tuple[int, str]:
         """POSTs a delivery to the Gateway's listener with the route's host name."""
@@ -149,7 +161,7 @@ class Example:
     def delivery(self, receiver: dict, forged: bool = False) -> Delivery:
         """What the receiver's provider sends for its first event that is not a ping, signed with the
         receiver's first secret, or with another one when `forged`."""
-        secret = self.secret(receiver["secrets"][0]["env"])
+        secret = self.secret(receiver)
         path = receiver.get("path") or signers.flux_path(secret, receiver["name"], receiver["namespace"])
         events = [e for e in receiver.get("events", []) if e.lower() not in PING_EVENTS] or [None]
         sign, payload = DELIVERIES[(receiver["type"], events[0] and events[0].lower())]
@@ -157,51 +169,83 @@ class Example:
         headers = sign("forged-" + secret if forged else secret, body)
         return Delivery(path, headers, body)
 
+    def stop(self) -> None:
+        """Stops the controller and deletes the example's Receivers (the next example's controller, which
+        watches every namespace, serves only its own)."""
+        if self.controller:
+            self.controller.stop()
+        for receiver in self.receivers:
+            self.cp.request("DELETE", self.cp.resource_path(RECEIVER_API, "Receiver", receiver["namespace"],
+                                                            receiver["name"]))
+
+
+def is_receiver(doc: dict) -> bool:
+    return doc["kind"] == "Receiver" and doc["apiVersion"] == RECEIVER_API
+
+
+def receiver_of(doc: dict) -> dict:
+    return {"name": doc["metadata"]["name"], "namespace": doc["metadata"]["namespace"], **doc["spec"]}
+
 
 def receiver_key(receiver: dict) -> str:
     return f"{receiver['namespace']}/{receiver['name']}"
 
 
-def proxy_env(docs: list[dict]) -> list[dict]:
-    """The Envoy container's `env` entries of the rendered EnvoyProxy."""
-    return [var for doc in docs if doc["kind"] == "EnvoyProxy"
-            for var in doc["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"].get("env", [])]
+def controller_deployment(docs: list[dict]) -> dict:
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hookgate-controller"]
+    return deployment
 
 
-def envoy_environment(docs: list[dict], values: dict[tuple[str, str], str]) -> dict[str, str]:
-    """The Envoy container's environment of the rendered EnvoyProxy, each `secretKeyRef` resolved from
-    `values[(secret name, key)]`: what Kubernetes would give the proxy pods."""
-    env = {}
-    for var in proxy_env(docs):
-        ref = var.get("valueFrom", {}).get("secretKeyRef")
-        env[var["name"]] = values[(ref["name"], ref["key"])] if ref else var["value"]
-    return env
+def secret_volumes(deployment: dict) -> dict[str, dict]:
+    """The controller's Secret volumes by Secret name."""
+    return {v["secret"]["secretName"]: v for v in deployment["spec"]["template"]["spec"].get("volumes", [])
+            if "secret" in v}
 
 
-def secret_refs(docs: list[dict]) -> set[tuple[str, str]]:
-    """Every (Secret name, key) the rendered proxy and controller read."""
-    refs = {(ref["name"], ref["key"]) for var in proxy_env(docs)
-            if (ref := var.get("valueFrom", {}).get("secretKeyRef"))}
+def example_secrets(docs: list[dict]) -> Values:
+    """A random value for every Secret key a rendered example reads: each key its Receivers' secretRefs name,
+    in the receiver's namespace; each key the controller Deployment mounts (`key` of a whole-Secret volume:
+    its `previous` stays absent, as outside a rotation), in its namespace. Keys are 64 hex characters, as
+    `hookgate token` makes them (the channel key must be)."""
+    values: Values = {}
     for doc in docs:
-        if doc["kind"] == "Deployment":
-            for volume in doc["spec"]["template"]["spec"].get("volumes", []):
-                if "secret" in volume:
-                    refs |= {(volume["secret"]["secretName"], i["key"]) for i in volume["secret"].get("items", [])}
-    return refs
+        if is_receiver(doc) and doc["spec"].get("secretRef"):
+            ref = doc["spec"]["secretRef"]
+            for key in ref.get("keys") or [DEFAULT_SECRET_KEY]:
+                values[(doc["metadata"]["namespace"], ref["name"], key)] = secrets.token_hex(24)
+    deployment = controller_deployment(docs)
+    for name, volume in secret_volumes(deployment).items():
+        for key in [i["key"] for i in volume["secret"].get("items", [])] or ["key"]:
+            values[(deployment["metadata"]["namespace"], name, key)] = secrets.token_hex(32)
+    return values
 
 
-def example_secrets(examples: list[str]) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
-    """A random value for every Secret key any example reads, and the environment of envoy-gateway that
-    gives each example's proxy variables those values (one Envoy Gateway serves every example)."""
-    values: dict[tuple[str, str], str] = {}
-    env: dict[str, str] = {}
-    for example in examples:
-        docs = render(MANIFESTS / "examples" / example)
-        for ref in sorted(secret_refs(docs)):
-            values.setdefault(ref, secrets.token_hex(24))
-        for name, value in envoy_environment(docs, values).items():
-            assert env.setdefault(name, value) == value, f"{example}: variable {name} means another Secret elsewhere"
-    return values, env
+def public_key(channel_key: str) -> str:
+    """The public half of the controller's channel key, as users get it: `hookgate public-key`."""
+    out = subprocess.run([str(CONTROLLER), "public-key", "-"], input=channel_key, capture_output=True,
+                         text=True, check=True)
+    return out.stdout.strip()
+
+
+def configured(directory: Path, workdir: Path, values: Values | None = None) -> tuple[Path, list[dict], Values]:
+    """What a user applies: the example with controllerKeys set to the public half of the controller's key,
+    through a kustomization over it. Returns its directory, its rendering and the Secrets' values (random
+    unless given)."""
+    unset = render(directory)
+    values = {**example_secrets(unset), **(values or {})}
+    deployment = controller_deployment(unset)
+    channel_key = values[(deployment["metadata"]["namespace"], "hookgate-channel", "key")]
+    overlay = workdir / f"configured-{directory.name}"
+    overlay.mkdir(parents=True, exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # Kustomize takes only relative paths to other kustomizations.
+        "resources": [os.path.relpath(directory, overlay)],
+        "patches": [{"target": {"kind": "EnvoyExtensionPolicy", "name": "hookgate"}, "patch": json.dumps(
+            [{"op": "replace", "path": "/spec/wasm/0/config/controllerKeys", "value": [public_key(channel_key)]}])}],
+    }, sort_keys=False))
+    return overlay, render(overlay), values
 
 
 def seed_targets(cp: ControlPlane, receiver: dict) -> list[Target]:
@@ -225,11 +269,12 @@ def seed_targets(cp: ControlPlane, receiver: dict) -> list[Target]:
     return seeded
 
 
-def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], str], workdir: Path,
-                               env: dict[str, str], extra_args: list[str]) -> Controller:
+def controller_from_deployment(deployment: dict, values: Values, workdir: Path, env: dict[str, str],
+                               extra_args: list[str]) -> Controller:
     """Runs the rendered controller Deployment's container as a process: its args, its plain env and the
     namespace the downward API gives it, its Secret volumes written as files (the paths in its args
     rewritten to them), listening on loopback."""
+    namespace = deployment["metadata"]["namespace"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -239,10 +284,10 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
         directory = workdir / mount["name"]
         directory.mkdir(parents=True, exist_ok=True)
         # A volume without items holds every key of its Secret.
-        items = secret.get("items") or [{"key": key, "path": key} for name, key in values
-                                         if name == secret["secretName"]]
+        items = secret.get("items") or [{"key": key, "path": key} for ns, name, key in values
+                                         if (ns, name) == (namespace, secret["secretName"])]
         for item in items:
-            (directory / item["path"]).write_text(values[(secret["secretName"], item["key"])])
+            (directory / item["path"]).write_text(values[(namespace, secret["secretName"], item["key"])])
         mounts[mount["mountPath"]] = str(directory)
     args = container["args"]
     assert args[0] == "serve", args
@@ -257,25 +302,35 @@ def controller_from_deployment(deployment: dict, values: dict[tuple[str, str], s
         local_args.append(arg)
     plain_env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
     # The downward API's namespace, as the kubelet would fill it in.
-    plain_env |= {e["name"]: deployment["metadata"]["namespace"] for e in container.get("env", [])
+    plain_env |= {e["name"]: namespace for e in container.get("env", [])
                   if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace"}
     return Controller({**plain_env, **env}, local_args + extra_args)
 
 
 def deploy_cluster_side(deployed: Example, workdir: Path, controller_args: list[str] = ()) -> None:
-    """The cluster side of an example: its namespaces, ServiceAccount, ClusterRole and RoleBindings in the
-    real kube-apiserver, the objects its receivers target, and its controller Deployment run as a process
-    under that ServiceAccount's token (`deployed.controller`; the caller stops it)."""
+    """The cluster side of an example: its namespaces, CRDs, ServiceAccount, ClusterRoles and bindings in the
+    real kube-apiserver, its Receivers with their Secrets (each in the receiver's namespace, as a tenant
+    creates them), the objects its receivers target, and its controller Deployment run as a process under
+    that ServiceAccount's token (`deployed.controller`; the caller calls `deployed.stop()`)."""
     cp = deployed.cp
     for doc in deployed.docs:
         if doc["metadata"].get("namespace"):
             cp.namespace(doc["metadata"]["namespace"])
+    cp.install_crds([d for d in deployed.docs if d["kind"] == "CustomResourceDefinition"])
     for doc in deployed.docs:
         if doc["kind"] in CLUSTER_KINDS:
             cp.apply(doc)
-    for receiver in deployed.receivers:
+    receivers = deployed.receivers
+    for namespace, name in sorted({(r["namespace"], r["secretRef"]["name"]) for r in receivers if r.get("secretRef")}):
+        cp.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+                  "stringData": {key: value for (ns, secret, key), value in deployed.secret_values.items()
+                                 if (ns, secret) == (namespace, name)}})
+    for doc in deployed.docs:
+        if is_receiver(doc):
+            cp.apply(doc)
+    for receiver in receivers:
         deployed.targets[receiver_key(receiver)] = seed_targets(cp, receiver)
-    (deployment,) = deployed.of_kind("Deployment")
+    deployment = controller_deployment(deployed.docs)
     (account,) = deployed.of_kind("ServiceAccount")
     token = cp.service_account_token(account["metadata"]["namespace"], account["metadata"]["name"])
     kubeconfig = cp.kubeconfig(token, workdir / "kubeconfig")
@@ -283,23 +338,25 @@ def deploy_cluster_side(deployed: Example, workdir: Path, controller_args: list[
                                                      {"KUBECONFIG": str(kubeconfig)}, list(controller_args))
 
 
-def deploy(example: str | Path, cp: ControlPlane, gateway: EnvoyGateway, *, values: dict[tuple[str, str], str],
-           workdir: Path, gateway_port: int, wasm_code: dict, source: str = "127.0.0.1",
+def deploy(example: str | Path, cp: ControlPlane, gateway: EnvoyGateway, *, workdir: Path, gateway_port: int,
+           wasm_code: dict, source: str = "127.0.0.1", values: Values | None = None,
            controller_args: list[str] = ()) -> Example:
-    """Deploys one example (a name under manifests/examples, or an overlay's directory): cluster side into
-    `cp`, the controller as a process, the gateway side into `gateway`. The caller stops
-    `example.controller`."""
+    """Deploys one example (a name under manifests/examples, or an overlay's directory) as configured(): the
+    cluster side into `cp`, the controller as a process (confirming the proxies' VMs on `gateway_port`
+    with the route's host name), the gateway side into `gateway`. The caller calls `example.stop()`."""
     directory = example if isinstance(example, Path) else MANIFESTS / "examples" / example
-    example = str(example)
-    deployed = Example(example, render(directory), [], values, cp, gateway, gateway_port, source)
-    deploy_cluster_side(deployed, workdir, controller_args)
+    workdir.mkdir(parents=True, exist_ok=True)
+    user, docs, values = configured(directory, workdir, values)
+    deployed = Example(str(example), docs, [], values, cp, gateway, gateway_port, source)
+    deploy_cluster_side(deployed, workdir, ["--proxy-listener-port", str(gateway_port),
+                                            "--webhook-host", deployed.host, *controller_args])
     try:
-        overlay = standalone_overlay(directory, workdir, controller_port=deployed.controller.port,
+        overlay = standalone_overlay(user, workdir, controller_port=deployed.controller.port,
                                      gateway_port=gateway_port, wasm_code=wasm_code)
         deployed.gateway_docs = [d for d in render(overlay) if d["kind"] in GATEWAY_KINDS]
         gateway.apply(deployed.gateway_docs)
     except Exception:
-        deployed.controller.stop()
+        deployed.stop()
         raise
     return deployed
 
@@ -322,9 +379,10 @@ def policy_keys(example: Example) -> list[tuple[str, str]]:
 
 
 def wait_translated(example: Example, probe_source: str | None = None) -> None:
-    """Until Envoy Gateway has reported on this example's policies and its Envoy routes to this example's
-    controller with the module loaded. Probes come from `probe_source` (so that they do not use up the
-    rate limit budget of the example's own address)."""
+    """Until Envoy Gateway has reported on this example's policies, its Envoy routes to this example's
+    controller, and its filter serves every receiver with a secret (a forged delivery answered 401, not 503
+    before the filter has its configuration, nor 404 before it has the receiver). Probes come from
+    `probe_source` (so that they do not use up the rate limit budget of the example's own address)."""
     gateway = example.gateway
     # Envoy routing to this example's controller shows this example was translated; Envoy Gateway logs the
     # statuses of that translation before its Envoy has the new configuration.
@@ -332,6 +390,7 @@ def wait_translated(example: Example, probe_source: str | None = None) -> None:
          f"{example.name}: Envoy routing to the example's controller", gateway.log)
     wait(lambda: all(gateway.conditions(*key).get("Accepted") for key in policy_keys(example)), 60,
          f"{example.name}: a status for every policy", gateway.log)
-    receiver = example.receivers[0]
-    wait(lambda: example.send(example.delivery(receiver, forged=True), probe_source)[0] == 401, 60,
-         f"{example.name}: the filter answering", gateway.log)
+    for receiver in (r for r in example.receivers if r.get("secretRef")):
+        wait(lambda: example.send(example.delivery(receiver, forged=True), probe_source)[0] == 401, 60,
+             f"{example.name}: the filter serving {receiver_key(receiver)}",
+             lambda: gateway.log()[-3000:] + example.controller.log()[-3000:])

@@ -3,8 +3,8 @@ standalone on this machine (file provider, Host infrastructure) with the project
 project's own manifests into the Envoy that the tests and the demo send deliveries through.
 
 What Kubernetes would provide is swapped by the test-only Kustomize component `tests/standalone/` (a
-`Backend` on loopback instead of the controller's Service, the module from a local URL, Secrets as
-environment variables of envoy-gateway). What only Host mode needs (REFERENCE.md §3: Envoy where func-e
+`Backend` on loopback instead of the controller's Service, the module from a local URL). No secret reaches
+Envoy Gateway or its Envoy: the filter takes its receivers from the controller. What only Host mode needs (REFERENCE.md §3: Envoy where func-e
 looks for it, TLS for the Wasm cache) is written here and named `host-mode` in the resource directory.
 """
 
@@ -231,6 +231,18 @@ class EnvoyGateway:
             raise FileNotFoundError("no admin-address.txt yet")
         return found[-1].read_text().strip()
 
+    def envoy_pid(self) -> int:
+        """The process id of the Envoy it runs (its child process)."""
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    and _parent(p) == self.proc.pid and "envoy" in _cmdline(p)]
+        assert len(children) == 1, children
+        return children[0]
+
+    def envoy_environment(self) -> dict[str, str]:
+        """The environment of the Envoy it runs, as the kernel holds it."""
+        raw = (Path("/proc") / str(self.envoy_pid()) / "environ").read_bytes()
+        return dict(entry.decode(errors="replace").partition("=")[::2] for entry in raw.split(b"\0") if entry)
+
     def config_dump(self) -> dict:
         with urllib.request.urlopen(f"http://{self.envoy_admin()}/config_dump?include_eds", timeout=5) as r:
             return json.load(r)
@@ -247,6 +259,21 @@ class EnvoyGateway:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _parent(proc: Path) -> int:
+    try:
+        status = (proc / "status").read_text()
+    except OSError:
+        return -1
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def wait(condition, timeout: float, what: str, detail=lambda: ""):

@@ -1,8 +1,9 @@
 """Every example of manifests/, translated by the real Envoy Gateway (standalone, tests/gateway.py) into the
 Envoy it programs, in front of the example's own controller Deployment run as a process against the real
-kube-apiserver: each EnvoyPatchPolicy is Programmed, a signed delivery for each receiver is verified,
-forwarded and sets the annotation (or dispatches), a forged one gets 401 and reaches nothing, and the rate
-limit runs before the filter with a bucket per client address."""
+kube-apiserver, which serves the filter the example's Receivers: each EnvoyPatchPolicy is Programmed, a
+signed delivery for each receiver is verified, forwarded and sets the annotation (or dispatches), a forged
+one gets 401 and reaches nothing, the rate limit runs before the filter with a bucket per client address,
+and no secret is in any gateway object, in Envoy's configuration or in its environment."""
 
 from __future__ import annotations
 
@@ -13,21 +14,19 @@ import time
 import pytest
 
 import signers
-from deploy import (EXAMPLES, PING_EVENTS, Example, deploy, example_secrets, policy_keys, receiver_key,
-                    wait_translated)
+from deploy import EXAMPLES, PING_EVENTS, Example, deploy, policy_keys, receiver_key, wait_translated
 from gateway import EnvoyGateway, ModuleServer, http_code, wait
 from gitops import FakeGitHub
 from harness import CONTROLLER, LISTENER_NAME, WASM, envoy_bootstrap, free_port
 
 @pytest.fixture(scope="module")
 def world(cp):
-    """One Envoy Gateway for every example, with every example's Secrets in its environment."""
-    values, env = example_secrets(EXAMPLES)
+    """One Envoy Gateway for every example, with an empty environment: no secret reaches it."""
     modules = ModuleServer(WASM.parent)
     github = FakeGitHub()
-    gateway = EnvoyGateway(env)
+    gateway = EnvoyGateway({})
     try:
-        yield {"values": values, "gateway": gateway, "modules": modules, "github": github, "port": free_port()}
+        yield {"gateway": gateway, "modules": modules, "github": github, "port": free_port()}
     finally:
         gateway.cleanup()
         modules.close()
@@ -39,16 +38,15 @@ def example(request, world, cp, tmp_path_factory) -> Example:
     # Each example sends from addresses of its own, so the per-address rate limit buckets of one example
     # (the Envoy keeps them across configuration updates) do not affect the next.
     index = EXAMPLES.index(request.param) + 1
-    deployed = deploy(request.param, cp, world["gateway"], values=world["values"],
-                      workdir=tmp_path_factory.mktemp(request.param), gateway_port=world["port"],
-                      wasm_code=http_code(world["modules"].url(WASM.name), WASM),
+    deployed = deploy(request.param, cp, world["gateway"], workdir=tmp_path_factory.mktemp(request.param),
+                      gateway_port=world["port"], wasm_code=http_code(world["modules"].url(WASM.name), WASM),
                       source=f"127.0.1.{index}",
                       controller_args=["--github-api-url", f"http://127.0.0.1:{world['github'].port}"])
     try:
         wait_translated(deployed, probe_source=f"127.0.5.{index}")
         yield deployed
     finally:
-        deployed.controller.stop()
+        deployed.stop()
 
 
 def refusals(example: Example) -> int:
@@ -175,7 +173,7 @@ def test_the_static_bootstrap_equals_envoy_gateways_output(example):
                  if r.get("route", {}).get("cluster") == cluster)
     policy = next(d for d in example.gateway_docs if d["kind"] == "EnvoyExtensionPolicy")["metadata"]
 
-    static = envoy_bootstrap(listen_port=1, admin_port=2, upstream_port=3, filter_config={}, host_env_keys=[],
+    static = envoy_bootstrap(listen_port=1, admin_port=2, upstream_port=3, filter_config={},
                              policy=(policy["namespace"], policy["name"]))
     static_listener = static["static_resources"]["listeners"][0]
     static_route = static_listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
@@ -184,11 +182,37 @@ def test_the_static_bootstrap_equals_envoy_gateways_output(example):
     assert shape(static_listener, static_route) == shape(listener, route)
 
 
+def test_no_secret_is_in_any_gateway_object_nor_in_envoy(example):
+    """The receivers' secrets and the controller's keys are in Secrets the controller reads, and in the
+    filter's memory once sealed to it: not in what Envoy Gateway is given (its objects, where no policy
+    exposes a variable and the EnvoyProxy sets none), not in Envoy's configuration (which any extension
+    can read through the admin interface), not in Envoy's environment (which any extension's hostKeys
+    read). The bootstrap holds the controller's public key."""
+    values = set(example.secret_values.values())
+    assert values and all(len(v) >= 48 for v in values)
+    docs = json.dumps(example.gateway_docs)
+    dump = json.dumps(example.gateway.config_dump())
+    environment = json.dumps(example.gateway.envoy_environment())
+    for value in values:
+        assert value not in docs and value not in dump and value not in environment
+    for doc in example.gateway_docs:
+        assert doc["kind"] != "Secret", doc["metadata"]
+        if doc["kind"] == "EnvoyExtensionPolicy":
+            assert all("env" not in wasm for wasm in doc["spec"]["wasm"]), doc["spec"]
+    (config,) = [w["config"] for d in example.gateway_docs if d["kind"] == "EnvoyExtensionPolicy"
+                 for w in d["spec"]["wasm"]]
+    assert set(config) == {"controller", "controllerKeys"} and len(config["controllerKeys"]) == 1, config
+    assert config["controllerKeys"][0] in dump
+    # What the rendered manifests give the Envoy pods on a cluster: no environment at all.
+    (proxy,) = example.of_kind("EnvoyProxy")
+    assert "kubernetes" not in proxy["spec"]["provider"], proxy["spec"]["provider"]
+
+
 def test_hookgate_send_reaches_the_route_by_its_host_name(example):
     """`hookgate send --resolve`, as a user tries a route before DNS points at the gateway: the URL keeps
     the route's host name (which the route matches) and the connection goes to the given address."""
     receiver = next(r for r in example.receivers if r["type"] == "github")
-    secret = example.secret(receiver["secrets"][0]["env"])
+    secret = example.secret(receiver)
     path = receiver.get("path") or signers.flux_path(secret, receiver["name"], receiver["namespace"])
     event = next(e for e in receiver.get("events", ["push"]) if e.lower() not in PING_EVENTS)
     out = subprocess.run([str(CONTROLLER), "send", "--type", "github", "--event", event, "--secret", secret,
