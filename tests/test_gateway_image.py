@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from deploy import deploy, example_secrets, policy_keys, wait_translated
+from deploy import deploy, policy_keys, wait_translated
 from gateway import EnvoyGateway
 from harness import WASM, free_port
 from registry import Registry, oci_layout
@@ -30,10 +30,9 @@ def image(tmp_path_factory):
 
 def test_envoy_gateway_loads_the_filter_from_an_oci_image(cp, image, tmp_path):
     registry, reference, digest = image
-    values, env = example_secrets([EXAMPLE])
-    gateway = EnvoyGateway(env)
+    gateway = EnvoyGateway({})
     try:
-        example = deploy(EXAMPLE, cp, gateway, values=values, workdir=tmp_path, gateway_port=free_port(),
+        example = deploy(EXAMPLE, cp, gateway, workdir=tmp_path, gateway_port=free_port(),
                          wasm_code={"type": "Image", "image": {"url": reference, "sha256": digest.removeprefix("sha256:")}},
                          source="127.0.4.1")
         try:
@@ -50,6 +49,6 @@ def test_envoy_gateway_loads_the_filter_from_an_oci_image(cp, image, tmp_path):
             status, body = example.send(example.delivery(receiver, forged=True))
             assert status == 401, body
         finally:
-            example.controller.stop()
+            example.stop()
     finally:
         gateway.cleanup()

@@ -1,6 +1,6 @@
 """Secret-less senders (generic-oidc, gcr) on the real Envoy Gateway: the homelab example with the
-id-tokens Component, its SecurityPolicy's JWT providers fetching their JWKS from issuers this test runs on
-loopback. A valid token at Flux's path (sha256(name + namespace)) reconciles the receiver's target; an
+id-tokens Component and two Receivers without a Secret, its SecurityPolicy's JWT providers fetching their
+JWKS from issuers this test runs on loopback. A valid token at Flux's path (sha256(name + namespace)) reconciles the receiver's target; an
 expired, misaddressed, tampered, foreign or missing token, or one whose claims the receiver does not accept,
 is refused by Envoy's JWT filter or by the hookgate filter and changes nothing."""
 
@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import signers
-from deploy import MANIFESTS, Delivery, deploy, envoy_environment, example_secrets, policy_keys, wait_translated
-from gateway import EnvoyGateway, ModuleServer, http_code, render, wait
+from deploy import MANIFESTS, RECEIVER_API, Delivery, deploy, policy_keys, wait_translated
+from gateway import EnvoyGateway, ModuleServer, http_code, wait
 from harness import WASM, free_port
 from oidc_issuer import Issuer, b64url
 
@@ -37,13 +37,14 @@ RECEIVERS = {
 
 
 def overlay(workdir: Path, jwks: ModuleServer) -> Path:
-    """The homelab-github example plus the id-tokens Component: the two receivers above in the filter's
-    configuration, their Flux paths on the ID-token route, and JWT providers whose JWKS this test serves."""
+    """The homelab-github example plus the id-tokens Component: the two receivers above as Receiver objects
+    (no Secret), their Flux paths on the ID-token route, and JWT providers whose JWKS this test serves."""
     root = workdir / "id-tokens"
     root.mkdir()
-    receivers = [{"name": name, "namespace": NS, "type": kind, "idToken": block,
-                  "targets": [{"kind": target_kind, "name": target}]}
+    receivers = [{"apiVersion": RECEIVER_API, "kind": "Receiver", "metadata": {"name": name, "namespace": NS},
+                  "spec": {"type": kind, "idToken": block, "targets": [{"kind": target_kind, "name": target}]}}
                  for name, (kind, block, target_kind, target) in RECEIVERS.items()]
+    (root / "receivers.yaml").write_text(yaml.safe_dump_all(receivers, sort_keys=False))
     paths = [{"path": {"type": "Exact", "value": signers.flux_path("", name, NS)}} for name in RECEIVERS]
     providers = [
         {"name": "ci", "issuer": CI_ISSUER, "audiences": ["notification-controller"],
@@ -55,11 +56,9 @@ def overlay(workdir: Path, jwks: ModuleServer) -> Path:
     (root / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         # Kustomize takes only relative paths to other kustomizations.
-        "resources": [os.path.relpath(MANIFESTS / "examples/homelab-github", root)],
+        "resources": [os.path.relpath(MANIFESTS / "examples/homelab-github", root), "receivers.yaml"],
         "components": [os.path.relpath(MANIFESTS / "base/gateway/id-tokens", root)],
         "patches": [
-            patch("EnvoyExtensionPolicy", "hookgate",
-                  [{"op": "add", "path": "/spec/wasm/0/config/receivers/-", "value": r} for r in receivers]),
             patch("HTTPRoute", "hookgate-id-token-webhooks", [
                 in_namespace,
                 {"op": "add", "path": "/spec/hostnames", "value": ["hooks.homelab.example.com"]},
@@ -84,11 +83,10 @@ def deployed(cp, issuers, tmp_path_factory):
         (workdir / "jwks" / f"{name}.json").write_text(issuers[name].jwks())
     jwks = ModuleServer(workdir / "jwks")
     root = overlay(workdir, jwks)
-    values, _ = example_secrets(["homelab-github"])
-    gateway = EnvoyGateway(envoy_environment(render(root), values))
+    gateway = EnvoyGateway({})
     modules = ModuleServer(WASM.parent)
     try:
-        example = deploy(root, cp, gateway, values=values, workdir=workdir, gateway_port=free_port(),
+        example = deploy(root, cp, gateway, workdir=workdir, gateway_port=free_port(),
                          wasm_code=http_code(modules.url(WASM.name), WASM), source="127.0.7.1")
         try:
             wait_translated(example, probe_source="127.0.7.2")
@@ -97,7 +95,7 @@ def deployed(cp, issuers, tmp_path_factory):
                  "a valid ID token accepted on the ID-token route", gateway.log)
             yield example
         finally:
-            example.controller.stop()
+            example.stop()
     finally:
         gateway.cleanup()
         modules.close()

@@ -1,7 +1,7 @@
 """Receivers as Kubernetes objects, live at the edge (docs/live-configuration.md), on the real parts: the
 Receiver CRD in the real kube-apiserver, the controller run from the manifests' Deployment under its own
-ServiceAccount, and the real Envoy Gateway (standalone) translating the manifests with the `live` component,
-whose Envoy's filter takes its receivers from the controller over the sealed channel.
+ServiceAccount, and the real Envoy Gateway (standalone) translating the manifests' base, whose Envoy's
+filter takes its receivers from the controller over the sealed channel.
 
 A tenant with rights only in its own namespace adds a receiver and its Secret; a rotated Secret is live
 within seconds; a deleted Secret refuses only its receiver; the controller restarts without the proxy
@@ -15,7 +15,6 @@ import http.server
 import json
 import os
 import secrets
-import subprocess
 import threading
 import time
 import urllib.error
@@ -29,21 +28,21 @@ import yaml
 import signers
 from cluster import ApiError, crd_documents
 from deploy import MANIFESTS, Delivery, deploy, send
-from gateway import EnvoyGateway, ModuleServer, http_code, render, wait
+from gateway import EnvoyGateway, ModuleServer, http_code, wait
 from gitops import FLUX, git_repository
-from harness import CONTROLLER, WASM, Controller, free_port
+from harness import WASM, Controller, free_port
 
 PROBE = WASM.parent / "hookgate_probe.wasm"
 PROBE_HOST = "probe.live.test"
 # What the proxies' environment held before receivers were objects: a probe names them all.
 OLD_VARIABLES = ["HOOKGATE_ATTESTATION_KEY", "GITHUB_WEBHOOK_TOKEN", "TEAM_A_GITHUB_TOKEN", "TEAM_A_GITLAB_TOKEN",
-                 "TEAM_B_GITHUB_TOKEN", "TEAM_B_GITLAB_TOKEN", "HARBOR_TOKEN", "GHCR_WEBHOOK_TOKEN"]
+                 "TEAM_B_GITHUB_TOKEN", "TEAM_B_GITLAB_TOKEN", "HARBOR_WEBHOOK_AUTH", "GHCR_WEBHOOK_TOKEN",
+                 "GITOPS_REPO_WEBHOOK_TOKEN", "ARGOCD_NOTIFICATIONS_TOKEN"]
 
 API = "hookgate.io/v1alpha1"
 FLUX_API = "notification.toolkit.fluxcd.io/v1"
 # Flux's notification-controller, whose Receiver CRD the controller watches with --serve-flux-receivers.
 FLUX_NOTIFICATION_CRDS = [("github.com/fluxcd/notification-controller", "v1.9.3", "config/crd/bases/")]
-CRDS = MANIFESTS / "base/crds"
 # Namespaces of this module's tenants (other modules use team-a and team-b in the shared control plane).
 TENANT, NEIGHBOUR = "tenant-red", "tenant-blue"
 HOST = "hooks.live.test"
@@ -52,9 +51,11 @@ PUSH = json.dumps({"ref": "refs/heads/main", "after": "3f786850e387550fdab836ed7
                    "repository": {"full_name": "example/app"}}).encode()
 
 
-def live_example(workdir: Path, controller_public_key: str) -> Path:
-    """The platform side as a user composes it: the controller with the CRD, the route side and the proxy
-    side in their namespaces, the `live` component, and the user's controller public key and host name."""
+def live_example(workdir: Path) -> Path:
+    """The platform side as a user composes it from the base: the controller (with the CRD), the route side
+    and the proxy side in their namespaces, the bootstrap's cluster filled in from the route's namespace, the
+    user's host name, and the reconcilable kinds bound in every namespace (tenants come and go here).
+    tests/deploy.py sets controllerKeys as a user does."""
     def write(directory: Path, document: dict) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "kustomization.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
@@ -65,22 +66,27 @@ def live_example(workdir: Path, controller_public_key: str) -> Path:
 
     example = workdir / "live-example"
     app = example / "app"
+    app.mkdir(parents=True, exist_ok=True)
+    (app / "reconcile-everywhere.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "hookgate-controller-reconcile-live"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hookgate-controller"},
+        "subjects": [{"kind": "ServiceAccount", "name": "hookgate-controller", "namespace": "default"}]}))
     write(app, {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                 # A namespace of its own: its cluster-wide bindings name this ServiceAccount, which no other
                 # test of the shared control plane uses.
                 "namespace": CONTROLLER_NAMESPACE,
-                "resources": [rel(app, CRDS), rel(app, MANIFESTS / "base/controller"),
-                              rel(app, MANIFESTS / "base/gateway/route")]})
-    return write(example, {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": ["app", rel(example, MANIFESTS / "base/gateway/proxy")],
-        "components": [rel(example, MANIFESTS / "base/gateway/live")],
-        "patches": [
-            {"target": {"kind": "EnvoyExtensionPolicy", "name": "hookgate"}, "patch": json.dumps(
-                [{"op": "replace", "path": "/spec/wasm/0/config/controllerKeys", "value": [controller_public_key]}])},
-            {"target": {"kind": "HTTPRoute", "name": "hookgate-webhooks"}, "patch": json.dumps(
-                [{"op": "add", "path": "/spec/hostnames", "value": [HOST]}])},
-        ]})
+                "resources": [rel(app, MANIFESTS / "base/controller"), rel(app, MANIFESTS / "base/gateway/route"),
+                              "reconcile-everywhere.yaml"],
+                "patches": [{"target": {"kind": "HTTPRoute", "name": "hookgate-webhooks"}, "patch": json.dumps(
+                    [{"op": "add", "path": "/spec/hostnames", "value": [HOST]}])}],
+                "replacements": [{
+                    "source": {"kind": "HTTPRoute", "name": "hookgate-webhooks", "fieldPath": "metadata.namespace"},
+                    "targets": [{"select": {"kind": "EnvoyExtensionPolicy", "name": "hookgate"},
+                                 "fieldPaths": ["spec.wasm.0.config.controller.cluster"],
+                                 "options": {"delimiter": "/", "index": 1}}]}]})
+    return write(example, {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                           "resources": ["app", rel(example, MANIFESTS / "base/gateway/proxy")]})
 
 
 @dataclass
@@ -101,11 +107,7 @@ class Live:
         return config
 
     def envoy_pid(self) -> int:
-        """The Envoy that envoy-gateway runs (its child process)."""
-        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                    and _parent(p) == self.gateway.proc.pid and "envoy" in _cmdline(p)]
-        assert len(children) == 1, children
-        return children[0]
+        return self.gateway.envoy_pid()
 
     def post(self, path: str, secret: str, delivery: str = "live-1") -> int:
         headers = signers.github(secret, PUSH, "push", delivery=delivery)
@@ -118,21 +120,6 @@ class Live:
         """The Ready condition of a receiver's status (empty before the controller wrote one)."""
         conditions = self.receiver(namespace, name).get("status", {}).get("conditions", [])
         return next((c for c in conditions if c["type"] == "Ready"), {})
-
-
-def _parent(proc: Path) -> int:
-    try:
-        status = (proc / "status").read_text()
-    except OSError:
-        return -1
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-
-
-def _cmdline(proc: Path) -> str:
-    try:
-        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def tenant_identity(cp, namespace: str) -> str:
@@ -151,34 +138,24 @@ def tenant_identity(cp, namespace: str) -> str:
     return cp.service_account_token(namespace, "tenant")
 
 
-def public_key(controller_key: str) -> str:
-    """The public half of the controller's channel key, as users get it: `hookgate public-key`."""
-    out = subprocess.run([str(CONTROLLER), "public-key", "-"], input=controller_key, capture_output=True,
-                         text=True, check=True)
-    return out.stdout.strip()
-
-
 def start_live(cp, workdir: Path, controller_args: list[str] = (), tokens: dict | None = None) -> Live:
-    """The platform side deployed with the live component (CRDs installed), the controller running, and the
-    filter configured by it (fail closed before: 503; then unknown paths answer 404)."""
-    channel_key, attestation_key = secrets.token_hex(32), secrets.token_hex(32)
-    cp.install_crds([d for d in render(CRDS) if d["kind"] == "CustomResourceDefinition"])
-    values = {("hookgate-channel", "key"): channel_key, ("hookgate-attestation", "key"): attestation_key}
+    """The platform side deployed from the base (CRDs installed), the controller running, and the filter
+    configured by it (fail closed before: 503; then unknown paths answer 404)."""
     modules = ModuleServer(WASM.parent)
     gateway = EnvoyGateway({})
     port = free_port()
     try:
         # The controller confirms each proxy VM on the listener the test gives the Gateway.
-        deployed = deploy(live_example(workdir, public_key(channel_key)), cp, gateway, values=values,
-                          workdir=workdir, gateway_port=port, wasm_code=http_code(modules.url(WASM.name), WASM),
-                          controller_args=["--proxy-listener-port", str(port), "--webhook-host", HOST,
-                                           *controller_args])
+        deployed = deploy(live_example(workdir), cp, gateway, workdir=workdir, gateway_port=port,
+                          wasm_code=http_code(modules.url(WASM.name), WASM), controller_args=list(controller_args))
     except Exception:
         gateway.cleanup()
         modules.close()
         raise
-    live = Live(cp, gateway, port, deployed.controller, deployed.gateway_docs, modules,
-                {"channel": channel_key, "attestation": attestation_key}, tokens or {})
+    namespace = CONTROLLER_NAMESPACE
+    keys = {"channel": deployed.secret_values[(namespace, "hookgate-channel", "key")],
+            "attestation": deployed.secret_values[(namespace, "hookgate-attestation", "key")]}
+    live = Live(cp, gateway, port, deployed.controller, deployed.gateway_docs, modules, keys, tokens or {})
     try:
         wait(lambda: live.post("/hook/nothing-here", "x") == 404, 60, "the filter configured by the controller",
              lambda: gateway.log()[-3000:] + live.controller.log()[-3000:])
@@ -554,6 +531,9 @@ def test_an_older_configuration_replayed_to_the_filter_is_refused(live):
         wait(lambda: relay.captured, 30, "the configuration that includes the receiver, through the relay")
         live.cp.ok("DELETE", live.cp.resource_path(API, "Receiver", TENANT, "revoked"), token=tenant)
         wait(lambda: live.post(path, token) == 404, 30, "the deleted receiver refused")
+        # That was one VM (one worker): every VM gets the deletion within a round trip and its pause of 1 s
+        # between calls. One that had not yet would keep serving the receiver once its answers are replaced.
+        time.sleep(3)
         before = refused_configurations(live)
         relay.replace = relay.captured[-1]
         # Any change ends the long polls in flight; their answers are replaced by the captured one.
