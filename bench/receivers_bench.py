@@ -1,6 +1,7 @@
 """`make bench`, receivers as objects (docs/live-configuration.md) at scale, on the real parts: the real
-kube-apiserver, the controller run from the manifests' Deployment with the `live` component, and the real
-Envoy Gateway (standalone) whose Envoy's filter takes its receivers from the controller.
+kube-apiserver, the controller run from the manifests' base Deployment, and the real Envoy Gateway
+(standalone) whose Envoy's filter takes its receivers from the controller (tests/test_live_receivers.py's
+start_live).
 
 1,000 Receivers (and their Secrets) in 100 namespaces: how long until the last one is live at the edge, the
 controller's compile of the whole document, the filter's load (open + compile) per VM and Envoy's memory

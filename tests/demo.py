@@ -1,11 +1,13 @@
 """`make demo`: hookgate's whole job on this machine, with real parts, deployed as a user deploys it.
 
 Starts a real kube-apiserver + etcd with Flux's CRDs; Envoy Gateway (built from its Go module, standalone)
-translating manifests/examples/homelab-github through the test-only standalone component; the example's
-controller Deployment as a process under the example's RBAC. Shows what Envoy Gateway reports for each
-policy, prints the webhook URL and secret, sends a signed GitHub push with `hookgate send` and shows the
-reconcile annotation changing; then a forged push, refused at the edge, which changes nothing. Keeps
-everything running until Ctrl-C, or exits at once with --once.
+translating manifests/examples/homelab-github through the test-only standalone component, with the public
+half of a fresh controller key in its bootstrap; the example's Receiver and its Secret in the API server; the
+example's controller Deployment as a process under the example's RBAC, serving that receiver to the filter.
+Shows what Envoy Gateway reports for each policy and the receiver's status, prints the webhook URL and
+secret, sends a signed GitHub push with `hookgate send` and shows the reconcile annotation changing; then a
+forged push, refused at the edge, which changes nothing. Keeps everything running until Ctrl-C, or exits at
+once with --once.
 """
 
 from __future__ import annotations
@@ -38,22 +40,24 @@ def main() -> int:
     args = parser.parse_args()
 
     step("starting kube-apiserver and etcd (the first run builds them and Envoy Gateway from their Go modules)")
-    from deploy import deploy, example_secrets, policy_keys, wait_translated  # noqa: E402
-    from gateway import EnvoyGateway, ModuleServer, http_code  # noqa: E402
+    from deploy import RECEIVER_API, deploy, policy_keys, wait_translated  # noqa: E402
+    from gateway import EnvoyGateway, ModuleServer, http_code, wait  # noqa: E402
     from gitops import seeded_control_plane  # noqa: E402
 
     cp = seeded_control_plane()
     workdir = Path(tempfile.mkdtemp(prefix="hookgate-demo-"))
     modules = gateway = example = None
     try:
-        values, env = example_secrets([EXAMPLE])
         modules = ModuleServer(WASM.parent)
-        step("starting Envoy Gateway (standalone: file provider, Host infrastructure, the venv's Envoy)")
-        gateway = EnvoyGateway(env)
+        step("starting Envoy Gateway (standalone: file provider, Host infrastructure, the venv's Envoy; no secret "
+             "in its environment)")
+        gateway = EnvoyGateway({})
         port = args.port or free_port()
-        step(f"applying manifests/examples/{EXAMPLE}: the controller Deployment runs as a process under the "
-             "example's RBAC; Envoy Gateway translates the route, the policies and the EnvoyProxy")
-        example = deploy(EXAMPLE, cp, gateway, values=values, workdir=workdir, gateway_port=port,
+        step(f"applying manifests/examples/{EXAMPLE} with controllerKeys set (`hookgate public-key`): the Receiver "
+             "and its Secret go to the API server, the controller Deployment runs as a process under the example's "
+             "RBAC; Envoy Gateway translates the route, the policies and the EnvoyProxy; the filter takes the "
+             "receiver from the controller")
+        example = deploy(EXAMPLE, cp, gateway, workdir=workdir, gateway_port=port,
                          wasm_code=http_code(modules.url(WASM.name), WASM))
         wait_translated(example)
         step("what Envoy Gateway reports for each policy")
@@ -64,7 +68,19 @@ def main() -> int:
             print(f"    {kind:22s} {key:45s} {summary}  {message}")
 
         receiver = example.receivers[0]
-        secret = example.secret(receiver["secrets"][0]["env"])
+        secret = example.secret(receiver)
+
+        def ready() -> dict:
+            found = cp.get(RECEIVER_API, "Receiver", receiver["namespace"], receiver["name"]).get("status", {})
+            return next((c for c in found.get("conditions", []) if c["type"] == "Ready"), {})
+
+        # The controller writes the status every 2 s, counting the proxies that serve the receiver.
+        wait(lambda: ready().get("status") == "True", 30, "the Receiver Ready")
+        condition = ready()
+        found = cp.get(RECEIVER_API, "Receiver", receiver["namespace"], receiver["name"])["status"]
+        step(f"the Receiver's status (kubectl get receiver -n {receiver['namespace']} {receiver['name']} -o yaml)")
+        print(f"    webhookPath: {found.get('webhookPath')}\n    Ready:       {condition['status']} "
+              f"{condition.get('reason', '')}: {condition.get('message', '')}")
         url = f"http://{example.host}:{port}{signers.flux_path(secret, receiver['name'], receiver['namespace'])}"
         print(f"\n    webhook URL: {url}  (resolve {example.host} to 127.0.0.1)\n    secret:      {secret}\n")
 
@@ -107,8 +123,8 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
-        if example and example.controller:
-            example.controller.stop()
+        if example:
+            example.stop()
         if gateway:
             gateway.cleanup()
         if modules:

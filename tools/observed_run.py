@@ -1,5 +1,5 @@
 """A run of hookgate to observe, with real parts: Envoy Gateway (standalone, tests/gateway.py) and the
-controller deployed from manifests/examples/argocd-refresh plus a second GitHub receiver whose name differs
+controller deployed from manifests/examples/argocd-refresh plus a second GitHub Receiver whose name differs
 from the example's only in `.` for `-` (`gitops.repo` beside `gitops-repo`), a real Prometheus scraping
 Envoy's /stats/prometheus and the controller's /metrics as the PodMonitors of manifests/observability do,
 and deliveries of every kind: signed, forged, to no receiver, a rollback dispatch (one refused by GitHub),
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from cluster import build_binaries
-from deploy import MANIFESTS, Delivery, Example, deploy, example_secrets, send, wait_translated
+from deploy import MANIFESTS, Delivery, Example, deploy, is_receiver, send, wait_translated
 from gateway import EnvoyGateway, ModuleServer, http_code, render, wait
 from gitops import FakeGitHub
 from harness import WASM, free_port, stop_process
@@ -36,19 +36,18 @@ SOURCE, FLOOD_SOURCE, PROBE_SOURCE = "127.0.6.1", "127.0.6.2", "127.0.6.3"
 
 
 def twin_overlay(workdir: Path) -> Path:
-    """The example with TWIN added: a copy of its first receiver under the other name."""
+    """The example with TWIN added: a copy of its first Receiver under the other name (with the same Secret)."""
     example = MANIFESTS / "examples" / EXAMPLE
     overlay = workdir / "observed"
     overlay.mkdir(parents=True, exist_ok=True)
-    policy = next(d for d in render(example) if d["kind"] == "EnvoyExtensionPolicy")
-    twin = {**policy["spec"]["wasm"][0]["config"]["receivers"][0], "name": TWIN}
+    first = next(d for d in render(example) if is_receiver(d))
+    twin = {**first, "metadata": {"name": TWIN, "namespace": first["metadata"]["namespace"]}}
+    (overlay / "twin.yaml").write_text(yaml.safe_dump(twin, sort_keys=False))
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         # Kustomize takes only relative paths to other kustomizations.
-        "resources": [os.path.relpath(example, overlay)],
-        "patches": [{"target": {"kind": "EnvoyExtensionPolicy", "name": policy["metadata"]["name"]},
-                     "patch": json.dumps([{"op": "add", "path": "/spec/wasm/0/config/receivers/-", "value": twin}])}],
+        "resources": [os.path.relpath(example, overlay), "twin.yaml"],
     }, sort_keys=False))
     return overlay
 
@@ -115,12 +114,11 @@ class Run:
 def observed_run(cp, scrape_interval: str = "1s"):
     """Deploys the run and starts Prometheus on it; stops everything on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="hookgate-observed-"))
-    values, env = example_secrets([EXAMPLE])
     modules, github, gateway = ModuleServer(WASM.parent), FakeGitHub(), None
     example = prometheus = None
     try:
-        gateway = EnvoyGateway(env)
-        example = deploy(twin_overlay(workdir), cp, gateway, values=values, workdir=workdir,
+        gateway = EnvoyGateway({})
+        example = deploy(twin_overlay(workdir), cp, gateway, workdir=workdir,
                          gateway_port=free_port(), wasm_code=http_code(modules.url(WASM.name), WASM), source=SOURCE,
                          controller_args=["--github-api-url", f"http://127.0.0.1:{github.port}"])
         wait_translated(example, probe_source=PROBE_SOURCE)
@@ -131,8 +129,8 @@ def observed_run(cp, scrape_interval: str = "1s"):
     finally:
         if prometheus:
             prometheus.stop()
-        if example and example.controller:
-            example.controller.stop()
+        if example:
+            example.stop()
         if gateway:
             gateway.cleanup()
         modules.close()
