@@ -1,9 +1,11 @@
 """`make bench-flood`: how much a flood of forged deliveries from one address stalls the Envoy worker.
 
 One Envoy (one worker) built like Envoy Gateway's (tests/harness.py), with the filter at its default
-`bodyLimit`, a webhook route and a plain route, in front of a fast upstream (edge_bench.py's). Two variants
-run side by side: the webhook route with the local rate limit Envoy Gateway generates for the project's
-BackendTrafficPolicy (taken from Envoy Gateway's own translators, tests/eg-translate), and without it.
+`bodyLimit`, a webhook route and a plain route, in front of a fast upstream (edge_bench.py's). The filter
+takes its one receiver from the controller, as on a cluster (tests/served.py: a Receiver and its Secret in
+the real kube-apiserver). Two variants run side by side: the webhook route with the local rate limit Envoy
+Gateway generates for the project's BackendTrafficPolicy (taken from Envoy Gateway's own translators,
+tests/eg-translate), and without it.
 
 Each round, in both variants, interleaved: wrk from 127.0.0.1 measures the plain route's throughput, once
 without a flood (baseline) and once while a flooder bound to 127.0.0.2 sends forged 1 MiB deliveries to the
@@ -38,7 +40,9 @@ from deploy import MANIFESTS, kubernetes_translation  # noqa: E402
 from controller_bench import percentile  # noqa: E402
 from edge_bench import KEY, SECRET, TARGETS, direct_upstream, push_body, run_wrk, wrk_script  # noqa: E402
 from gateway import render  # noqa: E402
-from harness import LISTENER_NAME, LOCAL_RATELIMIT, Envoy, envoy_bootstrap, free_port  # noqa: E402
+from gitops import seeded_control_plane  # noqa: E402
+from harness import LISTENER_NAME, LOCAL_RATELIMIT, Envoy, free_port  # noqa: E402
+from served import ServedEdge, receiver, secret  # noqa: E402
 
 EXAMPLE = MANIFESTS / "examples/homelab-github"
 RATE_LIMIT_POLICY = "hookgate-rate-limit"
@@ -77,21 +81,25 @@ def envoy_gateway_rate_limit(workdir: Path) -> tuple[dict, dict]:
     return listener_filter, route["typedPerFilterConfig"][LOCAL_RATELIMIT]
 
 
-def edge_bootstrap(rate_limit: tuple[dict, dict] | None, upstream_port: int, env_keys: list[str]) -> dict:
-    """harness.py's bootstrap (filter at the default bodyLimit), with Envoy Gateway's rate limit if given."""
-    config = {"receivers": [{"name": "webapp", "namespace": "flux-system", "type": "github",
-                             "secrets": [{"env": "BENCH_SECRET"}], "targets": TARGETS}]}
-    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
-                                filter_config=config, host_env_keys=env_keys)
-    if rate_limit:
-        listener_filter, route_config = rate_limit
-        manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        filters = manager["http_filters"]
-        index = next(i for i, f in enumerate(filters) if f["name"] == LOCAL_RATELIMIT)
-        filters[index] = listener_filter
-        webhook_route = manager["route_config"]["virtual_hosts"][0]["routes"][0]
-        webhook_route["typed_per_filter_config"][LOCAL_RATELIMIT] = route_config
-    return bootstrap
+# The receiver the flood targets, as an object with its Secret (the filter takes it from the controller).
+RECEIVER_OBJECTS = [secret("bench-webhook", "flux-system", {"token": SECRET}),
+                    receiver("webapp", "flux-system", {"type": "github", "secretRef": {"name": "bench-webhook"},
+                                                       "targets": TARGETS})]
+
+
+def with_rate_limit(rate_limit: tuple[dict, dict] | None):
+    """What ServedEdge does to harness.py's bootstrap: Envoy Gateway's rate limit put in, if given."""
+    def adjust(bootstrap: dict) -> dict:
+        if rate_limit:
+            listener_filter, route_config = rate_limit
+            manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            filters = manager["http_filters"]
+            index = next(i for i, f in enumerate(filters) if f["name"] == LOCAL_RATELIMIT)
+            filters[index] = listener_filter
+            webhook_route = manager["route_config"]["virtual_hosts"][0]["routes"][0]
+            webhook_route["typed_per_filter_config"][LOCAL_RATELIMIT] = route_config
+        return bootstrap
+    return adjust
 
 
 # -- HTTP/1.1 on raw sockets, from a chosen source address ----------------------------------------------------
@@ -370,7 +378,6 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="hookgate-flood-"))
     rate_limit = envoy_gateway_rate_limit(workdir)
-    env = {"BENCH_SECRET": SECRET, "HOOKGATE_ATTESTATION_KEY": KEY}
     hook = signers.flux_path(SECRET, "webapp", "flux-system")
     small = push_body(8 * 1024)
     genuine_request = request_bytes(hook, signers.github(SECRET, small), small)
@@ -399,17 +406,20 @@ def main() -> int:
                        f"forged {len(small) / 1024:.0f} KiB, over the rate limit (429)": forged(small)}
     cost_results.update({name: [] for name in over_rate_limit})
     envoys: list[Envoy] = []
+    served: list[ServedEdge] = []
+    cp = seeded_control_plane()
 
-    def start(bootstrap: dict, environment: dict) -> Envoy:
-        envoys.append(Envoy(bootstrap, environment, log_level="warn"))
-        return envoys[-1]
+    def start(rate_limit: tuple[dict, dict] | None) -> Envoy:
+        served.append(ServedEdge(cp, workdir / f"edge-{len(served)}", RECEIVER_OBJECTS, upstream_port=upstream_port,
+                                 attestation_key=KEY, adjust=with_rate_limit(rate_limit)))
+        return served[-1].envoy
 
     try:
-        start(direct_upstream(upstream_port, free_port()), {})
+        envoys.append(Envoy(direct_upstream(upstream_port, free_port()), {}, log_level="warn"))
         # Per variant, the Envoy measured and a twin of it: flooding the twin costs the machine the same
         # as flooding the Envoy measured, without its worker's stall (the control for a machine of few cores).
-        edges = {v: start(edge_bootstrap(limit, upstream_port, sorted(env)), env) for v, limit in variants.items()}
-        twins = {v: start(edge_bootstrap(limit, upstream_port, sorted(env)), env) for v, limit in variants.items()}
+        edges = {v: start(limit) for v, limit in variants.items()}
+        twins = {v: start(limit) for v, limit in variants.items()}
         tasks = {v: worker_task(e) for v, e in edges.items()}
         wrk_plain = wrk_script(workdir, "plain", "/plain/bench", {"Content-Type": "application/json"}, small)
         genuine = {v: GenuineClient(e.port, genuine_request, args.genuine_interval, GENUINE_FIRST_SOURCE)
@@ -440,8 +450,11 @@ def main() -> int:
                                                            args.cost_requests))
             print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
     finally:
+        for edge in served:
+            edge.close()
         for envoy in envoys:
             envoy.cleanup()
+        cp.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return report(args, variants, results, cost_results, rate_limit[1])
 
