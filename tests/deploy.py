@@ -169,6 +169,12 @@ class Example:
         headers = sign("forged-" + secret if forged else secret, body)
         return Delivery(path, headers, body)
 
+    def unsigned(self, receiver: dict) -> Delivery:
+        """A delivery to the receiver's path without any proof: the filter answers 401 once it serves the
+        receiver (503 before it has a configuration, 404 before it has the receiver)."""
+        delivery = self.delivery(receiver)
+        return Delivery(delivery.path, {"Content-Type": "application/json"}, delivery.body)
+
     def stop(self) -> None:
         """Stops the controller and deletes the example's Receivers (the next example's controller, which
         watches every namespace, serves only its own)."""
@@ -380,9 +386,10 @@ def policy_keys(example: Example) -> list[tuple[str, str]]:
 
 def wait_translated(example: Example, probe_source: str | None = None) -> None:
     """Until Envoy Gateway has reported on this example's policies, its Envoy routes to this example's
-    controller, and its filter serves every receiver with a secret (a forged delivery answered 401, not 503
-    before the filter has its configuration, nor 404 before it has the receiver). Probes come from
-    `probe_source` (so that they do not use up the rate limit budget of the example's own address)."""
+    controller, and its filter serves every receiver with a secret (a delivery without proof answered 401,
+    not 503 before the filter has its configuration, nor 404 before it has the receiver; it counts as a
+    missing proof, not as a mismatch). Probes come from `probe_source` (so that they do not use up the rate
+    limit budget of the example's own address)."""
     gateway = example.gateway
     # Envoy routing to this example's controller shows this example was translated; Envoy Gateway logs the
     # statuses of that translation before its Envoy has the new configuration.
@@ -391,6 +398,6 @@ def wait_translated(example: Example, probe_source: str | None = None) -> None:
     wait(lambda: all(gateway.conditions(*key).get("Accepted") for key in policy_keys(example)), 60,
          f"{example.name}: a status for every policy", gateway.log)
     for receiver in (r for r in example.receivers if r.get("secretRef")):
-        wait(lambda: example.send(example.delivery(receiver, forged=True), probe_source)[0] == 401, 60,
+        wait(lambda: example.send(example.unsigned(receiver), probe_source)[0] == 401, 60,
              f"{example.name}: the filter serving {receiver_key(receiver)}",
              lambda: gateway.log()[-3000:] + example.controller.log()[-3000:])
