@@ -728,6 +728,9 @@ BOOTSTRAP = {"controller": {"cluster": "hookgate-controller"}, "controllerKeys":
 @pytest.mark.parametrize("mutation,logged", [
     # Receivers are objects: a receivers document in the plugin configuration is no longer read.
     (lambda c: c.update(receivers=[]), "field `receivers`: unknown field"),
+    (lambda c: [c.clear(), c.update(receivers=[{"name": "webapp", "namespace": NS, "type": "github",
+                                                "secrets": [{"env": "GH_NEW"}]}])],
+     "field `receivers`: receivers are not read from the plugin configuration: they are `Receiver` objects"),
     (lambda c: c["controller"].update(cluster=""), "field `controller.cluster`: must name the Envoy cluster"),
     (lambda c: c.update(controllerKeys=[]), "field `controllerKeys`"),
     # A key of the wrong kind is described, never shown (a private key pasted here stays unshown).

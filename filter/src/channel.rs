@@ -109,6 +109,12 @@ struct WireBootstrap {
     controller_keys: SecretList,
 }
 
+/// Why a plugin configuration holding receivers is refused.
+pub const RECEIVERS_ARE_OBJECTS: &str = "receivers are not read from the plugin configuration: they are \
+     `Receiver` objects (hookgate.io/v1alpha1) with their Secrets, which the controller serves to the filter; \
+     the plugin configuration is the bootstrap (`controller`, `controllerKeys`), see \
+     docs/live-configuration.md";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct WireController {
@@ -128,6 +134,10 @@ impl Bootstrap {
 
     /// Reads the bootstrap from `raw` (valid JSON). Errors name the field and never show a key.
     pub fn read(raw: &Value) -> Result<Self, ConfigError> {
+        // The plugin configuration of before receivers were objects: say where they went.
+        if raw.get("receivers").is_some() && raw.get("controller").is_none() {
+            return Err(error("receivers", RECEIVERS_ARE_OBJECTS));
+        }
         let WireBootstrap {
             controller: Object(controller),
             controller_keys: SecretList(texts),
@@ -1350,6 +1360,20 @@ mod tests {
                 json!({"controller": {"cluster": "c"}, "controllerKeys": [key], "receivers": []}),
                 "receivers",
                 "unknown field",
+            ),
+            (
+                "a receivers document, as before receivers were objects",
+                json!({"receivers": [{"name": "a", "namespace": "b", "type": "github",
+                                      "secrets": [{"inline": key}]}],
+                       "attestationKeyEnv": "HOOKGATE_ATTESTATION_KEY"}),
+                "receivers",
+                "they are `Receiver` objects",
+            ),
+            (
+                "an empty document",
+                json!({}),
+                "controller",
+                "is required",
             ),
             (
                 "the old channel keys, a secret, refused",

@@ -21,7 +21,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 use crate::channel::{self, Answer, Bootstrap, ConfigSource};
-use crate::config::{Config, ConfigError, PluginConfig};
+use crate::config::{Config, ConfigError};
 use crate::delivery::Headers;
 use crate::forward::Forward;
 use crate::id_token;
@@ -173,18 +173,8 @@ impl RootContext for HookgateRoot {
         self.live = None;
         self.enrollment = None;
         let raw = self.get_plugin_configuration().unwrap_or_default();
-        match PluginConfig::parse(&raw, &|name| std::env::var(name).ok()) {
-            Ok(PluginConfig::Bootstrap(bootstrap)) => self.start_live(bootstrap),
-            Ok(PluginConfig::Receivers(config)) => {
-                for warning in &config.warnings {
-                    log::warn!("hookgate: {warning}");
-                }
-                log::info!(
-                    "hookgate: configured {} receiver(s)",
-                    config.receivers.len()
-                );
-                self.filter = Some(Rc::new(Filter::new(config)));
-            }
+        match Bootstrap::parse(&raw) {
+            Ok(bootstrap) => self.start_live(bootstrap),
             Err(error) => {
                 // Fail closed: keep running, refuse every request, say why once here.
                 log::error!("hookgate: invalid configuration, refusing every request: {error}");

@@ -23,7 +23,7 @@ pub mod providers;
 #[cfg(target_arch = "wasm32")]
 mod glue;
 
-pub use config::{Config, ConfigError, PluginConfig};
+pub use config::{Config, ConfigError};
 pub use delivery::{Delivery, Headers};
 pub use outcome::{Outcome, Rejection};
 pub use pipeline::{Filter, ReceiverId};

@@ -1,5 +1,5 @@
-//! Any bytes as the plugin configuration (receivers, or the bootstrap when it has a `controller`), as a
-//! document the controller delivers, as a bootstrap, and as what reaches a VM in live mode (a posted
+//! Any bytes as a document the controller delivers, as the plugin configuration (the bootstrap), and as
+//! what reaches a VM in live mode (a posted
 //! confirmation, a slot's content, a confirmation envelope, an answer): parsing must answer Ok or a named
 //! error, never panic.
 #![no_main]
@@ -7,20 +7,15 @@
 use std::cell::RefCell;
 
 use hookgate_filter::channel::{self, Bootstrap, ConfigSource, MAX_RETRY_SECS};
-use hookgate_filter::{Config, PluginConfig};
+use hookgate_filter::Config;
 use hookgate_protocol::enrollment::{read_confirmation_body, VmKey, MAX_CONFIRMATION_BODY};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let env = |name: &str| (name.len() % 3 != 0).then(|| format!("value-of-{name}-0123456789"));
-    // `PluginConfig::parse` is `Config::parse` for every input without `controller`.
-    if let Err(error) = PluginConfig::parse(data, &env) {
-        assert!(!error.field.is_empty());
-    }
     if let Err(error) = Config::parse_delivered(data) {
         assert!(!error.field.is_empty());
     }
-    // The bootstrap's reader on every input, not only those the fuzzer found `controller` in.
+    // The plugin configuration's reader.
     match Bootstrap::parse(data) {
         Err(error) => assert!(!error.field.is_empty()),
         // A bootstrap that reads gives every VM its sessions.

@@ -21,7 +21,6 @@ use hookgate_protocol::{Action, Secret, Target};
 mod compile;
 pub(crate) mod wire;
 
-use crate::channel::Bootstrap;
 use compile::{Inline, Unset};
 
 /// Flux's limit, and the default here.
@@ -188,27 +187,6 @@ impl Config {
     pub fn receiver_for_path(&self, path: &str) -> Option<usize> {
         let path = path.split(['?', '#']).next().unwrap_or_default();
         self.by_path.get(path).copied()
-    }
-}
-
-/// What the plugin configuration (the EnvoyExtensionPolicy's `config`) holds: the receivers themselves,
-/// or, when it has a `controller`, the bootstrap to fetch them from the controller with.
-#[derive(Debug)]
-pub enum PluginConfig {
-    Receivers(Config),
-    Bootstrap(Bootstrap),
-}
-
-impl PluginConfig {
-    /// Parses the plugin configuration. Without `controller` this is exactly [`Config::parse`] (a
-    /// document that is not JSON included, which it reports).
-    pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        match serde_json::from_slice::<Value>(json) {
-            Ok(raw) if raw.get("controller").is_some() => {
-                Bootstrap::read(&raw).map(Self::Bootstrap)
-            }
-            _ => Config::parse(json, env).map(Self::Receivers),
-        }
     }
 }
 
@@ -459,58 +437,6 @@ mod tests {
             Config::parse(pinned.as_bytes(), &env).is_ok(),
             "a plugin configuration is read as before"
         );
-    }
-
-    /// `controller` makes the plugin configuration a bootstrap; anything else is read as receivers,
-    /// exactly as before (errors included).
-    #[test]
-    fn a_plugin_configuration_with_a_controller_is_a_bootstrap() {
-        // Any public key: the bootstrap holds no secret.
-        let key = hookgate_protocol::enrollment::VmKey::new([1; 32])
-            .public()
-            .hex();
-        let bootstrap = format!(r#"{{"controller":{{"cluster":"c"}},"controllerKeys":["{key}"]}}"#);
-        let parsed = |json: &str| PluginConfig::parse(json.as_bytes(), &env);
-        assert!(matches!(parsed(VALID), Ok(PluginConfig::Receivers(_))));
-        assert!(matches!(parsed(&bootstrap), Ok(PluginConfig::Bootstrap(_))));
-        for (case, json, field) in [
-            (
-                "bootstrap without keys",
-                r#"{"controller":{"cluster":"c"}}"#.to_string(),
-                "controllerKeys",
-            ),
-            (
-                "bootstrap with receivers",
-                format!(
-                    r#"{{"controller":{{"cluster":"c"}},"controllerKeys":["{key}"],"receivers":[]}}"#
-                ),
-                "receivers",
-            ),
-            (
-                "bootstrap with the old channel keys (a secret)",
-                r#"{"controller":{"cluster":"c"},"channelKeys":["channel-key-0123456789abcdef"]}"#
-                    .to_string(),
-                "channelKeys",
-            ),
-        ] {
-            let err = parsed(&json).unwrap_err();
-            assert_eq!(err.field, field, "{case}: {err}");
-            assert!(!err.to_string().contains("channel-key-"), "{case}: {err}");
-            assert!(!err.to_string().contains(&key), "{case}: {err}");
-        }
-        for (case, json, field) in [
-            (
-                "keys without a controller",
-                r#"{"channelKeys":["k"]}"#,
-                "channelKeys",
-            ),
-            ("not JSON", "{", "(document)"),
-            ("not an object", "[]", "(document)"),
-        ] {
-            let err = parsed(json).unwrap_err();
-            assert_eq!(err.field, field, "{case}: {err}");
-            assert_eq!(Some(err), parse(json).err(), "{case}: as before");
-        }
     }
 
     #[test]
