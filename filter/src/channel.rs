@@ -1369,12 +1369,7 @@ mod tests {
                 "receivers",
                 "they are `Receiver` objects",
             ),
-            (
-                "an empty document",
-                json!({}),
-                "controller",
-                "is required",
-            ),
+            ("an empty document", json!({}), "controller", "is required"),
             (
                 "the old channel keys, a secret, refused",
                 json!({"controller": {"cluster": "c"}, "controllerKeys": [key],
