@@ -20,7 +20,7 @@ use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::keys::{KeySources, Material};
 use crate::metrics::Metrics;
 use crate::receivers;
-use crate::receivers::confirm::{Confirmer, Listener};
+use crate::receivers::confirm::{Confirmer, Listener, ProxyPods};
 use crate::reconcile::{Reconciler, Settings};
 use crate::server::{router, AppState};
 
@@ -120,6 +120,19 @@ pub struct ServeArgs {
         requires = "channel_key_file"
     )]
     pub proxy_listener_port: Option<u16>,
+    /// A label selector picking hookgate's own proxy pods in --proxy-namespace (Envoy Gateway labels them
+    /// `gateway.envoyproxy.io/owning-gateway-name=<Gateway>`): confirmations are posted only to their
+    /// addresses. Without it, to whichever address asked (the network path then decides who is confirmed).
+    #[arg(long, env = "HOOKGATE_PROXY_SELECTOR", requires = "channel_key_file")]
+    pub proxy_selector: Option<String>,
+    /// The namespace of the proxy pods --proxy-selector picks (Envoy Gateway's own, by default).
+    #[arg(
+        long,
+        env = "HOOKGATE_PROXY_NAMESPACE",
+        default_value = "envoy-gateway-system",
+        requires = "proxy_selector"
+    )]
+    pub proxy_namespace: String,
     /// The host name of the webhook route (the `Host` of confirmation posts). Default: the host of
     /// --webhook-base-url.
     #[arg(long, env = "HOOKGATE_WEBHOOK_HOST", requires = "channel_key_file")]
@@ -193,7 +206,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_string());
     let sources = key_sources(&args, key);
-    let (keys, live, tasks) = match &args.channel_key_file {
+    let (keys, live, mut tasks) = match &args.channel_key_file {
         None => {
             // As before receivers as objects: the keys are read once.
             let keys = sources.load()?;
@@ -212,6 +225,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (keys, Some(live), tasks)
         }
     };
+    let (confirmer, proxies_task) = confirmer(&args, &client)?;
+    tasks.extend(proxies_task);
     let state = Arc::new(AppState {
         reconciler: Reconciler::new(client.clone(), settings, metrics.clone()),
         dispatcher,
@@ -220,7 +235,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tolerance_secs: args.attestation_tolerance,
         metrics,
         live,
-        confirmer: confirmer(&args)?,
+        confirmer,
     });
     serve(state, &args, tasks).await
 }
@@ -241,9 +256,14 @@ fn key_sources(args: &ServeArgs, key: Vec<u8>) -> KeySources {
 
 /// With receivers as objects: where proxy VMs' confirmations are posted (the listener port and host name
 /// are required then).
-fn confirmer(args: &ServeArgs) -> anyhow::Result<Option<Confirmer>> {
+/// The confirmer of proxy VMs (receivers as objects), and the watch of hookgate's proxy pods when
+/// --proxy-selector picks them.
+fn confirmer(
+    args: &ServeArgs,
+    client: &kube::Client,
+) -> anyhow::Result<(Option<Confirmer>, Option<JoinHandle<()>>)> {
     if args.channel_key_file.is_none() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let port = args.proxy_listener_port.context(
         "--channel-key-file needs --proxy-listener-port (the proxies' webhook listener port)",
@@ -259,9 +279,22 @@ fn confirmer(args: &ServeArgs) -> anyhow::Result<Option<Confirmer>> {
             "--channel-key-file needs --webhook-host or --webhook-base-url (the webhook route's host name)"
         ),
     };
+    let (proxies, task) = match &args.proxy_selector {
+        Some(selector) => {
+            let api = kube::Api::namespaced(client.clone(), &args.proxy_namespace);
+            let (pods, task) = ProxyPods::watch(api, selector);
+            (Some(pods), Some(task))
+        }
+        None => {
+            tracing::warn!(
+                "no --proxy-selector: a proxy VM's confirmation goes to whichever address asked"
+            );
+            (None, None)
+        }
+    };
     let confirmer =
-        Confirmer::new(Listener { port, host }).context("cannot build the HTTP client")?;
-    Ok(Some(confirmer))
+        Confirmer::new(Listener { port, host }, proxies).context("cannot build the HTTP client")?;
+    Ok((Some(confirmer), task))
 }
 
 fn receivers_settings(args: &ServeArgs, lease_namespace: String) -> receivers::Settings {

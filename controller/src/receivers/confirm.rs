@@ -1,6 +1,8 @@
 //! Confirming a proxy VM before it is served (protocol `enrollment`): the controller posts the VM's
 //! confirmation, sealed for it, to the webhook listener of the proxy that asked (the address the request came
-//! from), on hookgate's route, where only hookgate's filter answers. At most one post per VM key every
+//! from), on hookgate's route, where only hookgate's filter answers. With `--proxy-selector`, only to an
+//! address of one of hookgate's own proxy pods ([`ProxyPods`]): another Gateway's proxies, or any other pod,
+//! asking the controller are never confirmed. At most one post per VM key every
 //! [`RESEND_AFTER`], at most [`MAX_PENDING`] VMs remembered and [`MAX_IN_FLIGHT`] posts at once: a flood
 //! of made-up keys costs a bounded table and bounded work. Redirects are not followed.
 
@@ -9,8 +11,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use hookgate_protocol::enrollment::{ControllerKey, Public, CONFIRMATION_PATH};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 /// How long before the same VM's confirmation is posted again (it may have been lost, or overwritten).
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
@@ -27,8 +35,64 @@ pub struct Listener {
     pub host: String,
 }
 
+/// The addresses of hookgate's own proxies: the pods a label selector picks in one namespace (Envoy
+/// Gateway labels each proxy pod with its Gateway: `gateway.envoyproxy.io/owning-gateway-name`).
+#[derive(Clone)]
+pub struct ProxyPods {
+    pods: Store<Pod>,
+}
+
+impl ProxyPods {
+    /// Watches the pods of `api` that `selector` picks, keeping only their addresses.
+    pub fn watch(api: Api<Pod>, selector: &str) -> (Self, JoinHandle<()>) {
+        let (pods, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default().labels(selector))
+            .default_backoff()
+            .modify(|pod| {
+                pod.spec = None;
+                pod.metadata.annotations = None;
+                pod.metadata.managed_fields = None;
+            })
+            .reflect(writer);
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "watching hookgate's proxy pods");
+                }
+            }
+        });
+        (Self { pods }, task)
+    }
+
+    /// Whether `peer` is the address of one of the pods.
+    pub fn includes(&self, peer: IpAddr) -> bool {
+        self.pods
+            .state()
+            .iter()
+            .any(|pod| pod_ips(pod).any(|ip| ip == peer))
+    }
+}
+
+/// A pod's addresses, as its status gives them.
+fn pod_ips(pod: &Pod) -> impl Iterator<Item = IpAddr> + '_ {
+    let status = pod.status.as_ref();
+    let single = status.and_then(|s| s.pod_ip.as_deref());
+    let listed = status
+        .and_then(|s| s.pod_ips.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|ip| ip.ip.as_str());
+    single
+        .into_iter()
+        .chain(listed)
+        .filter_map(|ip| ip.parse().ok())
+}
+
 pub struct Confirmer {
     listener: Listener,
+    /// Where confirmations may go; None: to whichever address asked.
+    proxies: Option<ProxyPods>,
     http: reqwest::Client,
     /// When each VM's confirmation was last posted.
     sent: Mutex<HashMap<Public, Instant>>,
@@ -36,7 +100,7 @@ pub struct Confirmer {
 }
 
 impl Confirmer {
-    pub fn new(listener: Listener) -> Result<Self, reqwest::Error> {
+    pub fn new(listener: Listener, proxies: Option<ProxyPods>) -> Result<Self, reqwest::Error> {
         // reqwest is built without a TLS provider of its own: use ring, as kube does (idempotent).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -48,6 +112,7 @@ impl Confirmer {
             .build()?;
         Ok(Self {
             listener,
+            proxies,
             http,
             sent: Mutex::new(HashMap::new()),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -57,6 +122,14 @@ impl Confirmer {
     /// Posts `vm`'s confirmation to the proxy at `peer`, unless it was posted within [`RESEND_AFTER`].
     /// The post runs in the background; its outcome is logged.
     pub fn confirm(&self, key: &ControllerKey, vm: &Public, peer: IpAddr, now: Instant) {
+        if self
+            .proxies
+            .as_ref()
+            .is_some_and(|pods| !pods.includes(peer))
+        {
+            tracing::debug!(%peer, "not one of hookgate's proxy pods (--proxy-selector): not confirmed");
+            return;
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "too many confirmations in flight: this one waits for the VM's next request");
             return;
@@ -134,10 +207,13 @@ mod tests {
     use hookgate_protocol::enrollment::VmKey;
 
     fn confirmer() -> Confirmer {
-        Confirmer::new(Listener {
-            port: 9,
-            host: "hooks.example.test".into(),
-        })
+        Confirmer::new(
+            Listener {
+                port: 9,
+                host: "hooks.example.test".into(),
+            },
+            None,
+        )
         .unwrap()
     }
 
@@ -157,5 +233,42 @@ mod tests {
         assert!(confirmer.sent.lock().unwrap().len() <= MAX_PENDING);
         confirmer.confirmed(&vm);
         assert!(confirmer.due(&vm, start + RESEND_AFTER));
+    }
+
+    #[test]
+    fn only_the_selected_pods_addresses_are_proxies() {
+        use k8s_openapi::api::core::v1::{PodIP, PodStatus};
+        use kube::runtime::watcher::Event;
+
+        let pod = |name: &str, ip: Option<&str>, ips: &[&str]| Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("envoy-gateway-system".into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                pod_ip: ip.map(str::to_string),
+                pod_ips: Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (store, mut writer) = reflector::store();
+        for pod in [
+            pod("one", Some("10.0.0.1"), &["10.0.0.1", "fd00::1"]),
+            pod("pending", None, &[]),
+            pod("garbled", Some("not an address"), &[]),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(pod));
+        }
+        let proxies = ProxyPods { pods: store };
+        for (case, peer, expected) in [
+            ("the pod's address", "10.0.0.1", true),
+            ("its second address (IPv6)", "fd00::1", true),
+            ("another pod's", "10.0.0.2", false),
+            ("loopback", "127.0.0.1", false),
+        ] {
+            assert_eq!(proxies.includes(peer.parse().unwrap()), expected, "{case}");
+        }
     }
 }

@@ -101,9 +101,17 @@ impl Release {
             return;
         };
         // Replaced at the resourceVersion read: a replica that took it over meanwhile keeps it.
-        match self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await {
-            Ok(_) => tracing::info!(identity = %self.identity, "receivers' status writer let its Lease go"),
-            Err(error) => tracing::warn!(%error, "cannot let the Lease of the receivers' status writer go"),
+        match self
+            .api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(identity = %self.identity, "receivers' status writer let its Lease go")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot let the Lease of the receivers' status writer go")
+            }
         }
     }
 }
