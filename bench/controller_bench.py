@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import signers  # noqa: E402
 from gitops import KEY, controller_env, kustomization, seeded_control_plane  # noqa: E402
-from harness import Controller, Envoy, envoy_bootstrap, free_port  # noqa: E402
+from harness import Controller  # noqa: E402
+from served import ServedEdge, receiver, secret  # noqa: E402
 
 FLUX = "reconcile.fluxcd.io/requestedAt"
 TOKEN = "bench-webhook-token-0123456789abcdef"
@@ -132,24 +133,24 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hookgate-bench-"))
     try:
         env = controller_env(cp, workdir)
-        with Controller(env) as parallel, Controller(env, ["--max-concurrency", "1", "--deadline-ms", "120000"]) as sequential:
-            config = {"receivers": [{"name": "webapp", "namespace": "flux-system", "type": "github",
-                                     "secrets": [{"env": "WEBAPP_TOKEN"}],
-                                     "targets": [{"kind": "GitRepository", "name": "webapp"}]}]}
-            edge_env = {"WEBAPP_TOKEN": TOKEN, "HOOKGATE_ATTESTATION_KEY": KEY}
-            with Envoy(envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=parallel.port,
-                                       filter_config=config, host_env_keys=sorted(edge_env)), edge_env) as edge:
-                path = signers.flux_path(TOKEN, "webapp", "flux-system")
-                watch = AnnotationWatch(cp, "webapp")
-                body = json.dumps({"ref": "refs/heads/main", "after": "a" * 40}).encode()
-                latencies = []
-                for i in range(args.deliveries + 5):
-                    before = len(watch.seen)
-                    started = time.monotonic()
-                    assert post_via_envoy(edge.port, path, body) == 200
-                    seen = watch.wait_new(before)
-                    if i >= 5:  # the first few warm up connections
-                        latencies.append((seen - started) * 1000)
+        # The controller serving the receiver to Envoy is the one it forwards to (and the parallel one).
+        objects = [receiver("webapp", "flux-system", {"type": "github", "secretRef": {"name": "webapp-token"},
+                                                      "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
+                   secret("webapp-token", "flux-system", {"token": TOKEN})]
+        with ServedEdge(cp, workdir / "edge", objects) as served, \
+             Controller(env, ["--max-concurrency", "1", "--deadline-ms", "120000"]) as sequential:
+            parallel, edge = served.controller, served.envoy
+            path = signers.flux_path(TOKEN, "webapp", "flux-system")
+            watch = AnnotationWatch(cp, "webapp")
+            body = json.dumps({"ref": "refs/heads/main", "after": "a" * 40}).encode()
+            latencies = []
+            for i in range(args.deliveries + 5):
+                before = len(watch.seen)
+                started = time.monotonic()
+                assert post_via_envoy(edge.port, path, body) == 200
+                seen = watch.wait_new(before)
+                if i >= 5:  # the first few warm up connections
+                    latencies.append((seen - started) * 1000)
 
             print(f"creating {args.objects} Kustomizations ...", flush=True)
             for i in range(args.objects):

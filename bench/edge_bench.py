@@ -9,6 +9,9 @@ reported; ratios compare each scenario with the route without a filter and with 
 same body size, round by round. The edge Envoy's CPU time per request (all its threads) is printed too: on a
 shared machine it moves less than throughput.
 
+hookgate's filter takes its receiver from the controller, as on a cluster: a Receiver object and its Secret
+in a real kube-apiserver, the controller serving them (tests/served.py).
+
 Then the memory part: Envoy's resident set (VmRSS) after warm-up traffic, without a Wasm filter, with
 hookgate and with the Wasm floor, at 1, 2 and 4 workers. Envoy runs one VM per worker (and one on the main
 thread): a module's cost grows by the slope per worker, from a part paid once per Envoy (the compiled
@@ -18,6 +21,7 @@ module, the main thread's VM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -32,11 +36,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import signers  # noqa: E402
+from gitops import seeded_control_plane  # noqa: E402
 from harness import ROOT, WASM, Envoy, envoy_bootstrap, free_port  # noqa: E402
+from served import ServedEdge, receiver, secret  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
 KEY = "bench-attestation-key-0123456789abcdef"
-TARGETS = [{"kind": "GitRepository", "name": "webapp"}]
+NAMESPACE = "bench"
+OBJECTS = [receiver("webapp", NAMESPACE, {"type": "github", "secretRef": {"name": "webapp-token"},
+                                          "bodyLimit": 2 * 1024 * 1024,
+                                          "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
+           secret("webapp-token", NAMESPACE, {"token": SECRET})]
+HOOK = signers.flux_path(SECRET, "webapp", NAMESPACE)
 FLOOR_PACKAGE = "hookgate-bench-floor"
 FLOOR_WASM = ROOT / "target/wasm32-wasip1/release/hookgate_bench_floor.wasm"
 BUFFER_LIMIT = 4 * 1024 * 1024
@@ -146,16 +157,19 @@ def with_floors(bootstrap: dict, floor_module: Path) -> dict:
     return bootstrap
 
 
-def with_compared_module(bootstrap: dict, module: Path) -> dict:
-    """`bootstrap` plus a second hookgate filter running `module`, enabled instead of the first on requests
-    carrying COMPARE_HEADER: an A/B of two builds of the filter in the same Envoy and the same rounds."""
+def with_compared_module(bootstrap: dict, module: Path, configuration: str) -> dict:
+    """`bootstrap` plus a second hookgate filter running `module` with its own plugin `configuration`,
+    enabled instead of the first on requests carrying COMPARE_HEADER: an A/B of two builds of the filter in
+    the same Envoy and the same rounds."""
     bootstrap = copy.deepcopy(bootstrap)
     manager = http_connection_manager(bootstrap)
     hookgate = hookgate_wasm_filter(bootstrap)
     compared = copy.deepcopy(hookgate)
     compared["name"] = hookgate["name"] + "/compared"
-    vm_config = compared["typed_config"]["config"]["vm_config"]
-    vm_config.update(vm_id=vm_config["vm_id"] + "/compared", code={"local": {"filename": str(module)}})
+    config = compared["typed_config"]["config"]
+    config["vm_config"].update(vm_id=config["vm_config"]["vm_id"] + "/compared",
+                               code={"local": {"filename": str(module)}})
+    config["configuration"]["value"] = configuration
     filters = manager["http_filters"]
     filters.insert(filters.index(hookgate) + 1, compared)
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
@@ -245,8 +259,8 @@ def verdict(ratios: list[float], target: float) -> str:
     return "met" if statistics.median(ratios) >= target else "NOT met"
 
 
-def throughput(args, workdir: Path, floor_module: Path, config: dict, env: dict) -> bool:
-    hook = signers.flux_path(SECRET, "webapp", "flux-system")
+def throughput(args, cp, workdir: Path, floor_module: Path) -> bool:
+    hook = HOOK
     bodies = {SMALL: push_body(SMALL), LARGE: push_body(LARGE)}
     json_headers = {"Content-Type": "application/json"}
     good_small = signers.github(SECRET, bodies[SMALL])
@@ -284,11 +298,15 @@ def throughput(args, workdir: Path, floor_module: Path, config: dict, env: dict)
         scenarios = {name: s for name, s in scenarios.items() if name in chosen or name in references}
     upstream_port = free_port()
     results: dict[str, list[dict]] = {name: [] for name in scenarios}
-    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
-                                filter_config=config, host_env_keys=sorted(env), buffer_limit=BUFFER_LIMIT)
+    def adjust(bootstrap: dict) -> dict:
+        if args.compare_wasm:
+            bootstrap = with_compared_module(bootstrap, args.compare_wasm, args.compare_config.read_text())
+        return with_floors(bootstrap, floor_module)
+
     with Envoy(direct_upstream(upstream_port, free_port()), {}), \
-         Envoy(with_floors(with_compared_module(bootstrap, args.compare_wasm) if args.compare_wasm else bootstrap,
-                           floor_module), env, log_level=args.log_level) as edge:
+         ServedEdge(cp, workdir / "throughput", OBJECTS, upstream_port=upstream_port, attestation_key=KEY,
+                    buffer_limit=BUFFER_LIMIT, log_level=args.log_level, adjust=adjust) as served:
+        edge = served.envoy
         scripts = {name: wrk_script(workdir, f"s{i}", path, headers, bodies[size])
                    for i, (name, (path, headers, size, _)) in enumerate(scenarios.items())}
         for name, script in scripts.items():  # warm-up
@@ -333,10 +351,11 @@ def throughput(args, workdir: Path, floor_module: Path, config: dict, env: dict)
     return not failures
 
 
-def memory(args, workdir: Path, floor_module: Path, config: dict, env: dict) -> None:
+def memory(args, cp, workdir: Path, floor_module: Path) -> None:
     """Envoy's VmRSS after warm-up traffic through the variant's filter, per worker count; medians of
-    interleaved rounds."""
-    hook = signers.flux_path(SECRET, "webapp", "flux-system")
+    interleaved rounds. hookgate's filter is served by the controller; the other variants run the same
+    bootstrap (a cluster for the controller included) without it."""
+    hook = HOOK
     body = push_body(SMALL)
     # variant -> (bootstrap transformation, warm-up path, headers)
     variants = {
@@ -352,10 +371,8 @@ def memory(args, workdir: Path, floor_module: Path, config: dict, env: dict) -> 
         for _ in range(args.memory_rounds):
             for workers in args.workers:
                 for name, (transform, _, _) in variants.items():
-                    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(),
-                                                upstream_port=upstream_port, filter_config=config,
-                                                host_env_keys=sorted(env), buffer_limit=BUFFER_LIMIT)
-                    with Envoy(transform(bootstrap), env, concurrency=workers, log_level=args.log_level) as edge:
+                    with edge_for(name, transform, cp, workdir / f"m-{name}-{workers}", upstream_port, workers,
+                                  args.log_level) as edge:
                         # Enough connections that every worker serves some (the kernel spreads them).
                         run = run_wrk(edge.port, scripts[name], args.memory_warmup, 4 * workers)
                         if run["non2xx"]:
@@ -380,6 +397,21 @@ def memory(args, workdir: Path, floor_module: Path, config: dict, env: dict) -> 
                   f"{', '.join(map(str, args.workers))} workers)")
 
 
+@contextlib.contextmanager
+def edge_for(variant: str, transform, cp, workdir: Path, upstream_port: int, workers: int, log_level: str):
+    """The edge Envoy of a memory variant: hookgate served by the controller, or the bootstrap transformed."""
+    options = {"concurrency": workers, "log_level": log_level}
+    if variant == "hookgate":
+        with ServedEdge(cp, workdir, OBJECTS, upstream_port=upstream_port, attestation_key=KEY,
+                        buffer_limit=BUFFER_LIMIT, **options) as served:
+            yield served.envoy
+        return
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
+                                filter_config={}, controller_port=free_port(), buffer_limit=BUFFER_LIMIT)
+    with Envoy(transform(bootstrap), {}, **options) as edge:
+        yield edge
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5, help="duration of one round of one scenario")
@@ -394,6 +426,10 @@ def main() -> int:
                         help="run only the scenarios whose name contains this (repeatable), besides the references")
     parser.add_argument("--compare-wasm", type=Path,
                         help="another build of the filter, run in the same Envoy and rounds (scenarios `compared, ...`)")
+    parser.add_argument("--compare-config", type=Path,
+                        help="the compared build's plugin configuration (JSON), with --compare-wasm: a build from "
+                             "before receivers were objects reads its receivers there (secrets `inline`, the "
+                             "attestation key as `attestationKey`)")
     parts = parser.add_mutually_exclusive_group()
     parts.add_argument("--only-throughput", action="store_true")
     parts.add_argument("--only-memory", action="store_true")
@@ -402,19 +438,19 @@ def main() -> int:
         sys.exit("wrk not found: `make bench` installs it (apt-get install wrk)")
     args.load = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
+    if bool(args.compare_wasm) != bool(args.compare_config):
+        sys.exit("--compare-wasm and --compare-config go together")
     floor_module = build_floor()
     workdir = Path(tempfile.mkdtemp(prefix="hookgate-bench-"))
-    config = {"receivers": [{"name": "webapp", "namespace": "flux-system", "type": "github",
-                             "secrets": [{"env": "BENCH_SECRET"}], "bodyLimit": 2 * 1024 * 1024,
-                             "targets": TARGETS}]}
-    env = {"BENCH_SECRET": SECRET, "HOOKGATE_ATTESTATION_KEY": KEY}
+    cp = seeded_control_plane()
     ok = True
     try:
         if not args.only_memory:
-            ok = throughput(args, workdir, floor_module, config, env)
+            ok = throughput(args, cp, workdir, floor_module)
         if not args.only_throughput:
-            memory(args, workdir, floor_module, config, env)
+            memory(args, cp, workdir, floor_module)
     finally:
+        cp.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0 if ok else 1
 

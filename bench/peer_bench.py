@@ -38,8 +38,9 @@ import signers  # noqa: E402
 from cluster import crd_documents  # noqa: E402
 from controller_bench import TOKEN, AnnotationWatch, cpu_seconds, percentile, post_via_envoy  # noqa: E402
 from edge_bench import push_body, rss_kib, run_wrk, wrk_script  # noqa: E402
-from gitops import KEY, controller_env, seeded_control_plane  # noqa: E402
-from harness import Controller, Envoy, envoy_bootstrap, free_port, stop_process, wait_for_http  # noqa: E402
+from gitops import seeded_control_plane  # noqa: E402
+from harness import free_port, stop_process, wait_for_http  # noqa: E402
+from served import ServedEdge, receiver, secret  # noqa: E402
 
 FLUX_BUILD = BENCH / "flux/build.sh"
 NOTIFICATION_MODULE = "github.com/fluxcd/notification-controller"
@@ -237,15 +238,13 @@ def main() -> int:
             # The peer gets the admin token: its own RBAC is not what is measured here.
             admin_kubeconfig = cp.kubeconfig(cp.admin_token, workdir / "admin-kubeconfig")
 
-            controller = running.enter_context(Controller(controller_env(cp, workdir)))
-            config = {"receivers": [{"name": TARGET, "namespace": FLUX_NAMESPACE, "type": "github",
-                                     "secrets": [{"env": "WEBAPP_TOKEN"}],
-                                     "targets": [{"kind": "GitRepository", "name": TARGET}]}]}
-            edge_env = {"WEBAPP_TOKEN": TOKEN, "HOOKGATE_ATTESTATION_KEY": KEY}
-            # Log level warn: Envoy Gateway's default for its proxies.
-            envoy = running.enter_context(Envoy(
-                envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=controller.port,
-                                filter_config=config, host_env_keys=sorted(edge_env)), edge_env, log_level="warn"))
+            # hookgate's receiver is an object whose Secret holds the same token; the controller serves it to
+            # the filter and is the route's upstream. Log level warn: Envoy Gateway's default for its proxies.
+            objects = [receiver(TARGET, FLUX_NAMESPACE, {"type": "github", "secretRef": {"name": "hookgate-token"},
+                                                         "targets": [{"kind": "GitRepository", "name": TARGET}]}),
+                       secret("hookgate-token", FLUX_NAMESPACE, {"token": TOKEN})]
+            served = running.enter_context(ServedEdge(cp, workdir / "hookgate", objects, log_level="warn"))
+            controller, envoy = served.controller, served.envoy
             shared = {"kube-apiserver": cp.procs["kube-apiserver"].pid, "etcd": cp.procs["etcd"].pid}
             peers = [Peer("hookgate", envoy.port, signers.flux_path(TOKEN, TARGET, FLUX_NAMESPACE),
                           {"Envoy": envoy.proc.pid, "hookgate controller": controller.proc.pid, **shared})]

@@ -70,7 +70,8 @@ class ServedEdge:
 
     def __init__(self, cp, workdir: Path, objects: list[dict], *, upstream_port: int | None = None,
                  attestation_key: str | None = None, controller_args: list[str] = (), refused: int = 0,
-                 concurrency: int = 1, adjust=lambda bootstrap: bootstrap, **bootstrap_options) -> None:
+                 concurrency: int = 1, log_level: str = "info", adjust=lambda bootstrap: bootstrap,
+                 **bootstrap_options) -> None:
         prepare(cp)
         self.cp, self.objects = cp, objects
         namespaces = sorted({o["metadata"]["namespace"] for o in objects})
@@ -102,7 +103,7 @@ class ServedEdge:
                 listen_port=listen_port, admin_port=free_port(), filter_config=bootstrap,
                 upstream_port=self.controller.port if upstream_port is None else upstream_port,
                 controller_port=None if upstream_port is None else self.controller.port, **bootstrap_options)),
-                {}, concurrency=concurrency)
+                {}, concurrency=concurrency, log_level=log_level)
         except Exception:
             self.controller.stop()
             raise
