@@ -1,64 +1,27 @@
-//! `hookgate import`: Flux `Receiver`s and their `Secret`s in, the hookgate configuration and the Kustomize
-//! components that install it out, so that every webhook URL already registered with a provider keeps
-//! working. Secrets are referenced by name and key only; their values are read to check the configuration
-//! and compute the paths, and never written.
+//! `hookgate import`: Flux `Receiver`s (and their `Secret`s, optional) in, hookgate `Receiver` objects
+//! (`hookgate.io/v1alpha1`) out, each reading its Flux Receiver's Secret, so that every webhook URL already
+//! registered with a provider keeps working. Secrets are referenced by name and key only; their values are
+//! read to compile the Receivers and compute the paths, and never written.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use base64::Engine as _;
-use hookgate_controller::receivers::compile::{self, SecretData};
+use hookgate_controller::receivers::compile::SecretData;
 use hookgate_controller::receivers::crd::ReceiverSpec;
 use hookgate_controller::receivers::flux::{self, Note, Untranslatable, TOKEN_KEY};
 use hookgate_controller::receivers::offline::{self, Input, WebhookPath};
 use hookgate_controller::receivers::Receiver;
-use hookgate_filter::config::Config;
 use kube::api::ObjectMeta;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::objects::{is_kind, secret_data, API_VERSION};
 
-/// The variable the base manifests give the attestation key.
-const ATTESTATION_KEY_ENV: &str = "HOOKGATE_ATTESTATION_KEY";
 /// The API group of Flux's `Receiver`.
 pub const FLUX_GROUP: &str = flux::GROUP;
-/// The objects the base manifests name, which the generated patches target.
-const EXTENSION_POLICY: &str = "hookgate";
-const ENVOY_PROXY: &str = "hookgate-proxy";
-/// Where the generated files go, under the output directory.
-pub const CONFIG_FILE: &str = "hookgate-config.json";
-pub const APP_COMPONENT: &str = "app/kustomization.yaml";
-pub const PROXY_COMPONENT: &str = "proxy/kustomization.yaml";
-/// What `--to objects` writes, under the output directory.
+/// What `import` writes, under the output directory.
 pub const OBJECTS_FILE: &str = "receivers.yaml";
-
-/// One imported receiver: its label and the webhook path Flux gave it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ImportedReceiver {
-    pub label: String,
-    pub provider: String,
-    pub path: String,
-}
-
-/// What an import produces.
-#[derive(Debug)]
-pub struct Imported {
-    /// The filter configuration.
-    pub config: Value,
-    /// The Kustomize component for the route side (the EnvoyExtensionPolicy).
-    pub app_component: String,
-    /// The Kustomize component for the proxy side (the EnvoyProxy's environment).
-    pub proxy_component: String,
-    pub receivers: Vec<ImportedReceiver>,
-    /// Receivers not imported: `(namespace/name, why)`.
-    pub skipped: Vec<(String, String)>,
-    /// What changed in carrying a receiver over (dropped fields Flux ignored too, ...).
-    pub notes: Vec<String>,
-    /// The Flux Secrets the Envoy pods read: they must exist, under these names, in the Gateway's namespace.
-    pub secrets: Vec<String>,
-}
 
 /// Every Kubernetes object in `text` (multi-document YAML), `kind: List` items flattened.
 pub fn objects_in(text: &str, source: &str) -> anyhow::Result<Vec<Value>> {
@@ -87,97 +50,33 @@ fn text_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
     object.pointer(pointer).and_then(Value::as_str)
 }
 
-/// The token of a Secret: `stringData.token` (which the API server merges over `data`), else the base64
-/// `data.token`.
-fn secret_token(secret: &Value, label: &str) -> anyhow::Result<String> {
-    if let Some(token) = secret.pointer(&format!("/stringData/{TOKEN_KEY}")) {
-        return token
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("Secret {label}: stringData.{TOKEN_KEY} is not a string"));
-    }
-    let encoded = text_at(secret, &format!("/data/{TOKEN_KEY}")).ok_or_else(|| {
-        anyhow!("Secret {label} has no key `{TOKEN_KEY}` (Flux reads the token there)")
-    })?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| anyhow!("Secret {label}: data.{TOKEN_KEY} is not base64"))?;
-    String::from_utf8(bytes)
-        .map_err(|_| anyhow!("Secret {label}: data.{TOKEN_KEY} is not UTF-8 text"))
-}
-
-/// The environment variable that carries the token of Secret `name` into the Envoy pods.
-fn variable_for(secret_name: &str) -> String {
-    let stem: String = secret_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if stem.ends_with("_TOKEN") {
-        format!("FLUX_{stem}")
-    } else {
-        format!("FLUX_{stem}_TOKEN")
-    }
-}
-
-/// A Secret the Envoy pods read, by its name in the Gateway's namespace.
-struct GatewaySecret {
-    /// `namespace/name` of the Flux Secret it came from.
-    origin: String,
-    token: String,
-    variable: String,
-}
-
-/// A translation note as each output words it: the controller's wording ([`Note`]'s), but for what the
-/// user must do about a cross-namespace target and how a suspended receiver is written.
-fn worded(note: &Note, output: Output) -> String {
+/// A translation note as `import` words it: the controller's wording ([`Note`]'s), but for what the user
+/// must do about a cross-namespace target and how a suspended receiver is written.
+fn worded(note: &Note) -> String {
     match note {
-        Note::CrossNamespace { index, namespace } => {
-            // Flux allows these unless run with --no-cross-namespace-refs; hookgate's controller refuses
-            // them unless told otherwise, which stays the cluster admin's choice.
-            let otherwise = match output {
-                Output::Policy => "or it answers 403",
-                Output::Objects => "or the Receiver is not Ready (CrossNamespaceTarget)",
-            };
-            format!(
-                "spec.resources[{index}] is in namespace {namespace}: run the controller with \
-                 --allow-cross-namespace and bind its ClusterRole in {namespace}, {otherwise}"
-            )
-        }
-        // Flux answers a suspended receiver with 503; hookgate's disabled receiver answers 403.
-        Note::Suspended => match output {
-            Output::Policy => "suspended, imported as disabled".to_string(),
-            Output::Objects => "suspended, imported with `suspend: true`: hookgate refuses its \
-                                deliveries with 403 where Flux answers 503"
-                .to_string(),
-        },
+        // Flux allows these unless run with --no-cross-namespace-refs; hookgate's controller refuses them
+        // unless told otherwise, which stays the cluster admin's choice.
+        Note::CrossNamespace { index, namespace } => format!(
+            "spec.resources[{index}] is in namespace {namespace}: run the controller with \
+             --allow-cross-namespace and bind its ClusterRole in {namespace}, or the Receiver is not Ready \
+             (CrossNamespaceTarget)"
+        ),
+        // Flux answers a suspended receiver with 503; hookgate's suspended receiver answers 403.
+        Note::Suspended => "suspended, imported with `suspend: true`: hookgate refuses its deliveries \
+                            with 403 where Flux answers 503"
+            .to_string(),
         note => note.to_string(),
     }
 }
 
-/// Which output `import` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// The filter configuration and the Kustomize components that put it in the EnvoyExtensionPolicy
-    /// and the EnvoyProxy's environment.
-    Policy,
-    /// hookgate `Receiver` objects (hookgate.io/v1alpha1) reading the Secrets the Flux Receivers read.
-    Objects,
-}
-
-/// A Flux Receiver as hookgate carries it, whichever the output.
+/// A Flux Receiver as hookgate carries it.
 struct Carried {
     name: String,
     namespace: String,
     label: String,
     /// The hookgate spec that serves it ([`flux::translate`]): `secretRef` {its Secret, [`TOKEN_KEY`]}.
     spec: ReceiverSpec,
-    /// What differs from Flux, worded for the output.
+    /// What differs from Flux, [`worded`].
     notes: Vec<String>,
 }
 
@@ -205,13 +104,13 @@ type Skipped = (String, String);
 type Carry = Result<Carried, Skipped>;
 
 /// The Flux Receivers among `objects`, in order: those carried over, and those skipped.
-fn carry_all(objects: &[Value], output: Output) -> anyhow::Result<(Vec<Carried>, Vec<Skipped>)> {
+fn carry_all(objects: &[Value]) -> anyhow::Result<(Vec<Carried>, Vec<Skipped>)> {
     let (mut carried, mut skipped) = (Vec::new(), Vec::new());
     for receiver in objects
         .iter()
         .filter(|o| is_kind(o, FLUX_GROUP, "Receiver"))
     {
-        match carry(receiver, output)? {
+        match carry(receiver)? {
             Ok(one) => carried.push(one),
             Err(skip) => skipped.push(skip),
         }
@@ -222,7 +121,7 @@ fn carry_all(objects: &[Value], output: Output) -> anyhow::Result<(Vec<Carried>,
 /// One Flux Receiver as hookgate carries it ([`flux::translate`], as the controller serves it), or why it
 /// cannot (a type hookgate lacks, an ID-token type, a CEL filter hookgate cannot run). What Flux itself
 /// would refuse (no name, namespace, type, secretRef, or a resource's kind or name) is an error.
-fn carry(receiver: &Value, output: Output) -> anyhow::Result<Carry> {
+fn carry(receiver: &Value) -> anyhow::Result<Carry> {
     let name = text_at(receiver, "/metadata/name")
         .ok_or_else(|| anyhow!("a Receiver has no metadata.name"))?;
     let namespace = text_at(receiver, "/metadata/namespace").ok_or_else(|| {
@@ -240,11 +139,7 @@ fn carry(receiver: &Value, output: Output) -> anyhow::Result<Carry> {
         namespace: namespace.to_string(),
         label,
         spec: translation.spec,
-        notes: translation
-            .notes
-            .iter()
-            .map(|note| worded(note, output))
-            .collect(),
+        notes: translation.notes.iter().map(worded).collect(),
     }))
 }
 
@@ -263,161 +158,6 @@ fn secrets_in(objects: &[Value]) -> BTreeMap<(String, String), &Value> {
             ))
         })
         .collect()
-}
-
-/// Imports the Flux Receivers among `objects`, reading their tokens from the Secrets among them.
-pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
-    let secrets = secrets_in(objects);
-    let mut gateway_secrets: BTreeMap<String, GatewaySecret> = BTreeMap::new();
-    let mut receivers = Vec::new();
-    let mut imported = Vec::new();
-    let mut notes = Vec::new();
-
-    let (all, skipped) = carry_all(objects, Output::Policy)?;
-    for carried in all {
-        let (label, namespace, secret_name) =
-            (&carried.label, &carried.namespace, carried.secret_name());
-        let secret_label = format!("{namespace}/{secret_name}");
-        let secret = secrets
-            .get(&(namespace.clone(), secret_name.to_string()))
-            .ok_or_else(|| {
-                anyhow!(
-                    "Receiver {label}: its Secret {secret_label} is not in the input (add it: `kubectl -n \
-                     {namespace} get secret {secret_name} -o yaml`); its token gives the webhook path"
-                )
-            })?;
-        let token = secret_token(secret, &secret_label)?;
-        // The Envoy pods read every Secret from the Gateway's namespace, where one name is one Secret.
-        let variable = match gateway_secrets.get(secret_name) {
-            Some(known) if known.token != token => bail!(
-                "Secrets {} and {secret_label} hold different tokens but would both be Secret \
-                 {secret_name} in the Gateway's namespace: rename one (and its Receiver's secretRef)",
-                known.origin
-            ),
-            Some(known) => known.variable.clone(),
-            None => {
-                let variable = variable_for(secret_name);
-                if let Some((other, _)) = gateway_secrets.iter().find(|(_, s)| s.variable == variable) {
-                    bail!("Secrets {other} and {secret_name} would share the variable {variable}: rename one");
-                }
-                gateway_secrets.insert(
-                    secret_name.to_string(),
-                    GatewaySecret {
-                        origin: secret_label.clone(),
-                        token: token.clone(),
-                        variable: variable.clone(),
-                    },
-                );
-                variable
-            }
-        };
-
-        receivers.push(compile::wire(
-            &(carried.namespace.clone(), carried.name.clone()),
-            &carried.spec,
-            vec![json!({ "env": variable })],
-        ));
-        notes.extend(carried.labelled_notes());
-        imported.push(ImportedReceiver {
-            label: carried.label.clone(),
-            provider: carried.spec.provider.clone(),
-            path: crate::url(&carried.name, &carried.namespace, &token),
-        });
-    }
-
-    let config = json!({ "attestationKeyEnv": ATTESTATION_KEY_ENV, "receivers": receivers });
-    // With no receiver there is nothing to check: the filter refuses an empty list, and `run` writes nothing.
-    if !imported.is_empty() {
-        validate(&config, &gateway_secrets, &imported)?;
-    }
-    let variables: Vec<&GatewaySecret> = gateway_secrets.values().collect();
-    let app_component = component(
-        "EnvoyExtensionPolicy",
-        EXTENSION_POLICY,
-        variables
-            .iter()
-            .map(|s| json!({"op": "add", "path": "/spec/wasm/0/env/hostKeys/-", "value": s.variable}))
-            .chain([json!({"op": "replace", "path": "/spec/wasm/0/config", "value": config})])
-            .collect(),
-        "The route side: the filter configuration and the variables it may read (hostKeys).",
-    )?;
-    let proxy_component = component(
-        "EnvoyProxy",
-        ENVOY_PROXY,
-        gateway_secrets
-            .iter()
-            .map(|(secret, s)| {
-                json!({"op": "add", "path": "/spec/provider/kubernetes/envoyDeployment/container/env/-",
-                       "value": {"name": s.variable,
-                                 "valueFrom": {"secretKeyRef": {"name": secret, "key": TOKEN_KEY}}}})
-            })
-            .collect(),
-        "The proxy side: each Flux Receiver's Secret, by name and key, in the Envoy pods' environment. The \
-         pods read Secrets in the Gateway's namespace: the Secrets must exist there under these names.",
-    )?;
-    Ok(Imported {
-        config,
-        app_component,
-        proxy_component,
-        receivers: imported,
-        skipped,
-        notes,
-        secrets: gateway_secrets.into_keys().collect(),
-    })
-}
-
-/// Checks `config` with the filter's own parser, the tokens standing in the variables, and that it gives
-/// each receiver the path Flux gave it.
-fn validate(
-    config: &Value,
-    secrets: &BTreeMap<String, GatewaySecret>,
-    imported: &[ImportedReceiver],
-) -> anyhow::Result<()> {
-    let tokens: BTreeMap<&str, &str> = secrets
-        .values()
-        .map(|s| (s.variable.as_str(), s.token.as_str()))
-        .collect();
-    // The attestation key is not the import's: any valid key checks the rest.
-    let attestation_placeholder = "hookgate-import-check-attestation-key";
-    let parsed = Config::parse(config.to_string().as_bytes(), &|variable| {
-        if variable == ATTESTATION_KEY_ENV {
-            Some(attestation_placeholder.to_string())
-        } else {
-            tokens.get(variable).map(|t| t.to_string())
-        }
-    })
-    .map_err(|e| anyhow!("the imported configuration is refused by the filter: {e}"))?;
-    for (receiver, expected) in parsed.receivers.iter().zip(imported) {
-        if receiver.paths.first() != Some(&expected.path) {
-            bail!(
-                "receiver {}: the filter would answer on {:?}, not Flux's path {}",
-                expected.label,
-                receiver.paths,
-                expected.path
-            );
-        }
-    }
-    Ok(())
-}
-
-/// A Kustomize `Component` applying the JSON6902 `operations` to the base's `kind`/`name`.
-fn component(kind: &str, name: &str, operations: Vec<Value>, why: &str) -> anyhow::Result<String> {
-    let patch = serde_yaml::to_string(&operations)?;
-    let component = json!({
-        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
-        "kind": "Component",
-        "patches": [{"target": {"kind": kind, "name": name}, "patch": patch}],
-    });
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "# Generated by `hookgate import` from Flux Receivers."
-    );
-    for line in wrap(why, 100) {
-        let _ = writeln!(text, "# {line}");
-    }
-    text.push_str(&serde_yaml::to_string(&component)?);
-    Ok(text)
 }
 
 fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -446,39 +186,9 @@ fn skipped_and_notes(text: &mut String, skipped: &[(String, String)], notes: &[S
     }
 }
 
-/// What `import` tells the user: the receivers imported with their paths, the ones skipped with why, and
-/// what to do with the output.
-pub fn summary(imported: &Imported, out: &Path) -> String {
-    let mut text = String::new();
-    for receiver in &imported.receivers {
-        let _ = writeln!(
-            text,
-            "imported {} ({}): {}",
-            receiver.label, receiver.provider, receiver.path
-        );
-    }
-    skipped_and_notes(&mut text, &imported.skipped, &imported.notes);
-    if !imported.receivers.is_empty() {
-        let _ = writeln!(
-            text,
-            "wrote {config}, {app} and {proxy}: list {app_dir} in the `components` of the overlay's route side \
-             and {proxy_dir} in those of its proxy side (as paths relative to each kustomization). The Envoy \
-             pods read Secret(s) {secrets} (key `{TOKEN_KEY}`) in the Gateway's namespace: copy them there if \
-             Flux's are elsewhere.",
-            config = out.join(CONFIG_FILE).display(),
-            app = out.join(APP_COMPONENT).display(),
-            proxy = out.join(PROXY_COMPONENT).display(),
-            app_dir = out.join("app").display(),
-            proxy_dir = out.join("proxy").display(),
-            secrets = imported.secrets.join(", "),
-        );
-    }
-    text
-}
-
-/// One hookgate `Receiver` written by `import --to objects`.
+/// One hookgate `Receiver` written by `import`.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ImportedObject {
+pub struct ImportedReceiver {
     /// The Flux Receiver's namespace/name, which the hookgate Receiver keeps.
     pub label: String,
     pub provider: String,
@@ -491,12 +201,12 @@ pub struct ImportedObject {
     pub as_is: bool,
 }
 
-/// What `import --to objects` produces.
+/// What `import` produces.
 #[derive(Debug)]
-pub struct ImportedObjects {
+pub struct Imported {
     /// The `Receiver` objects, one YAML document each, each after a comment saying what differs.
     pub yaml: String,
-    pub receivers: Vec<ImportedObject>,
+    pub receivers: Vec<ImportedReceiver>,
     /// Receivers not imported: `(namespace/name, why)`.
     pub skipped: Vec<(String, String)>,
     pub notes: Vec<String>,
@@ -516,15 +226,16 @@ fn receiver_object(carried: &Carried) -> Receiver {
     }
 }
 
-/// Imports the Flux Receivers among `objects` as hookgate `Receiver` objects, each compiled by the
-/// controller's own compiler ([`offline::compile`]) with its Secret's data when the Secret is among
-/// `objects` (else a placeholder: the Secret stays where it is, and the path is Flux's all the same). A
-/// Receiver the controller would not serve is skipped with its `Ready` reason and message; a target in
-/// another namespace is noted, not refused (the controller's `--allow-cross-namespace` decides).
-pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
+/// A Flux Receiver carried over, its hookgate Receiver, and its Secret's data when the Secret is in the
+/// input.
+type Built = (Carried, Receiver, Option<SecretData>);
+
+/// The Flux Receivers among `objects` as hookgate Receivers, with their Secrets' data when given, and
+/// those skipped. A Receiver given twice, or a Secret that cannot be read, is an error.
+fn build(objects: &[Value]) -> anyhow::Result<(Vec<Built>, Vec<Skipped>)> {
     let secrets = secrets_in(objects);
-    let mut built: Vec<(Carried, Receiver, Option<SecretData>)> = Vec::new();
-    let (all, mut skipped) = carry_all(objects, Output::Objects)?;
+    let mut built: Vec<Built> = Vec::new();
+    let (all, skipped) = carry_all(objects)?;
     for carried in all {
         if built
             .iter()
@@ -540,6 +251,48 @@ pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
             .transpose()?;
         built.push((carried, object, data));
     }
+    Ok((built, skipped))
+}
+
+/// The path the controller serves `carried` on, when known here (its Secret is in the input); an error
+/// when it is not the path Flux gave it.
+fn flux_path(
+    carried: &Carried,
+    served: &offline::Served,
+    data: Option<&SecretData>,
+) -> anyhow::Result<Option<String>> {
+    let Some(WebhookPath::Known(path)) = served.paths.first() else {
+        return Ok(None);
+    };
+    let token = data
+        .and_then(|data| data.0.get(TOKEN_KEY))
+        .and_then(|token| std::str::from_utf8(token.expose()).ok());
+    if let Some(token) = token {
+        let flux = crate::url(&carried.name, &carried.namespace, token);
+        if *path != flux {
+            bail!(
+                "receiver {}: the controller would answer on {path}, not Flux's path {flux}",
+                carried.label
+            );
+        }
+    }
+    Ok(Some(path.clone()))
+}
+
+/// `text` as YAML comment lines.
+fn comment(yaml: &mut String, text: &str) {
+    for line in wrap(text, 100) {
+        let _ = writeln!(yaml, "# {line}");
+    }
+}
+
+/// Imports the Flux Receivers among `objects` as hookgate `Receiver` objects, each compiled by the
+/// controller's own compiler ([`offline::compile`]) with its Secret's data when the Secret is among
+/// `objects` (else a placeholder: the Secret stays where it is, and the path is Flux's all the same). A
+/// Receiver the controller would not serve is skipped with its `Ready` reason and message; a target in
+/// another namespace is noted, not refused (the controller's `--allow-cross-namespace` decides).
+pub fn import(objects: &[Value]) -> anyhow::Result<Imported> {
+    let (built, mut skipped) = build(objects)?;
     let inputs: Vec<Input> = built
         .iter()
         .map(|(_, object, data)| Input {
@@ -554,29 +307,23 @@ pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
     let outcomes = offline::compile(&inputs, &options);
 
     let mut yaml = String::new();
-    for line in wrap(
-        "Generated by `hookgate import --to objects` from Flux Receivers: one hookgate Receiver per Flux \
-         Receiver, with its name and namespace and reading its Secret (key `token`), so that each answers \
-         on the webhook path Flux gave it.",
-        100,
-    ) {
-        let _ = writeln!(yaml, "# {line}");
-    }
-    let mut receivers = Vec::new();
-    let mut notes = Vec::new();
+    comment(
+        &mut yaml,
+        "Generated by `hookgate import` from Flux Receivers: one hookgate Receiver per Flux Receiver, with \
+         its name and namespace and reading its Secret (key `token`), so that each answers on the webhook \
+         path Flux gave it.",
+    );
+    let (mut receivers, mut notes) = (Vec::new(), Vec::new());
     for (carried, object, data) in &built {
-        let key = (carried.namespace.clone(), carried.name.clone());
-        let served = match outcomes.get(&key) {
+        let served = match outcomes.get(&(carried.namespace.clone(), carried.name.clone())) {
             Some(Ok(served)) => served,
             Some(Err(not_ready)) => {
-                skipped.push((
-                    carried.label.clone(),
-                    format!(
-                        "the controller would not serve it: {}: {}",
-                        not_ready.reason.as_str(),
-                        not_ready.message
-                    ),
-                ));
+                let why = format!(
+                    "the controller would not serve it: {}: {}",
+                    not_ready.reason.as_str(),
+                    not_ready.message
+                );
+                skipped.push((carried.label.clone(), why));
                 continue;
             }
             None => {
@@ -584,39 +331,23 @@ pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
                 continue;
             }
         };
-        let path = match served.paths.first() {
-            Some(WebhookPath::Known(path)) => Some(path.clone()),
-            _ => None,
-        };
-        let token = data
-            .as_ref()
-            .and_then(|data| data.0.get(TOKEN_KEY))
-            .and_then(|token| std::str::from_utf8(token.expose()).ok());
-        if let (Some(path), Some(token)) = (&path, token) {
-            let flux = crate::url(&carried.name, &carried.namespace, token);
-            if *path != flux {
-                bail!(
-                    "receiver {}: the controller would answer on {path}, not Flux's path {flux}",
-                    carried.label
-                );
-            }
-        }
-        let _ = writeln!(yaml, "---");
+        let path = flux_path(carried, served, data.as_ref())?;
         let differs = if carried.notes.is_empty() {
             "nothing else differs.".to_string()
         } else {
             format!("differs: {}.", carried.notes.join("; "))
         };
-        let comment = format!(
-            "From Flux Receiver {} ({FLUX_GROUP}/v1), on the path Flux gave it; {differs}",
-            carried.label
+        let _ = writeln!(yaml, "---");
+        comment(
+            &mut yaml,
+            &format!(
+                "From Flux Receiver {} ({FLUX_GROUP}/v1), on the path Flux gave it; {differs}",
+                carried.label
+            ),
         );
-        for line in wrap(&comment, 100) {
-            let _ = writeln!(yaml, "# {line}");
-        }
         yaml.push_str(&serde_yaml::to_string(object)?);
         notes.extend(carried.labelled_notes());
-        receivers.push(ImportedObject {
+        receivers.push(ImportedReceiver {
             label: carried.label.clone(),
             provider: carried.spec.provider.clone(),
             path,
@@ -624,7 +355,7 @@ pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
             as_is: carried.notes.is_empty(),
         });
     }
-    Ok(ImportedObjects {
+    Ok(Imported {
         yaml,
         receivers,
         skipped,
@@ -632,10 +363,10 @@ pub fn import_objects(objects: &[Value]) -> anyhow::Result<ImportedObjects> {
     })
 }
 
-/// What `import --to objects` tells the user: each Receiver written with its path, the ones skipped with
+/// What `import` tells the user: each Receiver written with its path, the ones skipped with
 /// why, what differs, what to do with the file, and which Flux Receivers `--serve-flux-receivers` can
 /// serve as they are.
-pub fn summary_objects(imported: &ImportedObjects, out: &Path) -> String {
+pub fn summary(imported: &Imported, out: &Path) -> String {
     let mut text = String::new();
     for receiver in &imported.receivers {
         let path = match &receiver.path {
@@ -692,50 +423,28 @@ fn write(out: &Path, file: &str, content: &str) -> anyhow::Result<()> {
     std::fs::write(&path, content).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// Reads `inputs` (files, `-` for standard input), imports as `output` says, writes the output under
-/// `out` and returns the summary. Nothing is written when no receiver can be imported.
-pub fn run(inputs: &[PathBuf], out: &Path, output: Output) -> anyhow::Result<String> {
+/// Reads `inputs` (files, `-` for standard input), imports them, writes the Receivers to `out` and returns
+/// the summary. Nothing is written when no receiver can be imported.
+pub fn run(inputs: &[PathBuf], out: &Path) -> anyhow::Result<String> {
     let mut objects = Vec::new();
     for input in inputs {
         let (text, source) = crate::read_input(input)?;
         objects.extend(objects_in(&text, &source)?);
     }
-    // Whether nothing was imported, the summary, and the files to write.
-    let (none, said, files) = match output {
-        Output::Policy => {
-            let imported = import(&objects)?;
-            let config = serde_json::to_string_pretty(&imported.config)? + "\n";
-            (
-                imported.receivers.is_empty(),
-                summary(&imported, out),
-                vec![
-                    (CONFIG_FILE, config),
-                    (APP_COMPONENT, imported.app_component),
-                    (PROXY_COMPONENT, imported.proxy_component),
-                ],
-            )
-        }
-        Output::Objects => {
-            let imported = import_objects(&objects)?;
-            (
-                imported.receivers.is_empty(),
-                summary_objects(&imported, out),
-                vec![(OBJECTS_FILE, imported.yaml)],
-            )
-        }
-    };
-    if none {
+    let imported = import(&objects)?;
+    let said = summary(&imported, out);
+    if imported.receivers.is_empty() {
         bail!("no Receiver could be imported; nothing written\n{said}");
     }
-    for (file, content) in files {
-        write(out, file, &content)?;
-    }
+    write(out, OBJECTS_FILE, &imported.yaml)?;
     Ok(said)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use serde_json::json;
 
     /// Flux's own example (REFERENCE.md §2): token `test-token`, receiver `webapp` in `flux-system`.
     const TOKEN: &str = "test-token";
@@ -771,11 +480,23 @@ mod tests {
         import(&objects_in(text, "test")?)
     }
 
-    fn written(imported: &Imported) -> String {
-        format!(
-            "{}{}{}",
-            imported.config, imported.app_component, imported.proxy_component
-        )
+    /// The objects written, parsed back.
+    fn written_objects(imported: &Imported) -> Vec<Value> {
+        objects_in(&imported.yaml, "written").unwrap()
+    }
+
+    /// The spec of the one Receiver written.
+    fn written_spec(imported: &Imported) -> Value {
+        let objects = written_objects(imported);
+        let [object] = objects.as_slice() else {
+            panic!("not one Receiver written: {}", imported.yaml);
+        };
+        object["spec"].clone()
+    }
+
+    /// What the user sees of an import: the file and the summary.
+    fn written_and_said(imported: &Imported) -> String {
+        format!("{}{}", imported.yaml, summary(imported, Path::new("out")))
     }
 
     #[test]
@@ -812,12 +533,12 @@ mod tests {
             };
             let outcome = (imported.receivers.as_slice(), imported.skipped.as_slice());
             match (expect_imported, outcome) {
-                (true, ([receiver], [])) if receiver.path == FLUX_PATH => {
-                    let config = &imported.config["receivers"][0];
-                    if config["type"] != flux_type
-                        || config["secrets"][0]["env"] != "FLUX_WEBHOOK_TOKEN"
+                (true, ([receiver], [])) if receiver.path.as_deref() == Some(FLUX_PATH) => {
+                    let spec = written_spec(&imported);
+                    if spec["type"] != flux_type
+                        || spec["secretRef"] != json!({"name": "webhook-token", "keys": ["token"]})
                     {
-                        failures.push(format!("{flux_type}: carried as {config}"));
+                        failures.push(format!("{flux_type}: carried as {spec}"));
                     }
                 }
                 (false, ([], [(label, why)]))
@@ -857,7 +578,9 @@ mod tests {
                 [ImportedReceiver {
                     label: "flux-system/webapp".into(),
                     provider: "github".into(),
-                    path: FLUX_PATH.into()
+                    path: Some(FLUX_PATH.into()),
+                    secret: "flux-system/webhook-token".into(),
+                    as_is: true,
                 }],
                 "{case}"
             );
@@ -882,52 +605,80 @@ mod tests {
                 receiver_yaml("webapp", "flux-system", "github", "")
             );
             let imported = import_text(&text).unwrap_or_else(|e| panic!("{case}: {e:#}"));
-            assert_eq!(imported.receivers[0].path, FLUX_PATH, "{case}");
-            assert!(
-                !written(&imported).contains(TOKEN),
-                "{case}: the token was written"
+            assert_eq!(
+                imported.receivers[0].path.as_deref(),
+                Some(FLUX_PATH),
+                "{case}"
             );
+            let said = written_and_said(&imported);
+            assert!(!said.contains(TOKEN), "{case}: the token was written");
+            assert!(!said.contains(&encoded), "{case}: the token was written");
         }
     }
 
+    /// (case, input, the summary's lines, or the error's start)
+    type SecretCase<'a> = (&'a str, String, Result<Vec<&'a str>, &'a str>);
+
+    /// The Secrets are optional: a Receiver whose Secret is not in the input is imported (it reads its
+    /// Secret in the cluster) without its path; one that cannot be read is an error naming it; each
+    /// Receiver reads the Secret of its own namespace.
     #[test]
-    fn a_missing_or_unusable_secret_is_a_clear_error() {
+    fn a_missing_secret_is_read_in_the_cluster_and_an_unusable_one_is_an_error() {
         let receiver = receiver_yaml("webapp", "flux-system", "github", "");
-        let cases = [
-            (
-                "no Secret",
-                receiver.clone(),
-                "Receiver flux-system/webapp: its Secret flux-system/webhook-token is not in the input",
-            ),
+        let unknown = "imported flux-system/webapp (github) as Receiver flux-system/webapp \
+                       (hookgate.io/v1alpha1): Flux's path (its Secret flux-system/webhook-token is not in the \
+                       input: the Receiver reads it in the cluster)";
+        let secret_with = |payload: &str| {
+            format!(
+                "{receiver}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: webhook-token, namespace: \
+                 flux-system}}\n{payload}\n"
+            )
+        };
+        let apps_path = crate::url("webapp", "apps", "another-token");
+        let cases: Vec<SecretCase> = vec![
+            ("no Secret", receiver.clone(), Ok(vec![unknown])),
             (
                 "the Secret in another namespace",
                 format!("{receiver}---\n{}", secret_yaml("apps", TOKEN)),
-                "its Secret flux-system/webhook-token is not in the input",
+                Ok(vec![unknown]),
             ),
             (
-                "no token key",
-                format!("{receiver}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: webhook-token, namespace: flux-system}}\nstringData: {{password: x}}\n"),
-                "Secret flux-system/webhook-token has no key `token`",
-            ),
-            (
-                "data not base64",
-                format!("{receiver}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: webhook-token, namespace: flux-system}}\ndata: {{token: '%%%'}}\n"),
-                "data.token is not base64",
-            ),
-            (
-                "one Secret name, two tokens",
+                "one Secret name in two namespaces, two tokens: each Receiver its own",
                 format!(
                     "{receiver}---\n{}---\n{}---\n{}",
                     secret_yaml("flux-system", TOKEN),
                     receiver_yaml("webapp", "apps", "github", ""),
                     secret_yaml("apps", "another-token")
                 ),
-                "would both be Secret webhook-token in the Gateway's namespace",
+                Ok(vec![FLUX_PATH, apps_path.as_str()]),
+            ),
+            (
+                "data not base64",
+                secret_with("data: {token: '%%%'}"),
+                Err("Secret flux-system/webhook-token: data.token is not base64"),
+            ),
+            (
+                "stringData not a string",
+                secret_with("stringData: {token: [x]}"),
+                Err("Secret flux-system/webhook-token: stringData.token is not a string"),
             ),
         ];
         for (case, text, expected) in cases {
-            let error = format!("{:#}", import_text(&text).unwrap_err());
-            assert!(error.contains(expected), "{case}: {error}");
+            match (expected, import_text(&text)) {
+                (Ok(lines), Ok(imported)) => {
+                    let said = summary(&imported, Path::new("out"));
+                    for line in lines {
+                        assert!(said.contains(line), "{case}: no {line:?} in\n{said}");
+                    }
+                    assert!(!written_and_said(&imported).contains(TOKEN), "{case}");
+                }
+                (Err(start), Err(error)) => {
+                    let error = format!("{error:#}");
+                    assert!(error.contains(start), "{case}: {error}");
+                    assert!(!error.contains("%%%"), "{case}: {error}");
+                }
+                (_, result) => panic!("{case}: {result:?}"),
+            }
         }
     }
 
@@ -958,9 +709,8 @@ mod tests {
                 json!({"kind": "HelmRelease", "name": "podinfo"}),
             ),
         ];
-        let targets = imported.config["receivers"][0]["targets"]
-            .as_array()
-            .unwrap();
+        let spec = written_spec(&imported);
+        let targets = spec["targets"].as_array().unwrap();
         assert_eq!(targets.len(), cases.len());
         for ((case, expected), target) in cases.iter().zip(targets) {
             assert_eq!(target, expected, "{case}");
@@ -991,125 +741,18 @@ mod tests {
         let imported =
             import_text(&format!("{receiver}---\n{}", secret_yaml("apps", TOKEN))).unwrap();
         assert!(imported.skipped.is_empty(), "{:?}", imported.skipped);
-        let carried = &imported.config["receivers"][0];
+        let spec = written_spec(&imported);
         assert_eq!(
-            carried["resourceFilter"],
+            spec["resourceFilter"],
             "req.tag.contains(res.metadata.name)"
         );
         assert_eq!(
-            carried["targets"][0]["filter"],
+            spec["targets"][0]["filter"],
             "res.metadata.labels['environment'] == 'production'"
         );
     }
 
-    #[test]
-    fn what_hookgate_cannot_do_is_skipped_or_noted() {
-        let secret = secret_yaml("flux-system", TOKEN);
-        let cases = [
-            (
-                "a resourceFilter hookgate cannot run",
-                receiver_yaml(
-                    "webapp",
-                    "flux-system",
-                    "github",
-                    "  resourceFilter: req.tag.matches('v.*')\n",
-                ),
-                Err("spec.resourceFilter is a CEL expression hookgate cannot run: undeclared reference to 'matches'"),
-            ),
-            (
-                "a per-resource filter reading OIDC claims",
-                receiver_yaml("webapp", "flux-system", "github", "").replace(
-                    "      name: webapp\n",
-                    "      name: webapp\n      filter: claims.sub == 'x'\n",
-                ),
-                Err("spec.resources[0].filter is a CEL expression hookgate cannot run: undeclared reference to 'claims'"),
-            ),
-            (
-                "events on a type whose events Flux does not check",
-                receiver_yaml(
-                    "webapp",
-                    "flux-system",
-                    "harbor",
-                    "  events: [PUSH_ARTIFACT]\n",
-                ),
-                Ok("spec.events dropped: Flux does not check events for type `harbor`"),
-            ),
-            (
-                "suspended",
-                receiver_yaml("webapp", "flux-system", "gitlab", "  suspend: true\n"),
-                Ok("suspended, imported as disabled"),
-            ),
-        ];
-        for (case, receiver, expected) in cases {
-            let imported = import_text(&format!("{receiver}---\n{secret}")).unwrap();
-            match expected {
-                Err(why) => {
-                    assert!(imported.receivers.is_empty(), "{case}");
-                    assert!(
-                        imported.skipped[0].1.contains(why),
-                        "{case}: {:?}",
-                        imported.skipped
-                    );
-                }
-                Ok(note) => {
-                    assert_eq!(imported.receivers.len(), 1, "{case}");
-                    assert!(
-                        imported.notes.iter().any(|n| n.contains(note)),
-                        "{case}: {:?}",
-                        imported.notes
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_components_patch_the_base_with_the_same_secrets() {
-        let text = github_and_harbor_with_their_secret();
-        let imported = import_text(&text).unwrap();
-        // One Secret, one variable, for both receivers.
-        assert_eq!(imported.secrets, ["webhook-token"]);
-        let app: Value = serde_yaml::from_str(&imported.app_component).unwrap();
-        assert_eq!(app["kind"], "Component");
-        assert_eq!(
-            app["patches"][0]["target"],
-            json!({"kind": "EnvoyExtensionPolicy", "name": "hookgate"})
-        );
-        let operations: Value =
-            serde_yaml::from_str(app["patches"][0]["patch"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            operations,
-            json!([
-                {"op": "add", "path": "/spec/wasm/0/env/hostKeys/-", "value": "FLUX_WEBHOOK_TOKEN"},
-                {"op": "replace", "path": "/spec/wasm/0/config", "value": imported.config},
-            ])
-        );
-        let proxy: Value = serde_yaml::from_str(&imported.proxy_component).unwrap();
-        assert_eq!(
-            proxy["patches"][0]["target"],
-            json!({"kind": "EnvoyProxy", "name": "hookgate-proxy"})
-        );
-        let operations: Value =
-            serde_yaml::from_str(proxy["patches"][0]["patch"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            operations,
-            json!([{"op": "add", "path": "/spec/provider/kubernetes/envoyDeployment/container/env/-",
-                    "value": {"name": "FLUX_WEBHOOK_TOKEN",
-                              "valueFrom": {"secretKeyRef": {"name": "webhook-token", "key": "token"}}}}])
-        );
-        assert!(!written(&imported).contains(TOKEN));
-    }
-
-    fn import_objects_text(text: &str) -> anyhow::Result<ImportedObjects> {
-        import_objects(&objects_in(text, "test")?)
-    }
-
-    /// The objects written, parsed back.
-    fn written_objects(imported: &ImportedObjects) -> Vec<Value> {
-        objects_in(&imported.yaml, "written").unwrap()
-    }
-
-    /// What a case of `--to objects` expects of its one Flux Receiver `flux-system/webapp`.
+    /// What a case expects of its one Flux Receiver `flux-system/webapp`.
     enum Expect {
         /// Imported: its path (None: not computed), the start of each note, and what the object's spec
         /// must hold (fields compared as given).
@@ -1118,8 +761,8 @@ mod tests {
         Skipped(&'static str),
     }
 
-    #[test]
-    fn flux_receivers_become_receiver_objects() {
+    /// The cases of [`flux_receivers_become_receiver_objects`]: (case, input, what it expects).
+    fn receiver_object_cases() -> Vec<(&'static str, String, Expect)> {
         let secret = secret_yaml("flux-system", TOKEN);
         let github = receiver_yaml(
             "webapp",
@@ -1127,7 +770,7 @@ mod tests {
             "github",
             "  events: [ping, push]\n",
         );
-        let cases: Vec<(&str, String, Expect)> = vec![
+        vec![
             (
                 "github with its Secret: Flux's path, the same Secret, key token",
                 format!("{github}---\n{secret}"),
@@ -1196,6 +839,26 @@ mod tests {
                 ),
             ),
             (
+                "a resourceFilter hookgate cannot run",
+                format!(
+                    "{}---\n{secret}",
+                    receiver_yaml("webapp", "flux-system", "github", "  resourceFilter: req.tag.matches('v.*')\n")
+                ),
+                Expect::Skipped(
+                    "spec.resourceFilter is a CEL expression hookgate cannot run: undeclared reference to 'matches'",
+                ),
+            ),
+            (
+                "a per-resource filter reading OIDC claims",
+                format!(
+                    "{}---\n{secret}",
+                    github.replace("      name: webapp\n", "      name: webapp\n      filter: claims.sub == 'x'\n")
+                ),
+                Expect::Skipped(
+                    "spec.resources[0].filter is a CEL expression hookgate cannot run: undeclared reference to 'claims'",
+                ),
+            ),
+            (
                 "an ID-token type",
                 format!("{}---\n{secret}", receiver_yaml("webapp", "flux-system", "gcr", "")),
                 Expect::Skipped("type `gcr` proves with an ID token"),
@@ -1216,92 +879,112 @@ mod tests {
                      keys token",
                 ),
             ),
-        ];
+        ]
+    }
+
+    impl Expect {
+        /// What `imported` does not do as expected, each naming `case`.
+        fn failures(&self, case: &str, imported: &Imported) -> Vec<String> {
+            match self {
+                Expect::Imported(path, notes, spec) => {
+                    imported_failures(case, imported, *path, notes, spec)
+                }
+                Expect::Skipped(why) => match imported.skipped.as_slice() {
+                    [(label, reason)]
+                        if label == "flux-system/webapp" && reason.starts_with(why) =>
+                    {
+                        if imported.receivers.is_empty() {
+                            vec![]
+                        } else {
+                            vec![format!("{case}: imported as well")]
+                        }
+                    }
+                    skipped => vec![format!("{case}: skipped {skipped:?}")],
+                },
+            }
+        }
+    }
+
+    /// What an import of one Flux Receiver `flux-system/webapp` does not do as [`Expect::Imported`] says.
+    fn imported_failures(
+        case: &str,
+        imported: &Imported,
+        path: Option<&str>,
+        notes: &[&str],
+        spec: &Value,
+    ) -> Vec<String> {
         let mut failures = Vec::new();
-        for (case, text, expect) in cases {
-            let imported = match import_objects_text(&text) {
+        let [receiver] = imported.receivers.as_slice() else {
+            return vec![format!("{case}: {imported:?}")];
+        };
+        let path_ok = match (path, &receiver.path) {
+            (None, None) => true,
+            (Some(expected), Some(path)) => path.starts_with(expected),
+            _ => false,
+        };
+        if !path_ok || receiver.secret != "flux-system/webhook-token" {
+            failures.push(format!("{case}: {receiver:?}"));
+        }
+        if receiver.as_is != notes.is_empty() || imported.notes.len() != notes.len() {
+            failures.push(format!("{case}: notes {:?}", imported.notes));
+        }
+        for (note, start) in imported.notes.iter().zip(notes) {
+            if !note.starts_with(start) {
+                failures.push(format!("{case}: note {note:?}, expected {start:?}"));
+            }
+        }
+        let objects = written_objects(imported);
+        let [object] = objects.as_slice() else {
+            return vec![format!("{case}: written {}", imported.yaml)];
+        };
+        if object["apiVersion"] != API_VERSION
+            || object["kind"] != "Receiver"
+            || object["metadata"] != json!({"name": "webapp", "namespace": "flux-system"})
+            || object.get("status").is_some()
+        {
+            failures.push(format!("{case}: written {object}"));
+        }
+        for (field, value) in spec.as_object().unwrap() {
+            if object["spec"][field] != *value {
+                failures.push(format!("{case}: spec.{field} is {}", object["spec"][field]));
+            }
+        }
+        let said = if notes.is_empty() {
+            "nothing else differs"
+        } else {
+            "differs: "
+        };
+        if !imported.yaml.replace("\n# ", " ").contains(said) {
+            failures.push(format!("{case}: no {said:?} in\n{}", imported.yaml));
+        }
+        failures
+    }
+
+    #[test]
+    fn flux_receivers_become_receiver_objects() {
+        let mut failures = Vec::new();
+        for (case, text, expect) in receiver_object_cases() {
+            let imported = match import_text(&text) {
                 Ok(imported) => imported,
                 Err(e) => {
                     failures.push(format!("{case}: {e:#}"));
                     continue;
                 }
             };
-            if imported.yaml.contains(TOKEN)
-                || summary_objects(&imported, Path::new("out")).contains(TOKEN)
-            {
+            if written_and_said(&imported).contains(TOKEN) {
                 failures.push(format!("{case}: the token is written or printed"));
             }
-            match expect {
-                Expect::Imported(path, notes, spec) => {
-                    let [receiver] = imported.receivers.as_slice() else {
-                        failures.push(format!("{case}: {imported:?}"));
-                        continue;
-                    };
-                    let path_ok = match (path, &receiver.path) {
-                        (None, None) => true,
-                        (Some(expected), Some(path)) => path.starts_with(expected),
-                        _ => false,
-                    };
-                    if !path_ok || receiver.secret != "flux-system/webhook-token" {
-                        failures.push(format!("{case}: {receiver:?}"));
-                    }
-                    if receiver.as_is != notes.is_empty() || imported.notes.len() != notes.len() {
-                        failures.push(format!("{case}: notes {:?}", imported.notes));
-                    }
-                    for (note, start) in imported.notes.iter().zip(&notes) {
-                        if !note.starts_with(start) {
-                            failures.push(format!("{case}: note {note:?}, expected {start:?}"));
-                        }
-                    }
-                    let objects = written_objects(&imported);
-                    let [object] = objects.as_slice() else {
-                        failures.push(format!("{case}: written {}", imported.yaml));
-                        continue;
-                    };
-                    if object["apiVersion"] != API_VERSION
-                        || object["kind"] != "Receiver"
-                        || object["metadata"]
-                            != json!({"name": "webapp", "namespace": "flux-system"})
-                        || object.get("status").is_some()
-                    {
-                        failures.push(format!("{case}: written {object}"));
-                    }
-                    for (field, value) in spec.as_object().unwrap() {
-                        if object["spec"][field] != *value {
-                            failures
-                                .push(format!("{case}: spec.{field} is {}", object["spec"][field]));
-                        }
-                    }
-                    let said = if notes.is_empty() {
-                        "nothing else differs"
-                    } else {
-                        "differs: "
-                    };
-                    if !imported.yaml.replace("\n# ", " ").contains(said) {
-                        failures.push(format!("{case}: no {said:?} in\n{}", imported.yaml));
-                    }
-                }
-                Expect::Skipped(why) => match imported.skipped.as_slice() {
-                    [(label, reason)]
-                        if label == "flux-system/webapp" && reason.starts_with(why) =>
-                    {
-                        if !imported.receivers.is_empty() {
-                            failures.push(format!("{case}: imported as well"));
-                        }
-                    }
-                    skipped => failures.push(format!("{case}: skipped {skipped:?}")),
-                },
-            }
+            failures.extend(expect.failures(case, &imported));
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
 
-    /// What `import --to objects` writes, checked by `hookgate check` with the Secret: the controller's
+    /// What `import` writes, checked by `hookgate check` with the Secret: the controller's
     /// compiler serves each Receiver on Flux's path.
     #[test]
     fn the_written_objects_check_on_flux_paths() {
         let text = github_and_harbor_with_their_secret();
-        let imported = import_objects_text(&text).unwrap();
+        let imported = import_text(&text).unwrap();
         let mut objects = crate::objects::Objects::default();
         objects
             .add(&written_objects(&imported), "receivers.yaml", "default")
@@ -1358,8 +1041,8 @@ mod tests {
             ),
         ];
         for (case, text, line) in cases {
-            let imported = import_objects_text(&text).unwrap();
-            let summary = summary_objects(&imported, Path::new("out"));
+            let imported = import_text(&text).unwrap();
+            let summary = summary(&imported, Path::new("out"));
             assert!(summary.contains(line), "{case}: {summary}");
             assert!(
                 summary.contains("wrote out/receivers.yaml: apply it"),
@@ -1371,7 +1054,7 @@ mod tests {
     #[test]
     fn a_receiver_given_twice_is_an_error() {
         let receiver = receiver_yaml("webapp", "flux-system", "github", "");
-        let error = import_objects_text(&format!("{receiver}---\n{receiver}")).unwrap_err();
+        let error = import_text(&format!("{receiver}---\n{receiver}")).unwrap_err();
         assert!(error
             .to_string()
             .contains("Receiver flux-system/webapp is in the input twice"));

@@ -1,4 +1,4 @@
-//! The workstation subcommands of `hookgate`: `token`, `url`, `check`, `send` and `import`.
+//! The workstation subcommands of `hookgate`: `token`, `public-key`, `url`, `check`, `send` and `import`.
 
 pub mod cluster;
 pub mod import;
@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use hookgate_controller::receivers::offline;
-use hookgate_filter::config::{flux_webhook_path, Config, SecretSource};
+use hookgate_filter::config::flux_webhook_path;
 use hookgate_filter::providers::{self, Outgoing, Provider};
 use hookgate_protocol::enrollment::ControllerKey;
 use serde_json::Value;
@@ -56,14 +56,14 @@ pub fn read_input(path: &Path) -> anyhow::Result<(String, String)> {
     Ok((text, path.display().to_string()))
 }
 
-/// `text` as a filter configuration: JSON that is not a Kubernetes object (which has a `kind`).
+/// `text` as a plugin configuration on its own: JSON that is not a Kubernetes object (which has a `kind`).
 fn as_configuration(text: &str) -> Option<Value> {
     let value: Value = serde_json::from_str(text).ok()?;
     value.get("kind").is_none().then_some(value)
 }
 
 /// The `spec.wasm[].config` of each EnvoyExtensionPolicy among `objects`, as `(where, config JSON)`.
-fn policy_configurations(objects: &[Value], source: &str) -> Vec<(String, Value)> {
+fn plugin_configurations(objects: &[Value], source: &str) -> Vec<(String, Value)> {
     let mut found = Vec::new();
     for doc in objects {
         if doc.get("kind").and_then(Value::as_str) != Some("EnvoyExtensionPolicy") {
@@ -96,60 +96,6 @@ fn policy_configurations(objects: &[Value], source: &str) -> Vec<(String, Value)
     found
 }
 
-/// Each filter configuration found in `path`: a JSON configuration, or YAML holding EnvoyExtensionPolicies
-/// whose `spec.wasm[].config` are configurations. Returns `(where, config JSON)` pairs.
-pub fn configurations_in(path: &Path) -> anyhow::Result<Vec<(String, Value)>> {
-    let (text, source) = read_input(path)?;
-    if let Some(config) = as_configuration(&text) {
-        return Ok(vec![(source, config)]);
-    }
-    let found = policy_configurations(&import::objects_in(&text, &source)?, &source);
-    if found.is_empty() {
-        bail!(
-            "{source}: neither a filter configuration (JSON) nor YAML with an EnvoyExtensionPolicy"
-        );
-    }
-    Ok(found)
-}
-
-/// Parses `config` with the filter's parser, each unset variable standing for a placeholder its use accepts
-/// (the provider's own, for a secret).
-fn parse_lenient(location: &str, config: &Value) -> anyhow::Result<Config> {
-    Config::parse_with_placeholders(&serde_json::to_vec(config)?, &|name| {
-        std::env::var(name).ok()
-    })
-    .map_err(|e| anyhow!("{location}: {e}"))
-}
-
-/// A receiver's path at `index`, or why it cannot be known here (its secret's variable is unset).
-fn describe_path(receiver: &hookgate_filter::config::Receiver, index: usize) -> String {
-    match receiver.secret_sources.get(index) {
-        Some(SecretSource::Env(var)) if !receiver.pinned_path && std::env::var(var).is_err() => {
-            format!(
-                "/hook/<sha256 of the token in ${var} + name + namespace> (set {var} to print it)"
-            )
-        }
-        _ => receiver.paths[index].clone(),
-    }
-}
-
-/// The paths of receiver `namespace/name` in the configuration(s) of `path`.
-pub fn receiver_paths(path: &Path, namespace: &str, name: &str) -> anyhow::Result<Vec<String>> {
-    for (location, config) in configurations_in(path)? {
-        let parsed = parse_lenient(&location, &config)?;
-        if let Some(receiver) = parsed
-            .receivers
-            .iter()
-            .find(|r| r.name == name && r.namespace == namespace)
-        {
-            return Ok((0..receiver.paths.len())
-                .map(|i| describe_path(receiver, i))
-                .collect());
-        }
-    }
-    bail!("{}: no receiver {namespace}/{name}", path.display())
-}
-
 /// What `check` is told besides its files.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
@@ -175,25 +121,28 @@ pub struct CheckReport {
     pub invalid: usize,
 }
 
-/// Checks `files`: each filter configuration (JSON, or the `config` of an EnvoyExtensionPolicy) with the
-/// filter's own parser, describing each receiver; and the hookgate Receivers of every file together, with
-/// the Secrets among them, as the controller would compile them
-/// ([`hookgate_controller::receivers::offline`]).
+/// Why `check` refuses a plugin configuration holding receivers (as before receivers were objects).
+const RECEIVERS_ARE_OBJECTS: &str = "holds receivers, which are no longer configured here: receivers are \
+     `Receiver` objects (hookgate.io/v1alpha1) with a Secret in their namespace, which the controller serves \
+     to the filter, and the plugin configuration is only the bootstrap (`controller`, `controllerKeys`). \
+     `hookgate import` writes Receivers from Flux Receivers; see docs/live-configuration.md";
+
+/// Checks `files`: each plugin configuration (the `config` of an EnvoyExtensionPolicy, or JSON on its own)
+/// as the bootstrap the filter reads, and the hookgate Receivers of every file together, with the Secrets
+/// among them, as the controller would compile them ([`hookgate_controller::receivers::offline`]).
 ///
-/// A configuration's secrets come from this process's environment; an unset variable is replaced by a
-/// placeholder so the rest can still be checked, and the paths that depend on it are reported as unknown.
-/// A Receiver's Secret not in the files is replaced by a placeholder the same way. A configuration the
-/// filter refuses is an error; a Receiver the controller would not serve is reported and counted.
+/// A Receiver's Secret not in the files is replaced by a placeholder, and the paths that depend on it are
+/// reported as unknown. A plugin configuration the filter refuses, or one holding receivers, is an error;
+/// a Receiver the controller would not serve is reported and counted.
 pub fn check(files: &[PathBuf], options: &CheckOptions) -> anyhow::Result<CheckReport> {
     let mut report = String::new();
     let mut receivers = objects::Objects::default();
-    let mut configurations = 0;
+    let mut bootstraps = 0;
     let mut flux = false;
     // A file of Flux Receivers: say which command reads them.
     let hint = |flux: bool| {
         if flux {
-            " (Flux Receivers are not checked: `hookgate import --to objects` writes hookgate Receivers \
-             from them)"
+            " (Flux Receivers are not checked: `hookgate import` writes hookgate Receivers from them)"
         } else {
             ""
         }
@@ -201,12 +150,12 @@ pub fn check(files: &[PathBuf], options: &CheckOptions) -> anyhow::Result<CheckR
     for file in files {
         let (text, source) = read_input(file)?;
         if let Some(config) = as_configuration(&text) {
-            describe_configuration(&mut report, &source, &config)?;
-            configurations += 1;
+            describe_bootstrap(&mut report, &source, &config)?;
+            bootstraps += 1;
             continue;
         }
         let found = import::objects_in(&text, &source)?;
-        let policies = policy_configurations(&found, &source);
+        let policies = plugin_configurations(&found, &source);
         let taken = receivers.add(&found, &source, &options.namespace)?;
         let has_flux = found
             .iter()
@@ -214,21 +163,20 @@ pub fn check(files: &[PathBuf], options: &CheckOptions) -> anyhow::Result<CheckR
         flux |= has_flux;
         if policies.is_empty() && taken == 0 {
             bail!(
-                "{source}: neither a filter configuration (JSON) nor YAML with an EnvoyExtensionPolicy, a \
-                 hookgate Receiver ({}) or a Secret{}",
+                "{source}: neither YAML with a hookgate Receiver ({}), a Secret or an EnvoyExtensionPolicy, \
+                 nor a plugin configuration (JSON){}",
                 objects::API_VERSION,
                 hint(has_flux)
             );
         }
         for (location, config) in &policies {
-            describe_configuration(&mut report, location, config)?;
-            configurations += 1;
+            describe_bootstrap(&mut report, location, config)?;
+            bootstraps += 1;
         }
     }
-    if configurations == 0 && !receivers.has_receivers() {
+    if bootstraps == 0 && !receivers.has_receivers() {
         bail!(
-            "nothing to check: the files hold no filter configuration, EnvoyExtensionPolicy or hookgate \
-             Receiver{}",
+            "nothing to check: the files hold no hookgate Receiver or EnvoyExtensionPolicy{}",
             hint(flux)
         );
     }
@@ -249,49 +197,23 @@ pub fn check(files: &[PathBuf], options: &CheckOptions) -> anyhow::Result<CheckR
     })
 }
 
-/// Parses `config` with the filter's own parser and describes each receiver, under `location`.
-fn describe_configuration(
-    report: &mut String,
-    location: &str,
-    config: &Value,
-) -> anyhow::Result<()> {
-    // With receivers as objects the policy holds the bootstrap: how to reach the controller, and the
-    // controller's public keys.
-    if config.get("controller").is_some() {
-        let bootstrap = hookgate_filter::channel::Bootstrap::read(config)
-            .map_err(|e| anyhow!("{location}: {e}"))?;
-        let _ = writeln!(
-            report,
-            "{location}: bootstrap: receivers from the controller through cluster {} (authority {}, {} \
-             controller key(s))",
-            bootstrap.cluster,
-            bootstrap.authority,
-            bootstrap.keys.len()
-        );
-        return Ok(());
+/// Reads `config` as the filter reads its plugin configuration, the bootstrap (how to reach the controller,
+/// and the controller's public keys), and describes it under `location` without its keys. A configuration
+/// holding receivers is refused, saying where receivers went.
+fn describe_bootstrap(report: &mut String, location: &str, config: &Value) -> anyhow::Result<()> {
+    if config.get("receivers").is_some() {
+        bail!("{location}: {RECEIVERS_ARE_OBJECTS}");
     }
-    let parsed = parse_lenient(location, config)?;
+    let bootstrap = hookgate_filter::channel::Bootstrap::read(config)
+        .map_err(|e| anyhow!("{location}: {e}"))?;
     let _ = writeln!(
         report,
-        "{location}: {} receiver(s), forward path {}",
-        parsed.receivers.len(),
-        parsed.forward_path
+        "{location}: bootstrap: receivers from the controller through cluster {} (authority {}, {} \
+         controller key(s))",
+        bootstrap.cluster,
+        bootstrap.authority,
+        bootstrap.keys.len()
     );
-    for receiver in &parsed.receivers {
-        let _ = writeln!(
-            report,
-            "  {} ({}){}",
-            receiver.label(),
-            receiver.provider_name,
-            if receiver.disabled { " [disabled]" } else { "" }
-        );
-        for i in 0..receiver.paths.len() {
-            let _ = writeln!(report, "    path: {}", describe_path(receiver, i));
-        }
-    }
-    for warning in &parsed.warnings {
-        let _ = writeln!(report, "  warning: {warning}");
-    }
     Ok(())
 }
 
@@ -376,7 +298,7 @@ mod tests {
     }
 
     use super::*;
-    use hookgate_filter::config::flux_webhook_path;
+    use hookgate_filter::config::{flux_webhook_path, Config};
     use hookgate_filter::providers::Proof;
     use hookgate_filter::{Filter, Headers, Outcome};
     use serde_json::json;
@@ -398,7 +320,7 @@ mod tests {
                 "name": "r", "namespace": "ns", "type": name, "secrets": [{"inline": secret}],
                 "targets": [{"kind": "GitRepository", "name": "x"}]}]});
             let filter =
-                Filter::new(Config::parse(config.to_string().as_bytes(), &|_| None).unwrap());
+                Filter::new(Config::parse_delivered(config.to_string().as_bytes()).unwrap());
             let body = provider.sender().sample_payload.as_bytes();
             let headers = Headers::new(sign(*provider, &secret, None, body).unwrap());
             let now = SystemTime::now()
@@ -413,73 +335,31 @@ mod tests {
         }
     }
 
+    /// A Receiver's Secret not in the files is replaced by a placeholder, whatever the type: a Receiver of
+    /// every type in the provider table, its Secret absent, is served, and its paths are reported as
+    /// depending on that Secret's keys.
     #[test]
-    fn check_reads_json_and_envoy_extension_policies() {
-        let dir = std::env::temp_dir().join(format!("hookgate-check-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = r#"{"attestationKeyEnv":"HOOKGATE_CHECK_TEST_KEY_UNSET","receivers":[
-            {"name":"webapp","namespace":"flux-system","type":"github","secrets":[{"env":"HOOKGATE_CHECK_TEST_UNSET"}],
-             "targets":[{"kind":"GitRepository","name":"webapp"}]},
-            {"name":"argo","namespace":"argocd","type":"bearer","path":"/hook/argo","secrets":[{"env":"HOOKGATE_CHECK_TEST_UNSET"}],
-             "targets":[{"kind":"Application","name":"guestbook"}]}]}"#;
-        let json_path = dir.join("config.json");
-        std::fs::write(&json_path, config).unwrap();
-        let report = check_file(&json_path).unwrap();
-        assert!(report.contains("flux-system/webapp (github)"), "{report}");
-        assert!(
-            report.contains("set HOOKGATE_CHECK_TEST_UNSET to print it"),
-            "{report}"
-        );
-        assert!(report.contains("path: /hook/argo"), "{report}");
-
-        let policy = format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n---\napiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyExtensionPolicy\nmetadata: {{name: hookgate, namespace: gw}}\nspec:\n  wasm:\n  - name: hookgate\n    config: {config}\n"
-        );
-        let yaml_path = dir.join("policy.yaml");
-        std::fs::write(&yaml_path, &policy).unwrap();
-        let report = check_file(&yaml_path).unwrap();
-        assert!(
-            report.contains("EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: 2 receiver(s)"),
-            "{report}"
-        );
-
-        let broken = policy.replace(
-            "\"targets\":[{\"kind\":\"Application\"",
-            "\"targetz\":[{\"kind\":\"Application\"",
-        );
-        std::fs::write(&yaml_path, broken).unwrap();
-        let error = check_file(&yaml_path).unwrap_err().to_string();
-        assert!(error.contains("policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: receiver argocd/argo: field `receivers[1].targetz`"), "{error}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// "Unset ones are reported, not required", whatever the type: a receiver of every type in the provider
-    /// table, every secret unset, checks, and its paths are reported as depending on those variables.
-    #[test]
-    fn check_reports_unset_secrets_for_every_provider_type() {
+    fn check_compiles_every_provider_type_without_its_secret() {
         let dir = std::env::temp_dir().join(format!("hookgate-check-types-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (first, second) = (
-            "HOOKGATE_CHECK_EVERY_TYPE_UNSET_A",
-            "HOOKGATE_CHECK_EVERY_TYPE_UNSET_B",
-        );
         let mut failures = Vec::new();
         for (name, provider) in hookgate_filter::providers::PROVIDERS {
             if provider.proof() == Proof::VerifiedToken {
-                continue; // no secrets to report
+                continue; // no secret to stand in for
             }
-            let config = json!({
-                "attestationKeyEnv": "HOOKGATE_CHECK_EVERY_TYPE_KEY_UNSET",
-                "receivers": [{"name": "r", "namespace": "ns", "type": name,
-                               "secrets": [{"env": first}, {"env": second}],
-                               "targets": [{"kind": "GitRepository", "name": "x"}]}]});
-            let path = dir.join(format!("{name}.json"));
-            std::fs::write(&path, config.to_string()).unwrap();
+            let receiver = format!(
+                "apiVersion: hookgate.io/v1alpha1\nkind: Receiver\nmetadata: {{name: r, namespace: ns}}\n\
+                 spec:\n  type: {name}\n  secretRef: {{name: s, keys: [a, b]}}\n  \
+                 targets: [{{kind: GitRepository, name: x}}]\n"
+            );
+            let path = dir.join(format!("{name}.yaml"));
+            std::fs::write(&path, receiver).unwrap();
             match check_file(&path) {
                 Ok(report) => {
-                    for var in [first, second] {
-                        if !report.contains(&format!("(set {var} to print it)")) {
-                            failures.push(format!("{name}: {var} not reported: {report}"));
+                    for key in ["a", "b"] {
+                        if !report.contains(&format!("/hook/<sha256 of Secret s key {key} + name"))
+                        {
+                            failures.push(format!("{name}: key {key} not reported: {report}"));
                         }
                     }
                 }
@@ -497,51 +377,65 @@ mod tests {
         Result<(Vec<String>, usize), &'static str>,
     );
 
-    /// `check FILE...`: what each file holds, and what the whole says.
-    #[test]
-    fn check_reads_receivers_secrets_and_policies_across_files() {
-        let dir = std::env::temp_dir().join(format!("hookgate-check-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    /// The files [`check_reads_receivers_secrets_and_policies_across_files`] checks: (name, text).
+    fn check_files() -> Vec<(&'static str, String)> {
         let receiver = "apiVersion: hookgate.io/v1alpha1\nkind: Receiver\nmetadata: {name: app, namespace: tenant}\n\
                         spec:\n  type: github\n  secretRef: {name: webhook-token}\n  targets: [{kind: GitRepository, name: app}]\n";
         let secret =
             "apiVersion: v1\nkind: Secret\nmetadata: {name: webhook-token, namespace: tenant}\n\
                       stringData: {token: hunter2-files}\n";
-        let policy = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyExtensionPolicy\n\
-                      metadata: {name: hookgate, namespace: gw}\nspec:\n  wasm:\n  - name: hookgate\n    config: \
-                      {attestationKeyEnv: HOOKGATE_CHECK_FILES_UNSET, receivers: [{name: r, namespace: ns, type: \
-                      github, secrets: [{env: HOOKGATE_CHECK_FILES_UNSET}], targets: [{kind: GitRepository, name: x}]}]}\n";
-        let bootstrap = "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyExtensionPolicy\n\
-                         metadata: {name: hookgate, namespace: gw}\nspec:\n  wasm:\n  - name: hookgate\n    \
-                         config: {controller: {cluster: httproute/gw/hookgate-webhooks/rule/0}, controllerKeys: KEYS}\n";
+        let legacy = "{attestationKeyEnv: HOOKGATE_ATTESTATION_KEY, receivers: [{name: r, namespace: ns, type: \
+                      github, secrets: [{env: GITHUB_SECRET}], targets: [{kind: GitRepository, name: x}]}]}";
+        let policy = |config: &str| {
+            format!(
+                "apiVersion: gateway.envoyproxy.io/v1alpha1\nkind: EnvoyExtensionPolicy\nmetadata: {{name: \
+                 hookgate, namespace: gw}}\nspec:\n  wasm:\n  - name: hookgate\n    config: {config}\n"
+            )
+        };
+        let bootstrap = |keys: &str| {
+            format!("{{controller: {{cluster: httproute/gw/hookgate-webhooks/rule/0}}, controllerKeys: {keys}}}")
+        };
+        let key = format!("[\"{}\"]", "ab".repeat(32));
         let flux = "apiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata: {name: f, namespace: ns}\n\
                     spec: {type: github, secretRef: {name: t}, resources: [{kind: GitRepository, name: x}]}\n";
-        let files = [
+        vec![
             ("receiver.yaml", receiver.to_string()),
             ("secret.yaml", secret.to_string()),
-            ("policy.yaml", policy.to_string()),
-            ("mixed.yaml", format!("{policy}---\n{receiver}")),
+            ("bootstrap.yaml", policy(&bootstrap(&key))),
+            ("bootstrap-no-key.yaml", policy(&bootstrap("[]"))),
+            (
+                "bootstrap.json",
+                serde_json::to_string(&serde_yaml::from_str::<Value>(&bootstrap(&key)).unwrap())
+                    .unwrap(),
+            ),
+            (
+                "mixed.yaml",
+                format!("{}---\n{receiver}", policy(&bootstrap(&key))),
+            ),
             (
                 "bad.yaml",
                 receiver.replace("name: app}]", "name: Web App}]"),
             ),
-            ("flux.yaml", flux.to_string()),
             (
-                "bootstrap.yaml",
-                bootstrap.replace("KEYS", &format!("[\"{}\"]", "ab".repeat(32))),
+                "legacy.json",
+                serde_json::to_string(&serde_yaml::from_str::<Value>(legacy).unwrap()).unwrap(),
             ),
-            ("bootstrap-no-key.yaml", bootstrap.replace("KEYS", "[]")),
+            ("legacy-policy.yaml", policy(legacy)),
+            ("flux.yaml", flux.to_string()),
             ("flux-and-secret.yaml", format!("{flux}---\n{secret}")),
             (
                 "configmap.yaml",
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n".to_string(),
             ),
-        ];
-        for (name, text) in &files {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
+        ]
+    }
+
+    /// The cases of [`check_reads_receivers_secrets_and_policies_across_files`].
+    fn check_cases() -> Vec<FilesCase> {
         let path = flux_webhook_path("hunter2-files", "app", "tenant");
-        let cases: Vec<FilesCase> = vec![
+        let described = "bootstrap: receivers from the controller through cluster \
+                         httproute/gw/hookgate-webhooks/rule/0 (authority hookgate-controller, 1 controller key(s))";
+        vec![
             (
                 "a Receiver and its Secret in two files",
                 vec!["receiver.yaml", "secret.yaml"],
@@ -554,29 +448,31 @@ mod tests {
                 Ok((vec!["path: /hook/<sha256 of Secret webhook-token key token".into()], 0)),
             ),
             (
-                "a policy and a Receiver in one file",
-                vec!["mixed.yaml"],
-                Ok((vec!["mixed.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: 1 receiver(s)".into(),
-                         "mixed.yaml: Receiver tenant/app (github): OK".into()], 0)),
-            ),
-            (
-                "an invalid Receiver beside a policy",
-                vec!["policy.yaml", "bad.yaml"],
-                Ok((vec!["bad.yaml: Receiver tenant/app (github): InvalidSpec: spec.targets[0].name: ".into()], 1)),
-            ),
-            (
                 "a bootstrap policy (receivers as objects) and the Receivers",
                 vec!["bootstrap.yaml", "receiver.yaml"],
                 Ok((
                     vec![
-                        "bootstrap.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: bootstrap: \
-                         receivers from the controller through cluster httproute/gw/hookgate-webhooks/rule/0 \
-                         (authority hookgate-controller, 1 controller key(s))"
-                            .into(),
+                        format!("bootstrap.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: {described}"),
                         "receiver.yaml: Receiver tenant/app (github): OK".into(),
                     ],
                     0,
                 )),
+            ),
+            (
+                "a bootstrap policy and a Receiver in one file",
+                vec!["mixed.yaml"],
+                Ok((vec![format!("mixed.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: {described}"),
+                         "mixed.yaml: Receiver tenant/app (github): OK".into()], 0)),
+            ),
+            (
+                "a bootstrap on its own (JSON)",
+                vec!["bootstrap.json"],
+                Ok((vec![format!("bootstrap.json: {described}\n")], 0)),
+            ),
+            (
+                "an invalid Receiver beside a bootstrap policy",
+                vec!["bootstrap.yaml", "bad.yaml"],
+                Ok((vec!["bad.yaml: Receiver tenant/app (github): InvalidSpec: spec.targets[0].name: ".into()], 1)),
             ),
             (
                 "a bootstrap without a controller key, which the filter refuses",
@@ -584,25 +480,50 @@ mod tests {
                 Err("bootstrap-no-key.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: "),
             ),
             (
+                "a filter configuration (JSON) with receivers: refused, saying where receivers went",
+                vec!["legacy.json"],
+                Err("legacy.json: holds receivers, which are no longer configured here: receivers are `Receiver` \
+                     objects (hookgate.io/v1alpha1) with a Secret in their namespace, which the controller serves \
+                     to the filter, and the plugin configuration is only the bootstrap (`controller`, \
+                     `controllerKeys`). `hookgate import` writes Receivers from Flux Receivers; see \
+                     docs/live-configuration.md"),
+            ),
+            (
+                "an EnvoyExtensionPolicy with receivers, beside Receivers: refused",
+                vec!["receiver.yaml", "legacy-policy.yaml"],
+                Err("legacy-policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: holds receivers, \
+                     which are no longer configured here: receivers are `Receiver` objects"),
+            ),
+            (
                 "Flux Receivers alone",
                 vec!["flux.yaml"],
-                Err("flux.yaml: neither a filter configuration (JSON) nor YAML with an EnvoyExtensionPolicy, a hookgate \
-                     Receiver (hookgate.io/v1alpha1) or a Secret (Flux Receivers are not checked: `hookgate \
-                     import --to objects`"),
+                Err("flux.yaml: neither YAML with a hookgate Receiver (hookgate.io/v1alpha1), a Secret or an \
+                     EnvoyExtensionPolicy, nor a plugin configuration (JSON) (Flux Receivers are not checked: \
+                     `hookgate import` writes hookgate Receivers from them)"),
             ),
             (
                 "Flux Receivers and a Secret",
                 vec!["flux-and-secret.yaml"],
-                Err("nothing to check: the files hold no filter configuration, EnvoyExtensionPolicy or \
-                     hookgate Receiver (Flux Receivers are not checked"),
+                Err("nothing to check: the files hold no hookgate Receiver or EnvoyExtensionPolicy (Flux \
+                     Receivers are not checked"),
             ),
             (
                 "nothing hookgate reads",
                 vec!["receiver.yaml", "configmap.yaml"],
-                Err("configmap.yaml: neither a filter configuration (JSON) nor YAML"),
+                Err("configmap.yaml: neither YAML with a hookgate Receiver"),
             ),
-        ];
-        for (case, names, expected) in cases {
+        ]
+    }
+
+    /// `check FILE...`: what each file holds, and what the whole says.
+    #[test]
+    fn check_reads_receivers_secrets_and_policies_across_files() {
+        let dir = std::env::temp_dir().join(format!("hookgate-check-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in check_files() {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        for (case, names, expected) in check_cases() {
             let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
             let result = check(&paths, &CheckOptions::default());
             match (expected, result) {

@@ -43,25 +43,20 @@ enum Command {
         file: PathBuf,
     },
     /// Print a receiver's webhook path: Flux's (/hook/ + sha256(token + name + namespace)) from a token,
-    /// the paths a filter configuration gives it (--config), or the URL the controller wrote in the
-    /// status of a Receiver object (--receiver).
+    /// or the URL the controller wrote in the status of a Receiver object (--receiver).
     Url {
-        /// The receiver's name (with --token, --token-env or --config).
+        /// The receiver's name (with --token or --token-env).
         #[arg(long, required_unless_present = "receiver")]
         name: Option<String>,
-        /// The receiver's namespace (with --token, --token-env or --config).
+        /// The receiver's namespace (with --token or --token-env).
         #[arg(long, required_unless_present = "receiver")]
         namespace: Option<String>,
         /// The receiver's token; prefer --token-env so it stays out of shell history.
-        #[arg(long, conflicts_with_all = ["token_env", "config"])]
+        #[arg(long, conflicts_with = "token_env")]
         token: Option<String>,
         /// Environment variable holding the token.
-        #[arg(long, conflicts_with = "config")]
-        token_env: Option<String>,
-        /// A filter configuration (JSON) or a YAML file with an EnvoyExtensionPolicy: print the paths it
-        /// gives this receiver (pinned, or derived from its secrets).
         #[arg(long)]
-        config: Option<PathBuf>,
+        token_env: Option<String>,
         /// A Receiver object (hookgate.io/v1alpha1) in the cluster, NAMESPACE/NAME or NAME (in the
         /// kubeconfig context's namespace): print its `status.url`, else its `status.webhookPath`, read
         /// through the Kubernetes API (KUBECONFIG, ~/.kube/config, or the pod's service account). Exits
@@ -70,67 +65,53 @@ enum Command {
         #[arg(
             long,
             value_name = "[NAMESPACE/]NAME",
-            conflicts_with_all = ["name", "namespace", "token", "token_env", "config"]
+            conflicts_with_all = ["name", "namespace", "token", "token_env"]
         )]
         receiver: Option<String>,
     },
-    /// Check files offline: filter configurations with the filter's own parser, and hookgate Receiver
-    /// objects with the controller's own compiler.
+    /// Check files offline: hookgate Receiver objects with the controller's own compiler, and the
+    /// bootstrap in an EnvoyExtensionPolicy with the filter's own reader.
     ///
-    /// A JSON file without `kind` is a filter configuration; any other file is read as YAML (several
-    /// documents, or a `kind: List`) and may hold EnvoyExtensionPolicies, whose `config` is checked the
-    /// same way, and hookgate `Receiver` objects (hookgate.io/v1alpha1) with the Secrets they name. For
-    /// each configuration: its receivers and their paths; secrets are read from this environment, and
-    /// unset ones are reported, not required. A `config` that is a bootstrap (receivers from the
-    /// controller) is read as the filter reads it and described without its channel keys. For each
-    /// Receiver, compiled with the Receivers of every file together as the controller compiles them: `OK`
-    /// and its webhook paths, or the Ready reason and message the controller would give it (for instance
-    /// `InvalidSpec: spec.targets[0].name: ...`, `PathConflict: ...`), or the fields the CRD lacks. A
-    /// Secret not in the files is replaced by a placeholder under each key, and the paths derived from it
-    /// are shown as unknown. Secret values are never printed. Exits 1 when a configuration is refused or
-    /// a Receiver would not be served.
+    /// Files are read as YAML (several documents, or a `kind: List`) and may hold hookgate `Receiver`
+    /// objects (hookgate.io/v1alpha1) with the Secrets they name, and EnvoyExtensionPolicies, whose
+    /// `config` is the bootstrap: how the filter reaches the controller, and the controller's public keys.
+    /// A JSON file without `kind` is such a `config` on its own. A bootstrap is read as the filter reads
+    /// it and described without its keys. A `config` holding receivers (a filter configuration of before
+    /// receivers were objects) is refused: receivers are `Receiver` objects now (`hookgate import` writes
+    /// them from Flux Receivers; see docs/live-configuration.md). For each Receiver, compiled with the
+    /// Receivers of every file together as the controller compiles them: `OK` and its webhook paths, or
+    /// the Ready reason and message the controller would give it (for instance `InvalidSpec:
+    /// spec.targets[0].name: ...`, `PathConflict: ...`), or the fields the CRD lacks. A Secret not in the
+    /// files is replaced by a placeholder under each key, and the paths derived from it are shown as
+    /// unknown. Secret values are never printed. Exits 1 when a configuration is refused or a Receiver
+    /// would not be served.
     Check(CheckArgs),
     /// Sign a payload like the provider would and POST it to a hookgate (or Flux) webhook URL.
     Send(SendArgs),
-    /// Import Flux Receivers as hookgate receivers that keep every webhook URL Flux gave.
+    /// Import Flux Receivers as hookgate Receiver objects that keep every webhook URL Flux gave.
     ///
-    /// Reads Flux Receivers (notification.toolkit.fluxcd.io) and their Secrets (key `token`, from `data`
-    /// or `stringData`) and writes to --out, as --to says.
-    ///
-    /// `--to policy` (default): hookgate-config.json, the filter configuration (each Receiver's name,
-    /// namespace, type, events and resources as targets; its token referenced by an environment
-    /// variable, never its value); app/kustomization.yaml, a Kustomize Component for the route side (the
-    /// configuration in the EnvoyExtensionPolicy `hookgate`, the variables in its hostKeys);
-    /// proxy/kustomization.yaml, a Component for the proxy side (env entries of the EnvoyProxy
-    /// `hookgate-proxy` reading the same Secrets by name, which the Envoy pods find in the Gateway's
-    /// namespace). The configuration is checked with the filter's own parser first. A Receiver whose
-    /// Secret is missing is an error.
-    ///
-    /// `--to objects`: receivers.yaml, one hookgate `Receiver` (hookgate.io/v1alpha1) per Flux Receiver,
-    /// with its name and namespace, its type, events, resources as targets, resourceFilter and suspend,
-    /// and `secretRef` naming the same Secret (key `token`), so that it answers on Flux's path; each
-    /// after a comment saying what differs. Each is compiled by the controller's own compiler first, with
-    /// its Secret's data when the Secret is in the input; the Secrets are optional (without one the path
-    /// is Flux's all the same, but not printed). A Receiver the controller would not serve is skipped with
-    /// its Ready reason and message.
+    /// Reads Flux Receivers (notification.toolkit.fluxcd.io) and, optionally, their Secrets (key `token`,
+    /// from `data` or `stringData`) and writes --out/receivers.yaml: one hookgate `Receiver`
+    /// (hookgate.io/v1alpha1) per Flux Receiver, with its name and namespace, its type, events, resources
+    /// as targets, resourceFilter and suspend, and `secretRef` naming the same Secret (key `token`), so
+    /// that it answers on Flux's path; each after a comment saying what differs. No Secret is written or
+    /// copied: each Receiver reads its Flux Receiver's Secret where it is. Each is compiled by the
+    /// controller's own compiler first, with its Secret's data when the Secret is in the input; without
+    /// it the path is Flux's all the same, but not printed. A Receiver the controller would not serve is
+    /// skipped with its Ready reason and message.
     ///
     /// On stderr: each imported receiver with its webhook path, each skipped one with why (a type
-    /// hookgate lacks, a CEL filter), and what changed (events Flux ignores, cross-namespace targets);
-    /// with --to objects, also the Flux Receivers the controller can serve as they are with
-    /// --serve-flux-receivers (the ones imported with no note). Nothing is written when no Receiver can
-    /// be imported.
+    /// hookgate lacks, a CEL filter), what changed (events Flux ignores, cross-namespace targets), and the
+    /// Flux Receivers the controller can serve as they are with --serve-flux-receivers (the ones imported
+    /// with no note). Nothing is written when no Receiver can be imported.
     Import {
         /// YAML files holding the Receivers and their Secrets (several documents, or a `kind: List` as
         /// `kubectl get -o yaml` prints); `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         inputs: Vec<PathBuf>,
-        /// Directory to write to: hookgate-config.json, app/kustomization.yaml and
-        /// proxy/kustomization.yaml (--to policy), or receivers.yaml (--to objects).
+        /// Directory to write receivers.yaml to.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// What to write.
-        #[arg(long, value_enum, default_value_t = cli::import::Output::Policy)]
-        to: cli::import::Output,
     },
     /// Print the CustomResourceDefinition of `Receiver` (hookgate.io/v1alpha1) as YAML, as
     /// manifests/base/crds holds it.
@@ -139,7 +120,7 @@ enum Command {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Files to check (JSON filter configurations, or YAML); `-` reads standard input.
+    /// Files to check (YAML, or a bootstrap as JSON); `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// The namespace of objects that name none, as `kubectl apply -n` would put them (a Flux-style path
@@ -197,6 +178,19 @@ fn secret_from(value: Option<String>, env: Option<String>, what: &str) -> anyhow
     }
 }
 
+/// `url --receiver`: the URL in the status of the Receiver `reference`, with warnings on standard error.
+async fn print_receiver_url(reference: &str) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.context(
+        "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the pod's service account)",
+    )?;
+    let printed = cli::cluster::receiver_url(client, reference).await?;
+    for warning in &printed.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("{}", printed.line);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // One TLS provider for kube and reqwest.
@@ -216,36 +210,17 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             token,
             token_env,
-            config,
             receiver,
         } => {
             if let Some(reference) = receiver {
-                let client = kube::Client::try_default().await.context(
-                    "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the pod's service \
-                     account)",
-                )?;
-                let printed = cli::cluster::receiver_url(client, &reference).await?;
-                for warning in &printed.warnings {
-                    eprintln!("warning: {warning}");
-                }
-                println!("{}", printed.line);
-                return Ok(());
+                return print_receiver_url(&reference).await;
             }
             // clap requires both without --receiver.
             let (Some(name), Some(namespace)) = (name, namespace) else {
                 bail!("give --name and --namespace, or --receiver");
             };
-            match config {
-                Some(file) => {
-                    for path in cli::receiver_paths(&file, &namespace, &name)? {
-                        println!("{path}");
-                    }
-                }
-                None => {
-                    let token = secret_from(token, token_env, "token")?;
-                    println!("{}", cli::url(&name, &namespace, &token));
-                }
-            }
+            let token = secret_from(token, token_env, "token")?;
+            println!("{}", cli::url(&name, &namespace, &token));
             Ok(())
         }
         Command::Crd => {
@@ -268,8 +243,8 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Import { inputs, out, to } => {
-            eprint!("{}", cli::import::run(&inputs, &out, to)?);
+        Command::Import { inputs, out } => {
+            eprint!("{}", cli::import::run(&inputs, &out)?);
             Ok(())
         }
         Command::Send(args) => {
