@@ -1,14 +1,15 @@
 """`hookgate import` on the Receivers of Flux's documentation and common setups (GitHub push+ping with a
-GitRepository and `*` Kustomizations by label; GitLab; Harbor; Docker Hub) and their Secrets: the
-components it writes, applied to the base manifests by the real Kustomize, configure the compiled filter
-so that it accepts a delivery at the path Flux computed for the original Receiver and refuses a forged one:
-in the real Envoy (forwarded with the Receiver's targets), and through the real Envoy Gateway in front of
-the controller and the real kube-apiserver (the targets annotated). The Envoy Gateway tests take its fixed
-ports: run them under `flock /tmp/hookgate-eg.lock`."""
+GitRepository and `*` Kustomizations by label; GitLab with a Kustomization in another namespace; Harbor;
+Docker Hub) and their Secrets: it writes hookgate `Receiver` objects (hookgate.io/v1alpha1) reading the same
+Secrets, which the real kube-apiserver takes and `hookgate check` compiles on Flux's paths. Applied with
+the input Secrets and served by the controller to the real Envoy with the filter (tests/served.py), a
+delivery at the path Flux computed for the original Receiver reconciles the Receiver's targets in the real
+kube-apiserver, and a forged one changes nothing."""
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import subprocess
@@ -19,10 +20,10 @@ import pytest
 import yaml
 
 import signers
-from deploy import DELIVERIES, MANIFESTS, Delivery, deploy, envoy_environment, policy_keys, wait_translated
-from gateway import EnvoyGateway, ModuleServer, http_code, render
-from harness import CONTROLLER, WASM, Envoy, RecordingUpstream, envoy_bootstrap, free_port
-from test_edge_filter import ATTESTATION_KEY, assert_attested_forward, assert_nothing_upstream, send
+from deploy import DELIVERIES, MANIFESTS, Delivery
+from gitops import FLUX, annotations, git_repository, kustomization
+from harness import CONTROLLER
+from served import ServedEdge
 
 NS = "flux-system"
 TOKENS = {"github-token": "gh-8f3a1c0d2b", "gitlab-token": "gl-51e9aa0c7d", "harbor-token": "hb-0c2d77e1f4",
@@ -82,7 +83,6 @@ class Case:
     secret: str
     headers: object  # (secret, body) -> headers
     payload: dict
-    targets: list[dict]  # as forwarded: each with its namespace
     signed: bool = True  # False: the provider proves nothing in the request, the secret path is the proof
 
     def delivery(self, forged: bool = False) -> tuple[Delivery, int]:
@@ -96,203 +96,14 @@ class Case:
         return Delivery(path, self.headers(used, body), body), (200 if not forged else 401 if self.signed else 404)
 
 
-def forwarded_targets(resources: list[dict]) -> list[dict]:
-    return [{**r, "namespace": r.get("namespace", NS)} for r in resources]
-
-
 CASES = [
-    Case("github-receiver", "github-token", *DELIVERIES[("github", "push")], forwarded_targets(GITHUB_RESOURCES)),
-    Case("gitlab-receiver", "gitlab-token", *DELIVERIES[("gitlab", "push hook")], forwarded_targets(GITLAB_RESOURCES)),
-    Case("harbor-receiver", "harbor-token", *DELIVERIES[("harbor", "push_artifact")],
-         forwarded_targets(IMAGE_RESOURCES)),
+    Case("github-receiver", "github-token", *DELIVERIES[("github", "push")]),
+    Case("gitlab-receiver", "gitlab-token", *DELIVERIES[("gitlab", "push hook")]),
+    Case("harbor-receiver", "harbor-token", *DELIVERIES[("harbor", "push_artifact")]),
     # Docker Hub signs nothing: the secret path is the proof.
     Case("dockerhub-receiver", "dockerhub-token", lambda _s, _b: {"Content-Type": "application/json"},
-         DOCKERHUB_PUSH, forwarded_targets(IMAGE_RESOURCES), signed=False),
+         DOCKERHUB_PUSH, signed=False),
 ]
-
-
-@pytest.fixture(scope="module")
-def imported(tmp_path_factory) -> tuple[Path, str]:
-    """`hookgate import` of the file and of the List on standard input: (output directory, stderr)."""
-    work = tmp_path_factory.mktemp("import")
-    receivers_file = work / "receivers.yaml"
-    receivers_file.write_text(yaml.safe_dump_all(FILE_DOCUMENTS))
-    out = work / "out"
-    result = subprocess.run([str(CONTROLLER), "import", str(receivers_file), "-", "--out", str(out)],
-                            input=yaml.safe_dump(LIST_STREAM), capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return out, result.stderr
-
-
-def test_the_summary_gives_each_receiver_its_flux_path_and_says_why_one_is_skipped(imported):
-    _, summary = imported
-    for case in CASES:
-        path = signers.flux_path(TOKENS[case.secret], case.receiver, NS)
-        assert f"imported {NS}/{case.receiver} " in summary and path in summary, summary
-    assert f"skipped {NS}/gcr-receiver: type `gcr` proves with an ID token" in summary, summary
-    assert "Secret(s) dockerhub-token, github-token, gitlab-token, harbor-token (key `token`)" in summary, summary
-    assert (f"note: {NS}/gitlab-receiver: spec.resources[1] is in namespace apps: run the controller with "
-            "--allow-cross-namespace") in summary, summary
-
-
-def test_no_token_is_written_or_printed(imported):
-    out, summary = imported
-    written = "".join(p.read_text() for p in out.rglob("*") if p.is_file())
-    for token in TOKENS.values():
-        assert token not in written and token not in summary
-
-
-@pytest.mark.parametrize("documents, error", [
-    ([FILE_DOCUMENTS[1]], "its Secret flux-system/gitlab-token is not in the input"),
-    ([FILE_DOCUMENTS[2], FILE_DOCUMENTS[3]], "no Receiver could be imported; nothing written"),
-], ids=["missing Secret", "only a type hookgate lacks"])
-def test_an_import_that_cannot_work_writes_nothing(tmp_path, documents, error):
-    source = tmp_path / "receivers.yaml"
-    source.write_text(yaml.safe_dump_all(documents))
-    result = subprocess.run([str(CONTROLLER), "import", str(source), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode != 0
-    assert error in result.stderr, result.stderr
-    assert not (tmp_path / "out").exists()
-
-
-def overlay(out: Path, workdir: Path) -> Path:
-    """An example overlay: the base controller and route side in flux-system and the proxy side, each with
-    the component `hookgate import` wrote. The GitLab Receiver targets a Kustomization in `apps`: as the
-    import's summary says, the controller runs with --allow-cross-namespace and its ClusterRole is bound
-    there too."""
-    root = workdir / "overlay"
-    sides = {"app": (NS, [MANIFESTS / "base/controller", MANIFESTS / "base/gateway/route"]),
-             "proxy": ("envoy-gateway-system", [MANIFESTS / "base/gateway/proxy"])}
-    for side, (namespace, resources) in sides.items():
-        (root / side).mkdir(parents=True)
-        (root / side / "kustomization.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
-            # Kustomize takes only relative paths to other kustomizations.
-            "resources": [os.path.relpath(r, root / side) for r in resources],
-            "components": [os.path.relpath(out / side, root / side)],
-            "patches": [{"target": {"kind": "Deployment", "name": "hookgate-controller"}, "patch": json.dumps([
-                {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--allow-cross-namespace"},
-            ])}] if side == "app" else []}))
-    (root / "rolebinding-apps.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "hookgate-controller", "namespace": "apps"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hookgate-controller"},
-        "subjects": [{"kind": "ServiceAccount", "name": "hookgate-controller", "namespace": NS}]}))
-    (root / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": ["app", "proxy", "rolebinding-apps.yaml"]}))
-    return root
-
-
-def secret_values() -> dict[tuple[str, str], str]:
-    """What the Secrets the overlay reads hold, by (name, key): the Flux tokens and an attestation key."""
-    values = {(name, "token"): token for name, token in TOKENS.items()}
-    values[("hookgate-attestation", "key")] = ATTESTATION_KEY
-    return values
-
-
-@pytest.fixture(scope="module")
-def edge(imported, tmp_path_factory):
-    """The real Envoy with the compiled filter, configured from the overlay as Kustomize renders it: the
-    EnvoyExtensionPolicy's config and hostKeys, the EnvoyProxy's environment with each secretKeyRef resolved
-    to the Flux Secret's token (as Kubernetes gives it to the Envoy pods)."""
-    out, _ = imported
-    docs = render(overlay(out, tmp_path_factory.mktemp("overlay")))
-    (policy,) = [d for d in docs if d["kind"] == "EnvoyExtensionPolicy"]
-    wasm = policy["spec"]["wasm"][0]
-    assert wasm["config"] == json.loads((out / "hookgate-config.json").read_text())
-    environment = envoy_environment(docs, secret_values())
-    upstream = RecordingUpstream()
-    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
-                                filter_config=wasm["config"], host_env_keys=wasm["env"]["hostKeys"])
-    with Envoy(bootstrap, environment) as envoy:
-        yield envoy, upstream
-    upstream.close()
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
-def test_a_delivery_at_flux_path_is_forwarded_with_the_receivers_targets(edge, case):
-    envoy, upstream = edge
-    upstream.reset()
-    delivery, _ = case.delivery()
-    status, reply = send(envoy.port, delivery.path, delivery.headers, delivery.body)
-    assert status == 200, reply
-    request = assert_attested_forward(upstream, delivery.headers)
-    assert request["receiver"] == {"name": case.receiver, "namespace": NS}
-    assert request["targets"] == case.targets
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
-def test_a_forged_delivery_is_refused(edge, case):
-    envoy, upstream = edge
-    upstream.reset()
-    delivery, expected = case.delivery(forged=True)
-    status, reply = send(envoy.port, delivery.path, delivery.headers, delivery.body)
-    assert status == expected, reply
-    assert_nothing_upstream(upstream)
-
-
-@pytest.fixture(scope="module")
-def on_gateway(imported, cp, tmp_path_factory):
-    """The overlay deployed as on a cluster (tests/deploy.py): the controller as a process against the real
-    kube-apiserver under the overlay's RBAC, the gateway side translated by the real Envoy Gateway, the Envoy
-    pods' environment from the EnvoyProxy's secretKeyRefs to the Flux Secrets."""
-    out, _ = imported
-    workdir = tmp_path_factory.mktemp("gateway")
-    root = overlay(out, workdir)
-    values = secret_values()
-    gateway = EnvoyGateway(envoy_environment(render(root), values))
-    modules = ModuleServer(WASM.parent)
-    try:
-        deployed = deploy(root, cp, gateway, values=values, workdir=workdir, gateway_port=free_port(),
-                          wasm_code=http_code(modules.url(WASM.name), WASM))
-        try:
-            wait_translated(deployed)
-            yield deployed
-        finally:
-            deployed.controller.stop()
-    finally:
-        gateway.cleanup()
-        modules.close()
-
-
-def imported_receiver(example, name: str) -> dict:
-    (receiver,) = [r for r in example.receivers if r["name"] == name]
-    return receiver
-
-
-def test_envoy_gateway_accepts_the_imported_policies(on_gateway):
-    for kind, name in policy_keys(on_gateway):
-        conditions = on_gateway.gateway.conditions(kind, name)
-        assert conditions["Accepted"]["status"] == "True", (kind, name, conditions)
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
-def test_on_envoy_gateway_a_delivery_at_flux_path_reconciles_the_receivers_targets(on_gateway, case):
-    receiver = imported_receiver(on_gateway, case.receiver)
-    before = on_gateway.annotations(receiver)
-    status, reply = on_gateway.send(case.delivery()[0])
-    assert status == 200, f"{status} {reply}\n{on_gateway.controller.log()[-2000:]}"
-    targets = on_gateway.targets[f"{NS}/{case.receiver}"]
-    assert json.loads(reply)["annotated"] == sum(t.selected for t in targets) > 0, reply
-    after = on_gateway.annotations(receiver)
-    for target in targets:
-        where = (target.kind, target.namespace, target.name)
-        assert (after[where] != before[where]) is target.selected, (target, before, after)
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
-def test_on_envoy_gateway_a_forged_delivery_changes_nothing(on_gateway, case):
-    receiver = imported_receiver(on_gateway, case.receiver)
-    before = on_gateway.annotations(receiver)
-    delivery, expected = case.delivery(forged=True)
-    status, reply = on_gateway.send(delivery)
-    assert status == expected, reply
-    assert on_gateway.annotations(receiver) == before
-
-
-# -- `--to objects`: hookgate Receiver objects (hookgate.io/v1alpha1) ------------------------------------------
 
 RECEIVER_API = "hookgate.io/v1alpha1"
 FLUX_RECEIVERS = {d["metadata"]["name"]: d for d in FILE_DOCUMENTS + LIST_STREAM["items"] if d["kind"] == "Receiver"}
@@ -307,13 +118,13 @@ def run_hookgate(*args: str, stdin: str | None = None, env: dict | None = None) 
 
 @pytest.fixture(scope="module")
 def imported_objects(tmp_path_factory) -> tuple[Path, list[dict], str]:
-    """`hookgate import --to objects` of the same file and List as above: (output directory, the objects it
+    """`hookgate import` of the file and of the List on standard input: (output directory, the objects it
     wrote, stderr)."""
     work = tmp_path_factory.mktemp("import-objects")
     receivers_file = work / "receivers.yaml"
     receivers_file.write_text(yaml.safe_dump_all(FILE_DOCUMENTS))
     out = work / "out"
-    result = run_hookgate("import", str(receivers_file), "-", "--to", "objects", "--out", str(out),
+    result = run_hookgate("import", str(receivers_file), "-", "--out", str(out),
                           stdin=yaml.safe_dump(LIST_STREAM))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["receivers.yaml"]
@@ -372,7 +183,7 @@ def test_the_objects_say_what_differs_and_hold_no_token(imported_objects):
 ], ids=["with the Secrets", "with the Secrets, --allow-cross-namespace", "without the Secrets"])
 def test_hookgate_check_compiles_the_objects_as_the_controller_on_flux_paths(imported_objects, tmp_path, with_secrets,
                                                                              flags, returncode, expected):
-    """`hookgate check` on what `import --to objects` wrote (and the Secrets): the controller's compiler serves
+    """`hookgate check` on what `import` wrote (and the Secrets): the controller's compiler serves
     each Receiver on the path Flux gave it, or says why not as the Receiver's Ready condition would."""
     out, _, _ = imported_objects
     files = [str(out / "receivers.yaml")]
@@ -396,16 +207,19 @@ def test_hookgate_check_compiles_the_objects_as_the_controller_on_flux_paths(imp
         assert token not in report
 
 
-@pytest.mark.parametrize("documents, returncode, expected", [
-    ([FILE_DOCUMENTS[0], FILE_DOCUMENTS[1]], 0,
+@pytest.mark.parametrize("documents, flags, returncode, expected", [
+    ([FILE_DOCUMENTS[0], FILE_DOCUMENTS[1]], [], 0,
      [f"imported {NS}/github-receiver (github) as Receiver {NS}/github-receiver ({RECEIVER_API}): Flux's path (its "
       f"Secret {NS}/github-token is not in the input: the Receiver reads it in the cluster)"]),
-    ([FILE_DOCUMENTS[2], FILE_DOCUMENTS[3]], 1, ["no Receiver could be imported; nothing written"]),
-], ids=["no Secret: the Receivers read theirs in the cluster", "only a type hookgate lacks"])
-def test_objects_need_no_secret_and_nothing_is_written_when_nothing_imports(tmp_path, documents, returncode, expected):
+    ([FILE_DOCUMENTS[2], FILE_DOCUMENTS[3]], [], 1, ["no Receiver could be imported; nothing written"]),
+    # Receivers as objects are the one output: the filter configuration and its components are gone.
+    ([FILE_DOCUMENTS[0], FILE_DOCUMENTS[3]], ["--to", "policy"], 2, ["unexpected argument '--to'"]),
+], ids=["no Secret: the Receivers read theirs in the cluster", "only a type hookgate lacks", "no --to any more"])
+def test_objects_need_no_secret_and_nothing_is_written_when_nothing_imports(tmp_path, documents, flags, returncode,
+                                                                            expected):
     source = tmp_path / "receivers.yaml"
     source.write_text(yaml.safe_dump_all(documents))
-    result = run_hookgate("import", str(source), "--to", "objects", "--out", str(tmp_path / "out"))
+    result = run_hookgate("import", str(source), *flags, "--out", str(tmp_path / "out"))
     assert result.returncode == returncode, result.stderr
     for line in expected:
         assert line in result.stderr, result.stderr
@@ -464,3 +278,102 @@ def test_the_objects_apply_on_the_real_api_server_and_url_reads_the_status(impor
     finally:
         # A later module's controller would compile a Receiver left here.
         cp.request("DELETE", url)
+
+
+# -- what `hookgate import` wrote, served: the Receivers and the input Secrets in the real kube-apiserver ---------
+
+def image_repository(name: str, ns: str, labels: dict) -> dict:
+    return {"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"image": f"ghcr.io/example/{name}", "interval": "5m"}}
+
+
+# The smallest valid object of each kind the imported Receivers target, by (name, namespace, labels).
+TARGET_OBJECTS = {"GitRepository": git_repository, "Kustomization": kustomization, "ImageRepository": image_repository}
+
+
+@dataclass(frozen=True)
+class Target:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    selected: bool  # a wildcard target's object without its labels is seeded too, and must stay untouched
+    created: bool   # by this module (deleted at its end), not there before
+
+    def annotation(self, cp) -> str | None:
+        return annotations(cp, self.api_version, self.kind, self.namespace, self.name).get(FLUX)
+
+
+def seed_targets(cp, receiver: dict) -> list[Target]:
+    """What a Flux Receiver's resources name, in the real kube-apiserver: the named object, or for `name: "*"`
+    one object carrying the resource's labels and one without them."""
+    seeded = []
+    for resource in receiver["spec"]["resources"]:
+        kind, namespace = resource["kind"], resource.get("namespace", receiver["metadata"]["namespace"])
+        if resource["name"] == "*":
+            base = f"{receiver['metadata']['name']}-{kind.lower()}"
+            objects = [(base, resource["matchLabels"], True), (f"{base}-unlabelled", {}, False)]
+        else:
+            objects = [(resource["name"], {}, True)]
+        cp.namespace(namespace)
+        for name, labels, selected in objects:
+            doc = TARGET_OBJECTS[kind](name, namespace, labels)
+            assert doc["apiVersion"] == resource.get("apiVersion", doc["apiVersion"])
+            created = cp.request("GET", cp.resource_path(doc["apiVersion"], kind, namespace, name))[0] == 404
+            cp.apply(doc)
+            seeded.append(Target(doc["apiVersion"], kind, namespace, name, selected, created))
+    return seeded
+
+
+@pytest.fixture(scope="module")
+def served(imported_objects, cp, tmp_path_factory):
+    """The Receivers `hookgate import` wrote and the input Secrets applied to the real kube-apiserver, the
+    objects their Flux Receivers name seeded there, and the controller serving them to the real Envoy with
+    the filter, as their upstream too (it patches the targets). The GitLab Receiver targets a Kustomization in
+    `apps`: as the import's summary says, the controller runs with --allow-cross-namespace (its
+    ServiceAccount may reconcile there). Yields (edge, the seeded targets by receiver name)."""
+    _, objects, _ = imported_objects
+    targets = {case.receiver: seed_targets(cp, FLUX_RECEIVERS[case.receiver]) for case in CASES}
+    try:
+        with ServedEdge(cp, tmp_path_factory.mktemp("served"), [*objects, *SECRETS],
+                        controller_args=["--allow-cross-namespace"]) as edge:
+            yield edge, targets
+    finally:
+        for target in {t for seeded in targets.values() for t in seeded if t.created}:
+            cp.request("DELETE", cp.resource_path(target.api_version, target.kind, target.namespace, target.name))
+
+
+def post(port: int, delivery: Delivery) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", delivery.path, body=delivery.body, headers=delivery.headers)
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
+def test_a_delivery_at_flux_path_reconciles_the_receivers_targets(cp, served, case):
+    edge, targets = served
+    mine = targets[case.receiver]
+    before = {t: t.annotation(cp) for t in mine}
+    status, reply = post(edge.port, case.delivery()[0])
+    assert status == 200, f"{status} {reply}\n{edge.controller.log()[-2000:]}"
+    summary = json.loads(reply)
+    assert summary["receiver"] == f"{NS}/{case.receiver}" and summary["failed"] == 0, reply
+    assert summary["annotated"] >= sum(t.selected for t in mine) > 0, reply
+    for target in mine:
+        assert (target.annotation(cp) != before[target]) is target.selected, (target, before)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.receiver for c in CASES])
+def test_a_forged_delivery_changes_nothing(cp, served, case):
+    edge, targets = served
+    mine = targets[case.receiver]
+    before = {t: t.annotation(cp) for t in mine}
+    delivery, expected = case.delivery(forged=True)
+    status, reply = post(edge.port, delivery)
+    assert status == expected, reply
+    assert {t: t.annotation(cp) for t in mine} == before
