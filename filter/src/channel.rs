@@ -630,7 +630,7 @@ impl ConfigSource {
                 opened.generation, self.known.generation
             ));
         }
-        match Config::parse_delivered(&opened.document) {
+        match Config::parse(&opened.document) {
             Ok(config) => {
                 self.known = Known {
                     generation: opened.generation,
@@ -1002,7 +1002,7 @@ mod tests {
                     );
                     (Some(200), sealed(6, n, document.as_bytes()))
                 },
-                Expect::Refused("environment variable HOME is not set"),
+                Expect::Refused("field `receivers[0].secrets[0].env`: unknown field `env`"),
             ),
             (
                 "controller down (no answer): previous kept",

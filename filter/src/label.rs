@@ -66,7 +66,7 @@ mod tests {
             {{"name":"{name}","namespace":"{namespace}","type":"github","secrets":[{{"inline":"s"}}],
              "targets":[{{"kind":"GitRepository","name":"webapp"}}]}}]}}"#
         );
-        let config = Config::parse(json.as_bytes(), &|_| None).unwrap();
+        let config = Config::parse(json.as_bytes()).unwrap();
         ReceiverLabel::new(&config.receivers[0])
     }
 

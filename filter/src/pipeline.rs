@@ -235,7 +235,7 @@ mod tests {
             {{"name":"hub","namespace":"apps","type":"dockerhub","secrets":[{{"inline":"s"}}],
               "targets":[{{"kind":"ImageRepository","name":"app"}}]}}]}}"#
         );
-        Config::parse(json.as_bytes(), &|_| None).unwrap()
+        Config::parse(json.as_bytes()).unwrap()
     }
 
     fn filter() -> Filter {
@@ -419,7 +419,7 @@ mod tests {
               "secrets":[{{"inline":"argocd:s3cret"}}],
               "targets":[{{"apiVersion":"argoproj.io/v1alpha1","kind":"Application","name":"guestbook"}}]}}]}}"#
         );
-        let f = Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap());
+        let f = Filter::new(Config::parse(json.as_bytes()).unwrap());
         let basic = |credentials: &str| {
             format!(
                 "Basic {}",
@@ -499,7 +499,7 @@ mod tests {
             "path":"/hook/argocd","action":"dispatch","dispatch":{{"repository":"example/gitops"}},
             "secrets":[{{"inline":"argo-token"}}]}}]}}"#
         );
-        let f = Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap());
+        let f = Filter::new(Config::parse(json.as_bytes()).unwrap());
         let headers = Headers::new([("authorization", "Bearer argo-token")]);
         let body = br#"{"event_type":"argo-degraded","client_payload":{"failed_revision":"3f786850e387550fdab836ed7e6dc881de23001b","healthy_revision":"aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"}}"#;
         let Outcome::Forward(forward) = f.handle("POST", "/hook/argocd", &headers, body, NOW)
@@ -536,7 +536,7 @@ mod tests {
               "targets":[{{"kind":"Kustomization","name":"*","matchLabels":{{"app":"webapp"}},
                            "filter":"has(req.head_commit.id) && res.metadata.labels['tier'] == 'web'"}}]}}]}}"#
         );
-        Filter::new(Config::parse(json.as_bytes(), &|_| None).unwrap())
+        Filter::new(Config::parse(json.as_bytes()).unwrap())
     }
 
     fn delivered(filter: &Filter, event: &str, delivery: &str, body: &[u8]) -> Outcome {

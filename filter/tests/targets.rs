@@ -7,15 +7,11 @@ use serde_json::json;
 
 #[test]
 fn the_filter_refuses_the_protocols_bad_targets_at_configure_time() {
-    let env = |name: &str| match name {
-        "HOOKGATE_ATTESTATION_KEY" => Some("attestation-key-0123456789".to_string()),
-        "GITHUB_SECRET" => Some("test-token".to_string()),
-        _ => None,
-    };
     for (case, target, expected) in target_cases() {
-        let config = json!({"receivers": [{"name": "webapp", "namespace": "flux-system", "type": "github",
-            "secrets": [{"env": "GITHUB_SECRET"}], "targets": [target]}]});
-        let parsed = Config::parse(config.to_string().as_bytes(), &env);
+        let config = json!({"attestationKey": "attestation-key-0123456789",
+            "receivers": [{"name": "webapp", "namespace": "flux-system", "type": "github",
+            "secrets": [{"inline": "test-token"}], "targets": [target]}]});
+        let parsed = Config::parse(config.to_string().as_bytes());
         match expected {
             Ok(()) => assert!(parsed.is_ok(), "{case}: {:?}", parsed.err()),
             Err(error) => assert_eq!(

@@ -637,7 +637,7 @@ fn document_bytes(receivers: &[Value], settings: &Settings) -> Vec<u8> {
 
 /// The filter's compile of a document holding `receivers`, as the filter compiles what it is delivered.
 fn parse(receivers: &[Value], settings: &Settings) -> Result<Config, ConfigError> {
-    Config::parse_delivered(&document_bytes(receivers, settings))
+    Config::parse(&document_bytes(receivers, settings))
 }
 
 /// The index of the receiver a field path `receivers[3].path` names.

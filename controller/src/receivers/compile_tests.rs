@@ -464,7 +464,7 @@ fn a_path_used_twice_leaves_out_the_later_receiver() {
              (created in the same second)"
         )
     );
-    let config = Config::parse_delivered(&first.document).unwrap();
+    let config = Config::parse(&first.document).unwrap();
     let served: Vec<_> = config.receivers.iter().map(|r| r.label()).collect();
     assert_eq!(served, ["a/first", "a/other"]);
     assert_eq!(config.attestation_key.expose(), KEY.as_bytes());
@@ -914,7 +914,7 @@ fn flux_receivers_compile_or_say_why_without_secret_values() {
                 ));
             }
         }
-        if let Ok(config) = Config::parse_delivered(&compiled.document) {
+        if let Ok(config) = Config::parse(&compiled.document) {
             assert_no_secret(case, &format!("{:?}", config.receivers));
         } else {
             failures.push(format!("{case}: the document does not compile"));

@@ -12,7 +12,7 @@ use hookgate_protocol::enrollment::{read_confirmation_body, VmKey, MAX_CONFIRMAT
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(error) = Config::parse_delivered(data) {
+    if let Err(error) = Config::parse(data) {
         assert!(!error.field.is_empty());
     }
     // The plugin configuration's reader.

@@ -53,7 +53,7 @@ fn filter() -> &'static (Filter, Vec<String>) {
             })
             .collect();
         let json = format!(r#"{{"attestationKey":"fuzz-attestation-key-0123","receivers":[{}]}}"#, receivers.join(","));
-        let config = Config::parse(json.as_bytes(), &|_| None).expect("fuzz configuration is valid");
+        let config = Config::parse(json.as_bytes()).expect("fuzz configuration is valid");
         let paths = config.receivers.iter().map(|r| r.paths[0].clone()).collect();
         (Filter::new(config), paths)
     })

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::wire::{self, Object, SecretText, VariableName};
+use super::wire::{self, Object, SecretText};
 use super::{
-    flux_webhook_path, receiver_label, Config, ConfigError, Receiver, RefFilter, SecretSource,
-    DEFAULT_ATTESTATION_KEY_ENV, DEFAULT_BODY_LIMIT, MAX_BODY_LIMIT, PATH_PREFIX,
+    flux_webhook_path, receiver_label, Config, ConfigError, Receiver, RefFilter,
+    DEFAULT_BODY_LIMIT, MAX_BODY_LIMIT, PATH_PREFIX,
 };
 use crate::cel::{self, ClaimValidations, EdgeFilter};
 use crate::dispatch::DispatchConfig;
@@ -20,75 +20,18 @@ use hookgate_protocol::enrollment::CONFIRMATION_PATH;
 use hookgate_protocol::kubernetes;
 use hookgate_protocol::{Action, Secret, Target, DEFAULT_FORWARD_PATH};
 
-/// What an environment variable that is not set stands for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Unset {
-    /// An error: the filter cannot verify without its secrets.
-    Refused,
-    /// A placeholder the variable's use accepts (its provider's [`Provider::placeholder_secret`], a key
-    /// of the minimum length), so that the rest of a configuration can be checked on a workstation.
-    Placeholder,
-}
-
-/// Whether secret material written into the document itself is worth a warning.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Inline {
-    /// In a plugin configuration anyone who reads the policy sees it: for development only.
-    Warned,
-    /// In a document the controller delivered over the sealed channel, inline is the only form.
-    Expected,
-}
-
-/// Stands for an unset attestation key variable when only checking.
-const PLACEHOLDER_ATTESTATION_KEY: &str = "hookgate-check-placeholder-attestation-key";
-
-/// The environment secrets are read from, what a variable that is not set stands for, and whether inline
-/// secrets are warned about.
-struct Environment<'a> {
-    read: &'a dyn Fn(&str) -> Option<String>,
-    unset: Unset,
-    inline: Inline,
-}
-
-impl Environment<'_> {
-    /// The value of `variable`; when it is not set, `placeholder()` if only checking, else `None`.
-    fn get(&self, variable: &str, placeholder: impl FnOnce() -> String) -> Option<String> {
-        (self.read)(variable).or_else(|| (self.unset == Unset::Placeholder).then(placeholder))
-    }
-}
-
-/// Compiles `document`, read from `raw`, reading secrets through `env`.
-pub(super) fn config(
-    document: wire::Document,
-    raw: &Value,
-    env: &dyn Fn(&str) -> Option<String>,
-    unset: Unset,
-    inline: Inline,
-) -> Result<Config, ConfigError> {
-    let env = Environment {
-        read: env,
-        unset,
-        inline,
-    };
-    let mut warnings = Vec::new();
+/// Compiles `document`, read from `raw`.
+pub(super) fn config(document: wire::Document, raw: &Value) -> Result<Config, ConfigError> {
     let forward_path = forward_path(document.forward_path)?;
-    let attestation_key = attestation_key(
-        document.attestation_key,
-        document.attestation_key_env,
-        &env,
-        &mut warnings,
-    )?;
-    // A plugin configuration without receivers is a mistake; the controller's document is empty while no
-    // receiver is ready (every path is then unknown: 404).
-    if document.receivers.is_empty() && matches!(env.inline, Inline::Warned) {
-        return Err(top_level("receivers", "at least one receiver is required"));
-    }
+    let SecretText(attestation_key) = document.attestation_key;
+    check_key(attestation_key.expose()).map_err(|e| top_level("attestationKey", e.to_string()))?;
+    // Empty while no receiver is ready: every path is then unknown (404).
     let mut receivers = Vec::with_capacity(document.receivers.len());
     let mut by_path = HashMap::new();
     for (index, Object(wire)) in document.receivers.into_iter().enumerate() {
         let at = ReceiverAt::new(index, &wire.namespace, &wire.name);
         let raw_dispatch = &raw["receivers"][index]["dispatch"];
-        let receiver = receiver(&at, wire, raw_dispatch, &forward_path, &env, &mut warnings)?;
+        let receiver = receiver(&at, wire, raw_dispatch, &forward_path)?;
         register(&at, &receiver, &receivers, &mut by_path)?;
         receivers.push(receiver);
     }
@@ -97,7 +40,6 @@ pub(super) fn config(
         forward_path,
         attestation_key,
         by_path,
-        warnings,
     })
 }
 
@@ -148,39 +90,6 @@ fn forward_path(configured: Option<String>) -> Result<String, ConfigError> {
     Ok(path)
 }
 
-/// The inline key if there is one (for development: warned about, unless inline is expected), else the
-/// variable's.
-fn attestation_key(
-    inline: Option<SecretText>,
-    variable: Option<VariableName>,
-    env: &Environment,
-    warnings: &mut Vec<String>,
-) -> Result<Secret, ConfigError> {
-    if let Some(SecretText(key)) = inline {
-        check_key(key.expose()).map_err(|e| top_level("attestationKey", e.to_string()))?;
-        if env.inline == Inline::Warned {
-            warnings.push("attestation key is inline in the configuration: use attestationKeyEnv outside development".into());
-        }
-        return Ok(key);
-    }
-    let variable = variable.map_or_else(|| DEFAULT_ATTESTATION_KEY_ENV.to_string(), |v| v.0);
-    let key = env
-        .get(&variable, || PLACEHOLDER_ATTESTATION_KEY.to_string())
-        .ok_or_else(|| {
-            top_level(
-                "attestationKeyEnv",
-                format!("environment variable {variable} is not set"),
-            )
-        })?;
-    check_key(key.as_bytes()).map_err(|e| {
-        top_level(
-            "attestationKeyEnv",
-            format!("environment variable {variable}: {e}"),
-        )
-    })?;
-    Ok(Secret::from(key))
-}
-
 /// A receiver's provider and its `type` name, for the errors that say what the type does not support.
 #[derive(Clone, Copy)]
 struct ProviderType {
@@ -201,8 +110,6 @@ fn receiver(
     receiver: wire::Receiver,
     raw_dispatch: &Value,
     forward_path: &str,
-    env: &Environment,
-    warnings: &mut Vec<String>,
 ) -> Result<Receiver, ConfigError> {
     let wire::Receiver {
         name,
@@ -236,13 +143,9 @@ fn receiver(
             ))
         }
         (true, None) => Secrets::default(),
-        (false, secrets) => receiver_secrets(
-            at,
-            secrets.unwrap_or_default(),
-            provider_type.provider,
-            env,
-            warnings,
-        )?,
+        (false, secrets) => {
+            receiver_secrets(at, secrets.unwrap_or_default(), provider_type.provider)?
+        }
     };
     let options = verify_options(
         at,
@@ -256,8 +159,8 @@ fn receiver(
     if paths.iter().any(|p| p == forward_path) {
         return Err(at.error("path", "is the forward path"));
     }
-    // With the configuration from the controller the filter itself answers a POST there.
-    if matches!(env.inline, Inline::Expected) && paths.iter().any(|p| p == CONFIRMATION_PATH) {
+    // The filter itself answers a POST there.
+    if paths.iter().any(|p| p == CONFIRMATION_PATH) {
         return Err(at.error(
             "path",
             "is the path the controller confirms the proxies on, answered by the filter itself",
@@ -278,7 +181,6 @@ fn receiver(
         provider: provider_type.provider,
         events,
         secrets: secrets.keys,
-        secret_sources: secrets.sources,
         paths,
         pinned_path,
         refs,
@@ -453,12 +355,11 @@ fn verify_options(
     })
 }
 
-/// A receiver's secrets, in order: the key bytes its provider uses, where each came from, and the text
-/// each was decoded from (Flux derives a path from it). An ID-token receiver has none (`default`).
+/// A receiver's secrets, in order: the key bytes its provider uses, and the text each was decoded from
+/// (Flux derives a path from it). An ID-token receiver has none (`default`).
 #[derive(Default)]
 struct Secrets {
     keys: Vec<Secret>,
-    sources: Vec<SecretSource>,
     texts: Vec<String>,
 }
 
@@ -466,26 +367,18 @@ fn receiver_secrets(
     at: &ReceiverAt,
     secret_refs: Vec<Object<wire::SecretRef>>,
     provider: &dyn Provider,
-    env: &Environment,
-    warnings: &mut Vec<String>,
 ) -> Result<Secrets, ConfigError> {
     if secret_refs.is_empty() {
         return Err(at.error("secrets", "at least one secret is required"));
     }
     let mut secrets = Secrets {
         keys: Vec::with_capacity(secret_refs.len()),
-        sources: Vec::with_capacity(secret_refs.len()),
         texts: Vec::with_capacity(secret_refs.len()),
     };
-    for (i, Object(secret_ref)) in secret_refs.into_iter().enumerate() {
-        let field = format!("secrets[{i}]");
-        let (text, source) = secret_text(at, &field, secret_ref, provider, env, warnings)?;
-        // The errors about the value name where it came from: its variable, or the inline field.
-        let (value_field, origin) = match &source {
-            SecretSource::Env(variable) => ("env", format!("environment variable {variable}: ")),
-            SecretSource::Inline => ("inline", String::new()),
-        };
-        let error = |reason: String| at.error(&format!("{field}.{value_field}"), origin + &reason);
+    for (i, Object(wire::SecretRef { inline })) in secret_refs.into_iter().enumerate() {
+        let error = |reason: String| at.error(&format!("secrets[{i}].inline"), reason);
+        // Read from a JSON string, so valid UTF-8: the conversion loses nothing.
+        let text = String::from_utf8_lossy(inline.0.expose()).into_owned();
         if text.is_empty() {
             return Err(error("is empty".into()));
         }
@@ -493,47 +386,8 @@ fn receiver_secrets(
             .keys
             .push(provider.decode_secret(&text).map_err(error)?);
         secrets.texts.push(text);
-        secrets.sources.push(source);
     }
     Ok(secrets)
-}
-
-/// The text of the secret at `field` (`secrets[1]`), and where it came from. An inline secret is warned
-/// about, unless inline is expected.
-fn secret_text(
-    at: &ReceiverAt,
-    field: &str,
-    secret_ref: wire::SecretRef,
-    provider: &dyn Provider,
-    env: &Environment,
-    warnings: &mut Vec<String>,
-) -> Result<(String, SecretSource), ConfigError> {
-    match (secret_ref.env, secret_ref.inline) {
-        (Some(VariableName(variable)), None) => {
-            let text = env
-                .get(&variable, || provider.placeholder_secret(&variable))
-                .ok_or_else(|| {
-                    at.error(
-                        &format!("{field}.env"),
-                        format!("environment variable {variable} is not set"),
-                    )
-                })?;
-            Ok((text, SecretSource::Env(variable)))
-        }
-        (None, Some(SecretText(inline))) => {
-            if env.inline == Inline::Warned {
-                warnings.push(format!(
-                    "receiver {}: {} is inline in the configuration: use env outside development",
-                    at.label,
-                    at.path(field)
-                ));
-            }
-            // Read from a JSON string, so valid UTF-8: the conversion loses nothing.
-            let text = String::from_utf8_lossy(inline.expose()).into_owned();
-            Ok((text, SecretSource::Inline))
-        }
-        _ => Err(at.error(field, "needs exactly one of `env` or `inline`")),
-    }
 }
 
 /// The pinned path, or one Flux path per secret text.
@@ -762,13 +616,6 @@ mod tests {
                 "must be an absolute path without query",
             ),
             (
-                "no receivers",
-                |d| d["receivers"] = json!([]),
-                "receivers",
-                None,
-                "at least one receiver is required",
-            ),
-            (
                 "attestation key too short",
                 |d| d["attestationKey"] = "hunter2".into(),
                 "attestationKey",
@@ -818,30 +665,6 @@ mod tests {
                 "is empty",
             ),
             (
-                "secret variable unset",
-                |d| d["receivers"][0]["secrets"][0] = json!({"env": "MISSING"}),
-                "receivers[0].secrets[0].env",
-                webapp,
-                "environment variable MISSING is not set",
-            ),
-            (
-                "env and inline",
-                |d| {
-                    d["receivers"][0]["secrets"][0] =
-                        json!({"env": "GITHUB_SECRET", "inline": SECRET_TEXT})
-                },
-                "receivers[0].secrets[0]",
-                webapp,
-                "needs exactly one of `env` or `inline`",
-            ),
-            (
-                "neither env nor inline",
-                |d| d["receivers"][0]["secrets"][0] = json!({"inline": null}),
-                "receivers[0].secrets[0]",
-                webapp,
-                "needs exactly one of `env` or `inline`",
-            ),
-            (
                 "basic inline secret without a user",
                 |d| {
                     let r = without_github_fields(d, "basic");
@@ -852,14 +675,15 @@ mod tests {
                 "a basic secret is user:password",
             ),
             (
-                "standard-webhooks secret from env not base64",
+                "standard-webhooks secret not base64",
                 |d| {
                     let r = without_github_fields(d, "standard-webhooks");
-                    r["secrets"] = json!([{"inline": "whsec_aGVsbG8="}, {"env": "BAD_WHSEC"}]);
+                    r["secrets"] =
+                        json!([{"inline": "whsec_aGVsbG8="}, {"inline": "whsec_hunter2-distinctive-secret!"}]);
                 },
-                "receivers[0].secrets[1].env",
+                "receivers[0].secrets[1].inline",
                 webapp,
-                "environment variable BAD_WHSEC: not a whsec_<base64> key",
+                "not a whsec_<base64> key",
             ),
             (
                 "path outside /hook/",
@@ -1274,104 +1098,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_unset_attestation_key_variable_is_refused() {
-        let no_key = Config::parse(VALID.as_bytes(), &|n| {
-            (n != "HOOKGATE_ATTESTATION_KEY").then(|| env(n)).flatten()
-        })
-        .unwrap_err();
-        assert_eq!(
-            (no_key.field.as_str(), no_key.reason.as_str()),
-            (
-                "attestationKeyEnv",
-                "environment variable HOOKGATE_ATTESTATION_KEY is not set"
-            )
-        );
-        let named = VALID.replacen('{', r#"{"attestationKeyEnv":"OTHER_KEY","#, 1);
-        assert_eq!(
-            parse(&named).unwrap_err().reason,
-            "environment variable OTHER_KEY is not set"
-        );
-        let short = VALID.replacen('{', r#"{"attestationKey":"short","#, 1);
-        assert_eq!(parse(&short).unwrap_err().field, "attestationKey");
-    }
-
-    /// The filter applies the controller's rule to its key: whitespace at either end is refused at start-up
-    /// (Envoy reads the Secret byte for byte; the controller would read the same bytes).
+    /// The filter applies the controller's rule to its key: whitespace at either end is refused (the
+    /// controller refuses such a key file at start, so it never sends one).
     #[test]
     fn attestation_key_with_surrounding_whitespace_is_refused() {
         let key = "attestation-key-0123456789";
-        let with_env = |value: String| {
-            move |name: &str| {
-                if name == "HOOKGATE_ATTESTATION_KEY" {
-                    Some(value.clone())
-                } else {
-                    env(name)
-                }
-            }
-        };
         for (name, padded) in [
             ("trailing newline", format!("{key}\n")),
             ("trailing CRLF", format!("{key}\r\n")),
             ("leading space", format!(" {key}")),
+            ("short", "short".to_string()),
         ] {
             let inline = serde_json::to_string(&padded).unwrap();
-            let json = VALID.replacen('{', &format!(r#"{{"attestationKey":{inline},"#), 1);
-            for (field, parsed) in [
-                (
-                    "attestationKeyEnv",
-                    Config::parse(VALID.as_bytes(), &with_env(padded.clone())),
-                ),
-                ("attestationKey", parse(&json)),
-            ] {
-                let err = parsed.unwrap_err();
-                assert_eq!(err.field, field, "{name}: {err}");
-                assert!(
-                    err.reason.contains("begins or ends with whitespace"),
-                    "{name}: {err}"
-                );
-                assert!(
-                    !format!("{err} {err:?}").contains(key),
-                    "{name}: the key is never shown"
-                );
-            }
+            let json = VALID.replacen(&format!(r#""{key}""#), &inline, 1);
+            let err = parse(&json).unwrap_err();
+            assert_eq!(err.field, "attestationKey", "{name}: {err}");
+            assert!(
+                !format!("{err} {err:?}").contains(key),
+                "{name}: the key is never shown"
+            );
         }
-        assert!(Config::parse(VALID.as_bytes(), &with_env(key.into())).is_ok());
-    }
-
-    /// `hookgate check`'s mode: an unset variable stands for a placeholder its use accepts; a set one is
-    /// checked as usual.
-    #[test]
-    fn placeholders_stand_only_for_unset_variables() {
-        let unset = |_: &str| None;
-        assert_eq!(
-            Config::parse(VALID.as_bytes(), &unset).unwrap_err().field,
-            "attestationKeyEnv"
-        );
-        let checked = Config::parse_with_placeholders(VALID.as_bytes(), &unset).unwrap();
-        let paths = &checked.receivers[0].paths;
-        assert_eq!(paths.len(), 2);
-        assert_ne!(paths[0], paths[1], "two unset variables, two paths");
-
-        let mut document: Value = serde_json::from_str(VALID).unwrap();
-        let r = &mut document["receivers"][0];
-        r["type"] = "standard-webhooks".into();
-        r.as_object_mut().unwrap().remove("refs");
-        r["secrets"] = json!([{"env": "UNSET_ANYWHERE"}, {"env": "BAD_WHSEC"}]);
-        let err =
-            Config::parse_with_placeholders(document.to_string().as_bytes(), &env).unwrap_err();
-        assert_eq!(err.field, "receivers[0].secrets[1].env", "{err}");
-    }
-
-    #[test]
-    fn inline_secrets_warn() {
-        let json = VALID.replace(r#"{"env":"GITHUB_SECRET"}"#, r#"{"inline":"dev-only"}"#);
-        let config = parse(&json).unwrap();
-        assert_eq!(
-            config.warnings,
-            ["receiver flux-system/webapp: receivers[0].secrets[0] is inline in the configuration: use env outside development"]
-        );
-        assert_eq!(config.receivers[0].secret_sources[0], SecretSource::Inline);
-        assert_eq!(config.receivers[0].secrets[0].expose(), b"dev-only");
     }
 }

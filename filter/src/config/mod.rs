@@ -1,9 +1,10 @@
-//! The filter configuration: the JSON that Envoy Gateway's `EnvoyExtensionPolicy` `config` carries.
+//! The receivers' configuration: the JSON document the controller compiles from the `Receiver` objects and
+//! their Secrets and delivers, sealed, to each proxy VM (docs/live-configuration.md). The controller runs
+//! this same code on each receiver first, so that one it would refuse never reaches the proxies.
 //!
 //! Parsing is strict and has two steps: [`wire`] reads the JSON into one serde struct per object (field
 //! names and JSON types: the schema), and [`compile`] checks what the values mean and builds the
-//! [`Config`] the filter runs on. An error names the receiver and the full path of the field; the caller
-//! (the proxy-wasm glue) then fails closed.
+//! [`Config`] the filter runs on. An error names the receiver and the full path of the field.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,19 +22,15 @@ use hookgate_protocol::{Action, Secret, Target};
 mod compile;
 pub(crate) mod wire;
 
-use compile::{Inline, Unset};
-
 /// Flux's limit, and the default here.
 pub const DEFAULT_BODY_LIMIT: u64 = 3 * 1024 * 1024;
 /// GitHub sends up to 25 MB; nothing legitimate needs more.
 pub const MAX_BODY_LIMIT: u64 = 32 * 1024 * 1024;
-pub const DEFAULT_ATTESTATION_KEY_ENV: &str = "HOOKGATE_ATTESTATION_KEY";
 /// Every receiver path starts with this, as Flux's do.
 pub const PATH_PREFIX: &str = "/hook/";
 
 /// A configuration error, naming where it is. It never holds the value of a field that carries secret
-/// material (the attestation key, the secrets and their variables' contents): `Display` and `Debug` are
-/// safe to log.
+/// material (the attestation key, the secrets): `Display` and `Debug` are safe to log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     /// `namespace/name` of the receiver, as far as the input tells, or `None` for top-level fields.
@@ -76,13 +73,6 @@ impl RefFilter {
     }
 }
 
-/// Where a receiver's secret comes from (never the secret itself).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretSource {
-    Env(String),
-    Inline,
-}
-
 /// One validated receiver. Its secrets are [`Secret`]s, so `{:?}` never shows them.
 #[derive(Debug)]
 pub struct Receiver {
@@ -94,8 +84,6 @@ pub struct Receiver {
     pub events: Vec<String>,
     /// Key bytes, as the provider uses them.
     pub secrets: Vec<Secret>,
-    /// Where each secret came from, in order.
-    pub secret_sources: Vec<SecretSource>,
     /// Every path this receiver answers on: the pinned one, or one Flux path per secret (same order).
     pub paths: Vec<String>,
     pub pinned_path: bool,
@@ -139,40 +127,12 @@ pub struct Config {
     pub attestation_key: Secret,
     /// Path to receiver index.
     by_path: HashMap<String, usize>,
-    /// Things worth a warning log (inline secrets), without secret values.
-    pub warnings: Vec<String>,
 }
 
 impl Config {
-    /// Parses and validates `json`, reading secrets through `env` (the host environment in Envoy).
-    pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::parse_with(json, env, Unset::Refused, Inline::Warned)
-    }
-
-    /// Parses and validates a document the controller delivered over the configuration channel
-    /// ([`crate::channel`]). Its secrets and attestation key are inline by design (the channel is
-    /// encrypted), so they are not warned about; no environment variable is read, so a document that names
-    /// one is refused rather than reading the proxy's environment.
-    pub fn parse_delivered(json: &[u8]) -> Result<Self, ConfigError> {
-        Self::parse_with(json, &|_| None, Unset::Refused, Inline::Expected)
-    }
-
-    /// Parses and validates `json` as [`Config::parse`] does, except that an unset variable stands for a
-    /// placeholder valid for its use instead of being an error: for `hookgate check`, which reports the
-    /// paths that depend on unset variables as unknown. Variables that are set are checked as usual.
-    pub fn parse_with_placeholders(
-        json: &[u8],
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        Self::parse_with(json, env, Unset::Placeholder, Inline::Warned)
-    }
-
-    fn parse_with(
-        json: &[u8],
-        env: &dyn Fn(&str) -> Option<String>,
-        unset: Unset,
-        inline: Inline,
-    ) -> Result<Self, ConfigError> {
+    /// Parses and validates a document as the controller delivers it over the configuration channel
+    /// ([`crate::channel`]): secrets and the attestation key inline (the channel is sealed).
+    pub fn parse(json: &[u8]) -> Result<Self, ConfigError> {
         // serde_json's syntax errors say where, never what: no value of the document is echoed.
         let raw: Value = serde_json::from_slice(json).map_err(|e| ConfigError {
             receiver: None,
@@ -180,7 +140,7 @@ impl Config {
             reason: format!("not valid JSON: {e}"),
         })?;
         let document = wire::read(&raw)?;
-        compile::config(document, &raw, env, unset, inline)
+        compile::config(document, &raw)
     }
 
     /// The receiver answering on `path` (query string ignored).
@@ -198,28 +158,18 @@ pub fn flux_webhook_path(token: &str, name: &str, namespace: &str) -> String {
     )
 }
 
-/// What the tests of both steps share: a valid document, its environment, and the run of a table of
-/// error cases.
+/// What the tests of both steps share: a valid document, and the run of a table of error cases.
 #[cfg(test)]
 mod test_support {
     use super::*;
 
-    pub fn env(name: &str) -> Option<String> {
-        match name {
-            "HOOKGATE_ATTESTATION_KEY" => Some("attestation-key-0123456789".into()),
-            "GITHUB_SECRET" => Some("test-token".into()),
-            "NEW_SECRET" => Some("rotated-token".into()),
-            "BAD_WHSEC" => Some(format!("whsec_{SECRET_TEXT}!")),
-            _ => None,
-        }
-    }
-
     pub fn parse(json: &str) -> Result<Config, ConfigError> {
-        Config::parse(json.as_bytes(), &env)
+        Config::parse(json.as_bytes())
     }
 
-    pub const VALID: &str = r#"{"receivers":[{"name":"webapp","namespace":"flux-system","type":"github",
-        "events":["Push","ping"],"secrets":[{"env":"GITHUB_SECRET"},{"env":"NEW_SECRET"}],
+    pub const VALID: &str = r#"{"attestationKey":"attestation-key-0123456789",
+        "receivers":[{"name":"webapp","namespace":"flux-system","type":"github",
+        "events":["Push","ping"],"secrets":[{"inline":"test-token"},{"inline":"rotated-token"}],
         "refs":{"branches":["main","release/*"],"tags":["v*"]},
         "targets":[{"kind":"GitRepository","name":"webapp"},
                    {"kind":"Kustomization","name":"*","matchLabels":{"app":"webapp"},"namespace":"apps"}]}]}"#;
@@ -346,13 +296,7 @@ mod tests {
         let r = &config.receivers[0];
         assert_eq!(r.events, ["push", "ping"]);
         assert_eq!(r.paths.len(), 2, "one Flux path per secret");
-        assert_eq!(
-            r.secret_sources,
-            [
-                SecretSource::Env("GITHUB_SECRET".into()),
-                SecretSource::Env("NEW_SECRET".into())
-            ]
-        );
+        assert_eq!(r.secrets[1].expose(), b"rotated-token");
         assert!(!r.pinned_path);
         assert_eq!(
             config.receiver_for_path(
@@ -363,7 +307,6 @@ mod tests {
         assert_eq!(r.targets[0].namespace.as_deref(), Some("flux-system"));
         assert_eq!(r.targets[1].namespace.as_deref(), Some("apps"));
         assert_eq!(r.body_limit, DEFAULT_BODY_LIMIT);
-        assert!(config.warnings.is_empty());
         assert!(
             !format!("{config:?}").contains("test-token"),
             "Debug must not print secrets"
@@ -372,71 +315,46 @@ mod tests {
 
     /// `Config` and `Receiver` derive `Debug`: the secrets' own type keeps them out of it.
     #[test]
-    fn debug_shows_no_inline_secret_and_no_inline_attestation_key() {
-        let attestation_key = "inline-attestation-key-0123456789";
-        let json = VALID
-            .replacen(
-                '{',
-                &format!(r#"{{"attestationKey":"{attestation_key}","#),
-                1,
-            )
-            .replace(
-                r#"{"env":"GITHUB_SECRET"}"#,
-                r#"{"inline":"inline-secret-1"}"#,
-            )
-            .replace(r#"{"env":"NEW_SECRET"}"#, r#"{"inline":"inline-secret-2"}"#);
-        let config = Config::parse(json.as_bytes(), &|_| None).unwrap();
-        assert_eq!(config.attestation_key.expose(), attestation_key.as_bytes());
+    fn debug_shows_no_secret_and_no_attestation_key() {
+        let config = parse(VALID).unwrap();
+        assert_eq!(
+            config.attestation_key.expose(),
+            b"attestation-key-0123456789"
+        );
         assert_eq!(config.receivers[0].secrets.len(), 2);
         for shown in [format!("{config:?}"), format!("{config:#?}")] {
             assert!(shown.contains("webapp"), "{shown}");
-            for secret in [attestation_key, "inline-secret-1", "inline-secret-2"] {
+            for secret in ["attestation-key-0123456789", "test-token", "rotated-token"] {
                 assert!(!shown.contains(secret), "{secret} in {shown}");
             }
         }
     }
 
-    /// A document the controller delivers has everything inline: nothing is warned about, and no
-    /// environment variable is read (the attestation key's default one included).
+    /// Secrets come only inline, in the document the controller seals: an environment variable is
+    /// never read (a field naming one is unknown), the attestation key is required, no receiver may
+    /// pin the path the filter answers confirmations on, and no receiver at all is fine.
     #[test]
-    fn a_delivered_document_is_inline_without_warnings() {
-        let inline = VALID
-            .replacen('{', r#"{"attestationKey":"attestation-key-0123456789","#, 1)
-            .replace(r#"{"env":"GITHUB_SECRET"}"#, r#"{"inline":"token-1"}"#)
-            .replace(r#"{"env":"NEW_SECRET"}"#, r#"{"inline":"token-2"}"#);
-        let config = Config::parse_delivered(inline.as_bytes()).unwrap();
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
-        assert_eq!(config.receivers[0].secrets[1].expose(), b"token-2");
-        assert_eq!(
-            Config::parse(inline.as_bytes(), &env)
-                .unwrap()
-                .warnings
-                .len(),
-            3,
-            "the same document as plugin configuration is warned about"
+    fn a_document_holds_its_secrets_and_nothing_else() {
+        let from_env = VALID.replace(r#"{"inline":"test-token"}"#, r#"{"env":"GITHUB_SECRET"}"#);
+        let err = parse(&from_env).unwrap_err();
+        assert_eq!(err.field, "receivers[0].secrets[0].env", "{err}");
+        let no_key = VALID.replace(r#""attestationKey":"attestation-key-0123456789","#, "");
+        let err = parse(&no_key).unwrap_err();
+        assert_eq!(err.field, "attestationKey", "{err}");
+        let key_from_env = VALID.replace(
+            r#""attestationKey":"attestation-key-0123456789","#,
+            r#""attestationKeyEnv":"HOOKGATE_ATTESTATION_KEY","#,
         );
-        let from_env = VALID.replacen('{', r#"{"attestationKey":"attestation-key-0123456789","#, 1);
-        let err = Config::parse_delivered(from_env.as_bytes()).unwrap_err();
-        assert_eq!(err.field, "receivers[0].secrets[0].env");
-        let err = Config::parse_delivered(VALID.as_bytes()).unwrap_err();
-        assert_eq!(err.field, "attestationKeyEnv");
+        assert_eq!(parse(&key_from_env).unwrap_err().field, "attestationKeyEnv");
         let empty = r#"{"attestationKey":"attestation-key-0123456789","receivers":[]}"#;
-        assert!(
-            Config::parse_delivered(empty.as_bytes()).is_ok(),
-            "no receiver ready yet"
-        );
-        // In live mode the filter answers the confirmation path itself: no receiver may pin it.
-        let pinned = inline.replacen(
+        assert!(parse(empty).is_ok(), "no receiver ready yet");
+        let pinned = VALID.replacen(
             r#""type":"github","#,
             r#""type":"github","path":"/hook/.well-known/hookgate/confirmation","#,
             1,
         );
-        let err = Config::parse_delivered(pinned.as_bytes()).unwrap_err();
+        let err = parse(&pinned).unwrap_err();
         assert_eq!(err.field, "receivers[0].path", "{err}");
-        assert!(
-            Config::parse(pinned.as_bytes(), &env).is_ok(),
-            "a plugin configuration is read as before"
-        );
     }
 
     #[test]
@@ -453,10 +371,13 @@ mod tests {
         assert!(!f.accepts("main"));
     }
 
-    /// The shape is checked before the meaning: an unknown field is reported before an empty list.
+    /// The shape is checked before the meaning: an unknown field is reported before a missing one.
     #[test]
     fn minimal_documents() {
-        assert_eq!(parse(r#"{"receivers":[]}"#).unwrap_err().field, "receivers");
+        assert_eq!(
+            parse(r#"{"receivers":[]}"#).unwrap_err().field,
+            "attestationKey"
+        );
         assert_eq!(
             parse(r#"{"receivers":[], "extra": 1}"#).unwrap_err().field,
             "extra"

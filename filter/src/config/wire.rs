@@ -28,10 +28,8 @@ pub const DOCUMENT: &str = "(document)";
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Document {
     pub receivers: Vec<Object<Receiver>>,
-    /// The variable holding the attestation key; default `HOOKGATE_ATTESTATION_KEY`.
-    pub attestation_key_env: Option<VariableName>,
-    /// The attestation key itself, for development: takes precedence over `attestationKeyEnv`.
-    pub attestation_key: Option<SecretText>,
+    /// The key that signs forwarded requests.
+    pub attestation_key: SecretText,
     /// Where verified deliveries go; default the protocol's.
     pub forward_path: Option<String>,
 }
@@ -68,12 +66,12 @@ pub struct Receiver {
     pub resource_filter: Option<String>,
 }
 
-/// Where one secret is: `{"env": VARIABLE}` or `{"inline": VALUE}` (exactly one, which `compile` checks).
+/// One secret: `{"inline": VALUE}` (the controller puts each key of the receiver's Secret there; the
+/// document travels sealed).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecretRef {
-    pub env: Option<VariableName>,
-    pub inline: Option<SecretText>,
+    pub inline: SecretText,
 }
 
 /// The rules for a receiver's ID tokens.
@@ -108,7 +106,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
-/// Secret material given as a JSON string (an inline secret, the inline attestation key).
+/// Secret material given as a JSON string (a secret, the attestation key).
 #[derive(Debug)]
 pub struct SecretText(pub Secret);
 
@@ -116,17 +114,6 @@ impl<'de> Deserialize<'de> for SecretText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         read_kind::<_, String>(deserializer, Kind::String, "a string")
             .map(|text| Self(Secret::from(text)))
-    }
-}
-
-/// The name of the environment variable holding secret material. A wrong value is described by its kind
-/// only, as for the material itself: someone may have put the secret where its variable's name goes.
-#[derive(Debug)]
-pub struct VariableName(pub String);
-
-impl<'de> Deserialize<'de> for VariableName {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        read_kind(deserializer, Kind::String, "a string").map(Self)
     }
 }
 
@@ -149,7 +136,7 @@ fn secret_refs<'de, D: Deserializer<'de>>(
     read_kind(
         deserializer,
         Kind::List,
-        r#"a list of {"env": ...} or {"inline": ...} objects"#,
+        r#"a list of {"inline": ...} objects"#,
     )
     .map(Some)
 }
@@ -346,14 +333,14 @@ mod tests {
                 |d| d["extra"] = 1.into(),
                 "extra",
                 None,
-                "unknown field `extra`, expected one of `receivers`, `attestationKeyEnv`, `attestationKey`, `forwardPath`",
+                "unknown field `extra`, expected one of `receivers`, `attestationKey`, `forwardPath`",
             ),
             (
                 "an empty top-level field name (a fuzzer's find)",
                 |d| d[""] = 1.into(),
                 r#""""#,
                 None,
-                "unknown field ``, expected one of `receivers`, `attestationKeyEnv`, `attestationKey`, `forwardPath`",
+                "unknown field ``, expected one of `receivers`, `attestationKey`, `forwardPath`",
             ),
             (
                 "the document a list",
@@ -405,11 +392,11 @@ mod tests {
                 "must be a string, not a list",
             ),
             (
-                "attestation key variable a number",
-                |d| d["attestationKeyEnv"] = 5.into(),
+                "attestation key from a variable (none is ever read)",
+                |d| d["attestationKeyEnv"] = "HOOKGATE_ATTESTATION_KEY".into(),
                 "attestationKeyEnv",
                 None,
-                "must be a string, not a number",
+                "unknown field `attestationKeyEnv`, expected one of `receivers`, `attestationKey`, `forwardPath`",
             ),
             (
                 "unknown receiver field",
@@ -463,14 +450,14 @@ mod tests {
                 |d| d["receivers"][0]["secrets"] = SECRET_TEXT.into(),
                 "receivers[0].secrets",
                 webapp,
-                r#"must be a list of {"env": ...} or {"inline": ...} objects, not a string"#,
+                r#"must be a list of {"inline": ...} objects, not a string"#,
             ),
             (
                 "secrets an object",
                 |d| d["receivers"][0]["secrets"] = json!({"inline": SECRET_TEXT}),
                 "receivers[0].secrets",
                 webapp,
-                r#"must be a list of {"env": ...} or {"inline": ...} objects, not an object"#,
+                r#"must be a list of {"inline": ...} objects, not an object"#,
             ),
             (
                 "a secret a string",
@@ -508,25 +495,18 @@ mod tests {
                 "must be a string, not a boolean",
             ),
             (
-                "secret variable a number",
-                |d| d["receivers"][0]["secrets"][0] = json!({"env": 5}),
+                "a secret from a variable (none is ever read)",
+                |d| d["receivers"][0]["secrets"][0] = json!({"env": "GITHUB_SECRET"}),
                 "receivers[0].secrets[0].env",
                 webapp,
-                "must be a string, not a number",
-            ),
-            (
-                "secret variable a secret in a list",
-                |d| d["receivers"][0]["secrets"][0] = json!({"env": [SECRET_TEXT]}),
-                "receivers[0].secrets[0].env",
-                webapp,
-                "must be a string, not a list",
+                "unknown field `env`, expected `inline`",
             ),
             (
                 "unknown secret field",
                 |d| d["receivers"][0]["secrets"][0] = json!({"inlin": SECRET_TEXT}),
                 "receivers[0].secrets[0].inlin",
                 webapp,
-                "unknown field `inlin`, expected `env` or `inline`",
+                "unknown field `inlin`, expected `inline`",
             ),
             (
                 "body limit a string",
@@ -619,9 +599,7 @@ mod tests {
     #[test]
     fn null_optional_fields_are_absent() {
         let mut document: Value = serde_json::from_str(VALID).unwrap();
-        for field in ["attestationKey", "attestationKeyEnv", "forwardPath"] {
-            document[field] = Value::Null;
-        }
+        document["forwardPath"] = Value::Null;
         let receiver = &mut document["receivers"][0];
         for field in [
             "events",
@@ -635,7 +613,6 @@ mod tests {
         ] {
             receiver[field] = Value::Null;
         }
-        receiver["secrets"][0]["inline"] = Value::Null;
         receiver["refs"]["tags"] = Value::Null;
         receiver["targets"][1]["apiVersion"] = Value::Null;
         let config = parse(&document.to_string()).unwrap();
@@ -647,11 +624,11 @@ mod tests {
     /// An object's Debug is its fields', and a secret's field shows no material.
     #[test]
     fn debug_of_the_wire_document_shows_no_secret() {
-        let raw = json!({"attestationKey": SECRET_TEXT, "attestationKeyEnv": "KEY_VARIABLE",
+        let raw = json!({"attestationKey": SECRET_TEXT,
             "receivers": [{"name": "a", "namespace": "b", "type": "github",
-                           "secrets": [{"inline": SECRET_TEXT}, {"env": "SECRET_VARIABLE"}]}]});
+                           "secrets": [{"inline": SECRET_TEXT}, {"inline": "hunter2-second"}]}]});
         let shown = format!("{:?}", read(&raw).unwrap());
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("SECRET_VARIABLE"), "{shown}");
+        assert!(shown.contains("github"), "{shown}");
     }
 }
