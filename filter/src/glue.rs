@@ -375,9 +375,6 @@ impl Live {
     fn settle(&self, answer: Answer, before: Before, serving: bool) -> Option<Config> {
         match answer {
             Answer::Applied(config, generation) => {
-                for warning in &config.warnings {
-                    log::warn!("hookgate: {warning}");
-                }
                 log::info!(
                     "hookgate: configuration generation {generation} applied ({} receivers)",
                     config.receivers.len()
