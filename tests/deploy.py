@@ -313,6 +313,26 @@ def controller_from_deployment(deployment: dict, values: Values, workdir: Path, 
     return Controller({**plain_env, **env}, local_args + extra_args)
 
 
+def standalone_proxy_pod(cp: ControlPlane, deployment: dict) -> None:
+    """What Envoy Gateway and the kubelet give a cluster: the pod of hookgate's Gateway's proxy, labelled as
+    the controller's --proxy-selector (HOOKGATE_PROXY_SELECTOR) picks it, at the address the standalone
+    Envoy runs on. The controller confirms proxy VMs only at such an address."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    selector = env.get("HOOKGATE_PROXY_SELECTOR")
+    if not selector:
+        return
+    labels = dict(pair.split("=", 1) for pair in selector.split(","))
+    namespace = env.get("HOOKGATE_PROXY_NAMESPACE") or "envoy-gateway-system"
+    cp.namespace(namespace)
+    cp.apply({"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": "envoy-standalone", "namespace": namespace, "labels": labels},
+              "spec": {"containers": [{"name": "envoy", "image": "envoyproxy/envoy"}]}})
+    cp.ok("PATCH", cp.resource_path("v1", "Pod", namespace, "envoy-standalone") + "/status",
+          {"status": {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}},
+          content_type="application/merge-patch+json")
+
+
 def deploy_cluster_side(deployed: Example, workdir: Path, controller_args: list[str] = ()) -> None:
     """The cluster side of an example: its namespaces, CRDs, ServiceAccount, ClusterRoles and bindings in the
     real kube-apiserver, its Receivers with their Secrets (each in the receiver's namespace, as a tenant
@@ -337,6 +357,7 @@ def deploy_cluster_side(deployed: Example, workdir: Path, controller_args: list[
     for receiver in receivers:
         deployed.targets[receiver_key(receiver)] = seed_targets(cp, receiver)
     deployment = controller_deployment(deployed.docs)
+    standalone_proxy_pod(cp, deployment)
     (account,) = deployed.of_kind("ServiceAccount")
     token = cp.service_account_token(account["metadata"]["namespace"], account["metadata"]["name"])
     kubeconfig = cp.kubeconfig(token, workdir / "kubeconfig")

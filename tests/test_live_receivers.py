@@ -86,7 +86,11 @@ def live_example(workdir: Path) -> Path:
                                  "fieldPaths": ["spec.wasm.0.config.controller.cluster"],
                                  "options": {"delimiter": "/", "index": 1}}]}]})
     return write(example, {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                           "resources": ["app", rel(example, MANIFESTS / "base/gateway/proxy")]})
+                           "resources": ["app", rel(example, MANIFESTS / "base/gateway/proxy")],
+                           # The controller reads hookgate's proxy pods from its namespace.
+                           "patches": [{"target": {"kind": "RoleBinding", "name": "hookgate-proxy-pods"},
+                                        "patch": json.dumps([{"op": "replace", "path": "/subjects/0/namespace",
+                                                              "value": CONTROLLER_NAMESPACE}])}]})
 
 
 @dataclass

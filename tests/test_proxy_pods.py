@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 import signers
 from gateway import wait
 from gitops import CONTROLLER_NAMESPACE
-from harness import RecordingUpstream
+from harness import ROOT, RecordingUpstream
 from served import ServedEdge, receiver, secret
 
+MANIFESTS = ROOT / "manifests"
 NAMESPACE = "proxy-pods"
 PROXIES = "proxy-pods-gateway"
 TOKEN = "proxy-pods-token-0123456789"
@@ -47,15 +50,12 @@ def deliver(port: int) -> int:
 
 
 def allow_reading_proxy_pods(cp) -> None:
-    """What the controller needs in the proxies' namespace: list and watch its pods."""
-    cp.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-              "metadata": {"name": "hookgate-proxy-pods", "namespace": PROXIES},
-              "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]})
-    cp.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-              "metadata": {"name": "hookgate-proxy-pods", "namespace": PROXIES},
-              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "hookgate-proxy-pods"},
-              "subjects": [{"kind": "ServiceAccount", "name": "hookgate-controller",
-                            "namespace": CONTROLLER_NAMESPACE}]})
+    """The manifests' Role for the controller to read the proxies' pods, bound in PROXIES."""
+    for doc in yaml.safe_load_all((MANIFESTS / "base/gateway/proxy/proxy-pods-rbac.yaml").read_text()):
+        doc["metadata"]["namespace"] = PROXIES
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = CONTROLLER_NAMESPACE
+        cp.apply(doc)
 
 
 def test_only_hookgate_s_own_proxy_pods_are_confirmed(cp, tmp_path):
