@@ -319,8 +319,7 @@ mod tests {
             let config = json!({"attestationKey": "0123456789abcdef0123", "receivers": [{
                 "name": "r", "namespace": "ns", "type": name, "secrets": [{"inline": secret}],
                 "targets": [{"kind": "GitRepository", "name": "x"}]}]});
-            let filter =
-                Filter::new(Config::parse(config.to_string().as_bytes()).unwrap());
+            let filter = Filter::new(Config::parse(config.to_string().as_bytes()).unwrap());
             let body = provider.sender().sample_payload.as_bytes();
             let headers = Headers::new(sign(*provider, &secret, None, body).unwrap());
             let now = SystemTime::now()
