@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import http.client
 import json
-import os
 import subprocess
 import re
 import secrets
@@ -22,7 +21,7 @@ import signers
 import yaml
 
 from cluster import ROOT, ControlPlane, build_binaries
-from gateway import STANDALONE, EnvoyGateway, render, standalone_overlay, wait
+from gateway import STANDALONE, EnvoyGateway, overlay, render, standalone_overlay, wait
 from harness import CONTROLLER, Controller
 
 MANIFESTS = ROOT / "manifests"
@@ -241,17 +240,10 @@ def configured(directory: Path, workdir: Path, values: Values | None = None) -> 
     values = {**example_secrets(unset), **(values or {})}
     deployment = controller_deployment(unset)
     channel_key = values[(deployment["metadata"]["namespace"], "hookgate-channel", "key")]
-    overlay = workdir / f"configured-{directory.name}"
-    overlay.mkdir(parents=True, exist_ok=True)
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        # Kustomize takes only relative paths to other kustomizations.
-        "resources": [os.path.relpath(directory, overlay)],
-        "patches": [{"target": {"kind": "EnvoyExtensionPolicy", "name": "hookgate"}, "patch": json.dumps(
-            [{"op": "replace", "path": "/spec/wasm/0/config/controllerKeys", "value": [public_key(channel_key)]}])}],
-    }, sort_keys=False))
-    return overlay, render(overlay), values
+    kustomization = overlay(directory, workdir / f"configured-{directory.name}", patches=[
+        {"target": {"kind": "EnvoyExtensionPolicy", "name": "hookgate"}, "patch": json.dumps(
+            [{"op": "replace", "path": "/spec/wasm/0/config/controllerKeys", "value": [public_key(channel_key)]}])}])
+    return kustomization, render(kustomization), values
 
 
 def seed_targets(cp: ControlPlane, receiver: dict) -> list[Target]:

@@ -87,28 +87,30 @@ def http_code(url: str, module: Path) -> dict:
     return {"type": "HTTP", "http": {"url": url, "sha256": hashlib.sha256(module.read_bytes()).hexdigest()}}
 
 
+def overlay(base: Path, directory: Path, **fields) -> Path:
+    """Writes a kustomization in `directory` that renders `base` with `fields` (components, patches) added.
+    Returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    document = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                # Kustomize takes only relative paths to other kustomizations.
+                "resources": [os.path.relpath(base, directory)], **fields}
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return directory
+
+
 def standalone_overlay(example: Path, workdir: Path, *, controller_port: int, gateway_port: int,
                        wasm_code: dict) -> Path:
     """A kustomization that renders `example` unchanged through the standalone component, with this run's
     ports and the module's source (`code` of the EnvoyExtensionPolicy). Returns its directory."""
-    overlay = workdir / f"standalone-{example.name}"
-    overlay.mkdir(parents=True, exist_ok=True)
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        # Kustomize takes only relative paths to other kustomizations.
-        "resources": [os.path.relpath(example, overlay)],
-        "components": [os.path.relpath(STANDALONE, overlay)],
-        "patches": [
-            {"target": {"kind": "Backend", "name": "hookgate-controller"},
-             "patch": json.dumps([{"op": "replace", "path": "/spec/endpoints/0/ip/port", "value": controller_port}])},
-            {"target": {"kind": "Gateway", "name": "eg"},
-             "patch": json.dumps([{"op": "replace", "path": "/spec/listeners/0/port", "value": gateway_port}])},
-            {"target": {"kind": "EnvoyExtensionPolicy"},
-             "patch": json.dumps([{"op": "replace", "path": "/spec/wasm/0/code", "value": wasm_code}])},
-        ],
-    }, sort_keys=False))
-    return overlay
+    directory = workdir / f"standalone-{example.name}"
+    return overlay(example, directory, components=[os.path.relpath(STANDALONE, directory)], patches=[
+        {"target": {"kind": "Backend", "name": "hookgate-controller"},
+         "patch": json.dumps([{"op": "replace", "path": "/spec/endpoints/0/ip/port", "value": controller_port}])},
+        {"target": {"kind": "Gateway", "name": "eg"},
+         "patch": json.dumps([{"op": "replace", "path": "/spec/listeners/0/port", "value": gateway_port}])},
+        {"target": {"kind": "EnvoyExtensionPolicy"},
+         "patch": json.dumps([{"op": "replace", "path": "/spec/wasm/0/code", "value": wasm_code}])},
+    ])
 
 
 class EnvoyGateway:

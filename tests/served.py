@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from gateway import render, wait
-from gitops import CONTROLLER_NAMESPACE, controller_env
+from gitops import ALLOWED_NAMESPACES, CONTROLLER_NAMESPACE, controller_env
 from harness import (CLUSTER_NAME, CONTROLLER, CONTROLLER_CLUSTER, ROOT, Controller, Envoy, envoy_bootstrap,
                      free_port)
 
@@ -44,7 +44,8 @@ def public_key(channel_key: str) -> str:
 
 
 def prepare(cp) -> None:
-    """The Receiver CRD installed and the test controller allowed to watch Receivers and Secrets (once)."""
+    """The Receiver CRD installed and the test controller allowed to watch Receivers and Secrets and to
+    reconcile in the seeded namespaces (once)."""
     if getattr(cp, "_receivers_prepared", False):
         return
     cp.install_crds([d for d in render(CRDS) if d["kind"] == "CustomResourceDefinition"])
@@ -58,6 +59,15 @@ def prepare(cp) -> None:
                           "name": role["metadata"]["name"]},
               "subjects": [{"kind": "ServiceAccount", "name": "hookgate-controller",
                             "namespace": CONTROLLER_NAMESPACE}]})
+    # Its reconcile rights where the seeded objects are, under a binding name of its own: the examples'
+    # bindings named `hookgate-controller` in those namespaces name their own controllers' accounts.
+    for namespace in ALLOWED_NAMESPACES:
+        cp.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                  "metadata": {"name": "hookgate-controller-served", "namespace": namespace},
+                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                              "name": "hookgate-controller"},
+                  "subjects": [{"kind": "ServiceAccount", "name": "hookgate-controller",
+                                "namespace": CONTROLLER_NAMESPACE}]})
     cp._receivers_prepared = True
 
 

@@ -162,21 +162,27 @@ LEASE_VERBS = ["get", "list", "create", "update", "delete"]
 
 @pytest.mark.parametrize("directory", ["base/controller", *(f"examples/{e}" for e in EXAMPLES)])
 def test_the_controller_may_keep_dispatch_records_in_its_own_namespace_only(directory):
-    """The controller's namespaced RBAC grows by exactly the dispatch records: a Role in the Deployment's namespace
-    granting get, list, create, update and delete on Leases, bound to its ServiceAccount there, and the
-    namespace given to the controller through the downward API."""
+    """The controller's namespaced RBAC grows by exactly the dispatch records (a Role in the Deployment's
+    namespace granting get, list, create, update and delete on Leases) and, where an example has the
+    proxy side, the proxy pods' addresses (a Role in the Gateway's namespace granting list and watch on pods,
+    for --proxy-selector), each bound to its ServiceAccount in its own namespace; and the namespace given to
+    the controller through the downward API."""
     docs = [d for d in yaml.safe_load_all(render(directory)) if d]
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     namespace = deployment["metadata"].get("namespace")
     pod = deployment["spec"]["template"]["spec"]
+    account = [{"kind": "ServiceAccount", "name": pod["serviceAccountName"],
+                **({"namespace": namespace} if namespace else {})}]
+    expected = [("hookgate-controller-dispatch", namespace,
+                 [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": LEASE_VERBS}])]
+    if any(d["kind"] == "EnvoyProxy" for d in docs):
+        expected.append(("hookgate-proxy-pods", "envoy-gateway-system",
+                         [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]))
     roles = [d for d in docs if d["kind"] == "Role"]
-    assert [(r["metadata"]["name"], r["metadata"].get("namespace"), r["rules"]) for r in roles] == [
-        ("hookgate-controller-dispatch", namespace,
-         [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": LEASE_VERBS}])]
+    assert sorted((r["metadata"]["name"], r["metadata"].get("namespace"), r["rules"]) for r in roles) == expected
     bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "Role"]
-    assert [(b["metadata"].get("namespace"), b["roleRef"]["name"], b["subjects"]) for b in bindings] == [
-        (namespace, "hookgate-controller-dispatch",
-         [{"kind": "ServiceAccount", "name": pod["serviceAccountName"], **({"namespace": namespace} if namespace else {})}])]
+    assert sorted((b["roleRef"]["name"], b["metadata"].get("namespace"), b["subjects"]) for b in bindings) == [
+        (name, role_namespace, account) for name, role_namespace, _ in expected]
     (container,) = pod["containers"]
     assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
 
