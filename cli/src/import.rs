@@ -26,8 +26,9 @@ pub const OBJECTS_FILE: &str = "receivers.yaml";
 /// Every Kubernetes object in `text` (multi-document YAML), `kind: List` items flattened.
 pub fn objects_in(text: &str, source: &str) -> anyhow::Result<Vec<Value>> {
     let mut objects = Vec::new();
+    let budget = crate::yaml::Budget::default();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(document)
+        let value = crate::yaml::value(document, &budget)
             .with_context(|| format!("{source}: document {index} is not valid YAML"))?;
         flatten(value, &mut objects);
     }

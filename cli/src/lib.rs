@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod import;
 pub mod objects;
+pub mod yaml;
 
 use std::fmt::Write as _;
 use std::io::Read as _;
