@@ -236,7 +236,9 @@ impl Expression {
     }
 }
 
-/// An error's text without the values it may carry (the interpreter's own messages print them).
+/// An error's text without the values it may carry (the interpreter's own messages print them): a
+/// wrongly typed value is named by its kind. A missing key is a field the expression selects (an index
+/// computed from the payload gives null, not this error).
 fn describe(error: &ExecutionError) -> String {
     match error {
         ExecutionError::NoSuchKey(key) => format!("no such key: {key}"),
@@ -254,7 +256,9 @@ fn describe(error: &ExecutionError) -> String {
         ExecutionError::NotSupportedAsMethod { method, target } => {
             format!("{method}() does not apply to a {}", target.type_of())
         }
-        ExecutionError::UnexpectedType { got, want } => format!("expected {want}, got {got}"),
+        ExecutionError::UnexpectedType { got, want } => {
+            format!("expected {}, got {}", kind_named(want), kind_named(got))
+        }
         ExecutionError::ValuesNotComparable(a, b) => {
             format!("a {} cannot be compared to a {}", a.type_of(), b.type_of())
         }
@@ -283,6 +287,21 @@ fn describe(error: &ExecutionError) -> String {
         ExecutionError::Overflow(op, _, _) => format!("{op} overflows"),
         ExecutionError::MissingArgumentOrTarget => "missing argument or target".into(),
         _ => "evaluation failed".into(),
+    }
+}
+
+/// The kind in an interpreter's type text: a type name (`string`, `Arc<String>`: `string`), or the first
+/// word of a value's `{:?}` dump (`Map(Map { .. })`: `map`), never what follows it.
+fn kind_named(text: &str) -> String {
+    let text = text.strip_prefix("Arc<").unwrap_or(text);
+    let kind: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if kind.is_empty() {
+        "a value".into()
+    } else {
+        kind.to_ascii_lowercase()
     }
 }
 

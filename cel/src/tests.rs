@@ -513,3 +513,33 @@ fn generated_expressions_never_panic() {
         "{compiled} compiled, {evaluated} evaluated"
     );
 }
+
+/// Issue 22, item 8: an evaluation error never carries a value of the input. The interpreter formats a
+/// wrongly typed argument of `startsWith`, `endsWith`, `split`, `first` and `last` with `{:?}`; the error
+/// says its kind. A missing field is named (the expression wrote it); a computed index that misses is null.
+#[test]
+fn evaluation_errors_never_show_input_values() {
+    const VALUE: &str = "secret-looking-value";
+    let payload = json!({"a": {"k": VALUE}, "l": [VALUE], "s": "x", "m": {"x": 1}, "key": VALUE});
+    let cases = [
+        ("startsWith, a map argument", "'x'.startsWith(req.a)"),
+        ("startsWith, a list argument", "'x'.startsWith(req.l)"),
+        ("endsWith, a map argument", "'x'.endsWith(req.a)"),
+        ("split, a map argument", "size('a,b'.split(req.a)) > 0"),
+        ("split, a map target", "size(req.a.split(',')) > 0"),
+        ("first, a map target", "req.a.first().value() == 'x'"),
+        ("last, a map target", "req.a.last().value() == 'x'"),
+        ("a computed index that misses", "req.m[req.key] > 0"),
+    ];
+    for (case, source) in cases {
+        let error = evaluate(source, Value::Null, payload.clone()).expect_err(case);
+        assert!(
+            !error.to_string().contains("secret-looking"),
+            "{case}: {error}"
+        );
+    }
+    let error = evaluate("'x'.startsWith(req.a)", Value::Null, payload.clone()).unwrap_err();
+    assert_eq!(error.to_string(), "expected string, got map");
+    let error = evaluate("req.a.nokey == 'x'", Value::Null, payload).unwrap_err();
+    assert_eq!(error.to_string(), "no such key: nokey");
+}
