@@ -553,7 +553,8 @@ def test_form_encoded_github_delivery(edge, upstream):
 @pytest.mark.parametrize("method,path,status,reason", [
     ("POST", "/hook/0000000000000000000000000000000000000000000000000000000000000000", 404, "unknown webhook path"),
     ("POST", FORWARD_PATH, 404, "unknown webhook path"),
-    ("POST", "/hook/off", 403, "receiver disabled"),
+    # Suspended: 503 without verifying, as Flux answers (issue 22, item 5).
+    ("POST", "/hook/off", 503, "receiver suspended"),
     ("GET", GITHUB_PATH, 405, "method not allowed"),
     ("PUT", GITHUB_PATH, 405, "method not allowed"),
 ])

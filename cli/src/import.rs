@@ -52,7 +52,7 @@ fn text_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
 }
 
 /// A translation note as `import` words it: the controller's wording ([`Note`]'s), but for what the user
-/// must do about a cross-namespace target and how a suspended receiver is written.
+/// must do about a cross-namespace target.
 fn worded(note: &Note) -> String {
     match note {
         // Flux allows these unless run with --no-cross-namespace-refs; hookgate's controller refuses them
@@ -62,10 +62,6 @@ fn worded(note: &Note) -> String {
              --allow-cross-namespace and bind its ClusterRole in {namespace}, or the Receiver is not Ready \
              (CrossNamespaceTarget)"
         ),
-        // Flux answers a suspended receiver with 503; hookgate's suspended receiver answers 403.
-        Note::Suspended => "suspended, imported with `suspend: true`: hookgate refuses its deliveries \
-                            with 403 where Flux answers 503"
-            .to_string(),
         note => note.to_string(),
     }
 }
@@ -808,8 +804,8 @@ mod tests {
                 ),
                 Expect::Imported(
                     Some("/hook/"),
-                    vec!["flux-system/webapp: suspended, imported with `suspend: true`: hookgate refuses its \
-                          deliveries with 403 where Flux answers 503"],
+                    // Answered 503 without verifying, as Flux does: nothing to note.
+                    vec![],
                     json!({"suspend": true}),
                 ),
             ),
@@ -1033,10 +1029,23 @@ mod tests {
                 "with --serve-flux-receivers (imported with no note): flux-system/webapp\n",
             ),
             (
-                "none as it is",
+                "suspended, as it is",
                 format!(
                     "{}---\n{secret}",
                     receiver_yaml("webapp", "flux-system", "gitlab", "  suspend: true\n")
+                ),
+                "with --serve-flux-receivers (imported with no note): flux-system/webapp\n",
+            ),
+            (
+                "none as it is",
+                format!(
+                    "{}---\n{secret}",
+                    receiver_yaml(
+                        "webapp",
+                        "flux-system",
+                        "harbor",
+                        "  events: [PUSH_ARTIFACT]\n"
+                    )
                 ),
                 "with --serve-flux-receivers (imported with no note): none\n",
             ),

@@ -8,7 +8,8 @@ pub enum Rejection {
     /// The filter configuration was invalid: every request is refused (fail closed).
     NotConfigured,
     UnknownPath,
-    ReceiverDisabled,
+    /// The receiver is suspended (`suspend: true`): 503 without verifying, as Flux answers.
+    ReceiverSuspended,
     MethodNotAllowed,
     PayloadTooLarge,
     MissingSignature,
@@ -36,12 +37,11 @@ pub enum Rejection {
 impl Rejection {
     pub fn status(self) -> u32 {
         match self {
-            Self::NotConfigured => 503,
+            Self::NotConfigured | Self::ReceiverSuspended => 503,
             Self::UnknownPath => 404,
-            Self::ReceiverDisabled
-            | Self::ApplicationNotAllowed
-            | Self::EventTypeNotAllowed
-            | Self::ClaimsNotAccepted => 403,
+            Self::ApplicationNotAllowed | Self::EventTypeNotAllowed | Self::ClaimsNotAccepted => {
+                403
+            }
             Self::MethodNotAllowed => 405,
             Self::PayloadTooLarge => 413,
             Self::MissingSignature
@@ -61,7 +61,7 @@ impl Rejection {
         match self {
             Self::NotConfigured => "filter configuration invalid",
             Self::UnknownPath => "unknown webhook path",
-            Self::ReceiverDisabled => "receiver disabled",
+            Self::ReceiverSuspended => "receiver suspended",
             Self::MethodNotAllowed => "method not allowed",
             Self::PayloadTooLarge => "payload too large",
             Self::MissingSignature => "missing signature",
@@ -86,7 +86,7 @@ impl Rejection {
         match self {
             Self::NotConfigured => "not_configured",
             Self::UnknownPath => "unknown_path",
-            Self::ReceiverDisabled => "receiver_disabled",
+            Self::ReceiverSuspended => "receiver_suspended",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::MissingSignature => "missing_signature",

@@ -52,7 +52,7 @@ impl Filter {
     ) -> Result<(), Rejection> {
         let receiver = self.receiver(id)?;
         if receiver.disabled {
-            return Err(Rejection::ReceiverDisabled);
+            return Err(Rejection::ReceiverSuspended);
         }
         if !receiver.provider.methods().contains(&method) {
             return Err(Rejection::MethodNotAllowed);
@@ -356,7 +356,10 @@ mod tests {
             "the query string is not part of the route"
         );
         let off = f.route("/hook/off").unwrap();
-        assert_eq!(f.admit(off, "POST", None), Err(Rejection::ReceiverDisabled));
+        assert_eq!(
+            f.admit(off, "POST", None),
+            Err(Rejection::ReceiverSuspended)
+        );
         assert_eq!(f.admit(id, "GET", None), Err(Rejection::MethodNotAllowed));
         assert_eq!(
             f.admit(id, "POST", Some("1001")),
@@ -365,7 +368,7 @@ mod tests {
         assert_eq!(f.admit(id, "POST", Some("1000")), Ok(()));
         assert_eq!(
             f.handle("POST", "/hook/off", &Headers::default(), b"{}", NOW),
-            Outcome::Reject(Rejection::ReceiverDisabled)
+            Outcome::Reject(Rejection::ReceiverSuspended)
         );
         assert_eq!(
             f.handle("POST", "/hook/nope", &Headers::default(), b"{}", NOW),

@@ -54,8 +54,6 @@ pub enum Note {
     /// `spec.resources[index]` is in another namespace: served only when the controller allows
     /// cross-namespace targets.
     CrossNamespace { index: usize, namespace: String },
-    /// `spec.suspend`: every delivery is refused, with 403 where Flux answers 503.
-    Suspended,
 }
 
 impl fmt::Display for Note {
@@ -78,10 +76,6 @@ impl fmt::Display for Note {
                 f,
                 "spec.resources[{index}] is in namespace {namespace}: hookgate's controller reconciles \
                  it only with --allow-cross-namespace (and its ClusterRole bound in {namespace})"
-            ),
-            Self::Suspended => write!(
-                f,
-                "suspended: every delivery is refused, with 403 where Flux answers 503"
             ),
         }
     }
@@ -161,10 +155,8 @@ pub fn translate(spec: &Value, namespace: &str) -> Result<Translation, Untransla
     {
         targets.push(target(resource, index, namespace, &mut notes)?);
     }
+    // Suspended, it answers 503 without verifying, as Flux's does.
     let suspend = spec.get("suspend").and_then(Value::as_bool) == Some(true);
-    if suspend {
-        notes.push(Note::Suspended);
-    }
     let spec = ReceiverSpec {
         provider: flux_type.into(),
         events,
@@ -382,7 +374,7 @@ mod tests {
             (
                 "suspended".into(),
                 flux_spec("github", json!({"suspend": true})),
-                Ok((with(plain("github"), json!({"suspend": true})), vec![Note::Suspended])),
+                Ok((with(plain("github"), json!({"suspend": true})), vec![])),
             ),
             (
                 "not suspended".into(),
@@ -513,10 +505,6 @@ mod tests {
             (
                 Note::MatchLabelsIgnored { index: 3 },
                 "spec.resources[3].matchLabels dropped: Flux ignores them unless the name is `*`",
-            ),
-            (
-                Note::Suspended,
-                "suspended: every delivery is refused, with 403 where Flux answers 503",
             ),
         ];
         for (note, text) in cases {
