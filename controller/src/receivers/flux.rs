@@ -26,6 +26,9 @@ const PLURAL: &str = "receivers";
 pub const TOKEN_KEY: &str = "token";
 /// The Receiver types whose `spec.events` Flux checks (REFERENCE.md §2); it ignores them for the others.
 pub const CHECKS_EVENTS: &[&str] = &["github", "gitlab", "bitbucket", "cdevents"];
+/// The Receiver types whose senders Flux lets sign with HMAC-SHA1 and commonly do (`generic-hmac`'s
+/// `sha1=`: the first example of Flux's documentation). GitHub also signs with SHA-256, which both check.
+const SIGNS_WITH_SHA1: &[&str] = &["generic-hmac"];
 
 /// Flux's `Receiver`, for a dynamic API and watcher.
 pub fn api_resource() -> ApiResource {
@@ -54,6 +57,9 @@ pub enum Note {
     /// `spec.resources[index]` is in another namespace: served only when the controller allows
     /// cross-namespace targets.
     CrossNamespace { index: usize, namespace: String },
+    /// A type whose senders sign with HMAC-SHA1 as often as not (Flux's own first `generic-hmac` example is
+    /// `sha1=`), which Flux accepts and hookgate refuses unless `allowSha1` is set.
+    Sha1Refused { provider: String },
 }
 
 impl fmt::Display for Note {
@@ -76,6 +82,11 @@ impl fmt::Display for Note {
                 f,
                 "spec.resources[{index}] is in namespace {namespace}: hookgate's controller reconciles \
                  it only with --allow-cross-namespace (and its ClusterRole bound in {namespace})"
+            ),
+            Self::Sha1Refused { provider } => write!(
+                f,
+                "type `{provider}`: a delivery signed with HMAC-SHA1 only, which Flux accepts, gets 401 \
+                 (`signature mismatch`): set spec.allowSha1: true if the sender signs only with SHA-1"
             ),
         }
     }
@@ -154,6 +165,11 @@ pub fn translate(spec: &Value, namespace: &str) -> Result<Translation, Untransla
         .enumerate()
     {
         targets.push(target(resource, index, namespace, &mut notes)?);
+    }
+    if SIGNS_WITH_SHA1.contains(&flux_type) {
+        notes.push(Note::Sha1Refused {
+            provider: flux_type.into(),
+        });
     }
     // Suspended, it answers 503 without verifying, as Flux's does.
     let suspend = spec.get("suspend").and_then(Value::as_bool) == Some(true);
@@ -326,7 +342,6 @@ mod tests {
         let mut cases: Vec<(String, Value, Expected)> = Vec::new();
         for flux_type in [
             "generic",
-            "generic-hmac",
             "harbor",
             "dockerhub",
             "quay",
@@ -341,6 +356,16 @@ mod tests {
             ));
         }
         cases.extend([
+            (
+                "generic-hmac, which Flux lets sign with sha1=".to_string(),
+                flux_spec("generic-hmac", json!({})),
+                Ok((
+                    plain("generic-hmac"),
+                    vec![Note::Sha1Refused {
+                        provider: "generic-hmac".into(),
+                    }],
+                )),
+            ),
             (
                 "github with its events".to_string(),
                 flux_spec("github", json!({"events": ["ping", "push"]})),
