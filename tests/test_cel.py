@@ -169,6 +169,11 @@ GAR_RECEIVERS = [
         "type": "generic", "secretRef": {"name": "cel-secret"}, "resourceFilter": FLUX_ANNOTATION_FILTER,
         "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "*",
                      "matchLabels": {"registry": "gar-annotated"}}]}),
+    # Its filter reads a field larger than the controller's former 1 MiB request limit.
+    receiver("gar-large", NAMESPACE, {
+        "type": "generic", "secretRef": {"name": "cel-secret"}, "bodyLimit": 8 * 1024 * 1024,
+        "resourceFilter": FLUX_TAG_FILTER + " && size(req.notes) > 0",
+        "targets": [{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "hello-world"}]}),
     # Named targets: their metadata is listed by name (the controller's RBAC has no `get`).
     receiver("gar-named", NAMESPACE, {
         "type": "generic", "secretRef": {"name": "cel-secret"},
@@ -229,3 +234,16 @@ def test_named_targets_are_filtered_too(cp, cluster_edge):
     assert [t["status"] for t in json.loads(reply)["targets"]] == ["annotated", "filtered"]
     assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX) != before["hello-world"]
     assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "world").get(FLUX) == before["world"]
+
+
+def test_a_large_field_the_filters_read_reaches_the_controller(cp, cluster_edge):
+    """The filter forwards the fields the target filters read, here 2 MiB of them, and the controller reads
+    the request (its 1 MiB limit answered 413 to this verified delivery)."""
+    api_version = "image.toolkit.fluxcd.io/v1"
+    before = annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX)
+    body = json.dumps({**GAR_TAG, "notes": "n" * (2 * 1024 * 1024)}).encode()
+    status, reply = send(cluster_edge.port, signers.flux_path(SECRET, "gar-large", NAMESPACE),
+                         signers.generic(SECRET, body), body)
+    assert status == 200, reply[:300]
+    assert [t["status"] for t in json.loads(reply)["targets"]] == ["annotated"]
+    assert annotations(cp, api_version, "ImageRepository", NAMESPACE, "hello-world").get(FLUX) != before

@@ -63,28 +63,6 @@ GIT = {"kind": "GitRepository", "name": "webapp"}
     ("stale timestamp", {"timestamp": int(time.time()) - 600}, reconcile_request([GIT]), 401,
      "attestation timestamp outside the allowed window"),
     ("malformed body", {}, b'{"receiver": 1}', 400, "malformed reconcile request"),
-    ("kind outside the allow-list", {}, reconcile_request([GIT, {"apiVersion": "v1", "kind": "Secret", "name": "x"}]), 422,
-     "kind Secret (apiVersion v1) is not reconcilable"),
-    ("foreign group", {}, reconcile_request([{"apiVersion": "evil.example.com/v1", "kind": "GitRepository", "name": "x"}]), 422,
-     "is not reconcilable"),
-    ("cross namespace", {}, reconcile_request([GIT, {"kind": "GitRepository", "name": "other", "namespace": "apps"}]), 403,
-     "cross-namespace target apps/other refused"),
-    ("wildcard without labels", {}, reconcile_request([{"kind": "Kustomization", "name": "*"}]), 400, "requires matchLabels"),
-    # Fields that reach request paths and label selectors, checked with Kubernetes' rules before any API call.
-    ("apiVersion with a path", {}, reconcile_request([{
-        "apiVersion": "source.toolkit.fluxcd.io/v1/namespaces/other/gitrepositories/x", "kind": "GitRepository",
-        "name": "webapp"}]), 400, "targets[0].apiVersion: apiVersion must be group/version with a Kubernetes version"),
-    ("matchLabels value with a selector", {}, reconcile_request([{
-        "kind": "Kustomization", "name": "*", "matchLabels": {"app": "a,env!=prod"}}]), 400,
-     "targets[0].matchLabels: matchLabels values must be Kubernetes label values"),
-    ("matchLabels key with a selector", {}, reconcile_request([GIT, {
-        "kind": "Kustomization", "name": "*", "matchLabels": {"app!": "a"}}]), 400,
-     "targets[1].matchLabels: matchLabels keys must be Kubernetes label keys"),
-    ("name with a path", {}, reconcile_request([{"kind": "GitRepository", "name": "webapp/status"}]), 400,
-     "targets[0].name: name must be an object name"),
-    ("namespace with a path", {}, reconcile_request([{"kind": "GitRepository", "name": "webapp",
-                                                      "namespace": "forbidden/gitrepositories"}]), 400,
-     "targets[0].namespace: namespace must be a Kubernetes namespace name"),
     ("receiver namespace with a path", {}, reconcile_request([GIT], receiver_ns="forbidden/gitrepositories"), 400,
      "receiver namespace and name must be Kubernetes names"),
 ])
@@ -94,6 +72,40 @@ def test_refusals_change_nothing(cp, controller, label, kwargs, body, status, re
     assert got == status, reply
     assert reason in reply["error"]
     assert resource_versions(cp) == before, "a refused request must not patch anything"
+
+
+@pytest.mark.parametrize("label,target,status,detail", [
+    ("kind outside the allow-list", {"apiVersion": "v1", "kind": "Secret", "name": "x"}, "kind_not_allowed",
+     "targets[0].kind: Secret is not a kind hookgate reconciles"),
+    ("foreign group", {"apiVersion": "evil.example.com/v1", "kind": "GitRepository", "name": "x"}, "kind_not_allowed",
+     "GitRepository is not served as evil.example.com/v1"),
+    ("cross namespace", {"kind": "GitRepository", "name": "other", "namespace": "apps"}, "cross_namespace",
+     "targets[0]: apps/other is outside the receiver's namespace"),
+    ("wildcard without labels", {"kind": "Kustomization", "name": "*"}, "invalid", "requires matchLabels"),
+    # Fields that reach request paths and label selectors, checked with Kubernetes' rules before any API call.
+    ("apiVersion with a path", {"apiVersion": "source.toolkit.fluxcd.io/v1/namespaces/other/gitrepositories/x",
+                                "kind": "GitRepository", "name": "webapp"}, "invalid",
+     "targets[0].apiVersion: apiVersion must be group/version with a Kubernetes version"),
+    ("matchLabels value with a selector", {"kind": "Kustomization", "name": "*", "matchLabels": {"app": "a,env!=prod"}},
+     "invalid", "targets[0].matchLabels: matchLabels values must be Kubernetes label values"),
+    ("matchLabels key with a selector", {"kind": "Kustomization", "name": "*", "matchLabels": {"app!": "a"}},
+     "invalid", "targets[0].matchLabels: matchLabels keys must be Kubernetes label keys"),
+    ("name with a path", {"kind": "GitRepository", "name": "webapp/status"}, "invalid",
+     "targets[0].name: name must be an object name"),
+    ("namespace with a path", {"kind": "GitRepository", "name": "webapp", "namespace": "forbidden/gitrepositories"},
+     "invalid", "targets[0].namespace: namespace must be a Kubernetes namespace name"),
+])
+def test_a_refused_target_changes_nothing_and_the_others_are_annotated(cp, controller, label, target, status, detail):
+    """As Flux goes on past a failing resource, a target refused before any API call is reported alone (500 for
+    the request) and the request's other targets are annotated."""
+    before = cp.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")
+    got, reply = post(controller.port, reconcile_request([target, GIT], delivery=f"refused-{label}"))
+    assert got == 500, reply
+    assert [t["status"] for t in reply["targets"]] == [status, "annotated"], reply
+    assert detail in reply["targets"][0]["detail"], reply
+    assert (reply["annotated"], reply["failed"]) == (1, 1), reply
+    after = cp.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")
+    assert after["metadata"]["annotations"][FLUX] != before["metadata"].get("annotations", {}).get(FLUX)
 
 
 def test_a_replayed_request_is_refused_and_changes_nothing(cp, controller):
@@ -116,13 +128,10 @@ def test_annotates_flux_and_argo_targets(cp, controller):
         {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "name": "webapp-frontend"},
         {"kind": "Application", "name": "guestbook", "namespace": "argocd"},
     ]), )
-    # The Application is in another namespace: refused without --allow-cross-namespace.
-    assert status == 403, reply
-    status, reply = post(controller.port, reconcile_request([
-        GIT, {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "name": "webapp-frontend"}]))
-    assert status == 200, reply
-    assert (reply["annotated"], reply["failed"]) == (2, 0)
-    assert {t["status"] for t in reply["targets"]} == {"annotated"}
+    # The Application is in another namespace: refused alone without --allow-cross-namespace.
+    assert status == 500, reply
+    assert [t["status"] for t in reply["targets"]] == ["annotated", "annotated", "cross_namespace"], reply
+    assert (reply["annotated"], reply["failed"]) == (2, 1)
     after = cp.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")
     assert RFC3339_NANOS.match(after["metadata"]["annotations"][FLUX])
     assert after["spec"] == before["spec"], "only metadata is patched"

@@ -1,4 +1,4 @@
-//! Refusals of a whole reconcile request. Each is answered with its HTTP status, a stable reason code and
+//! Refusals of a whole reconcile request (a target is refused alone: see `reconcile`). Each is answered with its HTTP status, a stable reason code and
 //! its message, which goes to the provider's delivery log: so no variant carries key material or cluster
 //! internals. API server errors never become one: they are classified per target (a stable status code in
 //! the reply, the API server's message in the controller's log only).
@@ -25,14 +25,6 @@ pub enum Error {
     /// A target filter (`resourceFilter`, `targets[i].filter`) that does not compile: the field and why.
     #[error("{0}")]
     InvalidFilter(String),
-    #[error("kind {kind} (apiVersion {api_version}) is not reconcilable")]
-    KindNotAllowed { kind: String, api_version: String },
-    #[error("cross-namespace target {namespace}/{name} refused for receiver {receiver} (see --allow-cross-namespace)")]
-    CrossNamespace {
-        receiver: String,
-        namespace: String,
-        name: String,
-    },
 }
 
 impl Error {
@@ -43,8 +35,6 @@ impl Error {
             Self::MalformedRequest(_) | Self::InvalidTarget(_) | Self::InvalidFilter(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::KindNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::CrossNamespace { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -56,8 +46,6 @@ impl Error {
             Self::ReplayCacheFull => "overloaded",
             Self::MalformedRequest(_) | Self::InvalidTarget(_) => "bad_request",
             Self::InvalidFilter(_) => "invalid_filter",
-            Self::KindNotAllowed { .. } => "kind_not_allowed",
-            Self::CrossNamespace { .. } => "cross_namespace",
         }
     }
 
@@ -85,15 +73,6 @@ mod tests {
 
     #[tokio::test]
     async fn every_refusal_answers_its_status_reason_and_message() {
-        let kind_not_allowed = Error::KindNotAllowed {
-            kind: "Secret".into(),
-            api_version: "v1".into(),
-        };
-        let cross_namespace = Error::CrossNamespace {
-            receiver: "flux-system/r".into(),
-            namespace: "other".into(),
-            name: "x".into(),
-        };
         // (error, status, reason and metric label, message)
         let cases = [
             (
@@ -131,18 +110,6 @@ mod tests {
                 StatusCode::BAD_REQUEST,
                 "invalid_filter",
                 "targets[0].filter: undeclared reference to 'x'",
-            ),
-            (
-                kind_not_allowed,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "kind_not_allowed",
-                "kind Secret (apiVersion v1) is not reconcilable",
-            ),
-            (
-                cross_namespace,
-                StatusCode::FORBIDDEN,
-                "cross_namespace",
-                "cross-namespace target other/x refused for receiver flux-system/r (see --allow-cross-namespace)",
             ),
         ];
         for (error, status, reason, message) in cases {

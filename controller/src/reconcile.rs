@@ -1,8 +1,9 @@
 //! Turns an attested reconcile request into annotation patches on the API server.
 //!
-//! Everything that can refuse the whole request (field syntax, kinds, namespaces, wildcard shape) is checked
-//! before the first API call, so a request is never half-applied because of its own content, and nothing
-//! malformed reaches a request path or a label selector. Patches then run in parallel with a bound;
+//! Every target is checked before the first API call (field syntax, kind, namespace, wildcard shape), so
+//! nothing malformed reaches a request path or a label selector. As in Flux, a target refused there is
+//! reported alone and the others are applied (the answer is then 500); only a malformed request or a filter
+//! that does not compile refuses the whole request. Patches then run in parallel with a bound;
 //! transient API errors are retried with backoff until a deadline shorter than the providers' 10 seconds.
 //!
 //! The reply goes to the provider's delivery log, outside the cluster: it reports each configured target
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::coalesce::Coalescer;
 use crate::error::{Error, Result};
-use crate::kinds::{resolve, Resolved};
+use crate::kinds::{self, resolve, Resolved};
 use crate::metrics::Metrics;
 use crate::retry::{self, Policy};
 
@@ -63,6 +64,12 @@ pub enum TargetStatus {
     NotFound,
     /// Not patched: a target filter could not be evaluated for the object (fails closed, as Flux).
     FilterError,
+    /// Refused before any API call: a field outside Kubernetes' syntax, or `*` without `matchLabels`.
+    Invalid,
+    /// Refused before any API call: a kind outside the allow-list (or of another group).
+    KindNotAllowed,
+    /// Refused before any API call: outside the receiver's namespace without `--allow-cross-namespace`.
+    CrossNamespace,
     Failed,
     Forbidden,
     /// The API server could not be reached (or kept failing) until the deadline.
@@ -84,6 +91,9 @@ impl TargetStatus {
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
             Self::Failed => "failed",
+            Self::Invalid => "invalid",
+            Self::KindNotAllowed => "kind_not_allowed",
+            Self::CrossNamespace => "cross_namespace",
         }
     }
 }
@@ -117,6 +127,9 @@ pub struct TargetResult {
     /// with other requests (see `coalesce`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_at: Option<String>,
+    /// Why a target was refused before any API call (the field and rule at fault; names, never payload values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Every object's outcome (one for a named target or a failed list), for the reply's status code.
     #[serde(skip)]
     pub outcomes: Vec<TargetStatus>,
@@ -209,6 +222,45 @@ struct Planned {
     filters: Vec<Arc<Expression>>,
 }
 
+/// A configured target: planned, or refused alone with its line of the reply. One per configured target of
+/// one request, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Planned(Planned),
+    Refused(TargetResult),
+}
+
+/// The namespace a target is in: its own, or the receiver's.
+fn target_namespace(request: &AttestedRequest, target: &Target) -> String {
+    target
+        .namespace
+        .clone()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| request.receiver.namespace.clone())
+}
+
+/// The reply's line for a target refused before any API call: the target as configured.
+fn refused_result(
+    request: &AttestedRequest,
+    target: &Target,
+    status: TargetStatus,
+    detail: String,
+) -> TargetResult {
+    TargetResult {
+        api_version: target.api_version.clone().unwrap_or_default(),
+        kind: target.kind.clone(),
+        namespace: target_namespace(request, target),
+        name: target.name.clone(),
+        match_labels: target.match_labels.clone(),
+        status,
+        matched: None,
+        counts: BTreeMap::new(),
+        requested_at: None,
+        detail: Some(detail),
+        outcomes: vec![status],
+    }
+}
+
 /// An object a target stands for: its name and, where a filter reads it, its metadata.
 struct Candidate {
     name: String,
@@ -239,9 +291,12 @@ impl Reconciler {
         }
     }
 
-    /// Refuses the whole request if any target is malformed (400, checked for every target first) or not
-    /// allowed (422, 403); nothing reaches the API server then.
-    fn plan(&self, request: &AttestedRequest) -> Result<Vec<Planned>> {
+    /// Plans every configured target. The whole request is refused only when it is malformed as a whole (no
+    /// targets, a malformed receiver) or a filter does not compile (400, as Flux answers 500 before any
+    /// resource); a target that is malformed, of a kind outside the allow-list or in another namespace is
+    /// refused alone, before any API call for it, and the others go on, as Flux goes on past a failing
+    /// resource.
+    fn plan(&self, request: &AttestedRequest) -> Result<Vec<Step>> {
         if request.targets.is_empty() {
             return Err(Error::InvalidTarget("no targets".into()));
         }
@@ -250,68 +305,121 @@ impl Reconciler {
                 "receiver namespace and name must be Kubernetes names".into(),
             ));
         }
-        for (index, target) in request.targets.iter().enumerate() {
-            target.validate().map_err(|e| {
-                Error::InvalidTarget(format!("targets[{index}].{}: {e}", e.field()))
-            })?;
-        }
-        let receiver_ns = &request.receiver.namespace;
-        let receiver = format!("{}/{}", receiver_ns, request.receiver.name);
+        let receiver = format!("{}/{}", request.receiver.namespace, request.receiver.name);
         let resource_filter = compile_filter("resourceFilter", request.resource_filter.as_deref())?;
-        request
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(index, target)| {
-                let own = compile_filter(
-                    &format!("targets[{index}].filter"),
-                    target.filter.as_deref(),
-                )?;
-                let filters = resource_filter.iter().chain(&own).cloned().collect();
-                let resolved =
-                    resolve(target.api_version.as_deref(), &target.kind).ok_or_else(|| {
-                        Error::KindNotAllowed {
-                            kind: target.kind.clone(),
-                            api_version: target
-                                .api_version
-                                .clone()
-                                .unwrap_or_else(|| "default".into()),
-                        }
-                    })?;
-                let namespace = target
-                    .namespace
-                    .clone()
-                    .filter(|ns| !ns.is_empty())
-                    .unwrap_or_else(|| receiver_ns.clone());
-                if &namespace != receiver_ns && !self.settings.allow_cross_namespace {
-                    return Err(Error::CrossNamespace {
-                        receiver: receiver.clone(),
-                        namespace,
-                        name: target.name.clone(),
-                    });
-                }
-                let resource = resolved.api_resource();
-                Ok(Planned {
-                    api: Api::namespaced_with(self.client.clone(), &namespace, &resource),
-                    resource,
-                    resolved,
-                    namespace,
-                    target: target.clone(),
-                    receiver: receiver.clone(),
-                    filters,
-                })
-            })
-            .collect()
+        let mut steps = Vec::with_capacity(request.targets.len());
+        for (index, target) in request.targets.iter().enumerate() {
+            let own = compile_filter(
+                &format!("targets[{index}].filter"),
+                target.filter.as_deref(),
+            )?;
+            let filters = resource_filter.iter().chain(&own).cloned().collect();
+            let step = self
+                .plan_target(request, index, target, filters, &receiver)
+                .unwrap_or_else(|(status, detail)| {
+                    tracing::warn!(
+                        receiver = %receiver,
+                        target = index,
+                        status = status.code(),
+                        detail = %detail,
+                        "target refused"
+                    );
+                    Step::Refused(refused_result(request, target, status, detail))
+                });
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+
+    /// One target checked and resolved, or why it is refused (its status, and the detail for the log).
+    fn plan_target(
+        &self,
+        request: &AttestedRequest,
+        index: usize,
+        target: &Target,
+        filters: Vec<Arc<Expression>>,
+        receiver: &str,
+    ) -> std::result::Result<Step, (TargetStatus, String)> {
+        target.validate().map_err(|e| {
+            let detail = format!("targets[{index}].{}: {e}", e.field());
+            (TargetStatus::Invalid, detail)
+        })?;
+        let resolved = resolve(target.api_version.as_deref(), &target.kind).ok_or_else(|| {
+            let why = kinds::refusal(target.api_version.as_deref(), &target.kind);
+            (
+                TargetStatus::KindNotAllowed,
+                format!("targets[{index}].kind: {why}"),
+            )
+        })?;
+        let receiver_ns = &request.receiver.namespace;
+        let namespace = target_namespace(request, target);
+        if &namespace != receiver_ns && !self.settings.allow_cross_namespace {
+            let detail = format!(
+                "targets[{index}]: {namespace}/{} is outside the receiver's namespace (see --allow-cross-namespace)",
+                target.name
+            );
+            return Err((TargetStatus::CrossNamespace, detail));
+        }
+        let resource = kinds::api_resource(&resolved);
+        Ok(Step::Planned(Planned {
+            api: Api::namespaced_with(self.client.clone(), &namespace, &resource),
+            resource,
+            resolved,
+            namespace,
+            target: target.clone(),
+            receiver: receiver.to_string(),
+            filters,
+        }))
     }
 
     /// Validates, expands wildcards, patches every object and reports each outcome.
     pub async fn reconcile(&self, request: &AttestedRequest) -> Result<Summary> {
-        let plan = self.plan(request)?;
-        let deadline = Instant::now() + self.settings.deadline;
+        let steps = self.plan(request)?;
         // Flux's `req`: the payload fields the filter forwarded (only those the filters read).
         let empty = serde_json::Value::Object(Default::default());
         let payload = hookgate_cel::from_json(request.payload.as_ref().unwrap_or(&empty));
+        let planned: Vec<&Planned> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Planned(planned) => Some(planned),
+                Step::Refused(_) => None,
+            })
+            .collect();
+        let mut applied = self.apply(&planned, &payload).await.into_iter();
+        let results: Vec<TargetResult> = steps
+            .into_iter()
+            .filter_map(|step| match step {
+                Step::Planned(_) => applied.next(),
+                Step::Refused(result) => Some(result),
+            })
+            .collect();
+        for r in &results {
+            if r.status == TargetStatus::NoMatches {
+                self.metrics.annotation(&r.kind, r.status.code());
+            }
+            for outcome in &r.outcomes {
+                self.metrics.annotation(&r.kind, outcome.code());
+            }
+        }
+        let count = |pred: fn(TargetStatus) -> bool| {
+            results
+                .iter()
+                .flat_map(|r| &r.outcomes)
+                .filter(|s| pred(**s))
+                .count()
+        };
+        Ok(Summary {
+            receiver: format!("{}/{}", request.receiver.namespace, request.receiver.name),
+            delivery_id: request.delivery_id.clone(),
+            annotated: count(|s| s == TargetStatus::Annotated),
+            failed: count(TargetStatus::is_failure),
+            targets: results,
+        })
+    }
 
+    /// Expands wildcards, filters and patches the planned targets: one result each, in their order.
+    async fn apply(&self, plan: &[&Planned], payload: &Value) -> Vec<TargetResult> {
+        let deadline = Instant::now() + self.settings.deadline;
         // Expand wildcards first (in parallel), then patch everything (in parallel, bounded).
         // (Futures are collected first: a lazy `map` over borrowed items trips the compiler's
         // higher-ranked lifetime check once the handler future must be Send.)
@@ -333,8 +441,8 @@ impl Reconciler {
                         matched[index] = Some(candidates.len());
                     }
                     for candidate in candidates {
-                        match planned.filtered(&candidate, &payload) {
-                            None => to_patch.push((index, planned, candidate.name)),
+                        match planned.filtered(&candidate, payload) {
+                            None => to_patch.push((index, *planned, candidate.name)),
                             Some(status) => outcomes[index].push(status),
                         }
                     }
@@ -364,38 +472,14 @@ impl Reconciler {
                 Err(status) => outcomes[index].push(status),
             }
         }
-
-        let results: Vec<TargetResult> = plan
-            .iter()
+        plan.iter()
             .zip(outcomes)
             .zip(matched)
             .zip(requested_at)
             .map(|(((planned, outcomes), matched), requested_at)| {
                 self.result(planned, outcomes, matched, requested_at)
             })
-            .collect();
-        for r in &results {
-            if r.status == TargetStatus::NoMatches {
-                self.metrics.annotation(&r.kind, r.status.code());
-            }
-            for outcome in &r.outcomes {
-                self.metrics.annotation(&r.kind, outcome.code());
-            }
-        }
-        let count = |pred: fn(TargetStatus) -> bool| {
-            results
-                .iter()
-                .flat_map(|r| &r.outcomes)
-                .filter(|s| pred(**s))
-                .count()
-        };
-        Ok(Summary {
-            receiver: format!("{}/{}", request.receiver.namespace, request.receiver.name),
-            delivery_id: request.delivery_id.clone(),
-            annotated: count(|s| s == TargetStatus::Annotated),
-            failed: count(TargetStatus::is_failure),
-            targets: results,
-        })
+            .collect()
     }
 
     /// One configured target's line of the reply, from the outcomes of the objects it stands for.
@@ -431,6 +515,7 @@ impl Reconciler {
             matched,
             counts,
             requested_at,
+            detail: None,
             outcomes,
         }
     }
@@ -570,7 +655,7 @@ impl Reconciler {
                 // Taken when the patch starts, so it is after every request that shares the patch arrived.
                 let requested_at =
                     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-                let patch = Patch::Merge(resolved.patch(&requested_at));
+                let patch = Patch::Merge(kinds::patch(&resolved, &requested_at));
                 let started = Instant::now();
                 let outcome = retry::until(deadline, &API_RETRY, || {
                     api.patch_metadata(&name, &params, &patch)
@@ -729,6 +814,7 @@ mod tests {
                     matched: None,
                     counts: BTreeMap::new(),
                     requested_at: None,
+                    detail: None,
                     outcomes: vec![*s],
                 })
                 .collect(),
@@ -855,6 +941,9 @@ mod tests {
             (Filtered, "filtered"),
             (NoMatches, "no_matches"),
             (FilterError, "filter_error"),
+            (Invalid, "invalid"),
+            (KindNotAllowed, "kind_not_allowed"),
+            (CrossNamespace, "cross_namespace"),
             (NotFound, "not_found"),
             (Failed, "failed"),
             (Forbidden, "forbidden"),

@@ -8,6 +8,7 @@ use crate::delivery::{Delivery, Headers};
 use crate::forward::{self, Forward, VerifiedDelivery};
 use crate::label::ReceiverLabel;
 use crate::outcome::{Outcome, Rejection};
+use hookgate_protocol::MAX_REQUEST_BYTES;
 
 /// A receiver of one [`Filter`], as [`Filter::route`] found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -181,6 +182,14 @@ impl Filter {
         );
         let config = &self.config;
         match Forward::signed(request, &config.forward_path, &config.attestation_key, now) {
+            Some(forward) if forward.body.len() > MAX_REQUEST_BYTES => {
+                log::warn!(
+                    "hookgate: receiver {}: the payload fields the target filters read make a request \
+                     larger than the controller reads ({MAX_REQUEST_BYTES} bytes): refused",
+                    receiver.label()
+                );
+                Outcome::Reject(Rejection::PayloadTooLarge)
+            }
             Some(forward) => Outcome::Forward(Box::new(forward)),
             // Serializing plain strings and maps cannot fail; refuse rather than forward if it ever does.
             None => Outcome::Reject(Rejection::MalformedPayload),

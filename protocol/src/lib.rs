@@ -10,11 +10,13 @@ pub mod channel;
 pub mod crypto;
 pub mod dispatch;
 pub mod enrollment;
+pub mod kinds;
 pub mod kubernetes;
 pub mod request;
 pub mod secret;
 
 pub use request::{
     Action, AttestedRequest, ReceiverRef, Target, TargetError, DEFAULT_FORWARD_PATH,
+    MAX_BODY_BYTES, MAX_REQUEST_BYTES,
 };
 pub use secret::Secret;

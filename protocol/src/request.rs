@@ -16,6 +16,15 @@ use crate::kubernetes::{
 /// matches the HTTPRoute rule that leads to the controller (Envoy re-routes on the new path).
 pub const DEFAULT_FORWARD_PATH: &str = "/hook/v1/reconcile";
 
+/// The largest delivery body a receiver may accept (its `bodyLimit`): GitHub sends up to 25 MB; nothing
+/// legitimate needs more.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The largest attested request the filter forwards and the controller reads: the payload fields the
+/// target filters read (at most the body, though re-serialized JSON can be longer: `1e9` becomes
+/// `1000000000.0`) and the request around them. The filter refuses to forward a longer one (413).
+pub const MAX_REQUEST_BYTES: usize = MAX_BODY_BYTES + 1024 * 1024;
+
 /// A Kubernetes object (or, with `name: "*"`, a label-selected set of objects) to reconcile.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

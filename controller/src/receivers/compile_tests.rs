@@ -149,6 +149,23 @@ fn cases() -> Vec<Case> {
             )),
         ),
         (
+            "a kind hookgate does not reconcile",
+            github(json!({"targets": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "app"}]})),
+            token(),
+            false,
+            Err((
+                Reason::InvalidSpec,
+                "spec.targets[0].kind: ConfigMap is not a kind hookgate reconciles",
+            )),
+        ),
+        (
+            "an ExternalArtifact, which Flux v1.9.3 reconciles",
+            github(json!({"targets": [{"kind": "ExternalArtifact", "name": "app"}]})),
+            token(),
+            false,
+            Ok(flux(TOKEN)),
+        ),
+        (
             "an ID-token type without a Secret",
             json!({"type": "gcr",
                    "idToken": {"jwtProvider": "google", "audience": "a", "email": "p@x.iam.gserviceaccount.com"},
@@ -803,6 +820,16 @@ fn flux_receivers_compile_or_say_why_without_secret_values() {
             vec![],
             false,
             refused(Reason::InvalidSpec, "spec.resources[0].name: name must be an object name"),
+            vec![],
+        ),
+        (
+            "a Flux Receiver's ArtifactGenerator",
+            flux_github(json!({"resources": [{"apiVersion": "source.extensions.fluxcd.io/v1beta1",
+                                              "kind": "ArtifactGenerator", "name": "app"}]})),
+            token(),
+            vec![],
+            false,
+            Ok((flux_path("app"), vec![])),
             vec![],
         ),
         (

@@ -18,7 +18,7 @@ use crate::providers::{self, Proof, Provider, VerifyOptions};
 use hookgate_protocol::attestation::check_key;
 use hookgate_protocol::enrollment::CONFIRMATION_PATH;
 use hookgate_protocol::kubernetes;
-use hookgate_protocol::{Action, Secret, Target, DEFAULT_FORWARD_PATH};
+use hookgate_protocol::{kinds, Action, Secret, Target, DEFAULT_FORWARD_PATH};
 
 /// Compiles `document`, read from `raw`.
 pub(super) fn config(document: wire::Document, raw: &Value) -> Result<Config, ConfigError> {
@@ -504,8 +504,9 @@ fn dispatch_field(reason: &str, raw_dispatch: &Value) -> String {
     }
 }
 
-/// The targets, each checked by the protocol's rule, the receiver's namespace filled in where none is
-/// given. A reconcile receiver needs one; a dispatch receiver has none.
+/// The targets, each checked by the protocol's rule and its kind against the allow-list the controller
+/// reconciles (as Flux's CRD refuses another kind when it is applied), the receiver's namespace filled in
+/// where none is given. A reconcile receiver needs one; a dispatch receiver has none.
 fn receiver_targets(
     at: &ReceiverAt,
     action: Action,
@@ -529,6 +530,11 @@ fn receiver_targets(
             target
                 .validate()
                 .map_err(|e| at.error(&format!("targets[{i}].{}", e.field()), e.to_string()))?;
+            let api_version = target.api_version.as_deref();
+            if kinds::resolve(api_version, &target.kind).is_none() {
+                let why = kinds::refusal(api_version, &target.kind);
+                return Err(at.error(&format!("targets[{i}].kind"), why));
+            }
             if target.namespace.as_deref().is_none_or(str::is_empty) {
                 target.namespace = Some(namespace.to_string());
             }
@@ -740,6 +746,25 @@ mod tests {
                 "receivers[0].targets[1].name",
                 webapp,
                 "name \"*\" requires matchLabels",
+            ),
+            (
+                "a kind outside the allow-list",
+                |d| d["receivers"][0]["targets"][0]["kind"] = "Secret".into(),
+                "receivers[0].targets[0].kind",
+                webapp,
+                "Secret is not a kind hookgate reconciles (one of GitRepository, OCIRepository, HelmRepository, \
+                 HelmChart, Bucket, ExternalArtifact, ArtifactGenerator, Kustomization, HelmRelease, \
+                 ImageRepository, ImagePolicy, ImageUpdateAutomation, Application)",
+            ),
+            (
+                "an allowed kind in another group",
+                |d| {
+                    d["receivers"][0]["targets"][0]["apiVersion"] = "evil.example.com/v1".into()
+                },
+                "receivers[0].targets[0].kind",
+                webapp,
+                "GitRepository is not served as evil.example.com/v1 (hookgate reconciles it in group \
+                 source.toolkit.fluxcd.io)",
             ),
             (
                 "dispatch repository not owner/name",

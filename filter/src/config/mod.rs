@@ -24,8 +24,8 @@ pub(crate) mod wire;
 
 /// Flux's limit, and the default here.
 pub const DEFAULT_BODY_LIMIT: u64 = 3 * 1024 * 1024;
-/// GitHub sends up to 25 MB; nothing legitimate needs more.
-pub const MAX_BODY_LIMIT: u64 = 32 * 1024 * 1024;
+/// The protocol's largest body (GitHub sends up to 25 MB; nothing legitimate needs more).
+pub const MAX_BODY_LIMIT: u64 = hookgate_protocol::MAX_BODY_BYTES as u64;
 /// Every receiver path starts with this, as Flux's do.
 pub const PATH_PREFIX: &str = "/hook/";
 
