@@ -75,6 +75,8 @@ impl<'a> Evaluation<'a> {
                 Err(Fault::OverBudget) => Err(Fault::OverBudget),
                 outcome => Ok(Value::Bool(!matches!(outcome, Ok(Value::Bool(false))))),
             },
+            // cel-go's optimizer makes `x in []` the constant false: `x` is not evaluated.
+            (Function::In, [_, Node::List(empty)]) if empty.is_empty() => Ok(Value::Bool(false)),
             (Function::Conditional, [condition, then, otherwise]) => match self.eval(condition)? {
                 Value::Bool(true) => self.eval(then),
                 Value::Bool(false) => self.eval(otherwise),

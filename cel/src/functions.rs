@@ -126,8 +126,8 @@ fn string(value: &Value) -> Result<Value, super::values::Fault> {
     Ok(Value::String(Arc::new(text)))
 }
 
-/// Go's `fmt.Sprintf("%g", d)`: the shortest digits that read back as `d`, in exponent form when the
-/// exponent is below -4 or at least 21 (Go's `%g` with the shortest precision uses 21, as `%v`)
+/// Go's `fmt.Sprintf("%g", d)` (cel-go's `string(double)`): the shortest digits that read back as `d`,
+/// in exponent form (`1e+06`) when the exponent is below -4 or at least 6.
 fn go_g(d: f64) -> String {
     if d.is_nan() {
         return "NaN".into();
@@ -141,7 +141,7 @@ fn go_g(d: f64) -> String {
         return scientific;
     };
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    if !(-4..21).contains(&exponent) {
+    if !(-4..6).contains(&exponent) {
         let sign = if exponent < 0 { '-' } else { '+' };
         return format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs());
     }

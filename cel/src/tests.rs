@@ -548,3 +548,238 @@ fn evaluation_errors_never_show_input_values() {
     let error = evaluate("req.a.nokey == 'x'", Value::Null, payload).unwrap_err();
     assert_eq!(error.to_string(), "no such key: nokey");
 }
+
+/// What cel-go answers, as Flux v1.9.3 runs it, hookgate answers (issue 22, item 4). Every expected
+/// answer is cel-go's: `tools/cel-oracle` (fluxcd/pkg/runtime v0.110.1's `cel.NewExpression` with Flux's
+/// options, cel-go v0.27.0, the payload decoded by `encoding/json`) ran each case; `Refused` is its
+/// compile (type check) error, `Fails` an evaluation error. The facts behind them, in cel-go's source:
+/// `interpreter/interpretable.go` (`evalOr`, `evalAnd`: an error on either side is absorbed),
+/// `common/types/string.go` (`Size` counts runes), `common/types/{double,int}.go` (`Equal`, `Compare`
+/// across numeric types, no mixed `Add`), `common/types/list.go` (`IndexOrError` takes an integral
+/// double), `interpreter/attributes.go` (`refQualify`: `has()` of a scalar's field is false),
+/// `interpreter/decorators.go` (`x in []` is the constant false).
+#[test]
+fn expressions_answer_as_cel_go_answers() {
+    #[derive(Debug, PartialEq)]
+    enum Answer {
+        True,
+        False,
+        /// cel-go's type check refuses it.
+        Refused,
+        /// An evaluation error.
+        Fails,
+    }
+    use Answer::*;
+    let payload = json!({"s": "héllo", "jp": "日本", "n": 1, "f": 1.5, "nf": -1.5, "neg": -3, "huge": 1e19,
+        "i": 1, "h": 0.5, "i2": 5, "big": 9007199254740993u64, "mil": 1000000, "m7": 12345678, "small": 1e-05,
+        "l": [1, 2, 3], "obj": {"a": 1}, "m2": {"1": "v"}, "k": 1, "head_commit": null, "z": null, "t": true,
+        "tag": "a/b:c", "mix": [1, {"a": 1}], "mix2": [1, {"a": 2}], "x": 2, "frac": 0.1});
+    // (case, expression, cel-go's answer)
+    let cases: &[(&str, &str, Answer)] = &[
+        (
+            "|| absorbs an error on its left",
+            "req.ref == 'x' || true",
+            True,
+        ),
+        (
+            "|| absorbs an error on its right",
+            "true || req.ref == 'x'",
+            True,
+        ),
+        (
+            "&& absorbs an error on its left",
+            "req.ref == 'x' && false",
+            False,
+        ),
+        (
+            "&& absorbs an error on its right",
+            "false && req.ref == 'x'",
+            False,
+        ),
+        (
+            "|| of an error and false is the error",
+            "req.ref == 'x' || false",
+            Fails,
+        ),
+        (
+            "&& of an error and true is the error",
+            "req.ref == 'x' && true",
+            Fails,
+        ),
+        ("|| absorbs a non-boolean operand", "req.s || true", True),
+        (
+            "exists absorbs an error on one element",
+            "req.mix.exists(x, x.a == 1)",
+            True,
+        ),
+        (
+            "all: a false element beats an error",
+            "req.mix2.all(x, x.a == 1)",
+            False,
+        ),
+        (
+            "all: an error when no element is false",
+            "req.mix.all(x, x.a == 1)",
+            Fails,
+        ),
+        (
+            "exists_one: an error stays",
+            "req.mix.exists_one(x, x.a == 1)",
+            Fails,
+        ),
+        ("! of an error", "!(req.ref == 'x')", Fails),
+        (
+            "a conditional on an error",
+            "(req.ref == 'x') ? true : false",
+            Fails,
+        ),
+        ("size() counts code points", "size(req.s) == 5", True),
+        ("size() of CJK", "req.jp.size() == 2", True),
+        ("size() of a literal", "size('€') == 1", True),
+        ("a JSON number equals an int", "req.n == 1", True),
+        ("a JSON number equals a uint", "req.n == 1u", True),
+        ("a JSON number equals a double", "req.n == 1.0", True),
+        ("1.5 is not 1", "req.f == 1", False),
+        (
+            "cross-type ordering",
+            "req.n > 0 && req.f < 2 && req.n <= 1u",
+            True,
+        ),
+        ("no mixed arithmetic: double + int", "req.n + 1 == 2", Fails),
+        ("double + double", "req.n + 1.0 == 2.0", True),
+        ("int() then int arithmetic", "int(req.n) + 1 == 2", True),
+        (
+            "int() truncates",
+            "int(req.f) == 1 && int(req.nf) == -1",
+            True,
+        ),
+        ("int() out of range", "int(req.huge) == 0", Fails),
+        ("uint() of a negative", "uint(req.neg) == 0u", Fails),
+        ("a double list index", "req.l[req.i] == 2", True),
+        ("a fractional list index", "req.l[req.h] == 2", Fails),
+        ("an index past the end", "req.l[req.i2] == 2", Fails),
+        (
+            "a big integer is a double",
+            "req.big == 9007199254740993",
+            True,
+        ),
+        ("string() of a double", "string(req.f) == '1.5'", True),
+        (
+            "string() of an integral double",
+            "string(req.n) == '1'",
+            True,
+        ),
+        ("string() of a million", "string(req.mil) == '1e+06'", True),
+        (
+            "string() of 12345678",
+            "string(req.m7) == '1.2345678e+07'",
+            True,
+        ),
+        ("string() of 0.00001", "string(req.small) == '1e-05'", True),
+        ("string() of 0.1", "string(req.frac) == '0.1'", True),
+        ("in a list of doubles", "1 in req.l", True),
+        ("in a map's keys", "'a' in req.obj", True),
+        ("an int is no string key", "1 in req.m2", False),
+        ("in a literal list", "req.x in [1, 2]", True),
+        ("an error in [] is false", "req.ref in []", False),
+        ("list equality across numbers", "req.l == [1, 2, 3]", True),
+        ("map equality", "req.obj == {'a': 1}", True),
+        (
+            "a map index of another key type",
+            "req.m2[req.k] == 'v'",
+            Fails,
+        ),
+        ("has() of null's field", "has(req.head_commit.id)", False),
+        ("has() of a string's field", "has(req.s.x)", False),
+        ("has() of a list's field", "has(req.l.x)", Fails),
+        ("has() under a missing field", "has(req.missing.x)", Fails),
+        ("has() of a present field", "has(req.obj.a)", True),
+        ("a string index", "req.s[0] == 'h'", Fails),
+        ("a literal string index", "'abc'[0] == 'a'", Refused),
+        (
+            "the int overflow of a literal string index",
+            "'abc'[9223372036854775807] == 'a'",
+            Refused,
+        ),
+        (
+            "negating the least int",
+            "-(-9223372036854775808) < 0",
+            Fails,
+        ),
+        ("the least int literal", "-9223372036854775808 < 0", True),
+        (
+            "int addition overflows",
+            "9223372036854775807 + 1 > 0",
+            Fails,
+        ),
+        ("a double negation is dropped", "--req.n == 1", True),
+        ("a field is not a boolean", "req.t", Refused),
+        ("a field compared to true", "req.t == true", True),
+        ("a mixed list literal", "[1, 'a'] == req.l", Refused),
+        ("int == double literals", "1 == 1.0", Refused),
+        ("int < double literals", "1 < 1.5", True),
+        ("strings order", "'a' < 'b'", True),
+        (
+            "split('') splits code points",
+            "req.s.split('') == ['h', 'é', 'l', 'l', 'o']",
+            True,
+        ),
+        (
+            "split, last, value",
+            "req.tag.split('/').last().value() == 'b:c'",
+            True,
+        ),
+        (
+            "first() of an empty list",
+            "req.tag.split('/').first().value() == 'a' && [].first().value() == 1",
+            Fails,
+        ),
+        ("contains('')", "req.tag.contains('')", True),
+        ("int division by zero", "1 / 0 == 0", Fails),
+        ("double division by zero", "1.0 / 0.0 > 0.0", True),
+        ("int modulo sign", "5 % -3 == 2 && -7 / 2 == -3", True),
+        (
+            "a comprehension over a double",
+            "req.f.exists(x, true)",
+            Fails,
+        ),
+        (
+            "a comprehension over a map's keys",
+            "req.obj.exists(k, k == 'a')",
+            True,
+        ),
+        ("null equals null", "req.z == null && null == req.z", True),
+        ("a number is not null", "req.n == null", False),
+        ("all over doubles", "req.l.all(x, x > 0)", True),
+        ("uint arithmetic underflows", "1u - 2u > 0u", Fails),
+        (
+            "int of a string",
+            "int('12') == 12 && double('1.5') == 1.5 && uint('7') == 7u",
+            True,
+        ),
+        (
+            "the conditional's branches",
+            "req.n == 1 ? req.t : false",
+            Refused,
+        ),
+        ("a double map key", "{1: 'a'}[1.0] == 'a'", Refused),
+        ("an int map key", "{1: 'a'}[req.k] == 'a'", True),
+    ];
+    let mut failures = Vec::new();
+    for (case, source, expected) in cases {
+        let got = match Expression::compile(source, FLUX) {
+            Err(_) => Refused,
+            Ok(e) => match e.evaluate(vec![("res", Value::Null), ("req", from_json(&payload))]) {
+                Ok(true) => True,
+                Ok(false) => False,
+                Err(_) => Fails,
+            },
+        };
+        if got != *expected {
+            failures.push(format!(
+                "{case}: `{source}`: cel-go {expected:?}, hookgate {got:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

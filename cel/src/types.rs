@@ -190,6 +190,16 @@ fn result(function: Function, args: &[&Type]) -> Option<Type> {
         (F::Not | F::NotStrictlyFalse, [a]) => boolean(a).then_some(Type::Bool),
         (F::Conditional, [c, a, b]) => boolean(c).then(|| join(a, b)).flatten(),
         (F::Equals | F::NotEquals, [a, b]) => join(a, b).map(|_| Type::Bool),
+        // cel-go's checker lets `null` stand for a timestamp or a duration, which `<`, `+` and `-`
+        // take: it accepts them on a null and a dyn (or two nulls), which fail when they run.
+        (
+            F::Less | F::LessEquals | F::Greater | F::GreaterEquals | F::Add | F::Subtract,
+            [a, b],
+        ) if **a == Type::Null || **b == Type::Null => {
+            let unknown = |t: &Type| matches!(t, Type::Null | Type::Dyn);
+            let ordering = !matches!(function, F::Add | F::Subtract);
+            (unknown(a) && unknown(b)).then_some(if ordering { Type::Bool } else { Type::Dyn })
+        }
         (F::Less | F::LessEquals | F::Greater | F::GreaterEquals, [a, b]) => {
             orderable(a, b).then_some(Type::Bool)
         }
