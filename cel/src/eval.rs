@@ -12,7 +12,7 @@ use super::values::{
     arithmetic, compare, concatenate, double_to_int, equal, error, find, kind, no_overload, Fault,
     Meter, Outcome,
 };
-use super::{functions, Value, MAX_BUILT};
+use super::{functions, Value, MAX_BUILT, NODE_STEPS};
 
 /// One evaluation: the variables in scope (declared ones first, then comprehension ones, whose
 /// accumulator may hold an error) and the work left.
@@ -30,7 +30,7 @@ impl<'a> Evaluation<'a> {
     }
 
     pub(crate) fn eval(&mut self, node: &'a Node) -> Outcome {
-        self.meter.charge(1)?;
+        self.meter.charge(NODE_STEPS)?;
         match node {
             Node::Literal(value) => Ok(value.clone()),
             Node::Variable(name) => self.variable(name),
@@ -165,16 +165,18 @@ impl<'a> Evaluation<'a> {
     /// A comprehension: each element (a map's keys), the accumulator kept even when it is an error
     /// (a later step or the result may absorb it), until the condition is strictly false.
     fn comprehension(&mut self, c: &'a Comprehension) -> Outcome {
-        let elements: Vec<Value> = match self.eval(&c.range)? {
-            Value::List(list) => list.iter().cloned().collect(),
-            Value::Map(map) => map.map.keys().map(key_value).collect(),
-            other => {
-                return error(format!(
-                    "a comprehension needs a list or a map, not a {}",
-                    kind(&other)
-                ))
-            }
-        };
+        // Walked in place: a comprehension that stops early costs no copy of its range.
+        match self.eval(&c.range)? {
+            Value::List(list) => self.fold(c, list.iter().cloned()),
+            Value::Map(map) => self.fold(c, map.map.keys().map(key_value)),
+            other => error(format!(
+                "a comprehension needs a list or a map, not a {}",
+                kind(&other)
+            )),
+        }
+    }
+
+    fn fold(&mut self, c: &'a Comprehension, elements: impl Iterator<Item = Value>) -> Outcome {
         let scope = self.scope.len();
         let init = self.eval(&c.init);
         if matches!(init, Err(Fault::OverBudget)) {

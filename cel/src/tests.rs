@@ -783,3 +783,309 @@ fn expressions_answer_as_cel_go_answers() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Issue 22, item 9: one evaluation does at most [`BUDGET`] steps, whatever the expression and input. The
+/// first case is 10^10 comparisons without the budget (minutes); each of these is quadratic in its input.
+#[test]
+fn evaluation_work_is_bounded_by_the_budget() {
+    let zeros = json!({"a": vec![0; 100_000]});
+    let long = json!({"a": vec![0; 10_000], "s": "x".repeat(1 << 20), "m": (0..10_000)
+        .map(|i| (i.to_string(), json!(i))).collect::<serde_json::Map<_, _>>()});
+    // (case, expression, payload)
+    let cases = [
+        ("in, inside exists", "req.a.exists(x, 1 in req.a)", &zeros),
+        ("list ==, inside all", "req.a.all(x, req.a == req.a)", &long),
+        (
+            "map ==, inside exists",
+            "req.a.exists(x, req.m != req.m)",
+            &long,
+        ),
+        (
+            "contains, inside exists",
+            "req.a.exists(x, req.s.contains('y'))",
+            &long,
+        ),
+        (
+            "size, inside exists_one",
+            "req.a.exists_one(x, size(req.s) == 0)",
+            &long,
+        ),
+    ];
+    let over = EvaluationError(format!("exceeded its evaluation budget of {BUDGET} steps"));
+    for (case, source, payload) in cases {
+        let started = std::time::Instant::now();
+        assert_eq!(
+            evaluate(source, Value::Null, payload.clone()),
+            Err(over.clone()),
+            "{case}"
+        );
+        // A debug build, and loose: the end-to-end test holds the real bound (1 s through Envoy).
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{case}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// The budget leaves room for Flux's documented filters on the largest payload a receiver takes
+/// (`bodyLimit` up to 32 MiB): a tag of 32 MiB.
+#[test]
+fn flux_documented_filters_run_on_the_largest_payload() {
+    let tag = format!(
+        "us-east1-docker.pkg.dev/my-project/my-repo/{}hello-world:1.1",
+        "x".repeat(32 << 20)
+    );
+    let annotation = "has(res.metadata.annotations) && req.tag.split('/').last().value().split(\":\").first().value() == res.metadata.annotations['update-image']";
+    let named = |name: &str| {
+        resource(
+            name,
+            json!({}),
+            json!({"update-image": "x".repeat(32 << 20) + "hello-world"}),
+        )
+    };
+    let payload = json!({"tag": tag});
+    assert_eq!(
+        evaluate(
+            "req.tag.contains(res.metadata.name)",
+            named("hello-world"),
+            payload.clone()
+        ),
+        Ok(true)
+    );
+    assert_eq!(evaluate(annotation, named("x"), payload), Ok(true));
+}
+
+/// Issue 22, item 12: every integer operation and index is checked (overflow checks are on in this
+/// build: the interpreter panicked on the first three); the answer is an evaluation error, or cel-go's
+/// compile refusal where its type check refuses the expression.
+#[test]
+fn overflow_is_an_error_never_a_panic() {
+    let payload = json!({"s": "abc", "l": [1, 2], "huge": 1e19, "n": 1});
+    let refused = || Err(None);
+    let fails = |message: &str| Err(Some(EvaluationError(message.into())));
+    // (case, expression, expected: Ok(answer), Err(None) refused at compile, Err(Some(error)))
+    type Expected = Result<bool, Option<EvaluationError>>;
+    let cases: Vec<(&str, &str, Expected)> = vec![
+        (
+            "negating the least int",
+            "-(-9223372036854775808) < 0",
+            fails("integer overflow"),
+        ),
+        (
+            "negating the least int, computed",
+            "-(-9223372036854775807 - 1) < 0",
+            fails("integer overflow"),
+        ),
+        (
+            "a string literal at the largest index (cel-go: no index on strings)",
+            "'abc'[9223372036854775807] == 'a'",
+            refused(),
+        ),
+        (
+            "a payload string at the largest index",
+            "req.s[9223372036854775807] == 'a'",
+            fails("cannot index a string"),
+        ),
+        (
+            "a list at the largest index",
+            "req.l[9223372036854775807] == 1",
+            fails("index out of range"),
+        ),
+        (
+            "a list at the least index",
+            "req.l[-9223372036854775808] == 1",
+            fails("index out of range"),
+        ),
+        (
+            "a list at a double past the int range",
+            "req.l[req.huge] == 1",
+            fails("index out of range"),
+        ),
+        (
+            "the least int literal",
+            "-9223372036854775808 < 0",
+            Ok(true),
+        ),
+        (
+            "int +",
+            "9223372036854775807 + int(req.n) > 0",
+            fails("integer overflow"),
+        ),
+        (
+            "int -",
+            "-9223372036854775808 - int(req.n) < 0",
+            fails("integer overflow"),
+        ),
+        (
+            "int *",
+            "9223372036854775807 * 2 > 0",
+            fails("integer overflow"),
+        ),
+        (
+            "int / -1",
+            "-9223372036854775808 / -1 > 0",
+            fails("integer overflow"),
+        ),
+        (
+            "int % -1",
+            "-9223372036854775808 % -1 == 0",
+            fails("integer overflow"),
+        ),
+        (
+            "uint +",
+            "18446744073709551615u + 1u > 0u",
+            fails("unsigned integer overflow"),
+        ),
+        ("uint -", "0u - 1u > 0u", fails("unsigned integer overflow")),
+        (
+            "int() of a double past the range",
+            "int(req.huge) > 0",
+            fails("integer overflow"),
+        ),
+        (
+            "uint() of a negative int",
+            "uint(-1) > 0u",
+            fails("unsigned integer overflow"),
+        ),
+        (
+            "size() plus the largest int",
+            "size(req.s) + 9223372036854775807 > 0",
+            fails("integer overflow"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, source, expected) in cases {
+        let got = match std::panic::catch_unwind(|| Expression::compile(source, FLUX)) {
+            Err(_) => Err(Some(EvaluationError("panicked".into()))),
+            Ok(Err(_)) => Err(None),
+            Ok(Ok(e)) => std::panic::catch_unwind(|| {
+                e.evaluate(vec![("res", Value::Null), ("req", from_json(&payload))])
+            })
+            .unwrap_or_else(|_| Err(EvaluationError("panicked".into())))
+            .map_err(Some),
+        };
+        if got != expected {
+            failures.push(format!("{case}: want {expected:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 22, item 14: an expression answers the same on the payload pruned to the paths it reads as on
+/// the whole payload (both true, both false, or both an error).
+#[test]
+fn pruned_payloads_answer_as_the_whole_payload() {
+    let deletion = json!({"ref": "refs/heads/gone", "deleted": true, "head_commit": null,
+        "repository": {"name": "webapp", "owner": {"login": "o"}}, "commits": [], "size": 3, "tags": ["a"]});
+    let push = json!({"ref": "refs/heads/main", "head_commit": {"id": "abc", "message": "m"},
+        "repository": {"name": "webapp"}, "commits": [{"id": "abc"}], "size": 3, "tags": []});
+    let expressions = [
+        "has(req.head_commit.id)",
+        "has(req.head_commit)",
+        "req.head_commit.id == 'abc'",
+        "req.head_commit == null",
+        "has(req.head_commit.id) && req.head_commit.id != ''",
+        "!has(req.head_commit.id) || req.head_commit.id.startsWith('a')",
+        "has(req.repository.owner.login)",
+        "req.repository.owner.login == 'o'",
+        "has(req.missing.x)",
+        "has(req.missing)",
+        "has(req.size.x)",
+        "has(req.tags.x)",
+        "req.tags.x == 1",
+        "req.size.x == 1",
+        "req.commits.exists(c, c.id == 'abc')",
+        "size(req.repository) == 1",
+        "req.repository == {'name': 'webapp'}",
+        "has(req.repository.name) && has(req.repository.owner)",
+        "req.ref.endsWith('/main') || has(req.head_commit.id)",
+    ];
+    let mut failures = Vec::new();
+    for source in expressions {
+        let expression =
+            Expression::compile(source, FLUX).unwrap_or_else(|e| panic!("{source}: {e}"));
+        let Reads::Fields(paths) = expression.reads("req") else {
+            panic!("{source}: reads no fields");
+        };
+        for (name, payload) in [("deletion", &deletion), ("push", &push)] {
+            let answer = |req: &serde_json::Value| {
+                expression
+                    .evaluate(vec![("res", Value::Null), ("req", from_json(req))])
+                    .map_err(|_| "an error")
+            };
+            let (whole, pruned) = (answer(payload), answer(&prune(payload, &paths)));
+            if whole != pruned {
+                failures.push(format!(
+                    "{source} on a {name}: whole {whole:?}, pruned {pruned:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The same over generated payloads (nested objects, nulls, scalars, lists, absent keys) and paths.
+#[test]
+fn pruning_keeps_answers_on_generated_payloads() {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    const KEYS: [&str; 3] = ["a", "b", "c"];
+    fn generate(depth: u32, next: &mut dyn FnMut(u64) -> u64) -> serde_json::Value {
+        match if depth == 0 { next(4) } else { next(6) } {
+            0 => serde_json::Value::Null,
+            1 => json!(next(3)),
+            2 => json!("a"),
+            3 => json!([next(2)]),
+            _ => {
+                let mut object = serde_json::Map::new();
+                for key in KEYS {
+                    if next(3) != 0 {
+                        object.insert(key.to_string(), generate(depth - 1, next));
+                    }
+                }
+                serde_json::Value::Object(object)
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for _ in 0..3_000 {
+        let payload = json!({"a": generate(3, &mut next), "b": generate(2, &mut next)});
+        let path: Vec<&str> = (0..1 + next(3)).map(|_| KEYS[next(3) as usize]).collect();
+        let field = format!("req.{}", path.join("."));
+        let expressions = [
+            format!("has({field})"),
+            format!("{field} == null"),
+            format!("{field} == 1"),
+            format!("size({field}) > 0"),
+            format!("has({field}) || {field} == 'a'"),
+        ];
+        for source in &expressions {
+            let expression =
+                Expression::compile(source, FLUX).unwrap_or_else(|e| panic!("{source}: {e}"));
+            let Reads::Fields(paths) = expression.reads("req") else {
+                continue;
+            };
+            let answer = |req: &serde_json::Value| {
+                expression
+                    .evaluate(vec![("res", Value::Null), ("req", from_json(req))])
+                    .map_err(|_| "an error")
+            };
+            let pruned = prune(&payload, &paths);
+            if answer(&payload) != answer(&pruned) {
+                failures.push(format!("{source} on {payload}: pruned {pruned}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differ, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
