@@ -1,4 +1,4 @@
-//! JSON in and out of filters: the payload as the interpreter reads it, and the payload cut down to the
+//! JSON in and out of filters: the payload as Flux's filters read it, and the payload cut down to the
 //! fields an expression reads.
 
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ pub fn from_json(json: &Json) -> Value {
     }
 }
 
-/// A JSON object as the interpreter reads it, as [`from_json`] does.
+/// A JSON object as Flux's filters read it, as [`from_json`] does.
 pub fn from_json_object(fields: &JsonMap<String, Json>) -> Value {
     let map: HashMap<Key, Value> = fields
         .iter()

@@ -146,8 +146,7 @@ pub enum Reads {
 #[derive(Debug)]
 pub struct Expression {
     tree: tree::Node,
-    /// Every variable read: its name and the field path read (empty: the variable itself).
-    reads: Vec<(String, Vec<String>)>,
+    reads: tree::VariableReads,
 }
 
 impl Expression {
@@ -216,12 +215,12 @@ fn literal(value: Val) -> Value {
     }
 }
 
-/// The values the variables of a filter hold, as the interpreter takes them.
+/// The values the variables of a filter hold, as values.
 pub fn text(value: &str) -> Value {
     Value::String(Arc::new(value.to_string()))
 }
 
-/// A map of strings (headers, labels), as the interpreter takes it.
+/// A map of strings (headers, labels), as a value.
 pub fn string_map<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Value {
     let map: std::collections::HashMap<Key, Value> = entries
         .into_iter()

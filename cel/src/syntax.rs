@@ -1,5 +1,5 @@
-//! hookgate's CEL parser: the syntax tree `cel-interpreter` evaluates, from the CEL subset hookgate
-//! accepts.
+//! hookgate's CEL parser: `cel-parser`'s syntax tree (which [`crate::tree`] checks into hookgate's),
+//! from the CEL subset hookgate accepts.
 //!
 //! `cel-parser` 0.10 (the interpreter's) panics on most syntax errors (its ANTLR visitor walks the error
 //! nodes) and its ANTLR runtime is a third of the filter module, so hookgate parses itself, into the same
@@ -85,7 +85,7 @@ fn lex(source: &str) -> Result<(Vec<Token>, Vec<usize>), CompileError> {
             .iter()
             .find(|s| bytes[i..].starts_with(s.as_bytes()))
         {
-            // `?.` and `[?` are CEL's optional syntax, which the interpreter lacks.
+            // `?.` and `[?` are CEL's optional syntax, which hookgate does not evaluate.
             if (*symbol == "?" && bytes.get(i + 1) == Some(&b'.'))
                 || (*symbol == "[" && next_non_space(bytes, i + 1) == Some(b'?'))
             {

@@ -211,7 +211,7 @@ fn compile_errors_name_what_is_wrong() {
     assert!(Expression::compile("claims.sub == 'x'", &["res", "req", "claims"]).is_ok());
 }
 
-/// What the interpreter would panic on, or compute without bound, is an error.
+/// What cel-interpreter panicked on, or computed without bound, is an error.
 #[test]
 fn evaluation_is_bounded_and_never_panics() {
     let big = "x".repeat(MAX_BUILT);
@@ -411,8 +411,8 @@ fn pruning_keeps_only_the_paths_read() {
 }
 
 /// Expressions made of random CEL fragments, valid or not, over a payload of every JSON type: compiling
-/// and evaluating each answers, never panics (a panic kills the Wasm VM): the interpreter panics on some
-/// trees (a comprehension over a string), which the compile step must rewrite or refuse.
+/// and evaluating each answers, never panics (a panic kills the Wasm VM; cel-interpreter, which ran them
+/// before, panicked on a comprehension over a string).
 #[test]
 fn generated_expressions_never_panic() {
     const FRAGMENTS: &[&str] = &[
@@ -519,9 +519,9 @@ fn generated_expressions_never_panic() {
     );
 }
 
-/// Issue 22, item 8: an evaluation error never carries a value of the input. The interpreter formats a
+/// Issue 22, item 8: an evaluation error never carries a value of the input. cel-interpreter formatted a
 /// wrongly typed argument of `startsWith`, `endsWith`, `split`, `first` and `last` with `{:?}`; the error
-/// says its kind. A missing field is named (the expression wrote it); a computed index that misses is null.
+/// says its kind. A missing field is named (the expression wrote it); a computed key that misses is not.
 #[test]
 fn evaluation_errors_never_show_input_values() {
     const VALUE: &str = "secret-looking-value";

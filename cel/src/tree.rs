@@ -147,11 +147,14 @@ impl Function {
     }
 }
 
+/// Every variable an expression reads: its name and the field path read (empty: the variable itself).
+pub(crate) type VariableReads = Vec<(String, Vec<String>)>;
+
 /// Builds the checked tree of `tree`, which may read `variables` only, and records what it reads.
 pub(crate) fn build(
     tree: IdedExpr,
     variables: &[&str],
-) -> Result<(Node, Vec<(String, Vec<String>)>), CompileError> {
+) -> Result<(Node, VariableReads), CompileError> {
     let mut builder = Builder {
         variables,
         bound: Vec::new(),
@@ -174,7 +177,7 @@ struct Builder<'a> {
     bound: Vec<String>,
     nodes: usize,
     comprehensions: usize,
-    reads: Vec<(String, Vec<String>)>,
+    reads: VariableReads,
 }
 
 /// Where the walk is.
