@@ -1,7 +1,8 @@
 """Runs the same CEL cases through Flux's CEL (tools/cel-oracle, cel-go) and hookgate's
 (cel/examples/evaluate_lines.rs) and prints every case whose answers differ in kind (true, false, a
 compile refusal, an evaluation error). Usage: compare.py ORACLE HOOKGATE [CASES.jsonl]; without a file,
-generated cases."""
+generated cases. Build them with `go build -o /tmp/cel-oracle .` here (Go modules from the Go proxy) and
+`cargo build -p hookgate-cel --example evaluate_lines` (target/debug/examples/evaluate_lines)."""
 
 from __future__ import annotations
 
