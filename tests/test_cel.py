@@ -5,6 +5,7 @@ controller patches on the real kube-apiserver."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -45,9 +46,13 @@ def path_of(name: str) -> str:
     return signers.flux_path(SECRET, name, EDGE_NAMESPACE)
 
 
+# 10^10 comparisons on 100,000 elements without a bound on the work of one evaluation.
+QUADRATIC_FILTER = "req.a.exists(x, 1 in req.a)"
+
 EDGE_RECEIVERS = [
     github_receiver("webapp", EDGE_FILTER, resourceFilter="req.head_commit.id != ''"),
     github_receiver("nested", NESTED_FILTER),
+    github_receiver("quadratic", QUADRATIC_FILTER),
 ]
 
 
@@ -88,6 +93,20 @@ def test_the_receiver_filter_decides_at_the_edge(envoy, upstream, case, name, ev
     else:
         upstream.wait_until_quiet(0.1)
         assert status == 200 and len(upstream.requests) == 1, (status, reply)
+
+
+def test_a_quadratic_filter_stops_at_its_budget_within_a_second(envoy, upstream):
+    """Issue 22, item 9: the filter's work is bounded whatever the expression and the payload. 100,000
+    zeros (about 200 KB, well inside the default bodyLimit) make this filter 10^10 comparisons on the
+    Envoy worker that serves every route; it stops at the evaluation budget and fails closed."""
+    upstream.reset()
+    body = json.dumps({"a": [0] * 100_000}).encode()
+    started = time.monotonic()
+    status, reply = send(envoy.port, path_of("quadratic"), signers.github(SECRET, body, event="push"), body, timeout=5)
+    elapsed = time.monotonic() - started
+    assert (status, json.loads(reply)) == (202, {"status": "ignored", "reason": "filter error"})
+    assert elapsed < 1, elapsed
+    assert_nothing_upstream(upstream)
 
 
 def test_only_the_payload_fields_the_target_filters_read_are_forwarded(envoy, upstream):

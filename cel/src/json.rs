@@ -1,4 +1,4 @@
-//! JSON in and out of filters: the payload as the interpreter reads it, and the payload cut down to the
+//! JSON in and out of filters: the payload as Flux's filters read it, and the payload cut down to the
 //! fields an expression reads.
 
 use std::collections::HashMap;
@@ -8,24 +8,20 @@ use serde_json::{Map as JsonMap, Value as Json};
 
 use super::{Key, Map, Value};
 
-/// `json` as the interpreter reads it, as Flux's `req`: an integer is an `int` when it fits one, else a
-/// `uint`, else a `double`.
+/// `json` as Flux's filters read it: Flux decodes the payload with Go's `encoding/json` into `any`, so
+/// every number is a double (an integer past 2^53 loses precision there too).
 pub fn from_json(json: &Json) -> Value {
     match json {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
+        Json::Number(n) => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         Json::String(s) => Value::String(Arc::new(s.clone())),
         Json::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
         Json::Object(fields) => from_json_object(fields),
     }
 }
 
-/// A JSON object as the interpreter reads it, as [`from_json`] does.
+/// A JSON object as Flux's filters read it, as [`from_json`] does.
 pub fn from_json_object(fields: &JsonMap<String, Json>) -> Value {
     let map: HashMap<Key, Value> = fields
         .iter()
@@ -34,43 +30,34 @@ pub fn from_json_object(fields: &JsonMap<String, Json>) -> Value {
     Value::Map(Map { map: Arc::new(map) })
 }
 
-/// The parts of `payload` at `paths` (object keys from the top), in an object of the same shape: what the
-/// expressions that read those paths see as they would in the whole payload, and nothing else. A path
-/// that is absent stays absent (so `has()` answers the same); a path through a value that is not an
-/// object ends there.
+/// The parts of `payload` at `paths` (object keys from the top), in an object of the same shape, on
+/// which every expression that reads only those paths answers as on the whole payload. For each path,
+/// the deepest part of it that exists is copied: its value when that is not an object (`null`, a
+/// scalar, a list: `has(req.a.b)` is false on `{"a": null}`, an error on `{"a": []}`), or the chain of
+/// objects down to it, without their other keys, when the object lacks the path's next key.
 pub fn prune(payload: &Json, paths: &[Vec<String>]) -> Json {
     let mut pruned = Json::Object(JsonMap::new());
-    let mut paths: Vec<&Vec<String>> = paths.iter().collect();
-    // Shorter first: a path under one already copied is copied with it.
-    paths.sort_by_key(|p| p.len());
-    let mut copied: Vec<&Vec<String>> = Vec::new();
     for path in paths {
-        if copied.iter().any(|c| path.starts_with(c)) {
-            continue;
-        }
-        if let Some(value) = path
-            .iter()
-            .try_fold(payload, |at, key| at.get(key.as_str()))
-        {
-            insert(&mut pruned, path, value.clone());
-            copied.push(path);
-        }
+        copy_path(payload, &mut pruned, path);
     }
     pruned
 }
 
-fn insert(into: &mut Json, path: &[String], value: Json) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut at = into;
-    for key in parents {
-        let Json::Object(fields) = at else { return };
-        at = fields
-            .entry(key.clone())
-            .or_insert_with(|| Json::Object(JsonMap::new()));
+/// Copies into `pruned` the deepest part of `path` that exists in `payload` (see [`prune`]).
+fn copy_path(payload: &Json, pruned: &mut Json, path: &[String]) {
+    let (mut source, mut target) = (payload, pruned);
+    for key in path {
+        // Both are objects here, or the walk stops: a value that is not one was copied whole.
+        let (Json::Object(fields), Json::Object(into)) = (source, target) else {
+            return;
+        };
+        let Some(value) = fields.get(key) else { return };
+        target = into.entry(key.clone()).or_insert_with(|| match value {
+            Json::Object(_) => Json::Object(JsonMap::new()),
+            other => other.clone(),
+        });
+        source = value;
     }
-    if let Json::Object(fields) = at {
-        fields.insert(last.clone(), value);
-    }
+    // The whole value at the path is read (a superset of what other paths copied into it).
+    *target = source.clone();
 }

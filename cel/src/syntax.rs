@@ -1,5 +1,5 @@
-//! hookgate's CEL parser: the syntax tree `cel-interpreter` evaluates, from the CEL subset hookgate
-//! accepts.
+//! hookgate's CEL parser: `cel-parser`'s syntax tree (which [`crate::tree`] checks into hookgate's),
+//! from the CEL subset hookgate accepts.
 //!
 //! `cel-parser` 0.10 (the interpreter's) panics on most syntax errors (its ANTLR visitor walks the error
 //! nodes) and its ANTLR runtime is a third of the filter module, so hookgate parses itself, into the same
@@ -22,6 +22,8 @@ enum Token {
     Literal(Val),
     /// An operator or punctuation, as written.
     Symbol(&'static str),
+    /// `9223372036854775808`, an int only after `-` (cel-go's literal `-9223372036854775808`).
+    MinIntMagnitude,
 }
 
 /// Two-character symbols first: the lexer takes the longest.
@@ -73,7 +75,7 @@ fn lex(source: &str) -> Result<(Vec<Token>, Vec<usize>), CompileError> {
             });
         } else if c.is_ascii_digit() {
             let (value, end) = number(source, i)?;
-            tokens.push(Token::Literal(value));
+            tokens.push(value.map_or(Token::MinIntMagnitude, Token::Literal));
             i = end;
         } else if c == b'\'' || c == b'"' {
             let (value, end) = string(source, i)?;
@@ -83,7 +85,7 @@ fn lex(source: &str) -> Result<(Vec<Token>, Vec<usize>), CompileError> {
             .iter()
             .find(|s| bytes[i..].starts_with(s.as_bytes()))
         {
-            // `?.` and `[?` are CEL's optional syntax, which the interpreter lacks.
+            // `?.` and `[?` are CEL's optional syntax, which hookgate does not evaluate.
             if (*symbol == "?" && bytes.get(i + 1) == Some(&b'.'))
                 || (*symbol == "[" && next_non_space(bytes, i + 1) == Some(b'?'))
             {
@@ -110,8 +112,8 @@ fn invalid(reason: impl Into<String>) -> CompileError {
 }
 
 /// The number at `start` and where it ends: an int that fits 64 bits (decimal or `0x` hex, `u` suffix for
-/// a uint) or a float (`1.5`, `1e3`, `1.5e-3`).
-fn number(source: &str, start: usize) -> Result<(Val, usize), CompileError> {
+/// a uint) or a float (`1.5`, `1e3`, `1.5e-3`); `None` for the decimal magnitude of the least int.
+fn number(source: &str, start: usize) -> Result<(Option<Val>, usize), CompileError> {
     let bytes = source.as_bytes();
     let digits = |mut i: usize, hex: bool| {
         while i < bytes.len()
@@ -129,10 +131,10 @@ fn number(source: &str, start: usize) -> Result<(Val, usize), CompileError> {
         }
         let value = u64::from_str_radix(&source[start + 2..end], 16).map_err(|_| too_big())?;
         if matches!(bytes.get(end), Some(b'u' | b'U')) {
-            return Ok((Val::UInt(value), end + 1));
+            return Ok((Some(Val::UInt(value)), end + 1));
         }
         let value = i64::try_from(value).map_err(|_| too_big())?;
-        return Ok((Val::Int(value), end));
+        return Ok((Some(Val::Int(value)), end));
     }
     let mut end = digits(start, false);
     let mut float = false;
@@ -155,14 +157,17 @@ fn number(source: &str, start: usize) -> Result<(Val, usize), CompileError> {
     let text = &source[start..end];
     if float {
         let value = text.parse::<f64>().map_err(|_| too_big())?;
-        return Ok((Val::Double(value), end));
+        return Ok((Some(Val::Double(value)), end));
     }
     if matches!(bytes.get(end), Some(b'u' | b'U')) {
         let value = text.parse::<u64>().map_err(|_| too_big())?;
-        return Ok((Val::UInt(value), end + 1));
+        return Ok((Some(Val::UInt(value)), end + 1));
+    }
+    if text == "9223372036854775808" {
+        return Ok((None, end));
     }
     let value = text.parse::<i64>().map_err(|_| too_big())?;
-    Ok((Val::Int(value), end))
+    Ok((Some(Val::Int(value)), end))
 }
 
 /// The quoted string at `start` and where it ends (one line, simple escapes only).
@@ -319,8 +324,12 @@ impl Parser {
         Ok(left)
     }
 
-    /// `'!'* member` or `'-'* member` (CEL does not mix them).
+    /// `'!'* member` or `'-'* member` (CEL does not mix them). As cel-go's parser, an even run is
+    /// dropped and an odd one is one operator; `-` before a number is part of the literal.
     fn unary(&mut self) -> Result<IdedExpr, CompileError> {
+        if self.is("-") && self.negative_literal().is_some() {
+            return self.member();
+        }
         for (symbol, function) in [("!", operators::LOGICAL_NOT), ("-", operators::NEGATE)] {
             let mut run = 0;
             while self.eat(symbol) {
@@ -332,11 +341,11 @@ impl Parser {
                 )));
             }
             if run > 0 {
-                let mut tree = self.member()?;
-                for _ in 0..run {
-                    tree = self.call(function, None, vec![tree]);
+                let tree = self.member()?;
+                if run % 2 == 0 {
+                    return Ok(tree);
                 }
-                return Ok(tree);
+                return Ok(self.call(function, None, vec![tree]));
             }
         }
         self.member()
@@ -371,11 +380,25 @@ impl Parser {
         }
     }
 
+    /// The literal of `-` and the number after it, when that follows.
+    fn negative_literal(&self) -> Option<Val> {
+        match self.tokens.get(self.at + 1)? {
+            Token::Literal(Val::Int(i)) => Some(Val::Int(i.checked_neg()?)),
+            Token::Literal(Val::Double(d)) => Some(Val::Double(-d)),
+            Token::MinIntMagnitude => Some(Val::Int(i64::MIN)),
+            _ => None,
+        }
+    }
+
     /// `IDENT ('(' args ')')? | '(' expr ')' | '[' list ']' | '{' map '}' | literal`
     fn primary(&mut self) -> Result<IdedExpr, CompileError> {
         let Some(token) = self.peek().cloned() else {
             return Err(self.unexpected());
         };
+        if let (Token::Symbol("-"), Some(value)) = (&token, self.negative_literal()) {
+            self.at += 2;
+            return Ok(self.node(Expr::Literal(value)));
+        }
         self.at += 1;
         match token {
             Token::Ident(name) => {
@@ -409,6 +432,14 @@ impl Parser {
                 Ok(self.node(Expr::List(ListExpr { elements })))
             }
             Token::Symbol("{") => self.map(),
+            Token::MinIntMagnitude => {
+                let at = self
+                    .starts
+                    .get(self.at.saturating_sub(1))
+                    .copied()
+                    .unwrap_or_default();
+                Err(invalid(format!("number at byte {at} out of range")))
+            }
             Token::Symbol(_) => {
                 self.at -= 1;
                 Err(self.unexpected())

@@ -834,7 +834,7 @@ mod tests {
                 |d| d["receivers"][0]["resourceFilter"] = "'test'".into(),
                 "receivers[0].resourceFilter",
                 webapp,
-                "must return a boolean, not a literal of another type",
+                "must return a boolean, not string (cel-go's type check, as Flux runs it)",
             ),
             (
                 "a target filter calling an unknown function",
