@@ -33,7 +33,14 @@ RECEIVERS = {
                             "validations": ["claims.repository == 'example/app'"]}, "Kustomization", "ci-apps"),
     "registry": ("gcr", {"jwtProvider": "google", "audience": GCR_AUDIENCE, "email": GCR_EMAIL},
                  "ImageRepository", "app-image"),
+    # Its validation reads an email: the token must say the issuer verified it.
+    "mail": ("generic-oidc", {"jwtProvider": "ci", "issuers": [CI_ISSUER],
+                              "validations": ["claims.email == 'deploy@example.test'"]}, "Kustomization", "ci-apps"),
+    # Its JWT provider reads the token from another header than the bearer token the filter reads.
+    "groups": ("generic-oidc", {"jwtProvider": "header", "issuers": [CI_ISSUER],
+                                "validations": ["claims.groups[0] != 'blocked'"]}, "Kustomization", "ci-apps"),
 }
+ID_TOKEN_HEADER = "x-id-token"
 
 
 def overlay(workdir: Path, jwks: ModuleServer) -> Path:
@@ -50,6 +57,8 @@ def overlay(workdir: Path, jwks: ModuleServer) -> Path:
         {"name": "ci", "issuer": CI_ISSUER, "audiences": ["notification-controller"],
          "remoteJWKS": {"uri": jwks.url("ci.json")}},
         {"name": "google", "issuer": GOOGLE_ISSUER, "remoteJWKS": {"uri": jwks.url("google.json")}},
+        {"name": "header", "issuer": CI_ISSUER, "audiences": ["notification-controller"],
+         "remoteJWKS": {"uri": jwks.url("ci.json")}, "extractFrom": {"headers": [{"name": ID_TOKEN_HEADER}]}},
     ]
     patch = lambda kind, name, ops: {"target": {"kind": kind, "name": name}, "patch": json.dumps(ops)}  # noqa: E731
     in_namespace = {"op": "add", "path": "/metadata/namespace", "value": NS}
@@ -106,8 +115,10 @@ def claims(receiver: str, **changes) -> dict:
     """A token's claims as its genuine sender's issuer signs them, with `changes` (None removes a claim)."""
     now = int(time.time())
     base = {"iat": now, "nbf": now, "exp": now + 600, "sub": "sender"}
-    if receiver == "ci":
+    if receiver in ("ci", "mail", "groups"):
         base |= {"iss": CI_ISSUER, "aud": "notification-controller", "repository": "example/app"}
+        base |= {"mail": {"email": "deploy@example.test", "email_verified": True},
+                 "groups": {"groups": ["staff"]}}.get(receiver, {})
     else:
         base |= {"iss": GOOGLE_ISSUER, "aud": GCR_AUDIENCE, "email": GCR_EMAIL, "email_verified": True}
     base |= changes
@@ -118,8 +129,27 @@ def valid_ci(issuers: dict[str, Issuer]) -> str:
     return issuers["ci"].token(claims("ci"))
 
 
-def send(example, receiver: str, token: str | None) -> tuple[int, str]:
-    headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+def unsigned_bearer(issuers: dict[str, Issuer], verified: dict, **changes) -> tuple[str, str]:
+    """A bearer token signed by a key no provider trusts, whose claims are `verified` with `changes`, and a
+    genuine token of `verified` for the header the `header` provider reads. The JWT filter verifies the
+    genuine one only (providers that read the bearer token refuse it), and the hookgate filter reads the
+    bearer token: it takes it only when its claims are the verified ones."""
+    return issuers["stranger"].token(verified | changes), issuers["ci"].token(verified)
+
+
+def valid(issuers: dict[str, Issuer], receiver: str) -> str | tuple[str, str]:
+    if receiver == "groups":
+        return unsigned_bearer(issuers, claims("groups"))
+    return issuers["google" if receiver == "registry" else "ci"].token(claims(receiver))
+
+
+def send(example, receiver: str, token: str | tuple[str, str] | None) -> tuple[int, str]:
+    """POSTs with `token` as the bearer token; a pair is a bearer token and the token for the header the
+    `header` provider reads."""
+    bearer, verified = token if isinstance(token, tuple) else (token, None)
+    headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {bearer}"} if bearer else {})
+    if verified:
+        headers[ID_TOKEN_HEADER] = verified
     body = json.dumps({"event": "published", "receiver": receiver}).encode()
     return example.send(Delivery(signers.flux_path("", receiver, NS), headers, body))
 
@@ -134,7 +164,7 @@ def tampered(token: str) -> str:
 class Case:
     name: str
     receiver: str
-    token: Callable[[dict[str, Issuer]], str | None]
+    token: Callable[[dict[str, Issuer]], str | tuple[str, str] | None]
     status: int
     reason: str  # in the reply: the hookgate filter's reason, or Envoy's JWT filter's message
 
@@ -168,6 +198,17 @@ FORGED = [
          lambda i: i["google"].token(claims("registry", aud="https://other.example.com/")),
          403, "token claims not accepted"),
     Case("gcr: a valid token of the other issuer", "registry", valid_ci, 401, "token not verified"),
+    Case("an email without email_verified", "mail",
+         lambda i: i["ci"].token(claims("mail", email_verified=None)), 403, "token claims not accepted"),
+    Case("an email not verified", "mail",
+         lambda i: i["ci"].token(claims("mail", email_verified=False)), 403, "token claims not accepted"),
+    # The verified token's `groups` is an object (which the validation refuses: it has no item 0); the
+    # bearer token's is a list of the same pairs (`{"staff": ""}` and `["staff"]`), which it accepts.
+    Case("a list claim where the verified one is an object", "groups",
+         lambda i: unsigned_bearer(i, claims("groups", groups={"staff": ""}), groups=["staff"]),
+         401, "token not verified"),
+    Case("a claim changed in an unsigned bearer token", "groups",
+         lambda i: unsigned_bearer(i, claims("groups"), repository="attacker/app"), 401, "token not verified"),
     Case("gcr: expired", "registry",
          lambda i: i["google"].token(claims("registry", exp=int(time.time()) - 3600)), 401, "Jwt is expired"),
 ]
@@ -188,7 +229,7 @@ def test_envoy_gateway_accepts_the_security_policy_and_the_route(deployed):
 
 @pytest.mark.parametrize("receiver", RECEIVERS)
 def test_a_valid_id_token_at_flux_path_reconciles_the_target(deployed, issuers, receiver):
-    token = valid_ci(issuers) if receiver == "ci" else issuers["google"].token(claims("registry"))
+    token = valid(issuers, receiver)
     before = target_annotation(deployed, receiver)
     status, reply = send(deployed, receiver, token)
     assert status == 200, f"{status} {reply}\n{deployed.controller.log()[-2000:]}"

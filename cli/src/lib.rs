@@ -396,6 +396,14 @@ mod tests {
             format!("{{controller: {{cluster: httproute/gw/hookgate-webhooks/rule/0}}, controllerKeys: {keys}}}")
         };
         let key = format!("[\"{}\"]", "ab".repeat(32));
+        let oidc = |rule: &str| {
+            format!(
+                "apiVersion: hookgate.io/v1alpha1\nkind: Receiver\nmetadata: {{name: ci, namespace: tenant}}\n\
+                 spec:\n  type: generic-oidc\n  idToken: {{jwtProvider: github-actions, issuers: \
+                 [\"https://token.actions.githubusercontent.com\"], {rule}}}\n  \
+                 targets: [{{kind: GitRepository, name: app}}]\n"
+            )
+        };
         let flux = "apiVersion: notification.toolkit.fluxcd.io/v1\nkind: Receiver\nmetadata: {name: f, namespace: ns}\n\
                     spec: {type: github, secretRef: {name: t}, resources: [{kind: GitRepository, name: x}]}\n";
         vec![
@@ -422,6 +430,11 @@ mod tests {
             ),
             ("legacy-policy.yaml", policy(legacy)),
             ("flux.yaml", flux.to_string()),
+            ("oidc-any.yaml", oidc("acceptAnyTokenFromIssuer: true")),
+            (
+                "oidc-unbound.yaml",
+                oidc("validations: [\"claims.ref == 'refs/heads/main'\"]"),
+            ),
             ("flux-and-secret.yaml", format!("{flux}---\n{secret}")),
             (
                 "configmap.yaml",
@@ -506,6 +519,19 @@ mod tests {
                 vec!["flux-and-secret.yaml"],
                 Err("nothing to check: the files hold no hookgate Receiver or EnvoyExtensionPolicy (Flux \
                      Receivers are not checked"),
+            ),
+            (
+                "a generic-oidc Receiver accepting any token of a shared issuer: served, with a warning",
+                vec!["oidc-any.yaml"],
+                Ok((vec!["oidc-any.yaml: Receiver tenant/ci (generic-oidc): OK\n".into(),
+                         "  warning: idToken.acceptAnyTokenFromIssuer: any token its issuers sign for its audience \
+                          is accepted, whoever it was issued to\n".into()], 0)),
+            ),
+            (
+                "a generic-oidc Receiver on a shared issuer, bound to no repository: refused",
+                vec!["oidc-unbound.yaml"],
+                Ok((vec!["oidc-unbound.yaml: Receiver tenant/ci (generic-oidc): InvalidSpec: spec.idToken.validations: \
+                          issuer https://token.actions.githubusercontent.com signs tokens for GitHub Actions".into()], 1)),
             ),
             (
                 "nothing hookgate reads",

@@ -196,6 +196,9 @@ impl Objects {
                             served.missing_keys.join(", ")
                         ));
                     }
+                    if accepts_any_token(object) {
+                        details.push(ACCEPTS_ANY_TOKEN.to_string());
+                    }
                     if served.placeholder {
                         details.push(format!(
                             "note: Secret {secret} is not in the files: compiled with a placeholder \
@@ -236,6 +239,19 @@ impl Objects {
             invalid,
         }
     }
+}
+
+/// What `check` says of a served Receiver that waives the binding of its tokens to a sender.
+const ACCEPTS_ANY_TOKEN: &str =
+    "warning: idToken.acceptAnyTokenFromIssuer: any token its issuers sign for \
+     its audience is accepted, whoever it was issued to";
+
+fn accepts_any_token(object: &Receiver) -> bool {
+    object
+        .spec
+        .id_token
+        .as_ref()
+        .is_some_and(|t| t.accept_any_token_from_issuer == Some(true))
 }
 
 fn kind_of(object: &Value) -> &str {

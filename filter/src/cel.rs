@@ -63,6 +63,28 @@ impl ClaimValidations {
         self.0.is_empty()
     }
 
+    /// Whether a validation reads the claim `name` by its name (`claims.name`, `claims['name']`,
+    /// `has(claims.name)`, or a field under it). A validation that reads `claims` whole is not counted
+    /// (see [`ClaimValidations::read_whole`]).
+    pub fn read_claim(&self, name: &str) -> bool {
+        self.0
+            .iter()
+            .any(|validation| match validation.reads("claims") {
+                Reads::Fields(paths) => paths
+                    .iter()
+                    .any(|path| path.first().is_some_and(|f| f == name)),
+                Reads::Nothing | Reads::Whole => false,
+            })
+    }
+
+    /// Whether a validation reads `claims` whole or at a computed key: which claims it reads cannot be
+    /// told.
+    pub fn read_whole(&self) -> bool {
+        self.0
+            .iter()
+            .any(|validation| matches!(validation.reads("claims"), Reads::Whole))
+    }
+
     /// Whether every validation is true for the verified `claims` (read as CEL once for all of them).
     pub fn accept(&self, claims: &serde_json::Map<String, Value>) -> Result<bool, EvaluationError> {
         if self.0.is_empty() {

@@ -635,11 +635,11 @@ impl HookgateHttp {
         body_size: usize,
     ) -> Action {
         let now = unix_secs(self.get_current_time());
-        // What Envoy's JWT filter verified for the receiver's `jwt` provider (it ran before this filter, and
-        // its metadata lasts the request). Not found, or not serializable (a null claim): no verified
-        // claims, and the filter refuses.
-        let verified_token = filter.jwt_provider(id).and_then(|jwt_provider| {
-            proxy_wasm::hostcalls::get_property(id_token::metadata_path(jwt_provider).to_vec())
+        // The request's dynamic metadata, where Envoy's JWT filter (it ran before this filter, and its
+        // metadata lasts the request) put what it verified for the receiver's `jwt` provider. Nothing
+        // there: no verified claims, and the filter refuses.
+        let verified_token = filter.jwt_provider(id).and_then(|_| {
+            proxy_wasm::hostcalls::get_property(id_token::METADATA_PROPERTY.to_vec())
                 .ok()
                 .flatten()
         });

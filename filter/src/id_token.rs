@@ -4,16 +4,17 @@
 //! dynamic metadata under the provider's name (`payload_in_metadata`). A client cannot write dynamic
 //! metadata; it can write headers, so nothing here trusts a header on its own.
 //!
-//! The metadata reaches a Wasm filter without JSON types: Envoy serializes a map as proxy-wasm pairs
-//! (strings raw, booleans one byte, numbers 8-byte doubles, maps and lists as pairs again; a null fails).
-//! So the claims are read as JSON from the bearer token in the request, and taken only when they are
-//! exactly what the metadata holds. The request must carry one token, in one `Authorization` header and
-//! not also in an `access_token` query parameter (Envoy Gateway's default places): then the token the JWT
-//! filter verified is that one, and the comparison with the metadata checks it again, except for the
-//! types the serialization loses (a one-byte string against a boolean, an eight-byte string against a
-//! number), which only the issuer could sign.
+//! The filter reads the request's dynamic metadata whole, as the serialized protobuf Envoy gives for it
+//! ([`metadata`]), where each claim keeps its JSON kind (a list is not an object, a boolean not a
+//! one-byte string). The claims are read as JSON from the bearer token in the request too, and taken only
+//! when they are exactly the verified ones (numbers compared as the doubles the metadata holds). The
+//! request must carry one token, in one `Authorization` header and not also in an `access_token` query
+//! parameter (Envoy Gateway's default places): then the token the JWT filter verified is that one, and the
+//! comparison with the metadata checks it again, whatever other place a SecurityPolicy reads tokens from.
 //! The receiver's rules ([`TokenRules`]) are checked on them again, so a SecurityPolicy written too
 //! loosely cannot widen what a receiver accepts.
+
+mod metadata;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -27,20 +28,12 @@ use crate::outcome::Rejection;
 pub const JWT_AUTHN_METADATA: &str = "envoy.filters.http.jwt_authn";
 /// A token larger than this is refused before decoding (Google's and GitHub's are about 1 KiB).
 const MAX_TOKEN_LEN: usize = 16 * 1024;
-/// Nesting deeper than this in the metadata is refused rather than followed.
-const MAX_DEPTH: usize = 32;
 /// Envoy's JWT filter allows this much clock skew; the expiry is checked again with the same allowance.
 const CLOCK_SKEW_SECONDS: u64 = 60;
 
-/// The property path of the claims the JWT filter verified for `jwt_provider`.
-pub fn metadata_path(jwt_provider: &str) -> [&str; 4] {
-    [
-        "metadata",
-        "filter_metadata",
-        JWT_AUTHN_METADATA,
-        jwt_provider,
-    ]
-}
+/// The property the filter reads for the verified claims: the request's dynamic metadata, whole (read
+/// under a longer path, Envoy would give its claims without their JSON kinds).
+pub const METADATA_PROPERTY: [&str; 1] = ["metadata"];
 
 /// What a receiver requires of a verified token's claims.
 #[derive(Debug)]
@@ -61,22 +54,25 @@ pub struct TokenRules {
 }
 
 impl TokenRules {
-    /// The claims of the verified token in `headers`, if they satisfy these rules. `verified` is the JWT
-    /// filter's metadata for [`TokenRules::jwt_provider`] (`None`: it verified no token on this route).
+    /// The claims of the verified token in `headers`, if they satisfy these rules. `metadata` is the
+    /// request's dynamic metadata ([`METADATA_PROPERTY`]), where the JWT filter put what it verified for
+    /// [`TokenRules::jwt_provider`] (`None`, or nothing there: it verified no token on this route).
     pub fn verified_claims(
         &self,
         headers: &Headers,
-        verified: Option<&[u8]>,
+        metadata: Option<&[u8]>,
         now: u64,
     ) -> Result<Map<String, Value>, Rejection> {
-        let verified = verified.ok_or(Rejection::TokenNotVerified)?;
+        let verified = metadata
+            .and_then(|m| metadata::verified_claims(m, JWT_AUTHN_METADATA, &self.jwt_provider))
+            .ok_or(Rejection::TokenNotVerified)?;
         let claims = bearer_claims(headers)?;
-        if !matches_metadata(&claims, verified, 0) {
-            return Err(Rejection::TokenNotVerified);
-        }
         let Value::Object(claims) = claims else {
             return Err(Rejection::TokenNotVerified);
         };
+        if !same_claims(&claims, &verified) {
+            return Err(Rejection::TokenNotVerified);
+        }
         self.check(&claims, now)?;
         Ok(claims)
     }
@@ -148,66 +144,25 @@ fn bearer_claims(headers: &Headers) -> Result<Value, Rejection> {
     serde_json::from_slice(&json).map_err(|_| Rejection::TokenNotVerified)
 }
 
-/// Whether `value` is what Envoy serializes as `bytes`.
-fn matches_metadata(value: &Value, bytes: &[u8], depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    match value {
-        Value::String(text) => bytes == text.as_bytes(),
-        Value::Bool(flag) => bytes == [u8::from(*flag)],
-        Value::Number(number) => number
-            .as_f64()
-            .is_some_and(|n| bytes == n.to_le_bytes().as_slice()),
-        // Envoy cannot serialize a null: a token with one never has metadata to match.
-        Value::Null => false,
-        // A list is pairs whose keys are the items and whose values are empty.
-        Value::Array(items) => pairs(bytes).is_some_and(|entries| {
-            entries.len() == items.len()
-                && entries.iter().zip(items).all(|((item, empty), value)| {
-                    empty.is_empty() && matches_metadata(value, item, depth + 1)
-                })
-        }),
-        Value::Object(fields) => pairs(bytes).is_some_and(|mut entries| {
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            let unique = entries.windows(2).all(|w| w[0].0 != w[1].0);
-            unique
-                && entries.len() == fields.len()
-                && fields.iter().all(|(name, value)| {
-                    entries
-                        .binary_search_by(|(key, _)| (*key).cmp(name.as_bytes()))
-                        .is_ok_and(|i| matches_metadata(value, entries[i].1, depth + 1))
-                })
-        }),
-    }
+/// Whether the bearer token's `claims` are the `verified` ones, kind for kind: numbers as the doubles the
+/// JWT filter holds.
+fn same_claims(claims: &Map<String, Value>, verified: &Map<String, Value>) -> bool {
+    claims.len() == verified.len()
+        && claims
+            .iter()
+            .all(|(name, value)| verified.get(name).is_some_and(|v| same_value(value, v)))
 }
 
-/// Envoy's proxy-wasm pairs: a little-endian u32 count, the (key size, value size) of each entry as two
-/// u32s, then each key and each value followed by a NUL. `None` for anything else.
-fn pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let word = bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(word.try_into().ok()?) as usize)
-    };
-    let count = u32_at(0)?;
-    // The sizes alone take 8 bytes an entry: a count the input cannot hold is refused before allocating.
-    let mut data = count.checked_mul(8)?.checked_add(4)?;
-    if data > bytes.len() {
-        return None;
+fn same_value(claim: &Value, verified: &Value) -> bool {
+    match (claim, verified) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(a), Value::Object(b)) => same_claims(a, b),
+        // The metadata's nesting is bounded (`metadata`): so is this recursion.
+        (a, b) => a == b,
     }
-    let mut entries = Vec::with_capacity(count);
-    let mut take = |size: usize| -> Option<&[u8]> {
-        let field = bytes.get(data..data.checked_add(size)?)?;
-        (*bytes.get(data + size)? == 0).then_some(())?;
-        data += size + 1;
-        Some(field)
-    };
-    for i in 0..count {
-        let (key_size, value_size) = (u32_at(4 + 8 * i)?, u32_at(8 + 8 * i)?);
-        let key = take(key_size)?;
-        entries.push((key, take(value_size)?));
-    }
-    (data == bytes.len()).then_some(entries)
 }
 
 #[cfg(test)]
@@ -219,35 +174,10 @@ pub(crate) mod tests {
 
     type Expected = Result<(), Rejection>;
 
-    /// Envoy's serialization of `value`, written from the format as observed on Envoy 1.40 (the byte
-    /// strings in `envoy_serializations_observed_on_a_real_envoy` come from a real run).
-    pub fn serialize(value: &Value) -> Vec<u8> {
-        fn pairs(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<u8> {
-            let mut out = (entries.len() as u32).to_le_bytes().to_vec();
-            for (k, v) in &entries {
-                out.extend((k.len() as u32).to_le_bytes());
-                out.extend((v.len() as u32).to_le_bytes());
-            }
-            for (k, v) in entries {
-                out.extend(k);
-                out.push(0);
-                out.extend(v);
-                out.push(0);
-            }
-            out
-        }
-        match value {
-            Value::String(s) => s.as_bytes().to_vec(),
-            Value::Bool(b) => vec![u8::from(*b)],
-            Value::Number(n) => n.as_f64().unwrap().to_le_bytes().to_vec(),
-            Value::Array(items) => pairs(items.iter().map(|i| (serialize(i), vec![])).collect()),
-            Value::Object(m) => pairs(
-                m.iter()
-                    .map(|(k, v)| (k.as_bytes().to_vec(), serialize(v)))
-                    .collect(),
-            ),
-            Value::Null => panic!("Envoy cannot serialize a null"),
-        }
+    /// The request's dynamic metadata, serialized as Envoy gives it, when the JWT filter verified
+    /// `claims` for the provider `google` (the one [`rules`] names).
+    pub fn verified(claims: &Value) -> Vec<u8> {
+        metadata::tests::encode_metadata(JWT_AUTHN_METADATA, &[("google", claims)])
     }
 
     /// A bearer token whose payload is `claims` (the signature is Envoy's business, not this module's).
@@ -278,36 +208,27 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn envoy_serializations_observed_on_a_real_envoy() {
-        // From Envoy 1.40 with jwt_authn's payload_in_metadata, read by a probe module with get_property.
-        let observed: &[(Value, &str)] = &[
-            (json!(["notification-controller", "x"]),
-             "02000000170000000000000001000000000000006e6f74696669636174696f6e2d636f6e74726f6c6c65720000780000"),
-            (json!(true), "01"),
-            (json!(false), "00"),
-            (json!(42), "0000000000004540"),
-            (json!(1.5), "000000000000f83f"),
-            (json!({"a": "b"}), "01000000010000000100000061006200"),
-            (json!([]), "00000000"),
-            (json!({}), "00000000"),
-            (json!([{"a": 1}, "s"]),
-             "02000000170000000000000001000000000000000100000001000000080000006100000000000000f03f000000730000"),
-        ];
-        for (value, hex_bytes) in observed {
-            let bytes = hex::decode(hex_bytes).unwrap();
-            assert_eq!(serialize(value), bytes, "{value}");
-            assert!(matches_metadata(value, &bytes, 0), "{value}");
-        }
-    }
-
-    #[test]
     fn claims_are_taken_only_when_they_are_what_the_jwt_filter_verified() {
-        let verified = serialize(&claims());
+        let genuine = verified(&claims());
         let mut other_email = claims();
         other_email["email"] = json!("attacker@example.com");
         let mut extra = claims();
         extra["admin"] = json!(true);
         let twice = Headers::new(bearer(&claims()).iter().chain(bearer(&other_email).iter()));
+        let mut as_list = claims();
+        as_list["groups"] = json!(["staff"]);
+        let mut as_object = claims();
+        as_object["groups"] = json!({"staff": ""});
+        let (verified_list, verified_object) = (verified(&as_list), verified(&as_object));
+        let mut flag = claims();
+        flag["groups"] = json!(true);
+        let mut one_byte = claims();
+        one_byte["groups"] = json!("\u{1}");
+        let verified_one_byte = verified(&one_byte);
+        let other_provider =
+            metadata::tests::encode_metadata(JWT_AUTHN_METADATA, &[("github", &claims())]);
+        let mut with_null = claims();
+        with_null["groups"] = Value::Null;
         let in_query = Headers::new(
             bearer(&claims())
                 .iter()
@@ -315,18 +236,23 @@ pub(crate) mod tests {
         );
         #[rustfmt::skip]
         let cases: &[(&str, Headers, Option<&[u8]>, Expected)] = &[
-            ("the verified token",                      bearer(&claims()),      Some(&verified), Ok(())),
+            ("the verified token",                      bearer(&claims()),      Some(&genuine), Ok(())),
             ("no metadata: no verified token",          bearer(&claims()),      None,            Err(Rejection::TokenNotVerified)),
-            ("another token than the verified one",     bearer(&other_email),   Some(&verified), Err(Rejection::TokenNotVerified)),
-            ("a claim added",                           bearer(&extra),         Some(&verified), Err(Rejection::TokenNotVerified)),
-            ("a second authorization header",           twice,                  Some(&verified), Err(Rejection::TokenNotVerified)),
-            ("a token in the access_token query too",   in_query,               Some(&verified), Err(Rejection::TokenNotVerified)),
-            ("no authorization header",                 Headers::default(),     Some(&verified), Err(Rejection::MissingToken)),
-            ("basic, not bearer",                       Headers::new([("authorization", "Basic eDp5")]), Some(&verified), Err(Rejection::TokenNotVerified)),
-            ("two segments",                            Headers::new([("authorization", "Bearer a.b")]), Some(&verified), Err(Rejection::TokenNotVerified)),
-            ("payload not base64url",                   Headers::new([("authorization", "Bearer a.%%%.c")]), Some(&verified), Err(Rejection::TokenNotVerified)),
-            ("metadata truncated",                      bearer(&claims()),      Some(&verified[..verified.len() - 1]), Err(Rejection::TokenNotVerified)),
-            ("metadata with a huge count",              bearer(&claims()),      Some(&[0xff, 0xff, 0xff, 0xff][..]), Err(Rejection::TokenNotVerified)),
+            ("another token than the verified one",     bearer(&other_email),   Some(&genuine), Err(Rejection::TokenNotVerified)),
+            ("a claim added",                           bearer(&extra),         Some(&genuine), Err(Rejection::TokenNotVerified)),
+            ("a second authorization header",           twice,                  Some(&genuine), Err(Rejection::TokenNotVerified)),
+            ("a token in the access_token query too",   in_query,               Some(&genuine), Err(Rejection::TokenNotVerified)),
+            ("no authorization header",                 Headers::default(),     Some(&genuine), Err(Rejection::MissingToken)),
+            ("basic, not bearer",                       Headers::new([("authorization", "Basic eDp5")]), Some(&genuine), Err(Rejection::TokenNotVerified)),
+            ("two segments",                            Headers::new([("authorization", "Bearer a.b")]), Some(&genuine), Err(Rejection::TokenNotVerified)),
+            ("payload not base64url",                   Headers::new([("authorization", "Bearer a.%%%.c")]), Some(&genuine), Err(Rejection::TokenNotVerified)),
+            ("a list claim where the verified one is an object", bearer(&as_list), Some(&verified_object), Err(Rejection::TokenNotVerified)),
+            ("an object claim where the verified one is a list", bearer(&as_object), Some(&verified_list), Err(Rejection::TokenNotVerified)),
+            ("metadata truncated",                      bearer(&claims()),      Some(&genuine[..genuine.len() - 1]), Err(Rejection::TokenNotVerified)),
+            ("metadata with a length past its end",     bearer(&claims()),      Some(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f][..]), Err(Rejection::TokenNotVerified)),
+            ("a boolean where the verified claim is a one-byte string", bearer(&flag), Some(&verified_one_byte), Err(Rejection::TokenNotVerified)),
+            ("claims another provider verified",        bearer(&claims()),      Some(&other_provider), Err(Rejection::TokenNotVerified)),
+            ("a null claim, verified",                  bearer(&with_null),     Some(&verified(&with_null)), Ok(())),
         ];
         for (name, headers, metadata, expected) in cases {
             let result = rules().verified_claims(headers, *metadata, NOW).map(|_| ());
@@ -359,7 +285,7 @@ pub(crate) mod tests {
         ];
         for (name, claims, expected) in cases {
             let result = rules()
-                .verified_claims(&bearer(claims), Some(&serialize(claims)), NOW)
+                .verified_claims(&bearer(claims), Some(&verified(claims)), NOW)
                 .map(|_| ());
             assert_eq!(&result, expected, "{name}");
         }

@@ -39,6 +39,18 @@ fn github(extra: Value) -> Value {
     offline::patched(offline::github(json!({"events": ["push"]})), extra)
 }
 
+/// A generic-oidc receiver on GitHub Actions' issuer, with `id_token` merged into its `idToken`.
+fn oidc(id_token: Value) -> Value {
+    let mut block = json!({"jwtProvider": "github-actions",
+                           "issuers": ["https://token.actions.githubusercontent.com"]});
+    block
+        .as_object_mut()
+        .unwrap()
+        .extend(id_token.as_object().unwrap().clone());
+    json!({"type": "generic-oidc", "idToken": block,
+           "targets": [{"kind": "GitRepository", "name": "app"}]})
+}
+
 fn data(pairs: &[(&str, &[u8])]) -> SecretData {
     SecretData(
         pairs
@@ -170,6 +182,41 @@ fn cases() -> Vec<Case> {
             json!({"type": "gcr",
                    "idToken": {"jwtProvider": "google", "audience": "a", "email": "p@x.iam.gserviceaccount.com"},
                    "targets": [{"kind": "GitRepository", "name": "app"}]}),
+            None,
+            false,
+            Ok(vec![flux_webhook_path("", "app", "tenant")]),
+        ),
+        (
+            "generic-oidc on GitHub's issuer bound to a repository",
+            oidc(json!({"validations": ["claims.repository == 'example/app'"]})),
+            None,
+            false,
+            Ok(vec![flux_webhook_path("", "app", "tenant")]),
+        ),
+        (
+            "generic-oidc on GitHub's issuer with no validation",
+            oidc(json!({})),
+            None,
+            false,
+            Err((
+                Reason::InvalidSpec,
+                "spec.idToken.validations: at least one validation (or idToken.email) is required",
+            )),
+        ),
+        (
+            "generic-oidc on GitHub's issuer bound to no repository",
+            oidc(json!({"validations": ["claims.ref == 'refs/heads/main'"]})),
+            None,
+            false,
+            Err((
+                Reason::InvalidSpec,
+                "spec.idToken.validations: issuer https://token.actions.githubusercontent.com signs \
+                 tokens for GitHub Actions, for every repository",
+            )),
+        ),
+        (
+            "generic-oidc on GitHub's issuer accepting any token, as it says",
+            oidc(json!({"acceptAnyTokenFromIssuer": true})),
             None,
             false,
             Ok(vec![flux_webhook_path("", "app", "tenant")]),
@@ -379,7 +426,8 @@ fn every_spec_field_is_a_wire_field() {
         (
             "ID token",
             json!({"type": "generic-oidc", "idToken": {"jwtProvider": "ci", "issuers": ["https://issuer"],
-                   "audience": "hookgate", "email": "ci@example.com", "validations": ["claims.sub != ''"]},
+                   "audience": "hookgate", "email": "ci@example.com", "validations": ["claims.sub != ''"],
+                   "acceptAnyTokenFromIssuer": true},
                    "targets": [{"kind": "GitRepository", "name": "app"}]}),
             SecretData::default(),
         ),

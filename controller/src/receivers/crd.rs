@@ -143,11 +143,19 @@ pub struct IdToken {
     pub issuers: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// The sender's email (`gcr`: required); the token's `email_verified` must be true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// CEL over `claims`, each of which must be true.
+    /// CEL over `claims`, each of which must be true. A validation reading `claims.email` makes the token's
+    /// `email_verified` required to be true, as `email` does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validations: Option<Vec<String>>,
+    /// Accept every token the issuers sign for the audience, whoever it was issued to: without it, a
+    /// `generic-oidc` receiver needs a validation (or `email`), and on an issuer that signs for anyone on
+    /// its platform (GitHub Actions, GitLab.com, Google) a validation reading a claim that names the
+    /// repository, project or account. `hookgate check` warns of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_any_token_from_issuer: Option<bool>,
 }
 
 /// What the controller does with a verified delivery.

@@ -14,7 +14,7 @@ use super::{
 use crate::cel::{self, ClaimValidations, EdgeFilter};
 use crate::dispatch::DispatchConfig;
 use crate::id_token::TokenRules;
-use crate::providers::{self, Proof, Provider, VerifyOptions};
+use crate::providers::{self, generic_oidc, Proof, Provider, VerifyOptions};
 use hookgate_protocol::attestation::check_key;
 use hookgate_protocol::enrollment::CONFIRMATION_PATH;
 use hookgate_protocol::kubernetes;
@@ -249,7 +249,47 @@ fn token_rules(
     not_empty("audience", &audience)?;
     if let Some(email) = &block.email {
         not_empty("email", email)?;
-    } else if defaults.requires_email {
+    }
+    let validations =
+        ClaimValidations::compile(block.validations.as_deref().unwrap_or_default())
+            .map_err(|(i, e)| at.error(&format!("idToken.validations[{i}]"), e.to_string()))?;
+    let accept_any = block.accept_any_token_from_issuer;
+    let email = block.email.is_some();
+    token_binding(at, provider_type, accept_any, email, &issuers, &validations)?;
+    Ok(Some(TokenRules {
+        jwt_provider: block.jwt_provider,
+        issuers,
+        audience,
+        // An email is the sender's only when its issuer says it verified it.
+        require_verified_email: defaults.requires_email
+            || block.email.is_some()
+            || validations.read_claim("email")
+            || validations.read_whole(),
+        email: block.email,
+        validations,
+    }))
+}
+
+/// Refuses rules under which a token proves nothing about its sender: a type that binds its tokens by
+/// email (gcr) without one; otherwise, unless the receiver says
+/// `acceptAnyTokenFromIssuer: true` (which `hookgate check` reports): no validation and no email, as Flux
+/// refuses a provider without validations; or, on an issuer that signs for anyone on its platform
+/// ([`generic_oidc::SHARED_ISSUERS`]), no email and no validation reading a claim that says which
+/// repository, project or account the token was issued to.
+fn token_binding(
+    at: &ReceiverAt,
+    provider_type: ProviderType,
+    accept_any: Option<bool>,
+    email: bool,
+    issuers: &[String],
+    validations: &ClaimValidations,
+) -> Result<(), ConfigError> {
+    const OPT_IN: &str = "or set idToken.acceptAnyTokenFromIssuer: true to accept that";
+    let requires_email = provider_type
+        .provider
+        .token_defaults()
+        .is_some_and(|d| d.requires_email);
+    if requires_email && !email {
         return Err(at.error(
             "idToken.email",
             format!(
@@ -258,16 +298,54 @@ fn token_rules(
             ),
         ));
     }
-    let validations = ClaimValidations::compile(&block.validations.unwrap_or_default())
-        .map_err(|(i, e)| at.error(&format!("idToken.validations[{i}]"), e.to_string()))?;
-    Ok(Some(TokenRules {
-        jwt_provider: block.jwt_provider,
-        issuers,
-        audience,
-        email: block.email,
-        require_verified_email: defaults.requires_email,
-        validations,
-    }))
+    match accept_any {
+        Some(true) if requires_email => {
+            return Err(provider_type.refusal(
+                at,
+                "idToken.acceptAnyTokenFromIssuer",
+                "binds its tokens to the sender's email, which it always requires",
+            ))
+        }
+        Some(true) => return Ok(()),
+        _ if email => return Ok(()),
+        _ => {}
+    }
+    if validations.is_empty() {
+        return Err(at.error(
+            "idToken.validations",
+            format!(
+                "at least one validation (or idToken.email) is required: without one, any token its \
+                 issuer signs for the audience is accepted; {OPT_IN}"
+            ),
+        ));
+    }
+    for shared in issuers
+        .iter()
+        .filter_map(|i| generic_oidc::shared_issuer(i))
+    {
+        if !shared
+            .identity_claims
+            .iter()
+            .any(|c| validations.read_claim(c))
+        {
+            let claims: Vec<String> = shared
+                .identity_claims
+                .iter()
+                .map(|c| format!("claims.{c}"))
+                .collect();
+            return Err(at.error(
+                "idToken.validations",
+                format!(
+                    "issuer {} signs tokens for {}: a validation must read one of {} to say whose \
+                     tokens are accepted (or name idToken.email); {OPT_IN}",
+                    shared.issuer,
+                    shared.platform,
+                    claims.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_names(at: &ReceiverAt, name: &str, namespace: &str) -> Result<(), ConfigError> {
@@ -985,6 +1063,82 @@ mod tests {
         fields.insert("idToken".into(), id_token);
     }
 
+    /// A token must say who sent it: an email is taken only when the issuer says it verified it, and a
+    /// receiver with no validation, or on an issuer that signs for anyone on its platform with none
+    /// reading a claim that names the repository, project or account, is refused unless it says
+    /// `acceptAnyTokenFromIssuer: true`.
+    #[test]
+    fn id_token_rules_bind_tokens_to_their_sender() {
+        const GITHUB: &str = "https://token.actions.githubusercontent.com";
+        const OPT_IN: &str = "or set idToken.acceptAnyTokenFromIssuer: true to accept that";
+        // Ok: whether `email_verified == true` is required; Err: the field at fault and its reason's start.
+        type Expected = Result<bool, (&'static str, &'static str)>;
+        let no_validation: Expected = Err((
+            "receivers[0].idToken.validations",
+            "at least one validation (or idToken.email) is required",
+        ));
+        let unbound: Expected = Err(("receivers[0].idToken.validations", "issuer https://token.actions.githubusercontent.com signs tokens for GitHub Actions, for every repository: a validation must read one of claims.repository,"));
+        #[rustfmt::skip]
+        let cases: Vec<(&str, &str, Value, Expected)> = vec![
+            ("an email rule requires email_verified",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://idp.example.com"], "email": "ci@example.com"}), Ok(true)),
+            ("a validation reading claims.email requires email_verified",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://idp.example.com"], "validations": ["claims.email == 'ci@example.com'"]}), Ok(true)),
+            ("has(claims.email) requires email_verified",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://idp.example.com"], "validations": ["claims.sub == 'a'", "has(claims.email)"]}), Ok(true)),
+            ("a validation reading claims whole requires email_verified",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://idp.example.com"], "validations": ["claims.exists(k, k == 'x')"]}), Ok(true)),
+            ("a validation not reading email does not",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://idp.example.com"], "validations": ["claims.sub == 'a'"]}), Ok(false)),
+            ("GitHub's issuer bound to a repository",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": [GITHUB], "validations": ["claims.repository == 'example/app'"]}), Ok(false)),
+            ("GitHub's issuer bound to an owner",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": [GITHUB], "validations": ["claims['repository_owner'] == 'example'"]}), Ok(false)),
+            ("no validation",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://idp.example.com"]}), no_validation),
+            ("no validation on GitHub's issuer",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": [GITHUB]}), no_validation),
+            ("GitHub's issuer, validations binding no repository",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": [GITHUB], "validations": ["claims.ref == 'refs/heads/main'"]}), unbound),
+            ("GitHub's issuer beside another, bound by neither",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://idp.example.com", GITHUB], "validations": ["claims.event_name == 'push'"]}), unbound),
+            ("GitLab.com's issuer, validations binding no project",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://gitlab.com"], "validations": ["claims.ref == 'main'"]}),
+             Err(("receivers[0].idToken.validations", "issuer https://gitlab.com signs tokens for GitLab.com CI, for every project"))),
+            ("Google's issuer, validations binding no account",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://accounts.google.com"], "validations": ["claims.hd == 'example.com'"]}),
+             Err(("receivers[0].idToken.validations", "issuer https://accounts.google.com signs tokens for Google, for every account"))),
+            ("Google's issuer bound by a verified email",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": ["https://accounts.google.com"], "validations": ["claims.email == 'ci@example.com'"]}), Ok(true)),
+            ("the opt-in, with no validation",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": [GITHUB], "acceptAnyTokenFromIssuer": true}), Ok(false)),
+            ("the opt-in set false changes nothing",
+             "generic-oidc", json!({"jwtProvider": "p", "issuers": [GITHUB], "acceptAnyTokenFromIssuer": false}), no_validation),
+            ("the opt-in on gcr, which binds by email",
+             "gcr", json!({"jwtProvider": "p", "audience": "a", "email": "e", "acceptAnyTokenFromIssuer": true}),
+             Err(("receivers[0].idToken.acceptAnyTokenFromIssuer", "type gcr binds its tokens to the sender's email"))),
+        ];
+        for (case, provider, id_token, expected) in cases {
+            let mut value: Value = serde_json::from_str(VALID).unwrap();
+            as_id_token_receiver(&mut value["receivers"][0], provider, id_token);
+            match (parse(&value.to_string()), expected) {
+                (Ok(config), Ok(verified)) => {
+                    let rules = config.receivers[0].token_rules.as_ref().unwrap();
+                    assert_eq!(rules.require_verified_email, verified, "{case}");
+                }
+                (Err(err), Err((field, reason))) => {
+                    assert_eq!(err.field, field, "{case}: {err}");
+                    assert!(err.reason.starts_with(reason), "{case}: {err}");
+                    assert!(
+                        field.ends_with("acceptAnyTokenFromIssuer") || err.reason.ends_with(OPT_IN),
+                        "{case}: {err}"
+                    );
+                }
+                (result, expected) => panic!("{case}: {result:?}, expected {expected:?}"),
+            }
+        }
+    }
+
     /// ID-token types: no secret, a path from the name alone (Flux's), the type's defaults completed
     /// by the receiver's `idToken`, and every missing rule named.
     #[test]
@@ -993,7 +1147,8 @@ mod tests {
         as_id_token_receiver(
             &mut value["receivers"][0],
             "generic-oidc",
-            json!({"jwtProvider": "ci", "issuers": ["https://token.actions.githubusercontent.com"]}),
+            json!({"jwtProvider": "ci", "issuers": ["https://token.actions.githubusercontent.com"],
+                   "validations": ["claims.repository == 'example/app'"]}),
         );
         let config = parse(&value.to_string()).unwrap();
         let receiver = &config.receivers[0];
@@ -1017,7 +1172,7 @@ mod tests {
                 "notification-controller",
                 &None,
                 false,
-                0,
+                1,
             )
         );
         value["receivers"][0]["type"] = "gcr".into();
@@ -1037,7 +1192,7 @@ mod tests {
              "receivers[0].idToken", "type github does not prove with an ID token"),
             ("no idToken", |r| { r["type"] = "generic-oidc".into(); r.as_object_mut().unwrap().retain(|k, _| !["events", "refs", "secrets"].contains(&k.as_str())); },
              "receivers[0].idToken", "type generic-oidc needs the jwtProvider that verifies its tokens"),
-            ("secrets as well", |r| { r["type"] = "generic-oidc".into(); r["idToken"] = json!({"jwtProvider": "p", "issuers": ["i"]}); r.as_object_mut().unwrap().retain(|k, _| !["events", "refs"].contains(&k.as_str())); },
+            ("secrets as well", |r| { r["type"] = "generic-oidc".into(); r["idToken"] = json!({"jwtProvider": "p", "issuers": ["i"], "validations": ["claims.sub == 'a'"]}); r.as_object_mut().unwrap().retain(|k, _| !["events", "refs"].contains(&k.as_str())); },
              "receivers[0].secrets", "type generic-oidc proves with an ID token and takes no secret"),
             ("generic-oidc without an issuer", |r| { as_id_token_receiver(r, "generic-oidc", json!({"jwtProvider": "p"})); },
              "receivers[0].idToken.issuers", "at least one issuer is required"),
@@ -1050,7 +1205,7 @@ mod tests {
             ("a validation that does not compile", |r| as_id_token_receiver(r, "generic-oidc", json!({"jwtProvider": "p", "issuers": ["i"], "validations": ["claims.sub == 'a'", "req.x"]})),
              "receivers[0].idToken.validations[1]", "undeclared reference to 'req'"),
             ("an unknown idToken field", |r| { as_id_token_receiver(r, "gcr", json!({"jwtProvider": "p", "audience": "a", "email": "e", "emails": []})); },
-             "receivers[0].idToken.emails", "unknown field `emails`, expected one of `jwtProvider`, `issuers`, `audience`, `email`, `validations`"),
+             "receivers[0].idToken.emails", "unknown field `emails`, expected one of `jwtProvider`, `issuers`, `audience`, `email`, `validations`, `acceptAnyTokenFromIssuer`"),
         ];
         for (case, mutation, field, reason) in cases {
             let err = error_for(mutation);

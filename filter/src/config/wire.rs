@@ -85,6 +85,8 @@ pub struct IdToken {
     pub email: Option<String>,
     /// CEL over `claims`, each of which must be true.
     pub validations: Option<Vec<String>>,
+    /// Accept a token whose claims no validation binds to a sender (see `compile::token_binding`).
+    pub accept_any_token_from_issuer: Option<bool>,
 }
 
 /// Branch and tag globs.

@@ -18,7 +18,7 @@ mod dockerhub;
 mod gcr;
 mod generic;
 mod generic_hmac;
-mod generic_oidc;
+pub mod generic_oidc;
 mod gitea;
 mod github;
 mod gitlab;
