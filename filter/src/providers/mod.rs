@@ -22,6 +22,7 @@ mod generic_oidc;
 mod gitea;
 mod github;
 mod gitlab;
+mod go_json;
 mod harbor;
 mod nexus;
 mod quay;
@@ -29,6 +30,7 @@ mod sender;
 mod sparse_json;
 mod standard_webhooks;
 
+use go_json::{Extent, GoType};
 use sender::ANY_JSON_SAMPLE;
 pub use sender::{is_signing_key, sign, Credential, Outgoing, Sender};
 
@@ -197,6 +199,11 @@ pub trait Provider: Sync + std::fmt::Debug {
     fn payload(&self, _delivery: &Delivery) -> Result<PayloadFacts, Rejection> {
         Ok(PayloadFacts::default())
     }
+    /// What CEL filters see as `req` (the receiver's `filter`, and the target filters' fields forwarded to
+    /// the controller): the body's JSON, or what Flux gives its filters where it unwraps the body first.
+    fn filter_payload(&self, delivery: &Delivery) -> Result<Value, Rejection> {
+        Ok(crate::cel::payload(delivery.body))
+    }
 }
 
 /// Verifies `<algorithm>=<hex MAC>` (GitHub, Bitbucket and Flux's generic-hmac format) over the raw body.
@@ -283,26 +290,26 @@ pub(crate) fn top_level_ref(payload: &Value) -> PayloadFacts {
     }
 }
 
-/// Facts of a registry payload that must carry every string at `required`; the image tag is at `tag`.
+/// Facts of a registry payload that Flux reads with `json.NewDecoder(body).Decode(&payload)` into a struct
+/// of `fields`: refused exactly where that fails; the image tag is the string at `tag`, if not empty.
 pub(crate) fn registry_payload(
     body: &[u8],
-    required: &[&str],
+    fields: &'static [(&'static str, GoType)],
     tag: &str,
 ) -> Result<PayloadFacts, Rejection> {
-    let pointers: Vec<&str> = required.iter().copied().chain([tag]).collect();
-    let payload = json_fields(body, &pointers)?;
-    if required.iter().any(|p| string_at(&payload, p).is_none()) {
-        return Err(Rejection::MalformedPayload);
-    }
+    let payload =
+        go_json::decode(body, fields, Extent::FirstValue).ok_or(Rejection::MalformedPayload)?;
     Ok(PayloadFacts {
         git_ref: None,
-        image_tag: string_at(&payload, tag),
+        image_tag: string_at(&payload, tag).filter(|t| !t.is_empty()),
     })
 }
 
 #[cfg(test)]
 pub(crate) mod test_support {
+    use super::Provider;
     use crate::delivery::{Delivery, Headers};
+    use crate::outcome::Rejection;
     use hookgate_protocol::crypto::{hmac, Algorithm};
     use hookgate_protocol::Secret;
 
@@ -315,6 +322,21 @@ pub(crate) mod test_support {
 
     pub fn secrets(list: &[&str]) -> Vec<Secret> {
         list.iter().map(|s| Secret::from(*s)).collect()
+    }
+
+    /// A named payload case: the body, and the image tag read from it or the rejection.
+    pub type TagCase<'a> = (&'a str, &'a [u8], Result<Option<&'a str>, Rejection>);
+
+    /// Checks every case of `cases` against `provider`'s payload check, naming the failing case.
+    pub fn assert_tag_cases(provider: &dyn Provider, cases: &[TagCase]) {
+        let headers = Headers::default();
+        for (case, body, expected) in cases {
+            let got = provider
+                .payload(&delivery(&headers, body))
+                .map(|facts| facts.image_tag);
+            let expected = (*expected).map(|tag| tag.map(str::to_owned));
+            assert_eq!(got, expected, "{case}");
+        }
     }
 
     /// Builds a delivery borrowing from `headers` and `body`.
