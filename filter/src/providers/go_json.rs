@@ -504,4 +504,31 @@ mod tests {
         );
         assert_eq!(go_string(b"\xed\xa0\x80", true), "\u{FFFD}");
     }
+
+    /// Every cut and every one-byte change of a payload is decided without a panic; a cut object is refused.
+    #[test]
+    fn cut_and_changed_payloads_are_decided_without_panic() {
+        let body = br#"{"name":"a\u00e9","tags":["x",null],"at":"2021-02-26T9:13:55,5+01:00","inner":{"id":"\ud800"},"x":[{}]} "#;
+        let complete = body.len() - 1;
+        assert!(decoded(&body[..complete], Extent::Whole).is_some());
+        for end in 0..complete {
+            assert_eq!(
+                decoded(&body[..end], Extent::FirstValue),
+                None,
+                "cut at {end}"
+            );
+        }
+        for at in 0..body.len() {
+            for byte in [
+                0, b'"', b'\\', b'{', b'}', b'[', b']', b':', b',', b'n', b'1', 0x80, 0xed, 0xff,
+            ] {
+                let mut changed = body.to_vec();
+                changed[at] = byte;
+                for extent in [Extent::FirstValue, Extent::Whole] {
+                    let _ = decoded(&changed, extent);
+                }
+                let _ = go_rfc3339(&changed[45..changed.len().min(71)]);
+            }
+        }
+    }
 }
