@@ -593,4 +593,56 @@ mod tests {
             ["generic", "dockerhub", "quay", "acr", "cdevents"]
         );
     }
+
+    /// Differential check against Go itself: `HOOKGATE_GO_CORPUS` names the output of
+    /// `tests/go-decoding` (`go run ./tests/go-decoding > corpus.tsv`), payloads and their mutations as
+    /// Flux's Go decodes them for dockerhub, quay, acr and gcr: each is refused here exactly where Go
+    /// refuses it, with the same image tag, and gcr's filters see the event Go decoded.
+    #[test]
+    #[ignore = "needs HOOKGATE_GO_CORPUS, generated with Go"]
+    fn decoding_matches_go_on_a_corpus() {
+        use base64::Engine;
+        let path = std::env::var("HOOKGATE_GO_CORPUS").expect("HOOKGATE_GO_CORPUS");
+        let corpus = std::fs::read_to_string(path).unwrap();
+        let headers = Headers::default();
+        let (mut cases, mut differences) = (0, Vec::new());
+        for line in corpus.lines() {
+            let [kind, body, verdict, decoded] = line.split('\t').collect::<Vec<_>>()[..] else {
+                panic!("line: {line}")
+            };
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap();
+            let decoded: Value = serde_json::from_str(decoded).unwrap();
+            let provider = lookup(kind).unwrap();
+            let d = test_support::delivery(&headers, &body);
+            let tag_at = match kind {
+                "dockerhub" => "/push_data/tag",
+                "quay" => "/updated_tags/0",
+                "acr" => "/target/tag",
+                _ => "/tag",
+            };
+            let go_tag = (verdict == "ok")
+                .then(|| string_at(&decoded, tag_at).filter(|t| !t.is_empty()))
+                .ok_or(Rejection::MalformedPayload);
+            let tag = provider.payload(&d).map(|facts| facts.image_tag);
+            let event_differs = kind == "gcr"
+                && verdict == "ok"
+                && provider.filter_payload(&d).ok() != Some(decoded.clone());
+            if tag != go_tag || event_differs {
+                differences.push(format!(
+                    "{kind} {:?}: go {verdict} {decoded}, here {tag:?}",
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            cases += 1;
+        }
+        assert!(cases > 1000, "{cases} cases");
+        assert!(
+            differences.is_empty(),
+            "{} of {cases} differ:\n{}",
+            differences.len(),
+            differences[..differences.len().min(20)].join("\n")
+        );
+    }
 }
