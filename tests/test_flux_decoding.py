@@ -47,7 +47,7 @@ RECEIVERS = [
     *(receiver(name, NS, {"type": name, "secretRef": {"name": "flux-decoding"}, "targets": HELLO})
       for name in ("dockerhub", "quay", "acr", "cdevents")),
     receiver("cdevents-typed", NS, {"type": "cdevents", "secretRef": {"name": "flux-decoding"}, "targets": HELLO,
-                                    "events": ["dev.cdevents.artifact.published.0.1.1"]}),
+                                    "events": ["dev.cdevents.artifact.published.0.2.0"]}),
 ]
 ID_TOKEN_RECEIVERS = ("gar-pubsub", "gar-edge")
 
@@ -162,9 +162,9 @@ def test_a_gcr_receiver_filter_reads_the_registry_event(cp, edge, issuer, case, 
 
 
 CDEVENT = {"context": {"version": "0.4.1", "id": "271069a8", "source": "/ci/pipelines",
-                       "type": "dev.cdevents.artifact.published.0.1.1", "timestamp": "2024-03-01T10:00:00Z"},
-           "subject": {"id": "pkg:oci/app@sha256:00", "source": "/ci/pipelines", "type": "artifact", "content": {}}}
-STRUCTURED = {"specversion": "1.0", "id": "1", "source": "/ci/pipelines", "type": "dev.cdevents.artifact.published.0.1.1",
+                       "type": "dev.cdevents.artifact.published.0.2.0", "timestamp": "2024-03-01T10:00:00Z"},
+           "subject": {"id": "pkg:oci/app@sha256:0b5c2e1d?repository_url=europe-docker.pkg.dev/p/r/app", "source": "/ci/pipelines", "type": "artifact", "content": {}}}
+STRUCTURED = {"specversion": "1.0", "id": "1", "source": "/ci/pipelines", "type": "dev.cdevents.artifact.published.0.2.0",
               "datacontenttype": "application/json", "data": CDEVENT}
 BINARY = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/ci/pipelines"}
 JSON = {"content-type": "application/json"}

@@ -17,9 +17,10 @@ impl Provider for CdEvents {
     fn sender(&self) -> Sender {
         Sender::new(
             Credential::SecretPath,
-            r#"{"context":{"id":"sample","type":"dev.cdevents.artifact.published.0.1.1"},"subject":{"id":"webapp"}}"#,
+            // A CDEvent that Flux's CDEvents SDK (spec v0.4) validates.
+            r#"{"context":{"version":"0.4.1","id":"sample","source":"/hookgate-send","type":"dev.cdevents.artifact.published.0.2.0","timestamp":"2026-01-01T00:00:00Z"},"subject":{"id":"pkg:oci/webapp@sha256:0b5c2e1d","source":"/hookgate-send","type":"artifact","content":{}}}"#,
         )
-        .event(EVENT_HEADER, "dev.cdevents.artifact.published.0.1.1")
+        .event(EVENT_HEADER, "dev.cdevents.artifact.published.0.2.0")
         .delivery_header(DELIVERY_HEADER)
         .fixed_headers(&[("ce-specversion", "1.0"), ("ce-source", "hookgate-send")])
     }
@@ -55,24 +56,26 @@ mod tests {
     use crate::delivery::Headers;
     use crate::providers::test_support::delivery;
 
-    const CDEVENT: &str = r#"{"context":{"version":"0.4.1","id":"271069a8","source":"/ci/pipelines","type":"dev.cdevents.artifact.published.0.1.1","timestamp":"2024-03-01T10:00:00Z"},"subject":{"id":"pkg:oci/app@sha256:00","source":"/ci/pipelines","type":"artifact","content":{}}}"#;
+    const CDEVENT: &str = r#"{"context":{"version":"0.4.1","id":"271069a8","source":"/ci/pipelines","type":"dev.cdevents.artifact.published.0.2.0","timestamp":"2024-03-01T10:00:00Z"},"subject":{"id":"pkg:oci/app@sha256:0b5c2e1d?repository_url=europe-docker.pkg.dev/p/r/app","source":"/ci/pipelines","type":"artifact","content":{}}}"#;
 
     /// A named case: the request's headers and body, and the verdict.
     type Case<'a> = (&'a str, &'a Headers, &'a [u8], Result<(), Rejection>);
 
-    /// Issue 22, item 7: Flux decodes the body as a CDEvent whatever the headers say, and reads `Ce-Type`
-    /// only to match the receiver's `events` (the pipeline's check).
+    /// Issue 22, item 7: Flux decodes the body as the CDEvent whatever the headers say, and reads `Ce-Type`
+    /// only to match the receiver's `events` (the pipeline's check). CDEVENT is an event Flux's CDEvents SDK
+    /// v0.5.0 validates; it refuses the structured-mode envelope as an unknown event type (both checked by
+    /// running the SDK).
     #[test]
     fn the_body_is_the_cdevent_and_ce_type_is_optional() {
         let binary = Headers::new([
-            ("ce-type", "dev.cdevents.artifact.published.0.1.1"),
+            ("ce-type", "dev.cdevents.artifact.published.0.2.0"),
             ("ce-specversion", "1.0"),
             ("content-type", "application/json"),
         ]);
         let untyped = Headers::new([("content-type", "application/json")]);
         let structured_headers = Headers::new([("content-type", "application/cloudevents+json")]);
         let structured = format!(
-            r#"{{"specversion":"1.0","id":"1","source":"/ci","type":"dev.cdevents.artifact.published.0.1.1","datacontenttype":"application/json","data":{CDEVENT}}}"#
+            r#"{{"specversion":"1.0","id":"1","source":"/ci","type":"dev.cdevents.artifact.published.0.2.0","datacontenttype":"application/json","data":{CDEVENT}}}"#
         );
         let malformed = Err(Rejection::MalformedPayload);
         let cases: [Case; 6] = [
