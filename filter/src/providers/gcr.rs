@@ -173,16 +173,20 @@ mod tests {
         json!({"action": action, "digest": digest, "tag": tag})
     }
 
-    /// Issue 22, item 3: filters see what Flux's gcr receiver gives them, the `{action, digest, tag}` decoded
-    /// from the base64 `message.data`, and a push Flux cannot decode is refused.
-    #[test]
-    fn filters_see_the_unwrapped_registry_event() {
+    /// A named push, and the event filters see in it or the rejection.
+    type Case = (&'static str, Vec<u8>, Result<Value, Rejection>);
+
+    /// Pushes as Google sends them and as Flux's decoding takes or refuses them.
+    fn cases() -> Vec<Case> {
         let gar = format!(r#"{{"action":"INSERT","digest":"{DIGEST}","tag":"{TAG}"}}"#);
         let malformed = || Err(Rejection::MalformedPayload);
         let cut = encoded(&gar);
-        let cases: Vec<(&str, Vec<u8>, Result<Value, Rejection>)> =
-            vec![
-            ("Artifact Registry's push", push(&encoded(&gar)), Ok(event("INSERT", DIGEST, TAG))),
+        vec![
+            (
+                "Artifact Registry's push",
+                push(&encoded(&gar)),
+                Ok(event("INSERT", DIGEST, TAG)),
+            ),
             (
                 "a deletion: Flux does not check the action",
                 push(&encoded(r#"{"action":"DELETE","tag":"t"}"#)),
@@ -198,7 +202,11 @@ mod tests {
                 push(&encoded(r#"{"TAG":"t","Digest":"d"}"#)),
                 Ok(event("", "d", "t")),
             ),
-            ("the event is null", push(&encoded("null")), Ok(event("", "", ""))),
+            (
+                "the event is null",
+                push(&encoded("null")),
+                Ok(event("", "", "")),
+            ),
             (
                 "newlines in the data are skipped, as Go's decoder skips them",
                 push(&format!("{}\r\n{}", &cut[..8], &cut[8..])),
@@ -231,8 +239,11 @@ mod tests {
             ),
             (
                 "publishTime not RFC 3339",
-                format!(r#"{{"message":{{"data":"{}","publishTime":"yesterday"}}}}"#, encoded("{}"))
-                    .into_bytes(),
+                format!(
+                    r#"{{"message":{{"data":"{}","publishTime":"yesterday"}}}}"#,
+                    encoded("{}")
+                )
+                .into_bytes(),
                 malformed(),
             ),
             (
@@ -251,9 +262,15 @@ mod tests {
             ),
             ("an empty body", Vec::new(), malformed()),
             ("not JSON", b"action=INSERT".to_vec(), malformed()),
-        ];
+        ]
+    }
+
+    /// Issue 22, item 3: filters see what Flux's gcr receiver gives them, the `{action, digest, tag}` decoded
+    /// from the base64 `message.data`, and a push Flux cannot decode is refused.
+    #[test]
+    fn filters_see_the_unwrapped_registry_event() {
         let headers = Headers::default();
-        for (case, body, expected) in cases {
+        for (case, body, expected) in cases() {
             let d = delivery(&headers, &body);
             assert_eq!(Gcr.filter_payload(&d), expected, "{case}");
             let facts = Gcr.payload(&d);
