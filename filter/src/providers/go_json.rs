@@ -4,11 +4,17 @@
 //!
 //! Go's rules, as this module keeps them: field names match case-insensitively (Unicode simple folding,
 //! under which `ſ` is `s` and the Kelvin sign is `k`); `null` leaves a field as it was (a slice becomes
-//! empty); a value of the wrong JSON type fails; other fields are skipped but must be valid JSON; a string's
-//! invalid UTF-8 becomes U+FFFD, byte by byte; nesting beyond 10,000 fails; `time.Time` takes `null` or an
+//! nil); a value of the wrong JSON type fails; other fields are skipped but must be valid JSON; a string's
+//! invalid UTF-8 becomes U+FFFD, byte by byte (one exception: the raw bytes ED A0..BF xx in a string that
+//! also holds an escape read as one U+FFFD, three in Go, as serde_json writes an escaped unpaired surrogate
+//! so); nesting beyond 10,000 fails; `time.Time` takes `null` or an
 //! RFC 3339 string as `time.Parse` reads it, unescaped. `json.Decoder.Decode` reads the first value and
 //! ignores what follows it ([`Extent::FirstValue`]); `json.Unmarshal` refuses anything after it
 //! ([`Extent::Whole`]).
+//!
+//! Verdicts are Go's (checked against Go on a corpus: tests/go-decoding). Decoded values are too but for
+//! two cases no sender produces: the exception above, and a list given twice, which is decoded afresh where
+//! Go decodes the second into the first's elements (`["a"]` then `[null]` is `["a"]` in Go, `[""]` here).
 //!
 //! The work is one pass of serde_json over the body plus one scan for Go's scanner rules (linear, no
 //! recursion beyond the struct's own depth: skipped values are walked iteratively).
