@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 
 
@@ -107,3 +108,12 @@ def azure_devops(secret: str, body: bytes) -> dict:
 
 def attestation(key: str, timestamp: str, body: bytes) -> str:
     return "v1=" + hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def pubsub_push(event: dict) -> bytes:
+    """A Pub/Sub push subscription's request body carrying a registry `event` (Artifact Registry's
+    `{action, digest, tag}`) in its base64 `message.data`, as Google sends it; the gcr type's body."""
+    data = base64.b64encode(json.dumps(event).encode()).decode()
+    message = {"attributes": {}, "data": data, "messageId": "2070443601311540", "message_id": "2070443601311540",
+               "publishTime": "2021-02-26T19:13:55.749Z", "publish_time": "2021-02-26T19:13:55.749Z"}
+    return json.dumps({"message": message, "subscription": "projects/my-project/subscriptions/gar"}).encode()

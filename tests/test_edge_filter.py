@@ -321,8 +321,10 @@ def unknown_path() -> Refusal:
                    404, "unknown webhook path")
 
 
-def malformed_payload() -> Refusal:
-    return Refusal("malformed payload", lambda path, sign, secret, body: (path, sign(secret, body), b'{"unexpected":true}'),
+def malformed_payload(body: bytes = b'{"unexpected":true}') -> Refusal:
+    """`body` for the genuine one: a payload the type cannot decode (for the registry types, one Flux's
+    decoding into its struct refuses: a field of the wrong JSON type)."""
+    return Refusal("malformed payload", lambda path, sign, secret, _: (path, sign(secret, body), body),
                    400, "malformed payload")
 
 
@@ -378,9 +380,9 @@ REFUSALS = {
     "nexus": [tampered_body(), wrong_secret(SIGNATURE_MISMATCH),
               missing_proof(MISSING_SIGNATURE, "X-Nexus-Webhook-Signature"),
               malformed_proof("X-Nexus-Webhook-Signature", "nothex")],
-    "dockerhub": [unknown_path(), malformed_payload()],
-    "quay": [unknown_path(), malformed_payload()],
-    "acr": [unknown_path(), malformed_payload()],
+    "dockerhub": [unknown_path(), malformed_payload(b'{"push_data":"1.2.3"}')],
+    "quay": [unknown_path(), malformed_payload(b'{"updated_tags":"1.2.3"}')],
+    "acr": [unknown_path(), malformed_payload(b'{"target":[]}')],
     "cdevents": [unknown_path(), malformed_payload(), missing_event_header("Ce-Type")],
     "bearer": [wrong_secret(TOKEN_MISMATCH), missing_proof(MISSING_TOKEN, "Authorization"),
                malformed_proof("Authorization", "Token abc")],

@@ -150,7 +150,12 @@ def send(example, receiver: str, token: str | tuple[str, str] | None) -> tuple[i
     headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {bearer}"} if bearer else {})
     if verified:
         headers[ID_TOKEN_HEADER] = verified
-    body = json.dumps({"event": "published", "receiver": receiver}).encode()
+    if RECEIVERS[receiver][0] == "gcr":
+        # A Pub/Sub push of an Artifact Registry event: the body Flux's gcr receiver decodes.
+        body = signers.pubsub_push({"action": "INSERT", "digest": "europe-docker.pkg.dev/p/r/app@sha256:00",
+                                    "tag": "europe-docker.pkg.dev/p/r/app:1.0.0"})
+    else:
+        body = json.dumps({"event": "published", "receiver": receiver}).encode()
     return example.send(Delivery(signers.flux_path("", receiver, NS), headers, body))
 
 

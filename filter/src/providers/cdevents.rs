@@ -1,5 +1,7 @@
-//! CDEvents over the CloudEvents HTTP binding: no proof in the request (the secret path is the proof),
-//! the event type in `Ce-Type`, a JSON body with the CDEvents `context` and `subject`.
+//! CDEvents over the CloudEvents HTTP binding, binary mode: no proof in the request (the secret path is
+//! the proof), the event type in `Ce-Type` (read for `events`, as Flux reads it), a JSON body with the
+//! CDEvents `context` and `subject`. Flux also validates the event against the CDEvents v0.4 schemas,
+//! which hookgate does not carry: it checks only that `context` and `subject` are objects.
 
 use super::{json_fields, Credential, PayloadFacts, Provider, Sender};
 use crate::delivery::Delivery;
@@ -15,9 +17,10 @@ impl Provider for CdEvents {
     fn sender(&self) -> Sender {
         Sender::new(
             Credential::SecretPath,
-            r#"{"context":{"id":"sample","type":"dev.cdevents.artifact.published.0.1.1"},"subject":{"id":"webapp"}}"#,
+            // A CDEvent that Flux's CDEvents SDK (spec v0.4) validates.
+            r#"{"context":{"version":"0.4.1","id":"sample","source":"/hookgate-send","type":"dev.cdevents.artifact.published.0.2.0","timestamp":"2026-01-01T00:00:00Z"},"subject":{"id":"pkg:oci/webapp@sha256:0b5c2e1d","source":"/hookgate-send","type":"artifact","content":{}}}"#,
         )
-        .event(EVENT_HEADER, "dev.cdevents.artifact.published.0.1.1")
+        .event(EVENT_HEADER, "dev.cdevents.artifact.published.0.2.0")
         .delivery_header(DELIVERY_HEADER)
         .fixed_headers(&[("ce-specversion", "1.0"), ("ce-source", "hookgate-send")])
     }
@@ -31,8 +34,9 @@ impl Provider for CdEvents {
         d.headers.get(DELIVERY_HEADER).map(str::to_owned)
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
-        // A CloudEvent without its type is not a CDEvent, whatever the receiver filters on.
-        self.event(d).ok_or(Rejection::MissingEvent)?;
+        // The body itself is the CDEvent, as Flux decodes it (the CloudEvents binary mode): `Ce-Type` only
+        // matters to `events`. A structured-mode CloudEvent (the CDEvent in `data`) has no `context`, and
+        // Flux's SDK refuses it as an unknown event type.
         let event = json_fields(d.body, &["/context", "/subject"])?;
         // Every CDEvent has a `context` and a `subject` object.
         if ["context", "subject"]
@@ -52,23 +56,49 @@ mod tests {
     use crate::delivery::Headers;
     use crate::providers::test_support::delivery;
 
+    const CDEVENT: &str = r#"{"context":{"version":"0.4.1","id":"271069a8","source":"/ci/pipelines","type":"dev.cdevents.artifact.published.0.2.0","timestamp":"2024-03-01T10:00:00Z"},"subject":{"id":"pkg:oci/app@sha256:0b5c2e1d?repository_url=europe-docker.pkg.dev/p/r/app","source":"/ci/pipelines","type":"artifact","content":{}}}"#;
+
+    /// A named case: the request's headers and body, and the verdict.
+    type Case<'a> = (&'a str, &'a Headers, &'a [u8], Result<(), Rejection>);
+
+    /// Issue 22, item 7: Flux decodes the body as the CDEvent whatever the headers say, and reads `Ce-Type`
+    /// only to match the receiver's `events` (the pipeline's check). CDEVENT is an event Flux's CDEvents SDK
+    /// v0.5.0 validates; it refuses the structured-mode envelope as an unknown event type (both checked by
+    /// running the SDK).
     #[test]
-    fn requires_type_and_json() {
-        let typed = Headers::new([("Ce-Type", "dev.cdevents.artifact.published.0.1.1")]);
-        assert!(CdEvents
-            .payload(&delivery(&typed, br#"{"context":{},"subject":{}}"#))
-            .is_ok());
-        assert_eq!(
-            CdEvents.payload(&delivery(&typed, br#"{"context":{}}"#)),
-            Err(Rejection::MalformedPayload)
+    fn the_body_is_the_cdevent_and_ce_type_is_optional() {
+        let binary = Headers::new([
+            ("ce-type", "dev.cdevents.artifact.published.0.2.0"),
+            ("ce-specversion", "1.0"),
+            ("content-type", "application/json"),
+        ]);
+        let untyped = Headers::new([("content-type", "application/json")]);
+        let structured_headers = Headers::new([("content-type", "application/cloudevents+json")]);
+        let structured = format!(
+            r#"{{"specversion":"1.0","id":"1","source":"/ci","type":"dev.cdevents.artifact.published.0.2.0","datacontenttype":"application/json","data":{CDEVENT}}}"#
         );
-        assert_eq!(
-            CdEvents.payload(&delivery(&typed, b"x")),
-            Err(Rejection::MalformedPayload)
-        );
-        assert_eq!(
-            CdEvents.payload(&delivery(&Headers::default(), b"{}")),
-            Err(Rejection::MissingEvent)
-        );
+        let malformed = Err(Rejection::MalformedPayload);
+        let cases: [Case; 6] = [
+            ("binary mode", &binary, CDEVENT.as_bytes(), Ok(())),
+            (
+                "binary mode without Ce-Type",
+                &untyped,
+                CDEVENT.as_bytes(),
+                Ok(()),
+            ),
+            (
+                "structured mode: the envelope is not a CDEvent (Flux's SDK finds no context)",
+                &structured_headers,
+                structured.as_bytes(),
+                malformed,
+            ),
+            ("no subject", &binary, br#"{"context":{}}"#, malformed),
+            ("not JSON", &binary, b"x", malformed),
+            ("an empty body", &untyped, b"", malformed),
+        ];
+        for (case, headers, body, expected) in cases {
+            let got = CdEvents.payload(&delivery(headers, body)).map(|_| ());
+            assert_eq!(got, expected, "{case}");
+        }
     }
 }

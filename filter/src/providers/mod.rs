@@ -22,6 +22,7 @@ pub mod generic_oidc;
 mod gitea;
 mod github;
 mod gitlab;
+mod go_json;
 mod harbor;
 mod nexus;
 mod quay;
@@ -29,6 +30,7 @@ mod sender;
 mod sparse_json;
 mod standard_webhooks;
 
+use go_json::{Extent, GoType};
 use sender::ANY_JSON_SAMPLE;
 pub use sender::{is_signing_key, sign, Credential, Outgoing, Sender};
 
@@ -197,6 +199,11 @@ pub trait Provider: Sync + std::fmt::Debug {
     fn payload(&self, _delivery: &Delivery) -> Result<PayloadFacts, Rejection> {
         Ok(PayloadFacts::default())
     }
+    /// What CEL filters see as `req` (the receiver's `filter`, and the target filters' fields forwarded to
+    /// the controller): the body's JSON, or what Flux gives its filters where it unwraps the body first.
+    fn filter_payload(&self, delivery: &Delivery) -> Result<Value, Rejection> {
+        Ok(crate::cel::payload(delivery.body))
+    }
 }
 
 /// Verifies `<algorithm>=<hex MAC>` (GitHub, Bitbucket and Flux's generic-hmac format) over the raw body.
@@ -283,26 +290,26 @@ pub(crate) fn top_level_ref(payload: &Value) -> PayloadFacts {
     }
 }
 
-/// Facts of a registry payload that must carry every string at `required`; the image tag is at `tag`.
+/// Facts of a registry payload that Flux reads with `json.NewDecoder(body).Decode(&payload)` into a struct
+/// of `fields`: refused exactly where that fails; the image tag is the string at `tag`, if not empty.
 pub(crate) fn registry_payload(
     body: &[u8],
-    required: &[&str],
+    fields: &'static [(&'static str, GoType)],
     tag: &str,
 ) -> Result<PayloadFacts, Rejection> {
-    let pointers: Vec<&str> = required.iter().copied().chain([tag]).collect();
-    let payload = json_fields(body, &pointers)?;
-    if required.iter().any(|p| string_at(&payload, p).is_none()) {
-        return Err(Rejection::MalformedPayload);
-    }
+    let payload =
+        go_json::decode(body, fields, Extent::FirstValue).ok_or(Rejection::MalformedPayload)?;
     Ok(PayloadFacts {
         git_ref: None,
-        image_tag: string_at(&payload, tag),
+        image_tag: string_at(&payload, tag).filter(|t| !t.is_empty()),
     })
 }
 
 #[cfg(test)]
 pub(crate) mod test_support {
+    use super::Provider;
     use crate::delivery::{Delivery, Headers};
+    use crate::outcome::Rejection;
     use hookgate_protocol::crypto::{hmac, Algorithm};
     use hookgate_protocol::Secret;
 
@@ -315,6 +322,21 @@ pub(crate) mod test_support {
 
     pub fn secrets(list: &[&str]) -> Vec<Secret> {
         list.iter().map(|s| Secret::from(*s)).collect()
+    }
+
+    /// A named payload case: the body, and the image tag read from it or the rejection.
+    pub type TagCase<'a> = (&'a str, &'a [u8], Result<Option<&'a str>, Rejection>);
+
+    /// Checks every case of `cases` against `provider`'s payload check, naming the failing case.
+    pub fn assert_tag_cases(provider: &dyn Provider, cases: &[TagCase]) {
+        let headers = Headers::default();
+        for (case, body, expected) in cases {
+            let got = provider
+                .payload(&delivery(&headers, body))
+                .map(|facts| facts.image_tag);
+            let expected = (*expected).map(|tag| tag.map(str::to_owned));
+            assert_eq!(got, expected, "{case}");
+        }
     }
 
     /// Builds a delivery borrowing from `headers` and `body`.
@@ -569,6 +591,58 @@ mod tests {
         assert_eq!(
             secret_path,
             ["generic", "dockerhub", "quay", "acr", "cdevents"]
+        );
+    }
+
+    /// Differential check against Go itself: `HOOKGATE_GO_CORPUS` names the output of
+    /// `tests/go-decoding` (`go run ./tests/go-decoding > corpus.tsv`), payloads and their mutations as
+    /// Flux's Go decodes them for dockerhub, quay, acr and gcr: each is refused here exactly where Go
+    /// refuses it, with the same image tag, and gcr's filters see the event Go decoded.
+    #[test]
+    #[ignore = "needs HOOKGATE_GO_CORPUS, generated with Go"]
+    fn decoding_matches_go_on_a_corpus() {
+        use base64::Engine;
+        let path = std::env::var("HOOKGATE_GO_CORPUS").expect("HOOKGATE_GO_CORPUS");
+        let corpus = std::fs::read_to_string(path).unwrap();
+        let headers = Headers::default();
+        let (mut cases, mut differences) = (0, Vec::new());
+        for line in corpus.lines() {
+            let [kind, body, verdict, decoded] = line.split('\t').collect::<Vec<_>>()[..] else {
+                panic!("line: {line}")
+            };
+            let body = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap();
+            let decoded: Value = serde_json::from_str(decoded).unwrap();
+            let provider = lookup(kind).unwrap();
+            let d = test_support::delivery(&headers, &body);
+            let tag_at = match kind {
+                "dockerhub" => "/push_data/tag",
+                "quay" => "/updated_tags/0",
+                "acr" => "/target/tag",
+                _ => "/tag",
+            };
+            let go_tag = (verdict == "ok")
+                .then(|| string_at(&decoded, tag_at).filter(|t| !t.is_empty()))
+                .ok_or(Rejection::MalformedPayload);
+            let tag = provider.payload(&d).map(|facts| facts.image_tag);
+            let event_differs = kind == "gcr"
+                && verdict == "ok"
+                && provider.filter_payload(&d).ok() != Some(decoded.clone());
+            if tag != go_tag || event_differs {
+                differences.push(format!(
+                    "{kind} {:?}: go {verdict} {decoded}, here {tag:?}",
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            cases += 1;
+        }
+        assert!(cases > 1000, "{cases} cases");
+        assert!(
+            differences.is_empty(),
+            "{} of {cases} differ:\n{}",
+            differences.len(),
+            differences[..differences.len().min(20)].join("\n")
         );
     }
 }

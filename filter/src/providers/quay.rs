@@ -1,14 +1,18 @@
-//! Quay: no proof in the request (the secret path is the proof); the payload must have Quay's shape
-//! `{docker_url, updated_tags[]}`.
+//! Quay: no proof in the request (the secret path is the proof); the payload must decode as Flux decodes
+//! it, into `{docker_url, updated_tags[]}` (no field required). The image tag is the first updated tag.
 
-use serde_json::Value;
-
-use super::{json_fields, string_at, Credential, PayloadFacts, Provider, Sender};
+use super::{registry_payload, Credential, GoType, PayloadFacts, Provider, Sender};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
 #[derive(Debug)]
 pub struct Quay;
+
+/// The struct Flux decodes a Quay payload into.
+const FLUX_PAYLOAD: &[(&str, GoType)] = &[
+    ("docker_url", GoType::String),
+    ("updated_tags", GoType::Strings),
+];
 
 impl Provider for Quay {
     fn sender(&self) -> Sender {
@@ -18,43 +22,43 @@ impl Provider for Quay {
         )
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
-        let payload = json_fields(d.body, &["/docker_url", "/updated_tags"])?;
-        if string_at(&payload, "/docker_url").is_none()
-            || !payload.get("updated_tags").is_some_and(Value::is_array)
-        {
-            return Err(Rejection::MalformedPayload);
-        }
-        Ok(PayloadFacts {
-            git_ref: None,
-            image_tag: string_at(&payload, "/updated_tags/0"),
-        })
+        registry_payload(d.body, FLUX_PAYLOAD, "/updated_tags/0")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::Headers;
-    use crate::providers::test_support::delivery;
+    use crate::providers::test_support::{assert_tag_cases, TagCase};
 
+    /// Issue 22, item 7: what Flux's `json.NewDecoder(body).Decode(&payload)` accepts, and nothing else.
     #[test]
-    fn shape_is_checked() {
-        let h = Headers::default();
-        let good = br#"{"docker_url":"quay.io/org/app","updated_tags":["v1","latest"]}"#;
-        assert_eq!(
-            Quay.payload(&delivery(&h, good))
-                .unwrap()
-                .image_tag
-                .as_deref(),
-            Some("v1")
-        );
-        assert_eq!(
-            Quay.payload(&delivery(&h, br#"{"docker_url":"quay.io/org/app"}"#)),
-            Err(Rejection::MalformedPayload)
-        );
-        assert_eq!(
-            Quay.payload(&delivery(&h, br#"{"updated_tags":[]}"#)),
-            Err(Rejection::MalformedPayload)
-        );
+    fn payloads_are_decoded_as_flux_decodes_them() {
+        let malformed = Err(Rejection::MalformedPayload);
+        let cases: &[TagCase] = &[
+            (
+                "Quay's push",
+                br#"{"docker_url":"quay.io/org/app","updated_tags":["v1","latest"],"repository":"org/app"}"#,
+                Ok(Some("v1")),
+            ),
+            ("no updated_tags", br#"{"docker_url":"quay.io/org/app"}"#, Ok(None)),
+            ("no docker_url", br#"{"updated_tags":["v1"]}"#, Ok(Some("v1"))),
+            ("no tags", br#"{"updated_tags":[]}"#, Ok(None)),
+            ("null tags", br#"{"updated_tags":null}"#, Ok(None)),
+            ("a null tag", br#"{"updated_tags":[null,"v2"]}"#, Ok(None)),
+            ("null", b"null", Ok(None)),
+            (
+                "field names in another case",
+                br#"{"Updated_Tags":["v3"]}"#,
+                Ok(Some("v3")),
+            ),
+            ("text after the object", br#"{"updated_tags":["v4"]}]]"#, Ok(Some("v4"))),
+            ("updated_tags a string", br#"{"updated_tags":"v1"}"#, malformed),
+            ("a number tag", br#"{"updated_tags":["v1",2]}"#, malformed),
+            ("docker_url a number", br#"{"docker_url":1}"#, malformed),
+            ("an empty body", b"", malformed),
+            ("a string", br#""quay""#, malformed),
+        ];
+        assert_tag_cases(&Quay, cases);
     }
 }

@@ -1,0 +1,3 @@
+module godiff
+
+go 1.26
