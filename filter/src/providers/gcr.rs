@@ -199,7 +199,7 @@ mod tests {
             ),
             (
                 "field names in another case, as Go matches them",
-                push(&encoded(r#"{"TAG":"t","Digest":"d"}"#)),
+                push(&encoded(r#"{"TAG":"t","DiGeSt":"d"}"#)),
                 Ok(event("", "d", "t")),
             ),
             (
