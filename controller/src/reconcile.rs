@@ -434,6 +434,7 @@ impl Reconciler {
         let mut requested_at: Vec<Option<String>> = vec![None; plan.len()];
         let mut matched: Vec<Option<usize>> = vec![None; plan.len()];
         let mut to_patch = Vec::new();
+        let mut to_filter = Vec::new();
         for (index, (planned, expansion)) in plan.iter().zip(expansions).enumerate() {
             match expansion {
                 Ok(candidates) => {
@@ -441,13 +442,20 @@ impl Reconciler {
                         matched[index] = Some(candidates.len());
                     }
                     for candidate in candidates {
-                        match planned.filtered(&candidate, payload) {
-                            None => to_patch.push((index, *planned, candidate.name)),
-                            Some(status) => outcomes[index].push(status),
+                        if planned.filters.is_empty() {
+                            to_patch.push((index, *planned, candidate.name));
+                        } else {
+                            to_filter.push((index, candidate));
                         }
                     }
                 }
                 Err(status) => outcomes[index].push(status),
+            }
+        }
+        for ((index, name), verdict) in filter_off_workers(plan, to_filter, payload).await {
+            match plan[index].filter_status(&name, verdict) {
+                None => to_patch.push((index, plan[index], name)),
+                Some(status) => outcomes[index].push(status),
             }
         }
         let patches: Vec<_> = to_patch
@@ -709,45 +717,36 @@ impl Planned {
         self.target.name == "*"
     }
 
-    /// Why `candidate` is not patched, if a filter says so: false (`filtered`), or an error
-    /// (`filter_error`, failing closed as Flux does).
-    fn filtered(&self, candidate: &Candidate, payload: &Value) -> Option<TargetStatus> {
-        if self.filters.is_empty() {
-            return None;
-        }
-        // Flux's `res`: the object's metadata as the API server serializes it.
-        let res = hookgate_cel::from_json(&serde_json::json!({
+    /// Flux's `res` for `candidate`: the object's metadata as the API server serializes it.
+    fn res(&self, candidate: &Candidate) -> Value {
+        hookgate_cel::from_json(&serde_json::json!({
             "apiVersion": self.resource.api_version,
             "kind": self.resource.kind,
             "metadata": candidate.metadata,
-        }));
-        for filter in &self.filters {
-            let variables = vec![("res", res.clone()), ("req", payload.clone())];
-            match filter.evaluate(variables) {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::info!(
-                        receiver = %self.receiver,
-                        kind = %self.resource.kind,
-                        namespace = %self.namespace,
-                        name = %candidate.name,
-                        "target filter false: not annotated"
-                    );
-                    return Some(TargetStatus::Filtered);
-                }
-                Err(error) => {
-                    let status = TargetStatus::FilterError;
-                    self.log_failure(
-                        &candidate.name,
-                        status,
-                        &error.to_string(),
-                        "target filter failed",
-                    );
-                    return Some(status);
-                }
+        }))
+    }
+
+    /// Why object `name` is not patched, if its filters' verdict says so: false (`filtered`), or an
+    /// error (`filter_error`, failing closed as Flux does).
+    fn filter_status(&self, name: &str, verdict: FilterVerdict) -> Option<TargetStatus> {
+        match verdict {
+            Ok(true) => None,
+            Ok(false) => {
+                tracing::info!(
+                    receiver = %self.receiver,
+                    kind = %self.resource.kind,
+                    namespace = %self.namespace,
+                    name = %name,
+                    "target filter false: not annotated"
+                );
+                Some(TargetStatus::Filtered)
+            }
+            Err(error) => {
+                let status = TargetStatus::FilterError;
+                self.log_failure(name, status, &error, "target filter failed");
+                Some(status)
             }
         }
-        None
     }
 
     /// Logs what happened to object `name` of this target (API server details included: the log only).
@@ -762,6 +761,52 @@ impl Planned {
             "{message}"
         );
     }
+}
+
+/// Whether every filter of an object is true, or the first error (its message names kinds, never values).
+type FilterVerdict = std::result::Result<bool, String>;
+
+/// The filters' verdict for each object of `to_filter` (a configured target's index and the object), in
+/// order. They run on the blocking pool: one evaluation may spend its whole step budget, and an async
+/// worker held that long would stall every other request the process serves.
+async fn filter_off_workers(
+    plan: &[&Planned],
+    to_filter: Vec<(usize, Candidate)>,
+    payload: &Value,
+) -> Vec<((usize, String), FilterVerdict)> {
+    if to_filter.is_empty() {
+        return Vec::new();
+    }
+    let work: Vec<_> = to_filter
+        .iter()
+        .map(|(index, candidate)| (plan[*index].filters.clone(), plan[*index].res(candidate)))
+        .collect();
+    let keys: Vec<(usize, String)> = to_filter
+        .into_iter()
+        .map(|(index, candidate)| (index, candidate.name))
+        .collect();
+    let req = payload.clone();
+    let evaluated = tokio::task::spawn_blocking(move || {
+        work.iter()
+            .map(|(filters, res)| verdict(filters, res, &req))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let verdicts = evaluated
+        .unwrap_or_else(|_| vec![Err("the filter evaluation task failed".to_string()); keys.len()]);
+    keys.into_iter().zip(verdicts).collect()
+}
+
+/// `filters` (the request's `resourceFilter`, then the target's `filter`) on one object: false at the
+/// first false, the first error's message.
+fn verdict(filters: &[Arc<Expression>], res: &Value, req: &Value) -> FilterVerdict {
+    for filter in filters {
+        let variables = vec![("res", res.clone()), ("req", req.clone())];
+        if !filter.evaluate(variables).map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The target filter at `field` of a request, compiled with the edge filter's bounds; a refusal names the

@@ -546,6 +546,53 @@ mod tests {
         }
     }
 
+    /// A target filter may spend its whole step budget (`req.a.exists(x, 1 in req.a)` on 20,000 zeros). It
+    /// runs on the blocking pool, so the async worker keeps serving: on this single-threaded runtime a task
+    /// ticking every millisecond never waits as long as one evaluation takes (it waited for both of the
+    /// wildcard's evaluations when they ran on the worker).
+    #[tokio::test]
+    async fn a_filter_spending_its_budget_leaves_the_async_worker_free() {
+        use hookgate_cel::{from_json, Expression, TARGET_VARIABLES};
+        let filter = "req.a.exists(x, 1 in req.a)";
+        let payload = json!({"a": vec![0; 20_000]});
+        let expression = Expression::compile(filter, TARGET_VARIABLES).unwrap();
+        let started = std::time::Instant::now();
+        let variables = vec![("res", from_json(&json!({}))), ("req", from_json(&payload))];
+        assert!(
+            expression.evaluate(variables).is_err(),
+            "the budget ends it"
+        );
+        let one_evaluation = started.elapsed();
+
+        let (api_server, _) = api_server(two_matches_one_patchable).await;
+        let app = app_at(&api_server);
+        let body = json!({"receiver": {"namespace": "flux-system", "name": "r"}, "type": "github",
+            "targets": [{"kind": "Kustomization", "name": "*", "matchLabels": {"app": "webapp"},
+                         "filter": filter}],
+            "payload": payload})
+        .to_string();
+        let ticks = Arc::new(std::sync::Mutex::new(vec![std::time::Instant::now()]));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    ticks.lock().unwrap().push(std::time::Instant::now());
+                }
+            }
+        });
+        let (status, reply) = send(&app, signed(&body, now())).await;
+        ticker.abort();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{reply}");
+        assert_eq!(reply["targets"][0]["counts"], json!({"filter_error": 2}));
+        let ticks = ticks.lock().unwrap();
+        let longest_wait = ticks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            longest_wait < one_evaluation,
+            "the worker waited {longest_wait:?}; one evaluation takes {one_evaluation:?}"
+        );
+    }
+
     /// The metrics of one request whose wildcard matched two objects (one patch refused) and whose named
     /// target was refused: every API call, patch, annotation and the request are counted by their labels.
     #[tokio::test]
