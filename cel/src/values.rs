@@ -201,7 +201,7 @@ pub(crate) fn compare(
 }
 
 /// `key` as a value, to look it up in another map.
-fn key_value(key: &Key) -> Value {
+pub(crate) fn key_value(key: &Key) -> Value {
     match key {
         Key::Int(i) => Value::Int(*i),
         Key::Uint(u) => Value::UInt(*u),
