@@ -151,7 +151,11 @@ impl<'a> Evaluation<'a> {
         let mut map = HashMap::with_capacity(entries.len());
         for (key, value) in entries {
             let key = match self.eval(key)? {
-                Value::String(s) => Key::String(s),
+                Value::String(s) => {
+                    // Hashed, and compared on a collision: scanned.
+                    self.meter.scan(s.len())?;
+                    Key::String(s)
+                }
                 Value::Int(i) => Key::Int(i),
                 Value::UInt(u) => Key::Uint(u),
                 Value::Bool(b) => Key::Bool(b),

@@ -90,6 +90,9 @@ pub(crate) fn equal(a: &Value, b: &Value, meter: &mut Meter) -> Result<bool, Fau
                 if x.len() != y.len() {
                     return Ok(false);
                 }
+                // Charged before the pairs are pushed: a difference found first (the last pair) must
+                // not leave the others' copying free.
+                meter.charge(x.len() as u64)?;
                 pending.extend(x.iter().zip(y.iter()));
             }
             (Value::Map(x), Value::Map(y)) => {

@@ -646,8 +646,10 @@ fn target_filter_reads(
             );
         }
     }
+    // A path's prefix sorts just before it, and forwarding the prefix forwards it: each path kept once
+    // and no path under another, so pruning copies each payload value at most once.
     reads.sort();
-    reads.dedup();
+    reads.dedup_by(|later, kept| later.starts_with(kept));
     Ok(reads)
 }
 
@@ -1242,6 +1244,41 @@ mod tests {
                 config.receivers[0].options.require_signature,
                 require.unwrap_or(false)
             );
+        }
+    }
+
+    /// Pruning copies the payload once per path: a path under another one read is not kept (30 nested
+    /// paths copied the same value 30 times).
+    #[test]
+    fn payload_reads_keep_no_path_under_another() {
+        let cases = [
+            ("one path", "has(req.a.b)", vec![vec!["a", "b"]]),
+            (
+                "a path and its prefix",
+                "has(req.a.b) && has(req.a)",
+                vec![vec!["a"]],
+            ),
+            (
+                "nested paths",
+                "has(req.a.a.a) && has(req.a.a) && req.a == 1 && has(req.b.c)",
+                vec![vec!["a"], vec!["b", "c"]],
+            ),
+            (
+                "siblings",
+                "has(req.a.b) && has(req.a.c)",
+                vec![vec!["a", "b"], vec!["a", "c"]],
+            ),
+            (
+                "a longer name is no prefix",
+                "has(req.ab) && has(req.a)",
+                vec![vec!["a"], vec!["ab"]],
+            ),
+        ];
+        for (case, filter, expected) in cases {
+            let mut value: Value = serde_json::from_str(VALID).unwrap();
+            value["receivers"][0]["resourceFilter"] = filter.into();
+            let config = parse(&value.to_string()).unwrap();
+            assert_eq!(config.receivers[0].payload_reads, expected, "{case}");
         }
     }
 
