@@ -64,7 +64,7 @@ fuzz-tools:
 # Each fuzz target for $(1) seconds; any crash fails the run. Inputs that once failed are kept in
 # filter/fuzz/regressions/<target> and replayed first; new corpus goes to the ignored fuzz/corpus.
 define run_fuzz
-	cd filter && for target in deliveries configuration expressions; do \
+	cd filter && for target in deliveries configuration expressions metadata; do \
 	  mkdir -p fuzz/corpus/$$target fuzz/regressions/$$target; \
 	  PATH="$(dir $(CARGO_FUZZ)):$$PATH" cargo +nightly fuzz run $$target fuzz/corpus/$$target fuzz/regressions/$$target \
 	    -- -max_total_time=$(1) -print_final_stats=1 2>&1 \

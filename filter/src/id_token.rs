@@ -14,7 +14,7 @@
 //! The receiver's rules ([`TokenRules`]) are checked on them again, so a SecurityPolicy written too
 //! loosely cannot widen what a receiver accepts.
 
-mod metadata;
+pub mod metadata;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
