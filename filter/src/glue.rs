@@ -1,5 +1,6 @@
 //! proxy-wasm glue: moves headers and body between Envoy and [`Filter`], answers locally or rewrites the
-//! request. No decisions are made here.
+//! request, or, for a request without a body to rewrite, sends the forward itself and relays the
+//! controller's reply ([`relay`]). No decisions are made here.
 //!
 //! Envoy must hold the headers while the body is buffered (`allow_on_headers_stop_iteration: true` in the
 //! plugin configuration); otherwise the router would open the upstream request before verification.
@@ -28,6 +29,7 @@ use crate::id_token;
 use crate::label::{unmatched_metric_name, ReceiverLabel};
 use crate::outcome::{Counted, Outcome, Rejection, Reply};
 use crate::pipeline::{Filter, ReceiverId};
+use crate::relay::{self, CallResponse, Relayed};
 use hookgate_protocol::enrollment::MAX_CONFIRMATION_BODY;
 
 proxy_wasm::main! {{
@@ -92,6 +94,14 @@ struct HookgateRoot {
     live: Option<Live>,
     /// Set with `live`: the HTTP contexts then take the controller's confirmations.
     enrollment: Option<Rc<Enrollment>>,
+    /// Set with `live`: where the HTTP contexts send a bodyless delivery's forward ([`relay`]).
+    controller: Option<Rc<ControllerRoute>>,
+}
+
+/// The bootstrap's cluster and authority that reach the controller.
+struct ControllerRoute {
+    cluster: String,
+    authority: String,
 }
 
 /// What an HTTP context needs to take a confirmation the controller posts: the counter of those stored.
@@ -172,6 +182,7 @@ impl RootContext for HookgateRoot {
         self.metrics = Rc::default();
         self.live = None;
         self.enrollment = None;
+        self.controller = None;
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match Bootstrap::parse(&raw) {
             Ok(bootstrap) => self.start_live(bootstrap),
@@ -203,6 +214,8 @@ impl RootContext for HookgateRoot {
             answered: false,
             enrollment: self.enrollment.clone(),
             confirming: false,
+            controller: self.controller.clone(),
+            call: None,
         }))
     }
 
@@ -231,6 +244,10 @@ impl HookgateRoot {
             bootstrap.keys.len()
         );
         let now = unix_secs(self.get_current_time());
+        let controller = ControllerRoute {
+            cluster: bootstrap.cluster.clone(),
+            authority: bootstrap.authority.clone(),
+        };
         match Live::new(bootstrap, random, now) {
             Ok(live) => {
                 // Registered, the VM's key is one a posted confirmation may be kept for.
@@ -247,6 +264,7 @@ impl HookgateRoot {
                 return;
             }
         }
+        self.controller = Some(Rc::new(controller));
         self.enrollment = Some(Rc::new(Enrollment {
             received: define_metric(MetricType::Counter, channel::CONFIRMATIONS_METRIC),
         }));
@@ -441,9 +459,7 @@ fn registered(registration: &str) -> bool {
 
 /// The `:status` of the response to a call, if it has a readable one.
 fn response_status() -> Option<u16> {
-    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok()?;
-    let (_, status) = headers.iter().find(|(name, _)| name == ":status")?;
-    std::str::from_utf8(status).ok()?.trim().parse().ok()
+    relay::status_of(&hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok()?)
 }
 
 struct HookgateHttp {
@@ -457,9 +473,50 @@ struct HookgateHttp {
     enrollment: Option<Rc<Enrollment>>,
     /// This request is a confirmation: the filter answers it, it is never forwarded.
     confirming: bool,
+    /// Set in live mode: the controller's cluster, for a forward sent by a call.
+    controller: Option<Rc<ControllerRoute>>,
+    /// The token of this request's call to the controller, while it is awaited.
+    call: Option<u32>,
 }
 
-impl Context for HookgateHttp {}
+impl Context for HookgateHttp {
+    /// The controller's reply to a bodyless delivery's forward: relayed to the sender.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if self.call != Some(token_id) {
+            return;
+        }
+        self.call = None;
+        // A call that failed (reset, timeout) has no response: the host is not asked for its maps then.
+        let response = (num_headers > 0).then(|| CallResponse {
+            headers: hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default(),
+            body_size,
+        });
+        let reply = relay::reply(response, |size| {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        });
+        if reply.status >= 500 {
+            log::warn!(
+                "hookgate: the controller's reply to a forward by call: {}",
+                reply.status
+            );
+        } else {
+            log::info!(
+                "hookgate: the controller's reply to a forward by call: {}",
+                reply.status
+            );
+        }
+        self.send_relayed(&reply);
+    }
+}
 
 impl HttpContext for HookgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -669,6 +726,9 @@ impl HookgateHttp {
                     forward.request.event.as_deref().unwrap_or("-"),
                     forward.request.delivery_id.as_deref().unwrap_or("-")
                 );
+                if relay::by_call(body_size) {
+                    return self.forward_by_call(&forward, headers);
+                }
                 self.rewrite(&forward, headers, body_size);
                 Action::Continue
             }
@@ -713,6 +773,50 @@ impl HookgateHttp {
             reply.status,
             vec![("content-type", "application/json")],
             Some(reply.body.as_bytes()),
+        );
+    }
+
+    /// Sends the attested request to the controller's cluster itself, for a request without a body to
+    /// replace; the sender is answered when the controller replies ([`relay`]).
+    fn forward_by_call(&mut self, forward: &Forward, original: Option<&Headers>) -> Action {
+        self.answered = true;
+        let Some(controller) = self.controller.clone() else {
+            self.send_relayed(&Relayed::unreachable());
+            return Action::Pause;
+        };
+        let fetched;
+        let original = match original {
+            Some(headers) => headers,
+            None => {
+                fetched = Headers::from_owned(self.get_http_request_headers_bytes());
+                &fetched
+            }
+        };
+        let headers = relay::call_headers(forward, &controller.authority, original);
+        match self.dispatch_http_call(
+            &controller.cluster,
+            headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect(),
+            Some(&forward.body),
+            vec![],
+            relay::CALL_TIMEOUT,
+        ) {
+            Ok(token) => self.call = Some(token),
+            Err(status) => {
+                log::warn!("hookgate: cannot call the controller's cluster: {status:?}");
+                self.send_relayed(&Relayed::unreachable());
+            }
+        }
+        Action::Pause
+    }
+
+    fn send_relayed(&mut self, reply: &Relayed) {
+        self.send_http_response(
+            reply.status,
+            vec![("content-type", reply.content_type.as_str())],
+            Some(&reply.body),
         );
     }
 
