@@ -12,7 +12,7 @@ import pytest
 
 import signers
 from gitops import FLUX, RFC3339_NANOS, annotations, resource_versions
-from harness import CONTROLLER
+from harness import CONTROLLER, stop_process
 from served import ServedEdge, receiver, secret
 
 TOKEN = "e2e-webhook-token-0123456789abcdef"
@@ -189,3 +189,16 @@ def test_a_bodyless_delivery_is_refused_where_flux_refuses_it(cp, edge):
     status, reply = request(edge.port, "POST", signers.flux_path(TOKEN, "signed-bodyless", "flux-system"), forged, None)
     assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
     assert resource_versions(cp) == before
+
+
+def test_a_bodyless_delivery_gets_503_when_the_controller_cannot_be_reached(cp, tmp_path):
+    """The filter's call to the controller fails: the sender gets 503, and the filter keeps serving."""
+    objects = [o for o in OBJECTS if o["metadata"]["name"] in ("bodyless", SECRET_REF["name"])]
+    with ServedEdge(cp, tmp_path, objects) as served:
+        stop_process(served.controller.proc)
+        path = signers.flux_path(TOKEN, "bodyless", "flux-system")
+        started = time.monotonic()
+        status, _ = request(served.port, "POST", path, {}, None)
+        assert status == 503
+        assert time.monotonic() - started < 15
+        assert "panicked" not in served.envoy.log()
