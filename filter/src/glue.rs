@@ -503,17 +503,21 @@ impl Context for HookgateHttp {
                 .flatten()
                 .unwrap_or_default()
         });
-        if reply.status >= 500 {
-            log::warn!(
-                "hookgate: the controller's reply to a forward by call: {}",
-                reply.status
-            );
-        } else {
-            log::info!(
-                "hookgate: the controller's reply to a forward by call: {}",
-                reply.status
-            );
-        }
+        let label = self
+            .filter
+            .as_deref()
+            .zip(self.receiver)
+            .and_then(|(filter, id)| filter.label(id))
+            .map_or("-", ReceiverLabel::as_str);
+        let level = match reply.status {
+            500.. => log::Level::Warn,
+            _ => log::Level::Info,
+        };
+        log::log!(
+            level,
+            "hookgate: receiver {label}: forwarded without a body, answered {}",
+            reply.status
+        );
         self.send_relayed(&reply);
     }
 }
