@@ -12,6 +12,7 @@
 //! on hookgate's route; whichever worker takes the post keeps it in the shared data of this `vm_id`, and
 //! the VM it is for reads it there at its next tick.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -788,15 +789,8 @@ impl HookgateHttp {
             self.send_relayed(&Relayed::unreachable());
             return Action::Pause;
         };
-        let fetched;
-        let original = match original {
-            Some(headers) => headers,
-            None => {
-                fetched = Headers::from_owned(self.get_http_request_headers_bytes());
-                &fetched
-            }
-        };
-        let headers = relay::call_headers(forward, &controller.authority, original);
+        let original = self.given_or_fetched(original);
+        let headers = relay::call_headers(forward, &controller.authority, &original);
         match self.dispatch_http_call(
             &controller.cluster,
             headers
@@ -816,6 +810,14 @@ impl HookgateHttp {
         Action::Pause
     }
 
+    /// The request headers `given`, or fetched from the host if none were.
+    fn given_or_fetched<'a>(&self, given: Option<&'a Headers>) -> Cow<'a, Headers> {
+        match given {
+            Some(headers) => Cow::Borrowed(headers),
+            None => Cow::Owned(Headers::from_owned(self.get_http_request_headers_bytes())),
+        }
+    }
+
     fn send_relayed(&mut self, reply: &Relayed) {
         self.send_http_response(
             reply.status,
@@ -828,15 +830,8 @@ impl HookgateHttp {
     /// body replacement.
     fn rewrite(&mut self, forward: &Forward, original: Option<&Headers>, body_size: usize) {
         self.answered = true;
-        let fetched;
-        let original = match original {
-            Some(headers) => headers,
-            None => {
-                fetched = Headers::from_owned(self.get_http_request_headers_bytes());
-                &fetched
-            }
-        };
-        let headers = forward.request_headers(original);
+        let original = self.given_or_fetched(original);
+        let headers = forward.request_headers(&original);
         self.set_http_request_headers_bytes(
             headers
                 .iter()
