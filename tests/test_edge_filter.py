@@ -557,14 +557,25 @@ def test_form_encoded_github_delivery(edge, upstream):
     ("POST", FORWARD_PATH, 404, "unknown webhook path"),
     # Suspended: 503 without verifying, as Flux answers (issue 22, item 5).
     ("POST", "/hook/off", 503, "receiver suspended"),
-    ("GET", GITHUB_PATH, 405, "method not allowed"),
-    ("PUT", GITHUB_PATH, 405, "method not allowed"),
+    # hookgate's own types keep their senders' methods; Flux's take any (issue 22, item 1).
+    ("PUT", path_of("gitea", "GITEA"), 405, "method not allowed"),
+    ("DELETE", "/hook/argocd", 405, "method not allowed"),
 ])
 def test_routing_refusals(edge, upstream, method, path, status, reason):
     body = GITHUB_PUSH
     got, reply = send(edge.port, path, signers.github(SECRETS["GH_NEW"], body), body, method=method)
     assert (got, json.loads(reply)) == (status, {"error": reason})
     assert_nothing_upstream(upstream)
+
+
+@pytest.mark.parametrize("method", ["PUT", "GET", "PATCH"])
+def test_flux_types_take_any_method(edge, upstream, method):
+    """Flux's receiver checks no method (issue 22, item 1): a signed push sent with another method is
+    forwarded, as the attested POST."""
+    headers = signers.github(SECRETS["GH_NEW"], GITHUB_PUSH)
+    status, _ = send(edge.port, GITHUB_PATH, headers, GITHUB_PUSH, method=method)
+    assert status == 200
+    assert assert_attested_forward(upstream, headers)["ref"] == "refs/heads/main"
 
 
 def test_forged_attestation_sent_directly_to_the_forward_path_is_refused(edge, upstream):
@@ -663,9 +674,10 @@ def test_non_utf8_proof_header_is_refused_without_crashing(edge, upstream):
 @pytest.mark.parametrize("method", ["GET", "PUT", "POST"])
 def test_token_receivers_take_every_method_they_advertise(edge, upstream, provider, method):
     """Issue 9, item 5. Argo CD's webhook service sends GET unless its template sets a method, with the
-    template's `body`: forwarded, the targets from the receiver's configuration. The token is checked first,
-    so without it the answer is 401 with or without a body; a verified request without a body gets 400
-    `empty body`: Envoy gives a Wasm filter no body to replace the reconcile request into."""
+    template's `body` if it has one: forwarded, the targets from the receiver's configuration. The token is
+    checked first, so without it the answer is 401 with or without a body. A verified request without a body
+    (issue 22, item 1) is sent to the controller by the filter itself (Envoy gives a Wasm filter no body to
+    replace), which answers with the controller's reply: nothing goes the route's way."""
     path, sign, secret, body, _ = CASES[provider]
     wrong = secret[:-4] + "XXXX"
     cases = [  # label, headers, body, status, error (None: forwarded)
@@ -674,12 +686,17 @@ def test_token_receivers_take_every_method_they_advertise(edge, upstream, provid
         ("missing token, body", {"Content-Type": "application/json"}, body, 401, "missing token"),
         ("wrong token, no body", sign(wrong, b""), None, 401, "token mismatch"),
         ("missing token, no body", {}, None, 401, "missing token"),
-        ("right token, no body", sign(secret, b""), None, 400, "empty body"),
+        ("right token, no body", sign(secret, b""), None, 200, "by call"),
     ]
     for label, headers, payload, status, error in cases:
         upstream.reset()
         got, reply = send(edge.port, path, headers, payload, method=method)
-        if error is None:
+        if error == "by call":
+            summary = json.loads(reply)
+            assert (got, summary["annotated"], summary["failed"]) == (200, 1, 0), label
+            assert summary["targets"][0]["name"] == "guestbook", label
+            assert_nothing_upstream(upstream)
+        elif error is None:
             assert (got, reply) == (200, b'{"ok":true}'), label
             request = assert_attested_forward(upstream, headers)
             assert request["targets"] == ARGO_TARGETS, label
@@ -690,9 +707,14 @@ def test_token_receivers_take_every_method_they_advertise(edge, upstream, provid
 
 
 @pytest.mark.parametrize("chunked", [False, True])
-def test_bodyless_request_is_refused_and_the_vm_survives(edge, upstream, chunked):
+def test_bodyless_request_is_answered_by_the_controller_and_the_vm_survives(edge, upstream, chunked):
+    """Without a body (Content-Length: 0, or a chunked body of no chunk), a verified delivery is sent to the
+    controller by the filter itself; a type whose Flux receiver decodes the body refuses one."""
     headers = signers.bearer(SECRETS["BEARER"], b"")
     status, reply = send(edge.port, "/hook/argocd", headers, b"", chunked=chunked)
+    assert (status, json.loads(reply)["annotated"]) == (200, 1)
+    path, sign, secret, _, _ = CASES["quay"]
+    status, reply = send(edge.port, path, sign(secret, b""), b"", chunked=chunked)
     assert (status, json.loads(reply)) == (400, {"error": "empty body"})
     assert_nothing_upstream(upstream)
     status, _ = send(edge.port, "/hook/argocd", signers.bearer(SECRETS["BEARER"], b"{}"), b"{}")

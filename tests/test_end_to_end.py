@@ -12,7 +12,7 @@ import pytest
 
 import signers
 from gitops import FLUX, RFC3339_NANOS, annotations, resource_versions
-from harness import CONTROLLER
+from harness import CONTROLLER, stop_process
 from served import ServedEdge, receiver, secret
 
 TOKEN = "e2e-webhook-token-0123456789abcdef"
@@ -30,10 +30,18 @@ OBJECTS = [
     receiver("notifier", "flux-system", {
         "type": "bearer", "path": "/hook/notify", "secretRef": SECRET_REF,
         "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
+    # Flux's types that take a bodyless delivery and one that does not (issue 22, item 1).
+    receiver("bodyless", "flux-system", {
+        "type": "generic", "secretRef": SECRET_REF, "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
+    receiver("signed-bodyless", "flux-system", {
+        "type": "generic-hmac", "secretRef": SECRET_REF, "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
+    receiver("registry", "flux-system", {
+        "type": "dockerhub", "secretRef": SECRET_REF, "targets": [{"kind": "GitRepository", "name": "webapp"}]}),
     secret(SECRET_REF["name"], "flux-system", {"token": TOKEN}),
     secret(SECRET_REF["name"], "argocd", {"token": TOKEN}),
 ]
 PATH = signers.flux_path(TOKEN, "webapp", "flux-system")
+WEBAPP = ("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "webapp")
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +142,63 @@ def _write(text: str) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         f.write(text)
     return f.name
+
+
+def request(port: int, method: str, path: str, headers: dict, body: bytes | None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+# (case, receiver, method, headers): verified deliveries without a body, as Flux takes them. A POST without a
+# body goes with `Content-Length: 0` (as `curl -X POST` in Flux's generic-oidc example), a GET with none.
+BODYLESS = [
+    ("POST, as Flux's documented curl", "bodyless", "POST", {}),
+    ("PUT", "bodyless", "PUT", {}),
+    ("GET", "bodyless", "GET", {}),
+    ("DELETE", "bodyless", "DELETE", {}),
+    ("an HMAC over the empty body", "signed-bodyless", "POST", signers.generic_hmac(TOKEN, b"")),
+]
+
+
+@pytest.mark.parametrize("case,name,method,headers", BODYLESS, ids=[c[0] for c in BODYLESS])
+def test_a_bodyless_delivery_reconciles_with_any_method_as_in_flux(cp, edge, case, name, method, headers):
+    """Issue 22, item 1. Envoy gives the filter no body to replace: it sends the attested request to the
+    controller itself and answers with the controller's reply."""
+    before = annotations(cp, *WEBAPP).get(FLUX)
+    status, reply = request(edge.port, method, signers.flux_path(TOKEN, name, "flux-system"), headers, None)
+    assert status == 200, reply
+    summary = json.loads(reply)
+    assert (summary["receiver"], summary["annotated"], summary["failed"]) == (f"flux-system/{name}", 1, 0), summary
+    after = annotations(cp, *WEBAPP).get(FLUX)
+    assert after and RFC3339_NANOS.match(after) and after != before
+
+
+def test_a_bodyless_delivery_is_refused_where_flux_refuses_it(cp, edge):
+    """dockerhub: Flux decodes the body as JSON, which an empty one is not (400 in Flux). A forged
+    generic-hmac delivery without a body is refused for its signature."""
+    before = resource_versions(cp)
+    path = signers.flux_path(TOKEN, "registry", "flux-system")
+    status, reply = request(edge.port, "POST", path, {}, None)
+    assert (status, json.loads(reply)) == (400, {"error": "empty body"})
+    forged = signers.generic_hmac("the-wrong-secret", b"")
+    status, reply = request(edge.port, "POST", signers.flux_path(TOKEN, "signed-bodyless", "flux-system"), forged, None)
+    assert (status, json.loads(reply)) == (401, {"error": "signature mismatch"})
+    assert resource_versions(cp) == before
+
+
+def test_a_bodyless_delivery_gets_503_when_the_controller_cannot_be_reached(cp, tmp_path):
+    """The filter's call to the controller fails: the sender gets 503, and the filter keeps serving."""
+    objects = [o for o in OBJECTS if o["metadata"]["name"] in ("bodyless", SECRET_REF["name"])]
+    with ServedEdge(cp, tmp_path, objects) as served:
+        stop_process(served.controller.proc)
+        path = signers.flux_path(TOKEN, "bodyless", "flux-system")
+        started = time.monotonic()
+        status, _ = request(served.port, "POST", path, {}, None)
+        assert status == 503
+        assert time.monotonic() - started < 15
+        assert "panicked" not in served.envoy.log()

@@ -258,3 +258,16 @@ def test_other_receivers_need_no_token(deployed):
     status, reply = deployed.send(deployed.delivery(github))
     assert status == 200, reply
 
+
+
+def test_a_bodyless_post_with_a_valid_id_token_reconciles_as_in_fluxs_example(deployed, issuers):
+    """Issue 22, item 1: Flux's generic-oidc example is `curl -X POST -H "Authorization: Bearer $TOKEN"`,
+    no body. Envoy's JWT filter verifies the token; Envoy gives the hookgate filter no body to replace, so it
+    sends the attested request to the controller's cluster (as Envoy Gateway names it) itself and answers
+    with the controller's reply."""
+    before = target_annotation(deployed, "ci")
+    headers = {"authorization": f"Bearer {valid_ci(issuers)}"}
+    status, reply = deployed.send(Delivery(signers.flux_path("", "ci", NS), headers, b""))
+    assert status == 200, f"{status} {reply}\n{deployed.controller.log()[-2000:]}"
+    assert json.loads(reply)["annotated"] == 1, reply
+    assert target_annotation(deployed, "ci") != before

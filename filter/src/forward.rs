@@ -83,25 +83,44 @@ impl Forward {
     /// The complete header map of the rewritten request, built from the original one: pseudo-headers other
     /// than `:method` and `:path`, and the headers in `KEPT_HEADERS`, survive; the rest is replaced.
     pub fn request_headers(&self, original: &Headers) -> Vec<(String, Vec<u8>)> {
-        let mut headers: Vec<(String, Vec<u8>)> = original
+        self.kept_headers(original)
+            .chain(self.attested_headers())
+            .collect()
+    }
+
+    /// The headers of `original` that the forwarded request keeps: pseudo-headers other than `:method` and
+    /// `:path`, and those in `KEPT_HEADERS`.
+    pub fn kept_headers<'a>(
+        &self,
+        original: &'a Headers,
+    ) -> impl Iterator<Item = (String, Vec<u8>)> + 'a {
+        original
             .iter()
             .filter(|(name, _)| {
                 (name.starts_with(':') && *name != ":method" && *name != ":path")
                     || KEPT_HEADERS.contains(name)
             })
             .map(|(name, value)| (name.to_string(), value.to_vec()))
-            .collect();
-        headers.push((":method".into(), b"POST".to_vec()));
-        headers.push((":path".into(), self.path.clone().into_bytes()));
-        headers.push(("content-type".into(), b"application/json".to_vec()));
-        headers.push((
-            "content-length".into(),
-            self.body.len().to_string().into_bytes(),
-        ));
-        for (name, value) in &self.headers {
-            headers.push((name.to_string(), value.clone().into_bytes()));
-        }
-        headers
+    }
+
+    /// The headers of the attested request itself: method, path, its body's type and length, and the
+    /// attestation.
+    pub fn attested_headers(&self) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
+        [
+            (":method".to_string(), b"POST".to_vec()),
+            (":path".to_string(), self.path.clone().into_bytes()),
+            ("content-type".to_string(), b"application/json".to_vec()),
+            (
+                "content-length".to_string(),
+                self.body.len().to_string().into_bytes(),
+            ),
+        ]
+        .into_iter()
+        .chain(
+            self.headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.clone().into_bytes())),
+        )
     }
 }
 

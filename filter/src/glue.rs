@@ -1,5 +1,6 @@
 //! proxy-wasm glue: moves headers and body between Envoy and [`Filter`], answers locally or rewrites the
-//! request. No decisions are made here.
+//! request, or, for a request without a body to rewrite, sends the forward itself and relays the
+//! controller's reply ([`relay`]). No decisions are made here.
 //!
 //! Envoy must hold the headers while the body is buffered (`allow_on_headers_stop_iteration: true` in the
 //! plugin configuration); otherwise the router would open the upstream request before verification.
@@ -11,6 +12,7 @@
 //! on hookgate's route; whichever worker takes the post keeps it in the shared data of this `vm_id`, and
 //! the VM it is for reads it there at its next tick.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -28,6 +30,7 @@ use crate::id_token;
 use crate::label::{unmatched_metric_name, ReceiverLabel};
 use crate::outcome::{Counted, Outcome, Rejection, Reply};
 use crate::pipeline::{Filter, ReceiverId};
+use crate::relay::{self, CallResponse, Relayed};
 use hookgate_protocol::enrollment::MAX_CONFIRMATION_BODY;
 
 proxy_wasm::main! {{
@@ -92,6 +95,14 @@ struct HookgateRoot {
     live: Option<Live>,
     /// Set with `live`: the HTTP contexts then take the controller's confirmations.
     enrollment: Option<Rc<Enrollment>>,
+    /// Set with `live`: where the HTTP contexts send a bodyless delivery's forward ([`relay`]).
+    controller: Option<Rc<ControllerRoute>>,
+}
+
+/// The bootstrap's cluster and authority that reach the controller.
+struct ControllerRoute {
+    cluster: String,
+    authority: String,
 }
 
 /// What an HTTP context needs to take a confirmation the controller posts: the counter of those stored.
@@ -172,6 +183,7 @@ impl RootContext for HookgateRoot {
         self.metrics = Rc::default();
         self.live = None;
         self.enrollment = None;
+        self.controller = None;
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match Bootstrap::parse(&raw) {
             Ok(bootstrap) => self.start_live(bootstrap),
@@ -203,6 +215,8 @@ impl RootContext for HookgateRoot {
             answered: false,
             enrollment: self.enrollment.clone(),
             confirming: false,
+            controller: self.controller.clone(),
+            call: None,
         }))
     }
 
@@ -231,6 +245,10 @@ impl HookgateRoot {
             bootstrap.keys.len()
         );
         let now = unix_secs(self.get_current_time());
+        let controller = ControllerRoute {
+            cluster: bootstrap.cluster.clone(),
+            authority: bootstrap.authority.clone(),
+        };
         match Live::new(bootstrap, random, now) {
             Ok(live) => {
                 // Registered, the VM's key is one a posted confirmation may be kept for.
@@ -247,6 +265,7 @@ impl HookgateRoot {
                 return;
             }
         }
+        self.controller = Some(Rc::new(controller));
         self.enrollment = Some(Rc::new(Enrollment {
             received: define_metric(MetricType::Counter, channel::CONFIRMATIONS_METRIC),
         }));
@@ -441,9 +460,7 @@ fn registered(registration: &str) -> bool {
 
 /// The `:status` of the response to a call, if it has a readable one.
 fn response_status() -> Option<u16> {
-    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok()?;
-    let (_, status) = headers.iter().find(|(name, _)| name == ":status")?;
-    std::str::from_utf8(status).ok()?.trim().parse().ok()
+    relay::status_of(&hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok()?)
 }
 
 struct HookgateHttp {
@@ -457,9 +474,54 @@ struct HookgateHttp {
     enrollment: Option<Rc<Enrollment>>,
     /// This request is a confirmation: the filter answers it, it is never forwarded.
     confirming: bool,
+    /// Set in live mode: the controller's cluster, for a forward sent by a call.
+    controller: Option<Rc<ControllerRoute>>,
+    /// The token of this request's call to the controller, while it is awaited.
+    call: Option<u32>,
 }
 
-impl Context for HookgateHttp {}
+impl Context for HookgateHttp {
+    /// The controller's reply to a bodyless delivery's forward: relayed to the sender.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if self.call != Some(token_id) {
+            return;
+        }
+        self.call = None;
+        // A call that failed (reset, timeout) has no response: the host is not asked for its maps then.
+        let response = (num_headers > 0).then(|| CallResponse {
+            headers: hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default(),
+            body_size,
+        });
+        let reply = relay::reply(response, |size| {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        });
+        let label = self
+            .filter
+            .as_deref()
+            .zip(self.receiver)
+            .and_then(|(filter, id)| filter.label(id))
+            .map_or("-", ReceiverLabel::as_str);
+        let level = match reply.status {
+            500.. => log::Level::Warn,
+            _ => log::Level::Info,
+        };
+        log::log!(
+            level,
+            "hookgate: receiver {label}: forwarded without a body, answered {}",
+            reply.status
+        );
+        self.send_relayed(&reply);
+    }
+}
 
 impl HttpContext for HookgateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -669,6 +731,9 @@ impl HookgateHttp {
                     forward.request.event.as_deref().unwrap_or("-"),
                     forward.request.delivery_id.as_deref().unwrap_or("-")
                 );
+                if relay::by_call(body_size) {
+                    return self.forward_by_call(&forward, headers);
+                }
                 self.rewrite(&forward, headers, body_size);
                 Action::Continue
             }
@@ -716,19 +781,57 @@ impl HookgateHttp {
         );
     }
 
+    /// Sends the attested request to the controller's cluster itself, for a request without a body to
+    /// replace; the sender is answered when the controller replies ([`relay`]).
+    fn forward_by_call(&mut self, forward: &Forward, original: Option<&Headers>) -> Action {
+        self.answered = true;
+        let Some(controller) = self.controller.clone() else {
+            self.send_relayed(&Relayed::unreachable());
+            return Action::Pause;
+        };
+        let original = self.given_or_fetched(original);
+        let headers = relay::call_headers(forward, &controller.authority, &original);
+        match self.dispatch_http_call(
+            &controller.cluster,
+            headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect(),
+            Some(&forward.body),
+            vec![],
+            relay::CALL_TIMEOUT,
+        ) {
+            Ok(token) => self.call = Some(token),
+            Err(status) => {
+                log::warn!("hookgate: cannot call the controller's cluster: {status:?}");
+                self.send_relayed(&Relayed::unreachable());
+            }
+        }
+        Action::Pause
+    }
+
+    /// The request headers `given`, or fetched from the host if none were.
+    fn given_or_fetched<'a>(&self, given: Option<&'a Headers>) -> Cow<'a, Headers> {
+        match given {
+            Some(headers) => Cow::Borrowed(headers),
+            None => Cow::Owned(Headers::from_owned(self.get_http_request_headers_bytes())),
+        }
+    }
+
+    fn send_relayed(&mut self, reply: &Relayed) {
+        self.send_http_response(
+            reply.status,
+            vec![("content-type", reply.content_type.as_str())],
+            Some(&reply.body),
+        );
+    }
+
     /// Replaces the held request with the attested reconcile request: one header-map replacement and one
     /// body replacement.
     fn rewrite(&mut self, forward: &Forward, original: Option<&Headers>, body_size: usize) {
         self.answered = true;
-        let fetched;
-        let original = match original {
-            Some(headers) => headers,
-            None => {
-                fetched = Headers::from_owned(self.get_http_request_headers_bytes());
-                &fetched
-            }
-        };
-        let headers = forward.request_headers(original);
+        let original = self.given_or_fetched(original);
+        let headers = forward.request_headers(&original);
         self.set_http_request_headers_bytes(
             headers
                 .iter()

@@ -19,6 +19,7 @@ pub mod nonce;
 pub mod outcome;
 pub mod pipeline;
 pub mod providers;
+pub mod relay;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

@@ -29,8 +29,8 @@ pub enum Rejection {
     ApplicationNotAllowed,
     /// A dispatch naming another event type (workflow) than the receiver's.
     EventTypeNotAllowed,
-    /// A verified request without a body: the reconcile request replaces the body, and Envoy gives a Wasm
-    /// filter no body to replace in a bodyless request (proxy-wasm ABI 0.2.1), whatever the method.
+    /// A verified request without a body, for a type whose payload Flux decodes (an empty one is not JSON),
+    /// or whose senders always send one.
     EmptyBody,
 }
 

@@ -7,6 +7,7 @@ use crate::delivery::{Delivery, Headers};
 use crate::forward::{self, Forward, VerifiedDelivery};
 use crate::label::ReceiverLabel;
 use crate::outcome::{Outcome, Rejection};
+use crate::providers::PayloadFacts;
 use hookgate_protocol::MAX_REQUEST_BYTES;
 
 /// A receiver of one [`Filter`], as [`Filter::route`] found it.
@@ -54,7 +55,7 @@ impl Filter {
         if receiver.disabled {
             return Err(Rejection::ReceiverSuspended);
         }
-        if !receiver.provider.methods().contains(&method) {
+        if !receiver.provider.methods().allows(method) {
             return Err(Rejection::MethodNotAllowed);
         }
         match content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
@@ -106,9 +107,7 @@ impl Filter {
             return Outcome::Reject(rejection);
         }
         // After the proof, as every other refusal of a request's content: an unverified sender gets 401.
-        // The forwarded request needs a body to replace, and Envoy gives a Wasm filter none to replace in
-        // a bodyless request, whatever its method (a GET from Argo CD must carry its template's `body`).
-        if body.is_empty() {
+        if body.is_empty() && !provider.takes_empty_body(headers) {
             return Outcome::Reject(Rejection::EmptyBody);
         }
 
@@ -126,7 +125,12 @@ impl Filter {
                 Some(_) => {}
             }
         }
-        let facts = match provider.payload(&delivery) {
+        // A body there is not has no facts (a type that decodes its body takes no empty one).
+        let facts = match body.is_empty() {
+            true => Ok(PayloadFacts::default()),
+            false => provider.payload(&delivery),
+        };
+        let facts = match facts {
             Ok(facts) => facts,
             Err(rejection) => return Outcome::Reject(rejection),
         };
@@ -373,7 +377,11 @@ mod tests {
             f.admit(off, "POST", None),
             Err(Rejection::ReceiverSuspended)
         );
-        assert_eq!(f.admit(id, "GET", None), Err(Rejection::MethodNotAllowed));
+        assert_eq!(
+            f.admit(id, "GET", None),
+            Ok(()),
+            "Flux checks no method (issue 22, item 1)"
+        );
         assert_eq!(
             f.admit(id, "POST", Some("1001")),
             Err(Rejection::PayloadTooLarge)
@@ -422,8 +430,8 @@ mod tests {
     }
 
     /// Issue 9, item 5: bearer and basic receivers take GET, PUT and POST alike. The token is checked
-    /// first, so a request without it gets 401 with or without a body; a verified request needs a body
-    /// (the reconcile request replaces it), and its targets come from the configuration.
+    /// first, so a request without it gets 401 with or without a body; a verified request is forwarded with
+    /// or without one (issue 22, item 1), and its targets come from the configuration.
     #[test]
     fn token_receivers_by_method_and_body() {
         use base64::Engine;
@@ -458,12 +466,7 @@ mod tests {
             for method in ["GET", "PUT", "POST"] {
                 for (case, authorization, body, expected) in [
                     ("right token, body", Some(right), &b"{}"[..], None),
-                    (
-                        "right token, no body",
-                        Some(right),
-                        b"",
-                        Some(Rejection::EmptyBody),
-                    ),
+                    ("right token, no body", Some(right), b"", None),
                     (
                         "wrong token, body",
                         Some(wrong),
@@ -671,5 +674,229 @@ mod tests {
             (None, None)
         );
         assert_eq!(request.targets[0].name, "app");
+    }
+}
+
+/// Issue 22, item 1: what Flux's receiver (v1.9.3) accepts of a bodyless delivery and of a method other
+/// than POST, for each type, through the whole pipeline.
+#[cfg(test)]
+mod bodyless_tests {
+    use super::*;
+    use crate::id_token::tests::{bearer, verified};
+    use hookgate_protocol::crypto::{hmac, Algorithm};
+    use serde_json::json;
+
+    const NOW: u64 = crate::id_token::tests::NOW;
+    const KEY: &str = "attestation-key-0123456789";
+    const SECRET: &str = "receiver-secret";
+
+    /// One receiver per type, named after it.
+    fn filter() -> Filter {
+        let with_secret = [
+            "generic",
+            "generic-hmac",
+            "github",
+            "gitlab",
+            "bitbucket",
+            "harbor",
+            "dockerhub",
+            "quay",
+            "acr",
+            "nexus",
+            "cdevents",
+            "gitea",
+            "bearer",
+            "basic",
+        ];
+        let mut receivers: Vec<serde_json::Value> = with_secret
+            .iter()
+            .map(|kind| {
+                let secret = if *kind == "basic" { "user:pass" } else { SECRET };
+                json!({"name": kind, "namespace": "ns", "type": kind, "secrets": [{"inline": secret}],
+                       "targets": [{"kind": "GitRepository", "name": "app"}]})
+            })
+            .collect();
+        receivers.push(
+            json!({"name": "generic-oidc", "namespace": "ns", "type": "generic-oidc",
+            "idToken": {"jwtProvider": "google", "issuers": ["https://ci.example.com"],
+                        "validations": ["claims.sub == 'deployer'"]},
+            "targets": [{"kind": "GitRepository", "name": "app"}]}),
+        );
+        let config = json!({"attestationKey": KEY, "receivers": receivers});
+        Filter::new(Config::parse(config.to_string().as_bytes()).unwrap())
+    }
+
+    fn path(filter: &Filter, name: &str) -> String {
+        let receiver = filter.config.receivers.iter().find(|r| r.name == name);
+        receiver.unwrap().paths[0].clone()
+    }
+
+    fn mac(label: &str, algorithm: Algorithm, body: &[u8]) -> String {
+        format!(
+            "{label}{}",
+            hex::encode(hmac(algorithm, SECRET.as_bytes(), &[body]))
+        )
+    }
+
+    /// The headers a genuine sender of `kind` sends with `body`.
+    fn proof(kind: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode("user:pass");
+        match kind {
+            "generic-hmac" => vec![("x-signature", mac("sha256=", Algorithm::Sha256, body))],
+            "github" => vec![
+                (
+                    "x-hub-signature-256",
+                    mac("sha256=", Algorithm::Sha256, body),
+                ),
+                ("x-github-event", "push".into()),
+            ],
+            "bitbucket" => vec![
+                ("x-hub-signature", mac("sha256=", Algorithm::Sha256, body)),
+                ("x-event-key", "repo:push".into()),
+            ],
+            "gitlab" => vec![("x-gitlab-token", SECRET.into())],
+            "harbor" => vec![("authorization", SECRET.into())],
+            "nexus" => vec![("x-nexus-webhook-signature", mac("", Algorithm::Sha1, body))],
+            "gitea" => vec![("x-gitea-signature", mac("", Algorithm::Sha256, body))],
+            "bearer" => vec![("authorization", format!("Bearer {SECRET}"))],
+            "basic" => vec![("authorization", format!("Basic {basic}"))],
+            _ => vec![],
+        }
+    }
+
+    /// `accepted`, `pong`, or the rejection's reason.
+    fn verdict(outcome: &Outcome) -> &'static str {
+        match outcome {
+            Outcome::Forward(_) => "accepted",
+            Outcome::Pong => "pong",
+            Outcome::Ignored(reason) => reason,
+            Outcome::Reject(rejection) => rejection.reason(),
+        }
+    }
+
+    fn deliver(
+        f: &Filter,
+        kind: &str,
+        method: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Outcome {
+        let mut headers = proof(kind, body);
+        headers.extend(content_type.map(|c| ("content-type", c.to_string())));
+        f.handle(method, &path(f, kind), &Headers::new(headers), body, NOW)
+    }
+
+    #[test]
+    fn a_bodyless_delivery_is_accepted_where_flux_accepts_one() {
+        let f = filter();
+        const JSON: Option<&str> = Some("application/json");
+        // (type, Content-Type, verdict for a verified POST without a body)
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            // Flux reads nothing of the body: any body, none included.
+            ("generic",      None, "accepted"),
+            ("gitlab",       None, "accepted"),
+            ("harbor",       None, "accepted"),
+            // Flux checks the MAC over the body, empty or not.
+            ("generic-hmac", None, "accepted"),
+            // go-github's ValidatePayload: a JSON or form Content-Type, and the MAC over the (empty) body.
+            ("github",       JSON, "accepted"),
+            ("github",       Some("application/x-www-form-urlencoded"), "accepted"),
+            ("github",       Some("Application/JSON; charset=utf-8"), "accepted"),
+            ("github",       None, "empty body"),
+            ("github",       Some("text/plain"), "empty body"),
+            ("bitbucket",    JSON, "accepted"),
+            ("bitbucket",    None, "empty body"),
+            // Flux decodes the body as JSON, which an empty one is not.
+            ("dockerhub",    JSON, "empty body"),
+            ("quay",         JSON, "empty body"),
+            ("acr",          JSON, "empty body"),
+            ("nexus",        JSON, "empty body"),
+            ("cdevents",     JSON, "empty body"),
+            // Not Flux's: Gitea always sends its push.
+            ("gitea",        JSON, "empty body"),
+            // Not Flux's: Argo CD's webhook service sends no body unless its template has one.
+            ("bearer",       None, "accepted"),
+            ("basic",        None, "accepted"),
+        ];
+        for (kind, content_type, expected) in cases {
+            let outcome = deliver(&f, kind, "POST", *content_type, b"");
+            assert_eq!(verdict(&outcome), *expected, "{kind} {content_type:?}");
+            if let Outcome::Forward(forward) = outcome {
+                let request = &forward.request;
+                assert_eq!(
+                    (
+                        request.provider.as_str(),
+                        request.r#ref.as_deref(),
+                        request.payload.as_ref()
+                    ),
+                    (*kind, None, None),
+                    "{kind}: nothing read of a body there is not"
+                );
+            }
+        }
+        let ping = Headers::new([
+            (
+                "x-hub-signature-256",
+                mac("sha256=", Algorithm::Sha256, b""),
+            ),
+            ("x-github-event", "ping".into()),
+            ("content-type", "application/json".into()),
+        ]);
+        assert_eq!(
+            f.handle("POST", &path(&f, "github"), &ping, b"", NOW),
+            Outcome::Pong
+        );
+        let forged = Headers::new([("x-signature", "sha256=00".to_string())]);
+        assert_eq!(
+            f.handle("POST", &path(&f, "generic-hmac"), &forged, b"", NOW),
+            Outcome::Reject(Rejection::SignatureMismatch),
+            "the proof is checked first, over the empty body"
+        );
+    }
+
+    /// Flux's generic-oidc example: `curl -X POST -H "Authorization: Bearer $TOKEN"`, no body.
+    #[test]
+    fn a_bodyless_id_token_delivery_is_accepted() {
+        let f = filter();
+        let id = f.route(&path(&f, "generic-oidc")).unwrap();
+        let claims = json!({"iss": "https://ci.example.com", "aud": "notification-controller",
+                            "sub": "deployer", "exp": NOW + 300, "iat": NOW});
+        let token = verified(&claims);
+        for method in ["POST", "PUT", "GET"] {
+            assert_eq!(f.admit(id, method, None), Ok(()), "{method}");
+            let outcome = f.on_body(id, &bearer(&claims), b"", NOW, Some(&token));
+            assert_eq!(verdict(&outcome), "accepted", "{method}");
+        }
+        assert_eq!(
+            f.on_body(id, &bearer(&claims), b"", NOW, None),
+            Outcome::Reject(Rejection::TokenNotVerified)
+        );
+    }
+
+    /// Flux checks no method: every type of its takes any. hookgate's own types keep their senders'.
+    #[test]
+    fn every_method_is_accepted_where_flux_accepts_it() {
+        let f = filter();
+        let push = br#"{"ref":"refs/heads/main"}"#;
+        // (type, method, verdict for a verified delivery with a body)
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &str)] = &[
+            ("generic",   "PUT",    "accepted"),
+            ("generic",   "GET",    "accepted"),
+            ("generic",   "PATCH",  "accepted"),
+            ("generic",   "DELETE", "accepted"),
+            ("github",    "PUT",    "accepted"),
+            ("gitlab",    "GET",    "accepted"),
+            ("dockerhub", "PUT",    "accepted"),
+            ("bearer",    "PUT",    "accepted"),
+            ("bearer",    "DELETE", "method not allowed"),
+            ("gitea",     "PUT",    "method not allowed"),
+        ];
+        for (kind, method, expected) in cases {
+            let outcome = deliver(&f, kind, method, Some("application/json"), push);
+            assert_eq!(verdict(&outcome), *expected, "{kind} {method}");
+        }
     }
 }

@@ -8,7 +8,9 @@ use hookgate_protocol::Secret;
 use serde_json::Value;
 
 use super::basic::{basic_placeholder_secret, decode_basic_secret, verify_basic_auth};
-use super::{json_fields, string_at, Credential, PayloadFacts, Provider, Sender, VerifyOptions};
+use super::{
+    json_fields, string_at, Credential, Methods, PayloadFacts, Provider, Sender, VerifyOptions,
+};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 
@@ -25,6 +27,10 @@ const FIRST_PUSHED_REF: &str = "/resource/refUpdates/0/name";
 const PUSH_SAMPLE: &str = r#"{"eventType":"git.push","id":"03c164c2-8912-4d5e-8009-3707d5f83734","publisherId":"tfs","resource":{"refUpdates":[{"name":"refs/heads/main","newObjectId":"3f786850e387550fdab836ed7e6dc881de23001b","oldObjectId":"0000000000000000000000000000000000000000"}],"repository":{"name":"webapp","remoteUrl":"https://dev.azure.com/example/webapp/_git/webapp"}}}"#;
 
 impl Provider for AzureDevOps {
+    /// Not a type of Flux's: its senders POST.
+    fn methods(&self) -> Methods {
+        Methods::Only(&["POST"])
+    }
     fn sender(&self) -> Sender {
         Sender::new(Credential::BasicAuth, PUSH_SAMPLE)
     }

@@ -1,14 +1,17 @@
 //! HTTP basic authentication (`Authorization: Basic base64(user:password)`), for Argo CD notifications
 //! configured with `basicAuth`. The configured secret is `user:password`; the decoded credentials are
-//! compared in constant time. GET and PUT are accepted besides POST, with a body, as for `bearer`.
+//! compared in constant time. GET and PUT are accepted besides POST, with or without a body, as for
+//! `bearer`.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hookgate_protocol::Secret;
 
 use super::bearer::ARGO_CD_SAMPLE;
-use super::{authorization_credentials, verify_token, Credential, Provider, Sender, VerifyOptions};
-use crate::delivery::Delivery;
+use super::{
+    authorization_credentials, verify_token, Credential, Methods, Provider, Sender, VerifyOptions,
+};
+use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 
 #[derive(Debug)]
@@ -27,8 +30,12 @@ impl Provider for Basic {
     fn decode_secret(&self, secret: &str) -> Result<Secret, String> {
         decode_basic_secret(secret)
     }
-    fn methods(&self) -> &'static [&'static str] {
-        &["POST", "PUT", "GET"]
+    fn methods(&self) -> Methods {
+        Methods::Only(&["POST", "PUT", "GET"])
+    }
+    /// The token is the proof and the targets are the receiver's: nothing of a body is read.
+    fn takes_empty_body(&self, _: &Headers) -> bool {
+        true
     }
 }
 

@@ -1,10 +1,11 @@
 //! A static `Authorization: Bearer <token>`, for Argo CD notifications and any tool that can only send a
-//! header. Argo CD's webhook service defaults to GET (with its template's `body`), so GET and PUT are
-//! accepted besides POST. Whatever the method, a verified request needs a body: the reconcile request
-//! replaces it, and Envoy gives a Wasm filter no body to replace in a bodyless request.
+//! header. Argo CD's webhook service defaults to GET (with its template's `body`, if it has one), so GET
+//! and PUT are accepted besides POST, with or without a body.
 
-use super::{authorization_credentials, verify_token, Credential, Provider, Sender, VerifyOptions};
-use crate::delivery::Delivery;
+use super::{
+    authorization_credentials, verify_token, Credential, Methods, Provider, Sender, VerifyOptions,
+};
+use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
 
@@ -25,8 +26,12 @@ impl Provider for Bearer {
     fn verify(&self, d: &Delivery, secrets: &[Secret], _: VerifyOptions) -> Result<(), Rejection> {
         verify_token(Some(authorization_credentials(d, "bearer")?), secrets)
     }
-    fn methods(&self) -> &'static [&'static str] {
-        &["POST", "PUT", "GET"]
+    fn methods(&self) -> Methods {
+        Methods::Only(&["POST", "PUT", "GET"])
+    }
+    /// The token is the proof and the targets are the receiver's: nothing of a body is read.
+    fn takes_empty_body(&self, _: &Headers) -> bool {
+        true
     }
 }
 

@@ -4,11 +4,12 @@
 use hookgate_protocol::Secret;
 use serde_json::Value;
 
+use super::github::go_github_reads_body;
 use super::{
     json_fields, string_at, verify_prefixed_hex_signature, Credential, PayloadFacts, Provider,
     Sender, VerifyOptions,
 };
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::Algorithm;
 
@@ -65,6 +66,10 @@ impl Provider for Bitbucket {
             git_ref: cloud_ref(&payload).or_else(|| server_ref(&payload)),
             image_tag: None,
         })
+    }
+    /// Flux validates Bitbucket's deliveries with go-github's `ValidatePayload`, as GitHub's.
+    fn takes_empty_body(&self, headers: &Headers) -> bool {
+        go_github_reads_body(headers)
     }
 }
 

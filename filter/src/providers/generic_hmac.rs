@@ -4,7 +4,7 @@
 use super::{
     verify_prefixed_hex_signature, Credential, Provider, Sender, VerifyOptions, ANY_JSON_SAMPLE,
 };
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::Algorithm;
 use hookgate_protocol::Secret;
@@ -37,6 +37,10 @@ impl Provider for GenericHmac {
         )
     }
     fn supports_sha1(&self) -> bool {
+        true
+    }
+    /// Flux checks the MAC over the body, an empty one too, and reads nothing else of it.
+    fn takes_empty_body(&self, _: &Headers) -> bool {
         true
     }
 }

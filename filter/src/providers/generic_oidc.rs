@@ -2,6 +2,7 @@
 //! filter. The receiver names the issuer; the audience is Flux's default unless it names another.
 
 use super::{Credential, Provider, Sender, TokenDefaults, ANY_JSON_SAMPLE};
+use crate::delivery::Headers;
 
 #[derive(Debug)]
 pub struct GenericOidc;
@@ -16,6 +17,10 @@ impl Provider for GenericOidc {
             audience: Some("notification-controller"),
             requires_email: false,
         })
+    }
+    /// The token is the proof; Flux reads nothing of the body (its example sends none).
+    fn takes_empty_body(&self, _: &Headers) -> bool {
+        true
     }
 }
 

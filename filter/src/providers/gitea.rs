@@ -2,7 +2,7 @@
 //! / `X-Gogs-Signature`. They also send GitHub-style headers, which a Gitea receiver accepts as well.
 
 use super::github::{github_payload_facts, verify_github_signature, PUSH_SAMPLE};
-use super::{verify_hex_mac, Credential, PayloadFacts, Provider, Sender, VerifyOptions};
+use super::{verify_hex_mac, Credential, Methods, PayloadFacts, Provider, Sender, VerifyOptions};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::Algorithm;
@@ -30,6 +30,10 @@ const DELIVERY_HEADERS: [&str; 4] = [
 ];
 
 impl Provider for Gitea {
+    /// Not a type of Flux's: its senders POST.
+    fn methods(&self) -> Methods {
+        Methods::Only(&["POST"])
+    }
     fn sender(&self) -> Sender {
         let credential = Credential::BodyMac {
             header: SIGNATURE_HEADERS[0],

@@ -63,6 +63,23 @@ impl Provider for GitHub {
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         github_payload_facts(d)
     }
+    fn takes_empty_body(&self, headers: &Headers) -> bool {
+        go_github_reads_body(headers)
+    }
+}
+
+/// Whether go-github's `ValidatePayload`, which Flux's `github` and `bitbucket` receivers call, reads the
+/// body of a request with `headers`: it takes a JSON or form-encoded body by its Content-Type (media type,
+/// parameters aside), the empty one too, and refuses any other. (Go's parser also refuses malformed
+/// parameters, which this does not look at.)
+pub(crate) fn go_github_reads_body(headers: &Headers) -> bool {
+    let Some(content_type) = headers.get("content-type") else {
+        return false;
+    };
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    ["application/json", "application/x-www-form-urlencoded"]
+        .iter()
+        .any(|known| media_type.eq_ignore_ascii_case(known))
 }
 
 /// Signature check shared with Gitea, which sends GitHub's headers too.

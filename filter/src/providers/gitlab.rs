@@ -13,7 +13,7 @@ use super::{
     json_fields, top_level_ref, verify_token, Credential, PayloadFacts, Provider, Sender,
     VerifyOptions,
 };
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
 
@@ -80,6 +80,10 @@ impl Provider for GitLab {
     }
     fn payload(&self, d: &Delivery) -> Result<PayloadFacts, Rejection> {
         Ok(top_level_ref(&json_fields(d.body, &["/ref"])?))
+    }
+    /// Flux checks the token header and reads nothing of the body.
+    fn takes_empty_body(&self, _: &Headers) -> bool {
+        true
     }
 }
 

@@ -4,7 +4,7 @@
 use super::{
     json_fields, string_at, verify_token, Credential, PayloadFacts, Provider, Sender, VerifyOptions,
 };
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 use hookgate_protocol::Secret;
 
@@ -41,6 +41,10 @@ impl Provider for Harbor {
             git_ref: None,
             image_tag: string_at(&payload, "/event_data/resources/0/tag"),
         })
+    }
+    /// Flux checks the `Authorization` header and reads nothing of the body.
+    fn takes_empty_body(&self, _: &Headers) -> bool {
+        true
     }
 }
 

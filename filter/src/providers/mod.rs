@@ -4,7 +4,7 @@
 use hookgate_protocol::Secret;
 use serde_json::Value;
 
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Headers};
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::{any_hmac_matches, token_matches_any, Algorithm};
 
@@ -102,6 +102,22 @@ pub struct VerifyOptions {
     pub require_signature: bool,
 }
 
+/// The HTTP methods a receiver takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Methods {
+    Any,
+    Only(&'static [&'static str]),
+}
+
+impl Methods {
+    pub fn allows(self, method: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(methods) => methods.contains(&method),
+        }
+    }
+}
+
 /// Facts read from a verified payload.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PayloadFacts {
@@ -179,9 +195,15 @@ pub trait Provider: Sync + std::fmt::Debug {
     fn supports_refs(&self) -> bool {
         false
     }
-    /// HTTP methods the provider sends deliveries with.
-    fn methods(&self) -> &'static [&'static str] {
-        &["POST"]
+    /// The HTTP methods a receiver of this type takes. Flux's receiver checks none, so its types take any.
+    fn methods(&self) -> Methods {
+        Methods::Any
+    }
+    /// Whether a verified delivery of this type may come without a body: where Flux's receiver of the type
+    /// does not decode the body (its proof, if it covers the body, covers an empty one too). `headers` are
+    /// the delivery's.
+    fn takes_empty_body(&self, _headers: &Headers) -> bool {
+        false
     }
 
     /// The delivery's event name, if the provider names one.
@@ -578,6 +600,68 @@ mod tests {
                 };
                 assert_eq!(most, expected, "{name}, {secret_count} secret(s)");
             }
+        }
+    }
+
+    /// Issue 22, item 1: Flux's receiver (v1.9.3) checks no method, and takes a bodyless delivery where it
+    /// does not decode the body. hookgate's own types keep their senders' methods.
+    #[test]
+    fn methods_and_bodyless_deliveries_as_flux_takes_them() {
+        let json = Headers::new([("content-type", "application/json")]);
+        let post_get_put = Methods::Only(&["POST", "PUT", "GET"]);
+        // (type, methods, takes an empty body sent as JSON)
+        #[rustfmt::skip]
+        let cases = [
+            ("github",            Methods::Any,            true),
+            ("gitea",             Methods::Only(&["POST"]), false),
+            ("gitlab",            Methods::Any,            true),
+            ("bitbucket",         Methods::Any,            true),
+            ("azure-devops",      Methods::Only(&["POST"]), false),
+            ("generic",           Methods::Any,            true),
+            ("generic-hmac",      Methods::Any,            true),
+            ("generic-oidc",      Methods::Any,            true),
+            ("standard-webhooks", Methods::Only(&["POST"]), false),
+            ("harbor",            Methods::Any,            true),
+            ("nexus",             Methods::Any,            false),
+            ("dockerhub",         Methods::Any,            false),
+            ("quay",              Methods::Any,            false),
+            ("acr",               Methods::Any,            false),
+            ("gcr",               Methods::Any,            false),
+            ("cdevents",          Methods::Any,            false),
+            ("bearer",            post_get_put,            true),
+            ("basic",             post_get_put,            true),
+        ];
+        assert_eq!(
+            cases.iter().map(|c| c.0).collect::<Vec<_>>(),
+            names().collect::<Vec<_>>()
+        );
+        for (name, methods, empty_body) in cases {
+            let provider = lookup(name).unwrap();
+            assert_eq!(provider.methods(), methods, "{name}");
+            assert_eq!(provider.takes_empty_body(&json), empty_body, "{name}");
+        }
+        assert!(Methods::Any.allows("OPTIONS") && !post_get_put.allows("DELETE"));
+    }
+
+    #[test]
+    fn go_github_reads_json_and_form_bodies_only() {
+        #[rustfmt::skip]
+        let cases = [
+            (Some("application/json"),                        true),
+            (Some("application/x-www-form-urlencoded"),       true),
+            (Some(" Application/JSON ; charset=utf-8"),       true),
+            (Some("text/plain"),                              false),
+            (Some("application/json-patch+json"),             false),
+            (Some(""),                                        false),
+            (None,                                            false),
+        ];
+        for (content_type, reads) in cases {
+            let headers = Headers::new(content_type.map(|c| ("Content-Type", c)));
+            assert_eq!(
+                github::go_github_reads_body(&headers),
+                reads,
+                "{content_type:?}"
+            );
         }
     }
 

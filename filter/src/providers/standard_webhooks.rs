@@ -7,7 +7,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hookgate_protocol::Secret;
 
-use super::{json_fields, string_at, Credential, PayloadFacts, Provider, Sender, VerifyOptions};
+use super::{
+    json_fields, string_at, Credential, Methods, PayloadFacts, Provider, Sender, VerifyOptions,
+};
 use crate::delivery::Delivery;
 use crate::outcome::Rejection;
 use hookgate_protocol::crypto::{any_mac_equal, hmac, Algorithm};
@@ -33,6 +35,10 @@ pub(super) fn signed_content<'a>(id: &'a str, timestamp: &'a str, body: &'a [u8]
 }
 
 impl Provider for StandardWebhooks {
+    /// Not a type of Flux's: its senders POST.
+    fn methods(&self) -> Methods {
+        Methods::Only(&["POST"])
+    }
     fn sender(&self) -> Sender {
         Sender::new(
             Credential::StandardWebhooks,
