@@ -28,13 +28,15 @@ PUSH = json.dumps({"ref": "refs/heads/main"}).encode()
 
 
 def proxy_pod(cp, name: str, gateway: str, ip: str) -> None:
-    """A pod as Envoy Gateway creates one for a Gateway's proxy, with the address the kubelet reports."""
+    """A pod as Envoy Gateway creates one for a Gateway's proxy, running, with the address the kubelet reports
+    (the controller takes only a running pod's address for a proxy's)."""
     cp.apply({"apiVersion": "v1", "kind": "Pod",
               "metadata": {"name": name, "namespace": PROXIES,
                            "labels": {"gateway.envoyproxy.io/owning-gateway-name": gateway}},
               "spec": {"containers": [{"name": "envoy", "image": "envoyproxy/envoy"}]}})
     cp.ok("PATCH", cp.resource_path("v1", "Pod", PROXIES, name) + "/status",
-          {"status": {"podIP": ip, "podIPs": [{"ip": ip}]}}, content_type="application/merge-patch+json")
+          {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}},
+          content_type="application/merge-patch+json")
 
 
 def deliver(port: int) -> int:

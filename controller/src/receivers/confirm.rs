@@ -65,18 +65,23 @@ impl ProxyPods {
         (Self { pods }, task)
     }
 
-    /// Whether `peer` is the address of one of the pods.
+    /// Whether `peer` is the address of one of the running pods. An IPv4 peer on a dual-stack socket
+    /// arrives IPv4-mapped (`::ffff:10.0.0.1`): both sides are compared in canonical form.
     pub fn includes(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
         self.pods
             .state()
             .iter()
-            .any(|pod| pod_ips(pod).any(|ip| ip == peer))
+            .any(|pod| pod_ips(pod).any(|ip| ip.to_canonical() == peer))
     }
 }
 
-/// A pod's addresses, as its status gives them.
+/// A running pod's addresses, as its status gives them; none for a pod not running or being deleted:
+/// the address of a finished (Failed, Succeeded) or terminating pod may already be another pod's.
 fn pod_ips(pod: &Pod) -> impl Iterator<Item = IpAddr> + '_ {
-    let status = pod.status.as_ref();
+    let running = pod.metadata.deletion_timestamp.is_none()
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    let status = pod.status.as_ref().filter(|_| running);
     let single = status.and_then(|s| s.pod_ip.as_deref());
     let listed = status
         .and_then(|s| s.pod_ips.as_deref())
@@ -235,40 +240,66 @@ mod tests {
         assert!(confirmer.due(&vm, start + RESEND_AFTER));
     }
 
-    #[test]
-    fn only_the_selected_pods_addresses_are_proxies() {
+    /// A pod of the selector's, in `phase`, with its addresses as the kubelet reports them.
+    fn pod(name: &str, phase: &str, ip: Option<&str>, ips: &[&str]) -> Pod {
         use k8s_openapi::api::core::v1::{PodIP, PodStatus};
-        use kube::runtime::watcher::Event;
-
-        let pod = |name: &str, ip: Option<&str>, ips: &[&str]| Pod {
+        Pod {
             metadata: kube::api::ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("envoy-gateway-system".into()),
                 ..Default::default()
             },
             status: Some(PodStatus {
+                phase: Some(phase.into()),
                 pod_ip: ip.map(str::to_string),
                 pod_ips: Some(ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect()),
                 ..Default::default()
             }),
             ..Default::default()
-        };
-        let (store, mut writer) = reflector::store();
-        for pod in [
-            pod("one", Some("10.0.0.1"), &["10.0.0.1", "fd00::1"]),
-            pod("pending", None, &[]),
-            pod("garbled", Some("not an address"), &[]),
-        ] {
-            writer.apply_watcher_event(&Event::Apply(pod));
         }
-        let proxies = ProxyPods { pods: store };
-        for (case, peer, expected) in [
+    }
+
+    fn proxy_pods(pods: Vec<Pod>) -> ProxyPods {
+        let (store, mut writer) = reflector::store();
+        for pod in pods {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod));
+        }
+        ProxyPods { pods: store }
+    }
+
+    #[test]
+    fn only_the_selected_pods_addresses_are_proxies() {
+        let mut terminating = pod("terminating", "Running", Some("10.0.0.5"), &["10.0.0.5"]);
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        let mut no_phase = pod("no-phase", "Running", Some("10.0.0.6"), &["10.0.0.6"]);
+        no_phase.status.as_mut().unwrap().phase = None;
+        let proxies = proxy_pods(vec![
+            pod("one", "Running", Some("10.0.0.1"), &["10.0.0.1", "fd00::1"]),
+            pod("pending", "Pending", None, &[]),
+            pod("garbled", "Running", Some("not an address"), &[]),
+            // Their addresses may already be another pod's.
+            pod("failed", "Failed", Some("10.0.0.3"), &["10.0.0.3"]),
+            pod("succeeded", "Succeeded", Some("10.0.0.4"), &["10.0.0.4"]),
+            terminating,
+            no_phase,
+        ]);
+        let wrong: Vec<_> = [
             ("the pod's address", "10.0.0.1", true),
             ("its second address (IPv6)", "fd00::1", true),
+            ("its address, IPv4-mapped IPv6", "::ffff:10.0.0.1", true),
             ("another pod's", "10.0.0.2", false),
             ("loopback", "127.0.0.1", false),
-        ] {
-            assert_eq!(proxies.includes(peer.parse().unwrap()), expected, "{case}");
-        }
+            ("a Failed pod's", "10.0.0.3", false),
+            ("a Succeeded pod's", "10.0.0.4", false),
+            ("a terminating pod's", "10.0.0.5", false),
+            ("a pod with no phase's", "10.0.0.6", false),
+        ]
+        .into_iter()
+        .filter(|(_, peer, expected)| proxies.includes(peer.parse().unwrap()) != *expected)
+        .map(|(case, ..)| case)
+        .collect();
+        assert!(wrong.is_empty(), "wrong for: {wrong:?}");
     }
 }
