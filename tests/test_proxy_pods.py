@@ -74,6 +74,7 @@ def test_only_hookgate_s_own_proxy_pods_are_confirmed(cp, tmp_path):
             wait(lambda: served.controller_requests("awaiting_confirmation") >= 3, 30,
                  "the filter asking the controller, unconfirmed", served.controller.log)
             assert served.stat("hookgate_confirmations_received_total") == 0
+            assert served.controller_metric("hookgate_confirmations_refused_total") >= 1
             assert served.receivers_loaded() == 0
             assert deliver(served.port) == 503
 

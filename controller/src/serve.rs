@@ -225,7 +225,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (keys, Some(live), tasks)
         }
     };
-    let (confirmer, proxies_task) = confirmer(&args, &client)?;
+    let (confirmer, proxies_task) = confirmer(&args, &client, &metrics)?;
     tasks.extend(proxies_task);
     let state = Arc::new(AppState {
         reconciler: Reconciler::new(client.clone(), settings, metrics.clone()),
@@ -261,6 +261,7 @@ fn key_sources(args: &ServeArgs, key: Vec<u8>) -> KeySources {
 fn confirmer(
     args: &ServeArgs,
     client: &kube::Client,
+    metrics: &Metrics,
 ) -> anyhow::Result<(Option<Confirmer>, Option<JoinHandle<()>>)> {
     if args.channel_key_file.is_none() {
         return Ok((None, None));
@@ -292,8 +293,9 @@ fn confirmer(
             (None, None)
         }
     };
-    let confirmer =
-        Confirmer::new(Listener { port, host }, proxies).context("cannot build the HTTP client")?;
+    let refused = metrics.confirmations_refused.clone();
+    let confirmer = Confirmer::new(Listener { port, host }, proxies, refused)
+        .context("cannot build the HTTP client")?;
     Ok((Some(confirmer), task))
 }
 

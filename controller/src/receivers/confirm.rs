@@ -1,10 +1,11 @@
 //! Confirming a proxy VM before it is served (protocol `enrollment`): the controller posts the VM's
 //! confirmation, sealed for it, to the webhook listener of the proxy that asked (the address the request came
 //! from), on hookgate's route, where only hookgate's filter answers. With `--proxy-selector`, only to an
-//! address of one of hookgate's own proxy pods ([`ProxyPods`]): another Gateway's proxies, or any other pod,
-//! asking the controller are never confirmed. At most one post per VM key every
-//! [`RESEND_AFTER`], at most [`MAX_PENDING`] VMs remembered and [`MAX_IN_FLIGHT`] posts at once: a flood
-//! of made-up keys costs a bounded table and bounded work. Redirects are not followed.
+//! address of one of hookgate's own running proxy pods ([`ProxyPods`]): another Gateway's proxies, or any
+//! other pod, asking the controller are never confirmed (they are counted, and warned of at most every
+//! [`WARN_EVERY`]). At most one post per VM key every [`RESEND_AFTER`], at most [`MAX_PENDING`] VMs
+//! remembered and [`MAX_IN_FLIGHT`] posts at once: a flood of made-up keys costs a bounded table and bounded
+//! work. Redirects are not followed.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -27,6 +29,9 @@ pub const MAX_PENDING: usize = 4096;
 /// Posts in flight at once; more are dropped (the VM asks again, and its post is made then).
 pub const MAX_IN_FLIGHT: usize = 32;
 const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most one warning this often of a confirmation refused to an address that is not a proxy pod's: any
+/// pod that reaches the controller can ask, as often as it likes.
+pub const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Where the proxies' webhook listener is: its port (the Envoy container's) and the route's host name.
 #[derive(Clone, Debug)]
@@ -35,8 +40,8 @@ pub struct Listener {
     pub host: String,
 }
 
-/// The addresses of hookgate's own proxies: the pods a label selector picks in one namespace (Envoy
-/// Gateway labels each proxy pod with its Gateway: `gateway.envoyproxy.io/owning-gateway-name`).
+/// The addresses of hookgate's own proxies: the running pods a label selector picks in one namespace
+/// (Envoy Gateway labels each proxy pod with its Gateway: `gateway.envoyproxy.io/owning-gateway-name`).
 #[derive(Clone)]
 pub struct ProxyPods {
     pods: Store<Pod>,
@@ -46,7 +51,8 @@ impl ProxyPods {
     /// Watches the pods of `api` that `selector` picks, keeping only their addresses.
     pub fn watch(api: Api<Pod>, selector: &str) -> (Self, JoinHandle<()>) {
         let (pods, writer) = reflector::store();
-        let stream = watcher(api, watcher::Config::default().labels(selector))
+        let config = watcher::Config::default().labels(selector);
+        let stream = watcher(api, config)
             .default_backoff()
             .modify(|pod| {
                 pod.spec = None;
@@ -102,10 +108,17 @@ pub struct Confirmer {
     /// When each VM's confirmation was last posted.
     sent: Mutex<HashMap<Public, Instant>>,
     in_flight: Arc<Semaphore>,
+    /// Confirmations refused because the address that asked is not a proxy pod's (a metric).
+    refused: Counter,
+    refusal_warnings: Throttle,
 }
 
 impl Confirmer {
-    pub fn new(listener: Listener, proxies: Option<ProxyPods>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        listener: Listener,
+        proxies: Option<ProxyPods>,
+        refused: Counter,
+    ) -> Result<Self, reqwest::Error> {
         // reqwest is built without a TLS provider of its own: use ring, as kube does (idempotent).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -121,6 +134,8 @@ impl Confirmer {
             http,
             sent: Mutex::new(HashMap::new()),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            refused,
+            refusal_warnings: Throttle::new(WARN_EVERY),
         })
     }
 
@@ -132,7 +147,7 @@ impl Confirmer {
             .as_ref()
             .is_some_and(|pods| !pods.includes(peer))
         {
-            tracing::debug!(%peer, "not one of hookgate's proxy pods (--proxy-selector): not confirmed");
+            self.refuse(peer, now);
             return;
         }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
@@ -175,6 +190,22 @@ impl Confirmer {
         });
     }
 
+    /// Counts a confirmation refused to `peer`, not a proxy pod's address, and warns of it unless it warned
+    /// within [`WARN_EVERY`].
+    fn refuse(&self, peer: IpAddr, now: Instant) {
+        self.refused.inc();
+        match self.refusal_warnings.due(now) {
+            Some(unlogged) => tracing::warn!(
+                %peer,
+                unlogged,
+                "a proxy VM asked from an address that is not a running pod --proxy-selector picks in \
+                 --proxy-namespace: not confirmed (another Gateway's proxy, or the selector misses \
+                 hookgate's proxy pods); `unlogged` more were refused since the last warning"
+            ),
+            None => tracing::debug!(%peer, "not one of hookgate's proxy pods: not confirmed"),
+        }
+    }
+
     /// Whether `vm`'s confirmation is due, recording it as sent now if so.
     fn due(&self, vm: &Public, now: Instant) -> bool {
         let Ok(mut sent) = self.sent.lock() else {
@@ -206,6 +237,36 @@ impl Confirmer {
     }
 }
 
+/// Lets through at most one event every `every`, counting those it holds back in between.
+struct Throttle {
+    every: Duration,
+    /// When an event was last let through, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Some(the number held back since the last let through) if an event at `now` is let through.
+    fn due(&self, now: Instant) -> Option<u64> {
+        let Ok(mut state) = self.state.lock() else {
+            return None;
+        };
+        let (last, held) = &mut *state;
+        if last.is_some_and(|at| now.saturating_duration_since(at) < self.every) {
+            *held += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +279,7 @@ mod tests {
                 host: "hooks.example.test".into(),
             },
             None,
+            Counter::default(),
         )
         .unwrap()
     }
@@ -301,5 +363,55 @@ mod tests {
         .map(|(case, ..)| case)
         .collect();
         assert!(wrong.is_empty(), "wrong for: {wrong:?}");
+    }
+
+    /// A confirmation asked from an address that is no running proxy pod's is counted; one asked from a
+    /// proxy pod's is not.
+    #[tokio::test]
+    async fn confirmations_refused_to_other_addresses_are_counted() {
+        let refused = Counter::default();
+        let proxies = proxy_pods(vec![pod(
+            "one",
+            "Running",
+            Some("127.0.0.1"),
+            &["127.0.0.1"],
+        )]);
+        let listener = Listener {
+            port: 9,
+            host: "hooks.example.test".into(),
+        };
+        let confirmer = Confirmer::new(listener, Some(proxies), refused.clone()).unwrap();
+        let key = ControllerKey::from_hex(&[b'4'; 64]).unwrap();
+        let now = Instant::now();
+        for (n, (case, peer, counted)) in [
+            ("another address", "10.0.0.2", 1),
+            ("again, within a second", "10.0.0.2", 2),
+            ("the proxy pod's address", "127.0.0.1", 2),
+            ("another pod's, IPv6", "fd00::2", 3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let vm = VmKey::new([n as u8 + 1; 32]).public();
+            confirmer.confirm(&key, &vm, peer.parse().unwrap(), now);
+            assert_eq!(refused.get(), counted, "{case}");
+        }
+    }
+
+    #[test]
+    fn refusal_warnings_at_most_one_a_minute_saying_how_many_were_not() {
+        let throttle = Throttle::new(WARN_EVERY);
+        let start = Instant::now();
+        for (case, after, expected) in [
+            ("the first", 0, Some(0)),
+            ("a second later", 1, None),
+            ("just under a minute later", 59, None),
+            ("a minute later", 60, Some(2)),
+            ("right after that", 61, None),
+            ("two minutes later", 120, Some(1)),
+        ] {
+            let at = start + Duration::from_secs(after);
+            assert_eq!(throttle.due(at), expected, "{case}");
+        }
     }
 }
