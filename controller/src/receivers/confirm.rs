@@ -22,6 +22,8 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::proxy_selector::ProxySelector;
+
 /// How long before the same VM's confirmation is posted again (it may have been lost, or overwritten).
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
 /// VMs awaiting confirmation remembered at once; the oldest are forgotten first.
@@ -41,7 +43,7 @@ pub struct Listener {
 }
 
 /// The addresses of hookgate's own proxies: the running pods a label selector picks in one namespace
-/// (Envoy Gateway labels each proxy pod with its Gateway: `gateway.envoyproxy.io/owning-gateway-name`).
+/// (Envoy Gateway labels each proxy pod with its Gateway's name and namespace: see [`ProxySelector`]).
 #[derive(Clone)]
 pub struct ProxyPods {
     pods: Store<Pod>,
@@ -49,9 +51,9 @@ pub struct ProxyPods {
 
 impl ProxyPods {
     /// Watches the pods of `api` that `selector` picks, keeping only their addresses.
-    pub fn watch(api: Api<Pod>, selector: &str) -> (Self, JoinHandle<()>) {
+    pub fn watch(api: Api<Pod>, selector: &ProxySelector) -> (Self, JoinHandle<()>) {
         let (pods, writer) = reflector::store();
-        let config = watcher::Config::default().labels(selector);
+        let config = watcher::Config::default().labels(selector.as_str());
         let stream = watcher(api, config)
             .default_backoff()
             .modify(|pod| {
