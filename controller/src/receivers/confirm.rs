@@ -167,13 +167,9 @@ impl Confirmer {
         let Some(body) = key.confirmation_body(vm, aead_nonce) else {
             return;
         };
-        let url = match peer {
-            IpAddr::V4(ip) => format!("http://{ip}:{}{CONFIRMATION_PATH}", self.listener.port),
-            IpAddr::V6(ip) => format!("http://[{ip}]:{}{CONFIRMATION_PATH}", self.listener.port),
-        };
         let request = self
             .http
-            .post(url)
+            .post(self.confirmation_url(peer))
             .header(http::header::HOST, &self.listener.host)
             .body(body);
         tokio::spawn(async move {
@@ -190,6 +186,15 @@ impl Confirmer {
                 }
             }
         });
+    }
+
+    /// Where `peer`'s confirmation is posted: to its IPv4 address when it asked IPv4-mapped, as the pod's
+    /// status names it.
+    fn confirmation_url(&self, peer: IpAddr) -> String {
+        match peer.to_canonical() {
+            IpAddr::V4(ip) => format!("http://{ip}:{}{CONFIRMATION_PATH}", self.listener.port),
+            IpAddr::V6(ip) => format!("http://[{ip}]:{}{CONFIRMATION_PATH}", self.listener.port),
+        }
     }
 
     /// Counts a confirmation refused to `peer`, not a proxy pod's address, and warns of it unless it warned
@@ -397,6 +402,20 @@ mod tests {
             let vm = VmKey::new([n as u8 + 1; 32]).public();
             confirmer.confirm(&key, &vm, peer.parse().unwrap(), now);
             assert_eq!(refused.get(), counted, "{case}");
+        }
+    }
+
+    #[test]
+    fn confirmations_are_posted_to_the_address_the_pod_has() {
+        let confirmer = confirmer();
+        for (case, peer, url) in [
+            ("IPv4", "10.0.0.1", "http://10.0.0.1:9"),
+            ("IPv4-mapped IPv6", "::ffff:10.0.0.1", "http://10.0.0.1:9"),
+            ("IPv6", "fd00::1", "http://[fd00::1]:9"),
+        ] {
+            let expected = format!("{url}{CONFIRMATION_PATH}");
+            let peer = peer.parse().unwrap();
+            assert_eq!(confirmer.confirmation_url(peer), expected, "{case}");
         }
     }
 
