@@ -306,9 +306,9 @@ def controller_from_deployment(deployment: dict, values: Values, workdir: Path, 
 
 
 def standalone_proxy_pod(cp: ControlPlane, deployment: dict) -> None:
-    """What Envoy Gateway and the kubelet give a cluster: the pod of hookgate's Gateway's proxy, labelled as
-    the controller's --proxy-selector (HOOKGATE_PROXY_SELECTOR) picks it, at the address the standalone
-    Envoy runs on. The controller confirms proxy VMs only at such an address."""
+    """What Envoy Gateway and the kubelet give a cluster: the running pod of hookgate's Gateway's proxy,
+    labelled as the controller's --proxy-selector (HOOKGATE_PROXY_SELECTOR) picks it, at the address the
+    standalone Envoy runs on. The controller confirms proxy VMs only at such an address."""
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     selector = env.get("HOOKGATE_PROXY_SELECTOR")
@@ -321,7 +321,7 @@ def standalone_proxy_pod(cp: ControlPlane, deployment: dict) -> None:
               "metadata": {"name": "envoy-standalone", "namespace": namespace, "labels": labels},
               "spec": {"containers": [{"name": "envoy", "image": "envoyproxy/envoy"}]}})
     cp.ok("PATCH", cp.resource_path("v1", "Pod", namespace, "envoy-standalone") + "/status",
-          {"status": {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}},
+          {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}]}},
           content_type="application/merge-patch+json")
 
 

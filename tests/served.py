@@ -140,12 +140,15 @@ class ServedEdge:
         """The receivers of the configuration the filter has loaded (0 before one)."""
         return self.stat("hookgate_configuration_receivers")
 
-    def controller_requests(self, outcome: str) -> int:
-        """Configuration requests the controller answered with `outcome`, from its own metrics."""
+    def controller_metric(self, series: str) -> int:
+        """The value of the controller's metric `series` (its name and labels as exposed; 0 before it is set)."""
         status, text = self.controller.get("/metrics")
         assert status == 200
-        line = f'hookgate_configuration_requests_total{{outcome="{outcome}"}} '
-        return sum(int(float(x.rsplit(" ", 1)[1])) for x in text.splitlines() if x.startswith(line))
+        return sum(int(float(x.rsplit(" ", 1)[1])) for x in text.splitlines() if x.startswith(series + " "))
+
+    def controller_requests(self, outcome: str) -> int:
+        """Configuration requests the controller answered with `outcome`, from its own metrics."""
+        return self.controller_metric(f'hookgate_configuration_requests_total{{outcome="{outcome}"}}')
 
     def close(self) -> None:
         try:

@@ -122,12 +122,6 @@ pub struct CheckReport {
     pub invalid: usize,
 }
 
-/// Why `check` refuses a plugin configuration holding receivers (as before receivers were objects).
-const RECEIVERS_ARE_OBJECTS: &str = "holds receivers, which are no longer configured here: receivers are \
-     `Receiver` objects (hookgate.io/v1alpha1) with a Secret in their namespace, which the controller serves \
-     to the filter, and the plugin configuration is only the bootstrap (`controller`, `controllerKeys`). \
-     `hookgate import` writes Receivers from Flux Receivers; see docs/live-configuration.md";
-
 /// Checks `files`: each plugin configuration (the `config` of an EnvoyExtensionPolicy, or JSON on its own)
 /// as the bootstrap the filter reads, and the hookgate Receivers of every file together, with the Secrets
 /// among them, as the controller would compile them ([`hookgate_controller::receivers::offline`]).
@@ -203,7 +197,11 @@ pub fn check(files: &[PathBuf], options: &CheckOptions) -> anyhow::Result<CheckR
 /// holding receivers is refused, saying where receivers went.
 fn describe_bootstrap(report: &mut String, location: &str, config: &Value) -> anyhow::Result<()> {
     if config.get("receivers").is_some() {
-        bail!("{location}: {RECEIVERS_ARE_OBJECTS}");
+        // The filter's own reason, and what writes Receivers from the Flux Receivers of before.
+        bail!(
+            "{location}: {}; `hookgate import` writes Receivers from Flux Receivers",
+            hookgate_filter::channel::RECEIVERS_ARE_OBJECTS
+        );
     }
     let bootstrap = hookgate_filter::channel::Bootstrap::read(config)
         .map_err(|e| anyhow!("{location}: {e}"))?;
@@ -495,17 +493,17 @@ mod tests {
             (
                 "a filter configuration (JSON) with receivers: refused, saying where receivers went",
                 vec!["legacy.json"],
-                Err("legacy.json: holds receivers, which are no longer configured here: receivers are `Receiver` \
-                     objects (hookgate.io/v1alpha1) with a Secret in their namespace, which the controller serves \
-                     to the filter, and the plugin configuration is only the bootstrap (`controller`, \
-                     `controllerKeys`). `hookgate import` writes Receivers from Flux Receivers; see \
-                     docs/live-configuration.md"),
+                Err("legacy.json: receivers are not read from the plugin configuration: they \
+                     are `Receiver` objects (hookgate.io/v1alpha1) with their Secrets, which the controller \
+                     serves to the filter; the plugin configuration is the bootstrap (`controller`, \
+                     `controllerKeys`), see docs/live-configuration.md; `hookgate import` writes Receivers \
+                     from Flux Receivers"),
             ),
             (
                 "an EnvoyExtensionPolicy with receivers, beside Receivers: refused",
                 vec!["receiver.yaml", "legacy-policy.yaml"],
-                Err("legacy-policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: holds receivers, \
-                     which are no longer configured here: receivers are `Receiver` objects"),
+                Err("legacy-policy.yaml: EnvoyExtensionPolicy gw/hookgate spec.wasm[0].config: \
+                     receivers are not read from the plugin configuration: they are `Receiver` objects"),
             ),
             (
                 "Flux Receivers alone",

@@ -2,7 +2,8 @@
 //! flight, annotations (per request) and patches (per API call, shared by coalesced requests) by kind and
 //! outcome, patch latency, dispatches by outcome, and API server error responses by code. With receivers as
 //! objects: configuration requests by outcome, the generation served, receivers by kind (hookgate's or
-//! Flux's), ready state and reason, proxies seen, and the duration of a compile.
+//! Flux's), ready state and reason, proxies seen, the duration of a compile, and proxy VM confirmations
+//! refused because the address that asked is not one of hookgate's proxy pods.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub struct Metrics {
     pub configuration_proxies: Gauge,
     pub configuration_compile_seconds: Histogram,
     pub receivers: Family<ReadyLabels, Gauge>,
+    pub confirmations_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -117,6 +119,7 @@ impl Default for Metrics {
             configuration_proxies: live.proxies,
             configuration_compile_seconds: live.compile_seconds,
             receivers: live.receivers,
+            confirmations_refused: live.confirmations_refused,
         }
     }
 }
@@ -128,6 +131,7 @@ struct LiveMetrics {
     proxies: Gauge,
     compile_seconds: Histogram,
     receivers: Family<ReadyLabels, Gauge>,
+    confirmations_refused: Counter,
 }
 
 impl LiveMetrics {
@@ -163,12 +167,20 @@ impl LiveMetrics {
             "Receivers by kind (hookgate, flux), ready state and reason",
             receivers.clone(),
         );
+        let confirmations_refused = Counter::default();
+        registry.register(
+            "confirmations_refused",
+            "Proxy VM confirmations not posted because the address that asked is not a running pod that \
+             --proxy-selector picks in --proxy-namespace",
+            confirmations_refused.clone(),
+        );
         Self {
             requests,
             generation,
             proxies,
             compile_seconds,
             receivers,
+            confirmations_refused,
         }
     }
 }

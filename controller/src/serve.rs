@@ -21,6 +21,7 @@ use crate::keys::{KeySources, Material};
 use crate::metrics::Metrics;
 use crate::receivers;
 use crate::receivers::confirm::{Confirmer, Listener, ProxyPods};
+use crate::receivers::proxy_selector::{ProxySelector, OWNING_GATEWAY_NAMESPACE};
 use crate::reconcile::{Reconciler, Settings};
 use crate::server::{router, AppState};
 
@@ -121,8 +122,10 @@ pub struct ServeArgs {
     )]
     pub proxy_listener_port: Option<u16>,
     /// A label selector picking hookgate's own proxy pods in --proxy-namespace (Envoy Gateway labels them
-    /// `gateway.envoyproxy.io/owning-gateway-name=<Gateway>`): confirmations are posted only to their
-    /// addresses. Without it, to whichever address asked (the network path then decides who is confirmed).
+    /// `gateway.envoyproxy.io/owning-gateway-name=<Gateway>` and
+    /// `gateway.envoyproxy.io/owning-gateway-namespace=<its namespace>`: give both): confirmations are
+    /// posted only to the addresses of the running pods it picks. An empty one (every pod) is refused.
+    /// Without it, to whichever address asked (the network path then decides who is confirmed).
     #[arg(long, env = "HOOKGATE_PROXY_SELECTOR", requires = "channel_key_file")]
     pub proxy_selector: Option<String>,
     /// The namespace of the proxy pods --proxy-selector picks (Envoy Gateway's own, by default).
@@ -225,7 +228,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (keys, Some(live), tasks)
         }
     };
-    let (confirmer, proxies_task) = confirmer(&args, &client)?;
+    let (confirmer, proxies_task) = confirmer(&args, &client, &metrics)?;
     tasks.extend(proxies_task);
     let state = Arc::new(AppState {
         reconciler: Reconciler::new(client.clone(), settings, metrics.clone()),
@@ -254,13 +257,12 @@ fn key_sources(args: &ServeArgs, key: Vec<u8>) -> KeySources {
     }
 }
 
-/// With receivers as objects: where proxy VMs' confirmations are posted (the listener port and host name
-/// are required then).
-/// The confirmer of proxy VMs (receivers as objects), and the watch of hookgate's proxy pods when
-/// --proxy-selector picks them.
+/// With receivers as objects, the confirmer of proxy VMs (the listener port and host name are required
+/// then), and the watch of hookgate's proxy pods when --proxy-selector picks them.
 fn confirmer(
     args: &ServeArgs,
     client: &kube::Client,
+    metrics: &Metrics,
 ) -> anyhow::Result<(Option<Confirmer>, Option<JoinHandle<()>>)> {
     if args.channel_key_file.is_none() {
         return Ok((None, None));
@@ -279,12 +281,8 @@ fn confirmer(
             "--channel-key-file needs --webhook-host or --webhook-base-url (the webhook route's host name)"
         ),
     };
-    let (proxies, task) = match &args.proxy_selector {
-        Some(selector) => {
-            let api = kube::Api::namespaced(client.clone(), &args.proxy_namespace);
-            let (pods, task) = ProxyPods::watch(api, selector);
-            (Some(pods), Some(task))
-        }
+    let (proxies, task) = match proxy_pods(args, client)? {
+        Some((pods, task)) => (Some(pods), Some(task)),
         None => {
             tracing::warn!(
                 "no --proxy-selector: a proxy VM's confirmation goes to whichever address asked"
@@ -292,9 +290,37 @@ fn confirmer(
             (None, None)
         }
     };
-    let confirmer =
-        Confirmer::new(Listener { port, host }, proxies).context("cannot build the HTTP client")?;
+    let refused = metrics.confirmations_refused.clone();
+    let confirmer = Confirmer::new(Listener { port, host }, proxies, refused)
+        .context("cannot build the HTTP client")?;
     Ok((Some(confirmer), task))
+}
+
+/// The watch of the pods --proxy-selector picks, once the selector is checked (an empty or malformed one
+/// is an error), warning of each Envoy Gateway label it leaves open.
+fn proxy_pods(
+    args: &ServeArgs,
+    client: &kube::Client,
+) -> anyhow::Result<Option<(ProxyPods, JoinHandle<()>)>> {
+    let Some(selector) = &args.proxy_selector else {
+        return Ok(None);
+    };
+    let selector = ProxySelector::parse(selector)?;
+    for label in selector.unpinned() {
+        let trusted = if label == OWNING_GATEWAY_NAMESPACE {
+            "the proxy pods of a Gateway of the same name in another namespace (a tenant's) are \
+             confirmed as hookgate's proxies too"
+        } else {
+            "the proxy pods of other Gateways are confirmed as hookgate's proxies too"
+        };
+        tracing::warn!(
+            selector = selector.as_str(),
+            label,
+            "--proxy-selector does not pin this label of Envoy Gateway's proxy pods to one value: {trusted}"
+        );
+    }
+    let api = kube::Api::namespaced(client.clone(), &args.proxy_namespace);
+    Ok(Some(ProxyPods::watch(api, &selector)))
 }
 
 fn receivers_settings(args: &ServeArgs, lease_namespace: String) -> receivers::Settings {
@@ -465,5 +491,46 @@ mod tests {
             .to_string()
             .contains("environment variable KEY_VAR is not set"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--proxy-selector` is checked before the controller starts: an empty one (every pod of the namespace)
+    /// or one the API server would refuse stops it, saying why.
+    #[tokio::test]
+    async fn an_empty_or_malformed_proxy_selector_stops_the_start() {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let api_server = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(api_server).unwrap();
+        let manifests = "gateway.envoyproxy.io/owning-gateway-name=eg,\
+                         gateway.envoyproxy.io/owning-gateway-namespace=envoy-gateway-system";
+        for (case, selector, refusal) in [
+            ("empty", "", Some("--proxy-selector is empty")),
+            ("blank", " ", Some("--proxy-selector is empty")),
+            ("malformed", "a b", Some("is not a label selector")),
+            ("the manifests'", manifests, None),
+        ] {
+            let args = [
+                "serve",
+                "--channel-key-file=/nonexistent",
+                "--proxy-listener-port=10080",
+                "--webhook-host=hooks.example.test",
+                "--proxy-selector",
+                selector,
+            ];
+            let args = <Command as clap::Parser>::try_parse_from(args)
+                .unwrap()
+                .serve;
+            match (confirmer(&args, &client, &Metrics::default()), refusal) {
+                (Ok((Some(_), Some(task))), None) => task.abort(),
+                (Err(error), Some(says)) => {
+                    assert!(error.to_string().contains(says), "{case}: {error}")
+                }
+                (Ok(_), _) => panic!("{case}: started"),
+                (Err(error), None) => panic!("{case}: {error}"),
+            }
+        }
     }
 }

@@ -68,7 +68,7 @@ pub const RECEIVERS_METRIC: &str = "hookgate_configuration_receivers";
 /// Counts the confirmations posted to [`CONFIRMATION_PATH`] and stored, for any VM of this `vm_id`.
 pub const CONFIRMATIONS_METRIC: &str = "hookgate_confirmations_received_total";
 
-/// The shared-data slots confirmations are kept in: this prefix and the first 2 hex of the VM's key.
+/// The shared-data slots confirmations are kept in: this prefix and the VM's whole key (hex).
 pub const CONFIRMATION_SLOT_PREFIX: &str = "hookgate.confirmation.";
 /// Where a VM of this filter registers its key in the shared data: a posted confirmation is kept only for
 /// a key registered there, so whoever posts cannot fill or overwrite slots without knowing a VM's key
@@ -255,10 +255,10 @@ pub fn proxy_name(node_id: Option<&[u8]>) -> String {
     }
 }
 
-/// The shared-data slot a confirmation for the VM whose key is `key` is kept in: the prefix and the first
-/// 2 hex of the key, so whatever is posted there are at most 256 slots. Two VMs of one `vm_id` may share
-/// a slot: a later post replaces an earlier one not read yet, and that VM keeps waiting (202) until the
-/// controller posts its confirmation again.
+/// The shared-data slot a confirmation for the VM whose key is `key` is kept in: the prefix and the whole
+/// key (hex), one slot per VM. A post is stored only where that key is registered
+/// ([`registration_for_slot`]), so no slot is made for a key no VM of this filter drew; a later post for
+/// the same key replaces one not read yet.
 pub fn confirmation_slot(key: &Public) -> String {
     format!("{CONFIRMATION_SLOT_PREFIX}{}", key.hex())
 }

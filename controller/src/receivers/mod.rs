@@ -14,6 +14,7 @@ pub mod index;
 pub mod leader;
 pub mod offline;
 pub mod proxies;
+pub mod proxy_selector;
 pub mod status;
 
 use std::collections::HashSet;
