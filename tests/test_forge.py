@@ -127,25 +127,29 @@ CASES = [
 
 
 @pytest.mark.parametrize("case,name,act,status,reason", CASES, ids=[c[0] for c in CASES])
-def test_real_pushes_are_answered_as_the_readme_says(cp, gitea, repositories, case, name, act, status, reason):
+def test_real_pushes_are_answered_as_the_readme_says(cp, gitea, edge, repositories, case, name, act, status,
+                                                     reason):
     repo = repositories[name]
-    before = requested_at(cp)
+    before, answered = requested_at(cp), edge.controller.requests_answered()
     event, fields = act(gitea, repo.clone)
     delivery = gitea.delivery_of(repo.hook, event, **fields)
     assert delivery.status == status, delivery
     reply = json.loads(delivery.body)
     if reason:
         assert reply == {"status": "ignored", "reason": reason}
-        assert requested_at(cp) == before
+        assert (requested_at(cp), edge.controller.requests_answered()) == (before, answered)
     else:
         assert (reply["receiver"], reply["deliveryId"]) == (f"flux-system/{name}", delivery.uuid)
         assert requested_at(cp) == reply["targets"][0]["requestedAt"] != before
+        assert edge.controller.requests_answered() == answered + 1
 
 
 def test_a_hook_with_the_wrong_secret_is_refused_and_changes_nothing(cp, gitea, edge):
     clone = gitea.create_repository("wrong-secret")
     hook = gitea.add_webhook("wrong-secret", f"http://127.0.0.1:{edge.port}/hook/forge", "not-the-receivers-secret")
     version = cp.get(*TARGET[:3], TARGET[3])["metadata"]["resourceVersion"]
+    answered = edge.controller.requests_answered()
     delivery = gitea.delivery_of(hook, "push", after=gitea.push(clone))
     assert (delivery.succeeded, delivery.status) == (False, 401), delivery
     assert cp.get(*TARGET[:3], TARGET[3])["metadata"]["resourceVersion"] == version
+    assert edge.controller.requests_answered() == answered
