@@ -36,8 +36,8 @@ build: wasm-target
 oci: build
 	python3 tools/oci_layout.py --wasm $(WASM) --out target/oci --tag $(shell cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 
-# kube-apiserver, etcd, kustomize, Envoy Gateway, the OCI registry, eg-translate, Prometheus and promtool from
-# their Go modules, cached under $(CACHE)/bin by version.
+# kube-apiserver, etcd, kustomize, Envoy Gateway, the OCI registry, eg-translate, Prometheus, promtool and
+# Gitea from their Go modules, cached under $(CACHE)/bin by version.
 control-plane:
 	bash tests/control-plane/build.sh
 

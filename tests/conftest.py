@@ -18,12 +18,13 @@ def cp():
 
 
 def _leftover_processes() -> list[str]:
-    """Processes this test session started (Envoy, Envoy Gateway, etcd, kube-apiserver, the registry, the
+    """Processes this test session started (Envoy, Envoy Gateway, etcd, kube-apiserver, the registry, Gitea, the
     controller) still running."""
     import os
     from pathlib import Path
 
-    markers = ("hookgate-cp-", "hookgate-envoy-", "hookgate-eg-", "hookgate-registry-", "target/release/hookgate")
+    markers = ("hookgate-cp-", "hookgate-envoy-", "hookgate-eg-", "hookgate-registry-", "hookgate-forge-",
+               "target/release/hookgate")
     leftovers = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():

@@ -2,7 +2,8 @@
 # Builds (once per version) the real control-plane binaries the tests and the demo run:
 # kube-apiserver from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize,
 # envoy-gateway from github.com/envoyproxy/gateway, the OCI registry from github.com/distribution, and
-# Prometheus and promtool from github.com/prometheus/prometheus (the observability checks).
+# Prometheus and promtool from github.com/prometheus/prometheus (the observability checks), and Gitea, the
+# real forge whose own webhooks on real pushes the tests verify (tests/forge.py).
 # Binaries are cached outside the work tree, keyed by version; a second run prints their paths at once.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ REGISTRY_VERSION="${REGISTRY_VERSION:-v3.0.0}"
 # The Go module's version of Prometheus 3.16.0. Built without the `builtinassets` tag: no web UI, whose
 # assets are not in the module; the HTTP API that promtool and the tests query is all there.
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+GITEA_VERSION="${GITEA_VERSION:-v1.27.3}"
 CACHE="${HOOKGATE_CACHE:-$HOME/.cache/hookgate}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -120,6 +122,28 @@ build_eg_translate() {
   rm -rf "$dir"
 }
 
+# Gitea from code.gitea.io/gitea. `go install` refuses it (its go.mod names the module gitea.dev and has
+# replace directives), so this builds inside a copy of the downloaded module, as bench/flux/build.sh does.
+# Without the `bindata` tag Gitea reads its templates, options and public files from disk: they are kept
+# beside the binary, and tests/forge.py points STATIC_ROOT_PATH at them. SQLite is the pure-Go driver.
+build_gitea() {
+  local out="$BIN/gitea-$GITEA_VERSION" static="$CACHE/gitea-$GITEA_VERSION"
+  [ -x "$out" ] && [ -d "$static" ] && return
+  log "building gitea $GITEA_VERSION; the first build takes several minutes"
+  local dir; dir=$(cd "$(mktemp -d)" && pwd)
+  local src; src=$(cd "$dir" && go mod download -json "code.gitea.io/gitea@$GITEA_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -d "$src" ] || { log "cannot download code.gitea.io/gitea@$GITEA_VERSION"; exit 1; }
+  # The module cache is read-only.
+  cp -r "$src" "$dir/src"
+  chmod -R u+w "$dir/src"
+  # `nice`: the build is long and the machine's cores are shared with the tests.
+  (cd "$dir/src" && nice go build -trimpath -ldflags "-s -w -X main.Version=${GITEA_VERSION#v}" -o "$out.tmp" .)
+  rm -rf "$static" && mkdir -p "$static"
+  cp -r "$dir/src/templates" "$dir/src/options" "$dir/src/public" "$static/"
+  mv "$out.tmp" "$out"
+  rm -rf "$dir"
+}
+
 build_etcd
 build_kube_apiserver
 go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
@@ -130,6 +154,7 @@ go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_V
   "the first build takes several minutes"
 go_install prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION"
 build_eg_translate
+build_gitea
 echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
 echo "ETCD=$BIN/etcd-$ETCD_VERSION"
 echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
@@ -138,3 +163,5 @@ echo "REGISTRY=$BIN/registry-$REGISTRY_VERSION"
 echo "EG_TRANSLATE=$EG_TRANSLATE"
 echo "PROMTOOL=$BIN/promtool-$PROMETHEUS_VERSION"
 echo "PROMETHEUS=$BIN/prometheus-$PROMETHEUS_VERSION"
+echo "GITEA=$BIN/gitea-$GITEA_VERSION"
+echo "GITEA_STATIC=$CACHE/gitea-$GITEA_VERSION"
