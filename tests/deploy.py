@@ -42,10 +42,11 @@ ENVOY_CLIENT_TLS = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io
                     "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "ca.crt": "Y2E="}}
 
 
-def kubernetes_translation(docs: list[dict], workdir: Path) -> dict:
+def kubernetes_translation(docs: list[dict], workdir: Path, runtime_flags: tuple[str, ...] = ()) -> dict:
     """Envoy Gateway's own translation of rendered manifests `docs` as on Kubernetes (tests/eg-translate), with
-    the cluster's GatewayClass and Gateway: EnvoyPatchPolicy statuses, listeners and route configurations
-    (protobuf JSON), and errors."""
+    the cluster's GatewayClass and Gateway and Envoy Gateway's `runtime_flags` enabled (its configuration's
+    `runtimeFlags.enabled`): EnvoyPatchPolicy statuses, listeners and route configurations (protobuf JSON),
+    and errors."""
     cluster = [d for d in yaml.safe_load_all((STANDALONE / "gateway.yaml").read_text()) if d] + [ENVOY_CLIENT_TLS]
     # What Envoy Gateway watches on a cluster (the Secret operators' kinds are not in its scheme), with the
     # cluster IP the API server gives a Service.
@@ -54,7 +55,11 @@ def kubernetes_translation(docs: list[dict], workdir: Path) -> dict:
         service["spec"]["clusterIP"] = "10.96.0.10"
     source = workdir / "eg-translate-input.yaml"
     source.write_text(yaml.safe_dump_all(cluster + watched))
-    out = subprocess.run([build_binaries()["EG_TRANSLATE"], str(source)], capture_output=True, text=True, timeout=120)
+    config = workdir / "envoy-gateway.yaml"
+    config.write_text(yaml.safe_dump({"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyGateway",
+                                      "runtimeFlags": {"enabled": list(runtime_flags)}}))
+    out = subprocess.run([build_binaries()["EG_TRANSLATE"], "-config", str(config), str(source)],
+                         capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"eg-translate failed: {out.stderr}")
     return json.loads(out.stdout)

@@ -1,7 +1,9 @@
 """The examples as Envoy Gateway translates them on Kubernetes: its own translators (tests/eg-translate, built
 from its Go module) over the rendered manifests, unchanged, plus the GatewayClass and Gateway a cluster has.
 There the Wasm filter is named `envoy.filters.http.wasm/envoyextensionpolicy/<ns>/<policy>/wasm/<i>` (in
-standalone mode the kind is empty): the hold-headers patch must be Programmed under both namings."""
+standalone mode the kind is empty): the hold-headers patch must be Programmed under both namings, and under
+both of Envoy Gateway's names for the listener it patches (XDSNameSchemeV2, the default from Envoy Gateway
+1.10, names it by protocol and port)."""
 
 from __future__ import annotations
 
@@ -16,33 +18,51 @@ from harness import LISTENER_NAME, LOCAL_RATELIMIT
 HOLD_HEADERS = ("envoy-gateway-system", "hookgate-hold-headers")
 
 
-def translate(docs: list[dict], tmp_path) -> dict:
+# Envoy Gateway's names for xDS resources -> (the runtime flags that choose them, the webhook listener's name,
+# the hold-headers policy that patches it). Envoy Gateway 1.5 announced `XDSNameSchemeV2` as the default from
+# 1.10: `<protocol>-<Gateway port>`. Each scheme's policy must be Programmed and the other ResourceNotFound.
+NAME_SCHEMES = {
+    "by gateway and listener (the default up to Envoy Gateway 1.9)": ((), LISTENER_NAME, HOLD_HEADERS[1]),
+    "XDSNameSchemeV2 (the default from Envoy Gateway 1.10)": (("XDSNameSchemeV2",), "tcp-80",
+                                                              "hookgate-hold-headers-xds-v2"),
+}
+
+
+def translate(docs: list[dict], tmp_path, runtime_flags: tuple[str, ...] = ()) -> dict:
     """Envoy Gateway's translation of `docs` with the cluster's Gateway, which must raise no error."""
-    result = kubernetes_translation(docs, tmp_path)
+    result = kubernetes_translation(docs, tmp_path, runtime_flags)
     assert not result["errors"], result["errors"]
     return result
 
 
 def programmed(result: dict, namespace: str, name: str) -> dict:
-    (status,) = [p["status"] for p in result["patches"] if (p["namespace"], p["name"]) == (namespace, name)]
+    statuses = [p["status"] for p in result["patches"] if (p["namespace"], p["name"]) == (namespace, name)]
+    assert len(statuses) == 1, (f"{namespace}/{name}", [(p["namespace"], p["name"]) for p in result["patches"]])
+    (status,) = statuses
     (ancestor,) = status["ancestors"]
     return next(c for c in ancestor["conditions"] if c["type"] == "Programmed")
 
 
-def http_filters(result: dict) -> list[dict]:
-    (listener,) = result["listeners"][LISTENER_NAME]
+def http_filters(result: dict, listener_name: str = LISTENER_NAME) -> list[dict]:
+    (listener,) = result["listeners"][listener_name]
     chain = listener.get("defaultFilterChain") or listener["filterChains"][0]
     return chain["filters"][0]["typedConfig"]["httpFilters"]
 
 
+@pytest.mark.parametrize("scheme", NAME_SCHEMES)
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_on_kubernetes_the_hold_headers_patch_is_programmed_and_the_rate_limit_is_in_front(example, tmp_path):
+def test_on_kubernetes_the_hold_headers_patch_is_programmed_and_the_rate_limit_is_in_front(example, scheme,
+                                                                                           tmp_path):
+    runtime_flags, listener_name, applied = NAME_SCHEMES[scheme]
     docs = render(MANIFESTS / "examples" / example)
-    result = translate(docs, tmp_path)
-    condition = programmed(result, *HOLD_HEADERS)
-    assert condition["status"] == "True", condition
+    result = translate(docs, tmp_path, runtime_flags)
+    assert listener_name in result["listeners"], list(result["listeners"])
+    for _, _, policy in NAME_SCHEMES.values():
+        condition = programmed(result, HOLD_HEADERS[0], policy)
+        expected = ("True", "Programmed") if policy == applied else ("False", "ResourceNotFound")
+        assert (condition["status"], condition["reason"]) == expected, (policy, condition)
     policy = next(d for d in docs if d["kind"] == "EnvoyExtensionPolicy")["metadata"]
-    filters = http_filters(result)
+    filters = http_filters(result, listener_name)
     names = [f["name"] for f in filters]
     wasm_name = f"envoy.filters.http.wasm/envoyextensionpolicy/{policy['namespace']}/{policy['name']}/wasm/0"
     assert wasm_name in names, names

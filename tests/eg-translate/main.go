@@ -4,6 +4,10 @@
 // each listener and each route configuration (where per-route settings such as the rate limit's buckets
 // live), in protobuf JSON.
 //
+// With `-config FILE`, an EnvoyGateway configuration as `envoy-gateway server --config-path` reads it, its
+// runtimeFlags reach the xDS translator as in Envoy Gateway's xDS runner: `XDSNameSchemeV2` renames the
+// listeners that EnvoyPatchPolicies select by name.
+//
 // `egctl x translate` cannot show this: it has no Wasm cache, so an EnvoyExtensionPolicy with Wasm code turns
 // the route into a direct 500 and no Wasm filter is generated. Here a fixed serving URL stands in for the
 // cache's download (it takes part in neither the filter's name nor the patches). The module path lies under
@@ -13,6 +17,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +29,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
+	"github.com/envoyproxy/gateway/internal/envoygateway/config"
 	"github.com/envoyproxy/gateway/internal/gatewayapi"
 	"github.com/envoyproxy/gateway/internal/gatewayapi/resource"
 	"github.com/envoyproxy/gateway/internal/logging"
@@ -42,8 +48,8 @@ func (servedModule) Get(string, *wasm.GetOptions) (string, string, error) {
 func (servedModule) Start(context.Context) {}
 
 type patchStatus struct {
-	Namespace string              `json:"namespace"`
-	Name      string              `json:"name"`
+	Namespace string                `json:"namespace"`
+	Name      string                `json:"name"`
 	Status    *gwapiv1.PolicyStatus `json:"status"`
 }
 
@@ -55,11 +61,17 @@ type output struct {
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: eg-translate FILE")
+	configPath := flag.String("config", "", "an EnvoyGateway configuration whose runtimeFlags apply")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: eg-translate [-config FILE] FILE")
 		os.Exit(2)
 	}
-	in, err := os.ReadFile(os.Args[1])
+	runtimeFlags, err := readRuntimeFlags(*configPath)
+	if err != nil {
+		fail(err)
+	}
+	in, err := os.ReadFile(flag.Arg(0))
 	if err != nil {
 		fail(err)
 	}
@@ -91,7 +103,7 @@ func main() {
 	}
 	for key, xdsIR := range result.XdsIR {
 		// The Gateway's EnvoyProxy decides the filter order, as in Envoy Gateway's xDS runner.
-		xds := &translator.Translator{Logger: logger, FilterOrder: xdsIR.FilterOrder}
+		xds := &translator.Translator{Logger: logger, FilterOrder: xdsIR.FilterOrder, RuntimeFlags: runtimeFlags}
 		table, err := xds.Translate(context.Background(), xdsIR)
 		if err != nil {
 			out.Errors = append(out.Errors, fmt.Sprintf("%s: %v", key, err))
@@ -122,6 +134,19 @@ func main() {
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		fail(err)
 	}
+}
+
+// readRuntimeFlags reads the runtime flags of the EnvoyGateway configuration at path with Envoy Gateway's own
+// decoder; none (its defaults) without a path.
+func readRuntimeFlags(path string) (*egv1a1.RuntimeFlags, error) {
+	if path == "" {
+		return nil, nil
+	}
+	envoyGateway, err := config.Decode(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return envoyGateway.RuntimeFlags, nil
 }
 
 func fail(err error) {
