@@ -1,7 +1,9 @@
 """No delivery lost to a rollout: the controller's two replicas are restarted one after the other while a
-sender posts signed pushes every 50 ms, through the real Envoy Gateway (standalone, tests/gateway.py)
+sender posts a delivery every 50 ms, through the real Envoy Gateway (standalone, tests/gateway.py)
 translating homelab-github's route and its BackendTrafficPolicy, in front of two controller processes run
-from the example's Deployment against the real kube-apiserver. Every delivery is answered 200.
+from the example's Deployment against the real kube-apiserver. Every delivery is answered 200: signed
+pushes, which Envoy forwards on the route (and retries), and, to a second receiver, bearer deliveries
+without a body, which the filter forwards by a call of its own (and sends again).
 
 Standalone, the Backend's endpoints are static: a stopped replica stays in Envoy's load balancing (on a
 cluster, readiness and the preStop sleep take it out of the EndpointSlice first). That is the harder case:
@@ -11,6 +13,7 @@ replica closed as it drained, and only the route's retry, on another replica, sa
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -19,12 +22,20 @@ from dataclasses import dataclass
 
 import pytest
 
+import yaml
+
 import signers
-from deploy import PUSH, Delivery, Example, controller_deployment, controller_from_deployment, deploy, wait_translated
+from deploy import (MANIFESTS, PUSH, Delivery, Example, controller_deployment, controller_from_deployment, deploy,
+                    wait_translated)
 from gateway import EnvoyGateway, ModuleServer, http_code, wait
 from harness import WASM, Controller, free_port
 
-EXAMPLE = "homelab-github"
+EXAMPLE = MANIFESTS / "examples/homelab-github"
+# Beside the example's GitHub receiver: one whose sender (Argo CD's GET, Flux's curl) may send no body.
+BODYLESS_RECEIVER = {"apiVersion": "hookgate.io/v1alpha1", "kind": "Receiver",
+                     "metadata": {"name": "rollout-bodyless", "namespace": "flux-system"},
+                     "spec": {"type": "bearer", "secretRef": {"name": "hookgate-github-token", "keys": ["token"]},
+                              "targets": [{"kind": "GitRepository", "name": "flux-system"}]}}
 INTERVAL = 0.05  # between two deliveries
 DOWN = 2.0  # a replica's time between its exit and its start (a new pod takes longer)
 SETTLE = 2.0  # before, between and after the restarts
@@ -34,25 +45,31 @@ SOURCES = [f"127.0.6.{i}" for i in range(1, 251)]
 
 @dataclass
 class Sent:
+    bodyless: bool
     started: float
     status: int  # 0: no HTTP answer at all
     body: str
 
 
 class Sender:
-    """Posts a fresh signed push (its own body and delivery id) every INTERVAL seconds from a thread, one
-    at a time, until stop()."""
+    """Posts a delivery every INTERVAL seconds from a thread, one at a time, until stop(): in turn a fresh
+    signed push (its own body and delivery id) and a bearer delivery without a body."""
 
     def __init__(self, example: Example) -> None:
         self.example = example
         self.receiver = next(r for r in example.receivers if r["type"] == "github")
         self.path = example.delivery(self.receiver).path
+        bearer = next(r for r in example.receivers if r["type"] == "bearer")
+        self.bodyless = Delivery(example.delivery(bearer).path,
+                                 {"Authorization": f"Bearer {example.secret(bearer)}"}, b"")
         self.sent: list[Sent] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def delivery(self, index: int) -> Delivery:
+        if index % 2:
+            return self.bodyless
         body = json.dumps({**PUSH, "after": f"{index:040x}"}).encode()
         headers = signers.github(self.example.secret(self.receiver), body, "push", str(uuid.uuid4()))
         return Delivery(self.path, headers, body)
@@ -65,7 +82,7 @@ class Sender:
                 status, body = self.example.send(self.delivery(index), SOURCES[index % len(SOURCES)])
             except OSError as error:
                 status, body = 0, repr(error)
-            self.sent.append(Sent(started, status, body))
+            self.sent.append(Sent(index % 2 == 1, started, status, body))
             index += 1
 
     def stop(self) -> list[Sent]:
@@ -83,8 +100,14 @@ def replicas(cp, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rollout")
     port = free_port()
     example, second = None, None
+    with_bodyless = workdir / "homelab-github-and-bodyless"
+    with_bodyless.mkdir()
+    (with_bodyless / "receiver.yaml").write_text(yaml.safe_dump(BODYLESS_RECEIVER))
+    (with_bodyless / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(EXAMPLE, with_bodyless), "receiver.yaml"]}))
     try:
-        example = deploy(EXAMPLE, cp, gateway, workdir=workdir, gateway_port=port, source=SOURCES[0],
+        example = deploy(with_bodyless, cp, gateway, workdir=workdir, gateway_port=port, source=SOURCES[0],
                          wasm_code=http_code(modules.url(WASM.name), WASM))
         # The second replica: the same Deployment, ServiceAccount token and flags; a pod name of its own.
         second = controller_from_deployment(
@@ -161,11 +184,14 @@ def test_no_delivery_is_lost_while_the_replicas_restart_one_after_the_other(repl
         sent = sender.stop()
     during = [s for s in sent if any(began <= s.started <= ended for began, ended in windows)]
     lost = [s for s in sent if s.status != 200]
-    print(f"\nrollout: {len(sent)} deliveries, {len(during)} while a replica was out; answers "
-          f"{dict(Counter(s.status for s in sent))}; not 200: {len(lost)}")
+    for bodyless, kind in ((False, "with a body"), (True, "without a body")):
+        of_kind = [s for s in sent if s.bodyless == bodyless]
+        print(f"\nrollout, deliveries {kind}: {len(of_kind)}, {sum(s in during for s in of_kind)} while a replica "
+              f"was out; answers {dict(Counter(s.status for s in of_kind))}; not 200: "
+              f"{sum(s.status != 200 for s in of_kind)}")
     # The restarts happened under load: deliveries were sent while each replica was out.
     assert all(sum(b <= s.started <= e for s in sent) >= 10 for b, e in windows), (windows, len(sent))
-    assert not lost, [(s.status, s.body[:200]) for s in lost[:10]]
+    assert not lost, [(s.bodyless, s.status, s.body[:200]) for s in lost[:10]]
     # Each 200 is the controller's: the push annotated the example's targets and none failed.
     replies = [json.loads(s.body) for s in sent]
     assert all(r["annotated"] >= 1 and r["failed"] == 0 for r in replies), replies[:3]
