@@ -8,7 +8,8 @@ without a body, which the filter forwards by a call of its own (and sends again)
 Standalone, the Backend's endpoints are static: a stopped replica stays in Envoy's load balancing (on a
 cluster, readiness and the preStop sleep take it out of the EndpointSlice first). That is the harder case:
 every request Envoy sends to the stopped replica fails to connect, or finds the kept-alive connection the
-replica closed as it drained, and only the route's retry, on another replica, saves it."""
+replica closed as it drained, and only a retry on another replica saves it (the route's, or for a call the
+filter's own)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-
 import yaml
 
 import signers
@@ -192,7 +192,7 @@ def test_no_delivery_is_lost_while_the_replicas_restart_one_after_the_other(repl
     # The restarts happened under load: deliveries were sent while each replica was out.
     assert all(sum(b <= s.started <= e for s in sent) >= 10 for b, e in windows), (windows, len(sent))
     assert not lost, [(s.bodyless, s.status, s.body[:200]) for s in lost[:10]]
-    # Each 200 is the controller's: the push annotated the example's targets and none failed.
+    # Each 200 is the controller's: the delivery annotated its receiver's targets and none failed.
     replies = [json.loads(s.body) for s in sent]
     assert all(r["annotated"] >= 1 and r["failed"] == 0 for r in replies), replies[:3]
     # And the restarted replicas serve again.
