@@ -429,9 +429,11 @@ class Controller:
         self.proc = subprocess.Popen(self._argv, stdout=self._log, stderr=subprocess.STDOUT, env=self._env)
         wait_for_http(self.proc, f"http://127.0.0.1:{self.port}/healthz", 30, "controller", self.log)
 
-    def restart(self) -> None:
-        """Stops the process and starts it again: same environment, arguments, port and log."""
+    def restart(self, down: float = 0) -> None:
+        """Stops the process (SIGTERM: it drains) and starts it again `down` seconds after it exited: same
+        environment, arguments, port and log."""
         stop_process(self.proc)
+        time.sleep(down)
         self._start()
 
     def get(self, path: str) -> tuple[int, str]:

@@ -157,6 +157,39 @@ def test_the_controller_serves_receivers_and_confirms_proxies(example):
         "serviceAccountName"], "namespace": deployment["metadata"]["namespace"]}], binding["subjects"]
 
 
+# The controller's longest request: --deadline-ms's default (controller/src/serve.rs), in seconds.
+CONTROLLER_DEADLINE = 8
+
+
+def matches(selector: dict, labels: dict) -> bool:
+    return selector.get("matchLabels", {}).items() <= labels.items() and not selector.get("matchExpressions")
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_a_rollout_or_a_drain_keeps_a_controller_replica_serving(example):
+    """Every example's controller: two replicas; a rollout surges instead of stopping one first; a
+    PodDisruptionBudget over exactly its pods lets one go at a time; the replicas prefer different nodes;
+    a stopping pod sleeps (the kubelet's own action: the image has no shell) while its endpoint leaves
+    Envoy, and its grace period covers that sleep and the longest in-flight request; readiness is probed.
+    (tests/test_rollout.py shows the route's retry covering what remains.)"""
+    docs = documents(f"examples/{example}")
+    deployment = controller_deployment(docs)
+    spec, pod = deployment["spec"], deployment["spec"]["template"]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert spec["replicas"] >= 2, spec["replicas"]
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, spec["strategy"]
+    (budget,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert budget["spec"]["selector"] == spec["selector"] and matches(budget["spec"]["selector"], labels)
+    assert budget["spec"]["maxUnavailable"] == 1, budget["spec"]
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert "kubernetes.io/hostname" in spread and all(matches(c["labelSelector"], labels) for c in spread.values())
+    (container,) = pod["containers"]
+    sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < sleep and sleep + CONTROLLER_DEADLINE < pod["terminationGracePeriodSeconds"], (sleep, pod)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
 LEASE_VERBS = ["get", "list", "create", "update", "delete"]
 
 

@@ -476,8 +476,9 @@ struct HookgateHttp {
     confirming: bool,
     /// Set in live mode: the controller's cluster, for a forward sent by a call.
     controller: Option<Rc<ControllerRoute>>,
-    /// The token of this request's call to the controller, while it is awaited.
-    call: Option<u32>,
+    /// The token of this request's call to the controller, while it is awaited, and the call itself (to
+    /// send again if no replica took it).
+    call: Option<(u32, relay::Call)>,
 }
 
 impl Context for HookgateHttp {
@@ -489,21 +490,28 @@ impl Context for HookgateHttp {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if self.call != Some(token_id) {
+        let Some((_, call)) = self.call.take_if(|(token, _)| *token == token_id) else {
             return;
-        }
-        self.call = None;
+        };
         // A call that failed (reset, timeout) has no response: the host is not asked for its maps then.
         let response = (num_headers > 0).then(|| CallResponse {
             headers: hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default(),
             body_size,
         });
-        let reply = relay::reply(response, |size| {
+        let read_body = |size| {
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
                 .ok()
                 .flatten()
                 .unwrap_or_default()
-        });
+        };
+        if let Some(again) = response.as_ref().and_then(|r| call.again(r, read_body)) {
+            log::info!(
+                "hookgate: no replica of the controller took a forward sent by a call: sent again"
+            );
+            self.send_call(again);
+            return;
+        }
+        let reply = relay::reply(response, read_body);
         let label = self
             .filter
             .as_deref()
@@ -790,24 +798,33 @@ impl HookgateHttp {
             return Action::Pause;
         };
         let original = self.given_or_fetched(original);
-        let headers = relay::call_headers(forward, &controller.authority, &original);
+        self.send_call(relay::Call {
+            cluster: controller.cluster.clone(),
+            headers: relay::call_headers(forward, &controller.authority, &original),
+            body: forward.body.clone(),
+            retries: relay::CALL_RETRIES,
+        });
+        Action::Pause
+    }
+
+    /// Sends `call`; the sender is answered when it completes, or now if it cannot be sent.
+    fn send_call(&mut self, call: relay::Call) {
         match self.dispatch_http_call(
-            &controller.cluster,
-            headers
+            &call.cluster,
+            call.headers
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect(),
-            Some(&forward.body),
+            Some(&call.body),
             vec![],
             relay::CALL_TIMEOUT,
         ) {
-            Ok(token) => self.call = Some(token),
+            Ok(token) => self.call = Some((token, call)),
             Err(status) => {
                 log::warn!("hookgate: cannot call the controller's cluster: {status:?}");
                 self.send_relayed(&Relayed::unreachable());
             }
         }
-        Action::Pause
     }
 
     /// The request headers `given`, or fetched from the host if none were.

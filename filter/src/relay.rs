@@ -42,6 +42,53 @@ pub fn call_headers(
     headers
 }
 
+/// How many times a call that no replica of the controller took is sent again: as many as the route's
+/// retry gives a delivery with a body (`numRetries` in manifests/base/gateway/route/
+/// backendtrafficpolicy.yaml). The host sends a call without a route, so without the route's retry.
+pub const CALL_RETRIES: u32 = 2;
+
+/// The start of Envoy's own answer (503) when the controller's cluster gave no response headers because
+/// the connection was refused or reset: `... reset reason: <why>` follows.
+const NOT_DELIVERED: &[u8] = b"upstream connect error or disconnect/reset before headers";
+
+/// The longest such answer read: Envoy's reason is short; a longer body is someone else's.
+const NOT_DELIVERED_MAX_BYTES: usize = 512;
+
+/// A forward sent by a call, kept to be sent again while [`not_delivered`] (the same attested request,
+/// as the route's retry sends the same bytes again: a replica that refused the connection never saw it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// How many more times it may be sent.
+    pub retries: u32,
+}
+
+impl Call {
+    /// The call to send again after a `response` no replica gave, if any retry is left.
+    pub fn again(
+        self,
+        response: &CallResponse,
+        read_body: impl FnOnce(usize) -> Vec<u8>,
+    ) -> Option<Self> {
+        (self.retries > 0 && not_delivered(response, read_body)).then(|| Self {
+            retries: self.retries - 1,
+            ..self
+        })
+    }
+}
+
+/// Whether `response` is Envoy's own 503 for a call no replica of the controller took (connection refused,
+/// or reset before the response's headers): what the route's retry (`connect-failure`, `reset`) repeats.
+/// Not a timeout (no response at all: the controller may still be working on it), nor any answer of the
+/// controller's, 503 included.
+pub fn not_delivered(response: &CallResponse, read_body: impl FnOnce(usize) -> Vec<u8>) -> bool {
+    status_of(&response.headers) == Some(503)
+        && (NOT_DELIVERED.len()..=NOT_DELIVERED_MAX_BYTES).contains(&response.body_size)
+        && read_body(response.body_size).starts_with(NOT_DELIVERED)
+}
+
 /// What the host reports of the call's response: `None` when the call failed (no connection, reset,
 /// timeout).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,5 +269,53 @@ mod tests {
             Relayed::unreachable().body,
             br#"{"error":"controller unreachable"}"#
         );
+    }
+
+    #[test]
+    fn only_envoys_answer_for_a_call_no_replica_took_is_sent_again() {
+        let response = |status: &str, body: &[u8]| {
+            let headers = vec![(":status".to_string(), status.as_bytes().to_vec())];
+            (
+                CallResponse {
+                    headers,
+                    body_size: body.len(),
+                },
+                body.to_vec(),
+            )
+        };
+        let refused = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
+        let reset = b"upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+        let overloaded =
+            br#"{"error":"too many requests inside the window","reason":"overloaded"}"#;
+        let long = [refused.as_slice(), &[b' '; 512]].concat();
+        #[rustfmt::skip]
+        let cases = [
+            ("connection refused",         response("503", refused), true),
+            ("reset before the headers",   response("503", reset), true),
+            ("the controller's 503",       response("503", overloaded), false),
+            ("the controller's 200",       response("200", b"{}"), false),
+            ("Envoy's 504 (timeout)",      response("504", b"upstream request timeout"), false),
+            ("the reason under another status", response("502", refused), false),
+            ("a longer body",              response("503", &long), false),
+        ];
+        for (case, (response, body), expected) in cases {
+            let call = Call {
+                cluster: "c".into(),
+                headers: vec![],
+                body: b"attested".to_vec(),
+                retries: 1,
+            };
+            let again = call.clone().again(&response, |size| body[..size].to_vec());
+            assert_eq!(again.is_some(), expected, "{case}");
+            if let Some(again) = again {
+                assert_eq!((again.retries, &again.body), (0, &call.body), "{case}");
+                let spent = Call { retries: 0, ..call };
+                assert_eq!(
+                    spent.again(&response, |size| body[..size].to_vec()),
+                    None,
+                    "{case}: no retry left"
+                );
+            }
+        }
     }
 }
