@@ -757,13 +757,15 @@ impl HookgateHttp {
         }
     }
 
-    /// A refusal before any receiver is known (unknown path, or no valid configuration).
+    /// A refusal before any receiver is known (unknown path, or no valid configuration). Logged at warn,
+    /// as a receiver's refusals: Envoy Gateway runs its proxies' Wasm logs at warn, and a path moved by a
+    /// token change is seen first here. The rate limit in front of the filter caps the lines per client.
     fn reject_unmatched(&mut self, rejection: Rejection) -> Action {
         self.metrics
             .increment(None, Counted::Rejected(rejection), || {
                 unmatched_metric_name(rejection)
             });
-        log::info!(
+        log::warn!(
             "hookgate: rejected with {}: {}",
             rejection.status(),
             rejection.reason()
