@@ -766,11 +766,15 @@ def test_every_refusal_is_logged_at_envoy_gateways_default_level(edge_at_gateway
     assert "accepted event" not in edge.log()
 
 
-def test_an_unconfigured_filter_logs_each_refusal_at_envoy_gateways_default_level(upstream):
+def test_an_unconfigured_filter_counts_from_zero_and_logs_each_refusal_at_envoy_gateways_default_level(upstream):
     config = {**BOOTSTRAP, "controllerKeys": []}
     bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
                                 filter_config=config)
     with Envoy(bootstrap, {}, log_level=ENVOY_GATEWAY_LOG_LEVEL) as proxy:
+        # Counted from 0 before the first refusal, so that the alerts' `increase()` sees that one too.
+        for reason in ("not_configured", "unknown_path"):
+            zero = f'hookgate_deliveries_total{{namespace="",receiver="",outcome="rejected",reason="{reason}"}} 0'
+            assert zero in proxy.stats_prometheus().splitlines(), reason
         status, _ = send(proxy.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
         assert status == 503
         logged = "hookgate: rejected with 503: filter configuration invalid"

@@ -53,22 +53,37 @@ impl Metrics {
         outcome: Counted,
         name: impl FnOnce() -> String,
     ) {
-        let mut ids = self.0.borrow_mut();
-        let id = match ids.get(&(receiver, outcome)) {
-            Some(id) => *id,
-            None => {
-                let name = name();
-                match proxy_wasm::hostcalls::define_metric(MetricType::Counter, &name) {
-                    Ok(id) => *ids.entry((receiver, outcome)).or_insert(id),
-                    Err(status) => {
-                        log::debug!("cannot define metric {name}: {status:?}");
-                        return;
-                    }
-                }
-            }
+        let Some(id) = self.define(receiver, outcome, name) else {
+            return;
         };
         if let Err(status) = proxy_wasm::hostcalls::increment_metric(id, 1) {
             log::debug!("cannot increment metric {id}: {status:?}");
+        }
+    }
+
+    /// The counter of `outcome` for `receiver`, defined (at 0) as `name()` if it is not yet; `None`
+    /// (logged) if the host refuses.
+    fn define(
+        &self,
+        receiver: Option<ReceiverId>,
+        outcome: Counted,
+        name: impl FnOnce() -> String,
+    ) -> Option<u32> {
+        let mut ids = self.0.borrow_mut();
+        if let Some(id) = ids.get(&(receiver, outcome)) {
+            return Some(*id);
+        }
+        let id = define_metric(MetricType::Counter, &name())?;
+        Some(*ids.entry((receiver, outcome)).or_insert(id))
+    }
+
+    /// Defines the counters of the refusals before any receiver matched, so that they read 0 until the
+    /// first: a counter that appears at 1 hides that refusal from the alerts' `increase()`.
+    fn define_unmatched(&self) {
+        for rejection in [Rejection::NotConfigured, Rejection::UnknownPath] {
+            self.define(None, Counted::Rejected(rejection), || {
+                unmatched_metric_name(rejection)
+            });
         }
     }
 }
@@ -181,6 +196,7 @@ impl RootContext for HookgateRoot {
             proxy_wasm::set_log_level(level);
         }
         self.metrics = Rc::default();
+        self.metrics.define_unmatched();
         self.live = None;
         self.enrollment = None;
         self.controller = None;
