@@ -135,7 +135,8 @@ const ALERTED_REFUSALS: [&str; 2] = ["unauthorized", "replayed"];
 /// scrape, and `increase()` never sees that increment.
 fn count_from_zero(family: &Family<OutcomeLabels, Counter>, outcomes: &[&str]) {
     for outcome in outcomes {
-        family.get_or_create(&OutcomeLabels {
+        // Creating is the point; the read guard returned is released at once.
+        let _ = family.get_or_create(&OutcomeLabels {
             outcome: (*outcome).into(),
         });
     }
