@@ -781,6 +781,21 @@ def test_an_unconfigured_filter_counts_from_zero_and_logs_each_refusal_at_envoy_
         wait(lambda: logged in proxy.log(), 5, logged, lambda: proxy.log()[-3000:])
 
 
+def test_a_filter_that_cannot_reach_the_controller_says_so_at_envoy_gateways_default_level(upstream):
+    """At warn, so the operator of Envoy Gateway sees it; once per VM (the main thread's and the worker's)
+    when it starts failing, not once per call."""
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
+                                filter_config=BOOTSTRAP, controller_port=free_port())
+    with Envoy(bootstrap, {}, log_level=ENVOY_GATEWAY_LOG_LEVEL) as proxy:
+        logged = "hookgate: cannot fetch the configuration: "
+        wait(lambda: logged in proxy.log(), 10, logged, lambda: proxy.log()[-3000:])
+        time.sleep(1)
+        once = proxy.log().count(logged)
+        # The filter asks again every few seconds meanwhile.
+        time.sleep(4)
+        assert proxy.log().count(logged) == once <= 2, proxy.log()[-3000:]
+
+
 def test_metrics_count_per_receiver_outcome(edge, upstream):
     before = edge.stats_prometheus()
     send(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH)

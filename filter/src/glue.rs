@@ -405,8 +405,8 @@ impl Live {
         }
     }
 
-    /// Logs and counts `answer`; the configuration to serve if it brought one. A failure is logged at info
-    /// when it starts or its reason changes (and when it ends), else at debug: not once per call.
+    /// Logs and counts `answer`; the configuration to serve if it brought one. A failure is logged at warn
+    /// when it starts or its reason changes (its end at info), else at debug: not once per call.
     fn settle(&self, answer: Answer, before: Before, serving: bool) -> Option<Config> {
         match answer {
             Answer::Applied(config, generation) => {
@@ -448,7 +448,9 @@ impl Live {
                 if before.failing.as_deref() == Some(reason.as_str()) {
                     log::debug!("hookgate: cannot fetch the configuration: {reason}");
                 } else {
-                    log::info!("hookgate: cannot fetch the configuration: {reason}; {serving}");
+                    // At warn: Envoy Gateway's proxies log Wasm at warn, and this is the one line
+                    // that says the controller cannot be reached.
+                    log::warn!("hookgate: cannot fetch the configuration: {reason}; {serving}");
                 }
                 None
             }
