@@ -730,6 +730,72 @@ def test_rejections_are_logged_with_the_reason_and_never_the_secret(edge, upstre
         assert value not in log
 
 
+# Envoy Gateway starts its proxies with `--log-level warn` (EnvoyProxy `spec.logging.level`, default
+# `DefaultEnvoyProxyLoggingLevel` in its api/v1alpha1) and `--component-log-level misc:error`, which leaves
+# the `wasm` component at warn: a line below it never reaches the proxy's log.
+ENVOY_GATEWAY_LOG_LEVEL = "warn"
+
+
+@pytest.fixture(scope="module")
+def edge_at_gateway_log_level(cp, upstream, tmp_path_factory):
+    with served_edge(cp, tmp_path_factory.mktemp("edge-warn"), upstream_port=upstream.port,
+                     log_level=ENVOY_GATEWAY_LOG_LEVEL) as served:
+        yield served.envoy
+
+
+# (name, path, signed with, the line Envoy Gateway's proxy must log)
+REFUSALS_LOGGED = [
+    ("signature mismatch", GITHUB_PATH, "wrong", f"receiver {NS}/webapp: rejected with 401: signature mismatch"),
+    ("unknown path", "/hook/moved-after-a-token-change", SECRETS["GH_NEW"],
+     "hookgate: rejected with 404: unknown webhook path"),
+]
+
+
+@pytest.mark.parametrize("path,secret,logged", [c[1:] for c in REFUSALS_LOGGED], ids=[c[0] for c in REFUSALS_LOGGED])
+def test_every_refusal_is_logged_at_envoy_gateways_default_level(edge_at_gateway_log_level, upstream, path, secret,
+                                                                 logged):
+    edge = edge_at_gateway_log_level
+    upstream.reset()
+    status, _ = send(edge.port, path, signers.github(secret, GITHUB_PUSH), GITHUB_PUSH)
+    assert status in (401, 404)
+    wait(lambda: logged in edge.log(), 5, logged, lambda: edge.log()[-3000:])
+    # An accepted delivery stays below warn: one line per delivery only where the operator asked for info.
+    status, _ = send(edge.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
+    assert status == 200
+    time.sleep(0.2)
+    assert "accepted event" not in edge.log()
+
+
+def test_an_unconfigured_filter_counts_from_zero_and_logs_each_refusal_at_envoy_gateways_default_level(upstream):
+    config = {**BOOTSTRAP, "controllerKeys": []}
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
+                                filter_config=config)
+    with Envoy(bootstrap, {}, log_level=ENVOY_GATEWAY_LOG_LEVEL) as proxy:
+        # Counted from 0 before the first refusal, so that the alerts' `increase()` sees that one too.
+        for reason in ("not_configured", "unknown_path"):
+            zero = f'hookgate_deliveries_total{{namespace="",receiver="",outcome="rejected",reason="{reason}"}} 0'
+            assert zero in proxy.stats_prometheus().splitlines(), reason
+        status, _ = send(proxy.port, GITHUB_PATH, signers.github(SECRETS["GH_NEW"], GITHUB_PUSH), GITHUB_PUSH)
+        assert status == 503
+        logged = "hookgate: rejected with 503: filter configuration invalid"
+        wait(lambda: logged in proxy.log(), 5, logged, lambda: proxy.log()[-3000:])
+
+
+def test_a_filter_that_cannot_reach_the_controller_says_so_at_envoy_gateways_default_level(upstream):
+    """At warn, so the operator of Envoy Gateway sees it; once per VM (the main thread's and the worker's)
+    when it starts failing, not once per call."""
+    bootstrap = envoy_bootstrap(listen_port=free_port(), admin_port=free_port(), upstream_port=upstream.port,
+                                filter_config=BOOTSTRAP, controller_port=free_port())
+    with Envoy(bootstrap, {}, log_level=ENVOY_GATEWAY_LOG_LEVEL) as proxy:
+        logged = "hookgate: cannot fetch the configuration: "
+        wait(lambda: logged in proxy.log(), 10, logged, lambda: proxy.log()[-3000:])
+        time.sleep(1)
+        once = proxy.log().count(logged)
+        # The filter asks again every few seconds meanwhile.
+        time.sleep(4)
+        assert proxy.log().count(logged) == once <= 2, proxy.log()[-3000:]
+
+
 def test_metrics_count_per_receiver_outcome(edge, upstream):
     before = edge.stats_prometheus()
     send(edge.port, GITHUB_PATH, signers.github("wrong", GITHUB_PUSH), GITHUB_PUSH)

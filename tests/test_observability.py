@@ -7,7 +7,8 @@
   `hookgate_deliveries_total{namespace,receiver,outcome,reason}` through the EnvoyProxy's tag extractors,
   parsed by a Prometheus client library, one series per receiver for two receivers whose names differ only
   in `-` versus `.`; a real Prometheus scrapes Envoy and the controller, and every query of the dashboard
-  evaluates there with promtool to series with numbers."""
+  evaluates there with promtool to series with numbers. The alerts on the controller's refusals, on Envoy
+  failing to reach it and on unknown-path spikes are silent there, and find each fault once it is made."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ import json
 import math
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster import build_binaries
-from gateway import render
-from harness import ROOT
+from deploy import Delivery
+from gateway import render, wait
+from harness import FORWARD_PATH, ROOT, stop_process
 
 sys.path.insert(0, str(ROOT / "tools"))
 import observability  # noqa: E402
@@ -119,3 +123,65 @@ def test_prometheus_scraped_the_labels_as_envoy_shows_them(run):
     assert out.returncode == 0, out.stderr
     receivers = {s["metric"]["receiver"] for s in json.loads(out.stdout)}
     assert receivers == {"gitops-repo", TWIN, "rollback"}, out.stdout
+
+
+def alert_expression(name: str) -> str:
+    (expr,) = [rule["expr"] for group in observability.rules()["groups"] for rule in group["rules"]
+               if rule.get("alert") == name]
+    return expr
+
+
+def firing(run, name: str) -> list[dict]:
+    """The series the alert's expression finds on the run's Prometheus now (its `for` aside)."""
+    out = promtool("query", "instant", "-o", "json", run.prometheus.url, alert_expression(name))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def post_unattested(run) -> None:
+    """A reconcile request without attestation, straight to the controller: refused as `unauthorized`."""
+    request = urllib.request.Request(f"http://127.0.0.1:{run.example.controller.port}{FORWARD_PATH}",
+                                     data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+
+
+def deliveries_to_a_moved_path(run) -> None:
+    for _ in range(8):
+        run.example.send(Delivery("/hook/moved-by-a-token-change", {}, b"{}"))
+
+
+def deliveries_with_the_controller_stopped(run) -> None:
+    controller = run.example.controller
+    stop_process(controller.proc)
+    try:
+        receiver = next(r for r in run.example.receivers if r.get("action") != "dispatch")
+        statuses = []
+        for _ in range(3):
+            settle(1.1)
+            statuses.append(run.example.send(run.example.delivery(receiver))[0])
+        assert set(statuses) <= {503, 504}, statuses
+        # Before the controller is back (its restart makes the failures stop growing, not vanish).
+        wait(lambda: firing(run, "HookgateControllerUnreachable"), 30, "HookgateControllerUnreachable firing")
+    finally:
+        controller.restart()
+
+
+# (alert, what makes it fire, the labels it fires with). In this order: the last stops the controller.
+REAL_RUN_ALERTS = [
+    ("HookgateControllerRefusesEnvoy", post_unattested, {"outcome": "unauthorized", "request": "attested"}),
+    ("HookgateUnknownPathSpike", deliveries_to_a_moved_path, {}),
+    ("HookgateControllerUnreachable", deliveries_with_the_controller_stopped, {}),
+]
+
+
+def test_alerts_find_the_series_of_envoy_and_the_controller_on_the_real_run(run):
+    """Each alert's expression, on the real scrape of Envoy Gateway's proxy and the controller (no `pod` or
+    `namespace` target labels here: a static scrape), is silent on the run and finds the fault once made."""
+    run, _ = run
+    for name, make_fault, labels in REAL_RUN_ALERTS:
+        assert firing(run, name) == [], name
+        make_fault(run)
+        found = wait(lambda: firing(run, name), 30, f"{name} firing")
+        assert [series["metric"] for series in found] == [labels], (name, found)

@@ -105,6 +105,9 @@ impl Default for Metrics {
             api_errors.clone(),
         );
         let live = LiveMetrics::register(&mut registry);
+        for family in [&requests, &live.requests] {
+            count_from_zero(family, &ALERTED_REFUSALS);
+        }
         Self {
             registry,
             requests,
@@ -121,6 +124,21 @@ impl Default for Metrics {
             receivers: live.receivers,
             confirmations_refused: live.confirmations_refused,
         }
+    }
+}
+
+/// Outcomes of Envoy's requests that the alerts watch (`HookgateControllerRefusesEnvoy`): the reasons of
+/// `Error::Unauthorized` and `Error::Replayed`, and of the configuration endpoint's refusals.
+const ALERTED_REFUSALS: [&str; 2] = ["unauthorized", "replayed"];
+
+/// Creates `outcomes` in `family` at 0: a series that appears at its first increment reads 1 in its first
+/// scrape, and `increase()` never sees that increment.
+fn count_from_zero(family: &Family<OutcomeLabels, Counter>, outcomes: &[&str]) {
+    for outcome in outcomes {
+        // Creating is the point; the read guard returned is released at once.
+        let _ = family.get_or_create(&OutcomeLabels {
+            outcome: (*outcome).into(),
+        });
     }
 }
 
@@ -311,6 +329,21 @@ fn count_api_error<B, E>(metrics: &Metrics, result: &Result<http::Response<B>, E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The refusals of Envoy's requests that the alerts watch read 0 before the first: a series born at 1
+    /// would hide that first refusal from `increase()`.
+    #[test]
+    fn refusals_of_envoys_requests_are_counted_from_zero() {
+        let text = Metrics::default().encode();
+        for line in [
+            r#"hookgate_requests_total{outcome="unauthorized"} 0"#,
+            r#"hookgate_requests_total{outcome="replayed"} 0"#,
+            r#"hookgate_configuration_requests_total{outcome="unauthorized"} 0"#,
+            r#"hookgate_configuration_requests_total{outcome="replayed"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
 
     /// The receivers gauge says the kind of each receiver; a reason no receiver has any more reads 0.
     #[test]

@@ -53,22 +53,37 @@ impl Metrics {
         outcome: Counted,
         name: impl FnOnce() -> String,
     ) {
-        let mut ids = self.0.borrow_mut();
-        let id = match ids.get(&(receiver, outcome)) {
-            Some(id) => *id,
-            None => {
-                let name = name();
-                match proxy_wasm::hostcalls::define_metric(MetricType::Counter, &name) {
-                    Ok(id) => *ids.entry((receiver, outcome)).or_insert(id),
-                    Err(status) => {
-                        log::debug!("cannot define metric {name}: {status:?}");
-                        return;
-                    }
-                }
-            }
+        let Some(id) = self.define(receiver, outcome, name) else {
+            return;
         };
         if let Err(status) = proxy_wasm::hostcalls::increment_metric(id, 1) {
             log::debug!("cannot increment metric {id}: {status:?}");
+        }
+    }
+
+    /// The counter of `outcome` for `receiver`, defined (at 0) as `name()` if it is not yet; `None`
+    /// (logged) if the host refuses.
+    fn define(
+        &self,
+        receiver: Option<ReceiverId>,
+        outcome: Counted,
+        name: impl FnOnce() -> String,
+    ) -> Option<u32> {
+        let mut ids = self.0.borrow_mut();
+        if let Some(id) = ids.get(&(receiver, outcome)) {
+            return Some(*id);
+        }
+        let id = define_metric(MetricType::Counter, &name())?;
+        Some(*ids.entry((receiver, outcome)).or_insert(id))
+    }
+
+    /// Defines the counters of the refusals before any receiver matched, so that they read 0 until the
+    /// first: a counter that appears at 1 hides that refusal from the alerts' `increase()`.
+    fn define_unmatched(&self) {
+        for rejection in [Rejection::NotConfigured, Rejection::UnknownPath] {
+            self.define(None, Counted::Rejected(rejection), || {
+                unmatched_metric_name(rejection)
+            });
         }
     }
 }
@@ -181,6 +196,7 @@ impl RootContext for HookgateRoot {
             proxy_wasm::set_log_level(level);
         }
         self.metrics = Rc::default();
+        self.metrics.define_unmatched();
         self.live = None;
         self.enrollment = None;
         self.controller = None;
@@ -389,8 +405,8 @@ impl Live {
         }
     }
 
-    /// Logs and counts `answer`; the configuration to serve if it brought one. A failure is logged at info
-    /// when it starts or its reason changes (and when it ends), else at debug: not once per call.
+    /// Logs and counts `answer`; the configuration to serve if it brought one. A failure is logged at warn
+    /// when it starts or its reason changes (its end at info), else at debug: not once per call.
     fn settle(&self, answer: Answer, before: Before, serving: bool) -> Option<Config> {
         match answer {
             Answer::Applied(config, generation) => {
@@ -432,7 +448,9 @@ impl Live {
                 if before.failing.as_deref() == Some(reason.as_str()) {
                     log::debug!("hookgate: cannot fetch the configuration: {reason}");
                 } else {
-                    log::info!("hookgate: cannot fetch the configuration: {reason}; {serving}");
+                    // At warn: Envoy Gateway's proxies log Wasm at warn, and this is the one line
+                    // that says the controller cannot be reached.
+                    log::warn!("hookgate: cannot fetch the configuration: {reason}; {serving}");
                 }
                 None
             }
@@ -765,13 +783,15 @@ impl HookgateHttp {
         }
     }
 
-    /// A refusal before any receiver is known (unknown path, or no valid configuration).
+    /// A refusal before any receiver is known (unknown path, or no valid configuration). Logged at warn,
+    /// as a receiver's refusals: Envoy Gateway runs its proxies' Wasm logs at warn, and a path moved by a
+    /// token change is seen first here. The rate limit in front of the filter caps the lines per client.
     fn reject_unmatched(&mut self, rejection: Rejection) -> Action {
         self.metrics
             .increment(None, Counted::Rejected(rejection), || {
                 unmatched_metric_name(rejection)
             });
-        log::info!(
+        log::warn!(
             "hookgate: rejected with {}: {}",
             rejection.status(),
             rejection.reason()
