@@ -61,7 +61,8 @@ OTHER_NAME_SCHEME = "envoy-gateway-system/hookgate-hold-headers-xds-v2"
 
 
 def test_every_policy_is_accepted_and_every_patch_programmed(example):
-    """A JSONPath that matches nothing is Accepted but `Programmed: False`, and every delivery then hangs:
+    """A JSONPath that matches nothing is Accepted but `Programmed: False`, and the filter is then never
+    configured (every delivery gets 503):
     Envoy Gateway's own status says whether the hold-headers patch applied."""
     keys = policy_keys(example)
     assert ("EnvoyPatchPolicy", "envoy-gateway-system/hookgate-hold-headers") in keys
