@@ -115,10 +115,21 @@ fn visible_headers(headers: &Headers) -> hookgate_cel::Value {
     string_map(values.iter().map(|(name, value)| (*name, value.as_str())))
 }
 
-/// The payload as a filter reads it: the body's JSON, or `{}` when the body is not JSON (as Flux).
-pub fn payload(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::Object(Default::default()))
+/// The payload as a filter reads it: the body's JSON, or `{}` when the body is not JSON (as Flux). A JSON
+/// body nested deeper than the parser follows (128 levels; Go's follows 10,000) is refused rather than
+/// read as `{}`, where `!has(req.skip)` would be true of a body that has `skip`.
+pub fn payload(body: &[u8]) -> Result<Value, TooDeep> {
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        // serde_json names this error only in its text.
+        Err(error) if error.to_string().starts_with("recursion limit exceeded") => Err(TooDeep),
+        Err(_) => Ok(Value::Object(Default::default())),
+    }
 }
+
+/// A JSON body nested deeper than the filters' parser follows.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooDeep;
 
 /// Compiles a target filter (`resourceFilter`, `targets[].filter`) as the controller will, and returns the
 /// payload fields it reads: the attested request carries those, and no other part of the payload.
@@ -132,5 +143,36 @@ pub fn target_filter_reads(source: &str) -> Result<Vec<Vec<String>>, CompileErro
              (req.a.b), the only parts forwarded to the controller"
                 .into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_too_deep_to_read_is_refused_not_read_as_empty() {
+        let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        let cases = [
+            (
+                "JSON",
+                br#"{"skip":true}"#.to_vec(),
+                Ok(serde_json::json!({"skip": true})),
+            ),
+            ("not JSON", b"skip=true".to_vec(), Ok(serde_json::json!({}))),
+            (
+                "nested 100 deep",
+                format!(r#"{{"a":{},"skip":true}}"#, deep(100)).into_bytes(),
+                Ok(serde_json::from_str(&format!(r#"{{"a":{},"skip":true}}"#, deep(100))).unwrap()),
+            ),
+            (
+                "nested 200 deep",
+                format!(r#"{{"a":{},"skip":true}}"#, deep(200)).into_bytes(),
+                Err(TooDeep),
+            ),
+        ];
+        for (case, body, expected) in cases {
+            assert_eq!(payload(&body), expected, "{case}");
+        }
     }
 }

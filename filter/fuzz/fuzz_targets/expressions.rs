@@ -14,8 +14,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(source) = std::str::from_utf8(source) else { return };
     let _ = target_filter_reads(source);
+    let Ok(payload) = payload(body) else { return };
     if let Ok(filter) = EdgeFilter::compile(source) {
         let headers = Headers::new([("x-github-event", "push"), ("content-type", "application/json")]);
-        let _ = filter.accepts(Some("push"), &headers, &payload(body));
+        let _ = filter.accepts(Some("push"), &headers, &payload);
     }
 });

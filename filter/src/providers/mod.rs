@@ -224,7 +224,7 @@ pub trait Provider: Sync + std::fmt::Debug {
     /// What CEL filters see as `req` (the receiver's `filter`, and the target filters' fields forwarded to
     /// the controller): the body's JSON, or what Flux gives its filters where it unwraps the body first.
     fn filter_payload(&self, delivery: &Delivery) -> Result<Value, Rejection> {
-        Ok(crate::cel::payload(delivery.body))
+        crate::cel::payload(delivery.body).map_err(|_| Rejection::MalformedPayload)
     }
 }
 
