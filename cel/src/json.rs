@@ -32,9 +32,11 @@ pub fn from_json_object(fields: &JsonMap<String, Json>) -> Value {
 
 /// The parts of `payload` at `paths` (object keys from the top), in an object of the same shape, on
 /// which every expression that reads only those paths answers as on the whole payload. For each path,
-/// the deepest part of it that exists is copied: its value when that is not an object (`null`, a
-/// scalar, a list: `has(req.a.b)` is false on `{"a": null}`, an error on `{"a": []}`), or the chain of
-/// objects down to it, without their other keys, when the object lacks the path's next key.
+/// the deepest part of it that exists is copied: the value at its end, whole; a value it only passes
+/// through that is not an object (`null`, a scalar, a list), emptied to its kind, since every read through
+/// it answers alike whatever it holds (`has(req.a.b)` is false on `{"a": 5}`, `req.a.b` an error on
+/// `{"a": [...]}`); or the chain of objects down to it, without their other keys, when the object lacks
+/// the path's next key.
 pub fn prune(payload: &Json, paths: &[Vec<String>]) -> Json {
     let mut pruned = Json::Object(JsonMap::new());
     for path in paths {
@@ -52,12 +54,21 @@ fn copy_path(payload: &Json, pruned: &mut Json, path: &[String]) {
             return;
         };
         let Some(value) = fields.get(key) else { return };
-        target = into.entry(key.clone()).or_insert_with(|| match value {
-            Json::Object(_) => Json::Object(JsonMap::new()),
-            other => other.clone(),
-        });
+        target = into.entry(key.clone()).or_insert_with(|| emptied(value));
         source = value;
     }
     // The whole value at the path is read (a superset of what other paths copied into it).
     *target = source.clone();
+}
+
+/// A value of `value`'s kind holding nothing of it (see [`prune`]).
+fn emptied(value: &Json) -> Json {
+    match value {
+        Json::Object(_) => Json::Object(JsonMap::new()),
+        Json::Array(_) => Json::Array(Vec::new()),
+        Json::String(_) => Json::String(String::new()),
+        Json::Number(_) => Json::from(0),
+        Json::Bool(_) => Json::Bool(false),
+        Json::Null => Json::Null,
+    }
 }

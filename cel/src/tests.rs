@@ -388,11 +388,22 @@ fn pruning_keeps_only_the_paths_read() {
             vec![path(&["missing", "x"])],
             json!({}),
         ),
-        // `req.scalar.x` is an error and `has(req.scalar.x)` false on both.
+        // `req.scalar.x` is an error and `has(req.scalar.x)` false whatever the scalar: nothing of it
+        // is forwarded.
         (
             "through a scalar",
             vec![path(&["scalar", "x"])],
-            json!({"scalar": 5}),
+            json!({"scalar": 0}),
+        ),
+        (
+            "through a list, nothing of it",
+            vec![path(&["list", "x"])],
+            json!({"list": []}),
+        ),
+        (
+            "through a string, nothing of it",
+            vec![path(&["tag", "x"])],
+            json!({"tag": ""}),
         ),
         (
             "a prefix covers a longer path",
