@@ -7,10 +7,13 @@ delivery shows the edge accepted each one."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import secrets
 import shutil
 import statistics
+import subprocess
 import threading
 import time
 import urllib.error
@@ -22,6 +25,7 @@ import pytest
 from forge import USER, Delivery, Gitea
 from gateway import wait
 from gitops import git_repository
+from harness import CONTROLLER, ROOT
 from served import ServedEdge, receiver, secret
 
 import signers
@@ -51,12 +55,29 @@ def edge(cp, tmp_path_factory):
         yield served
 
 
-def replace_secret(cp, data: dict[str, str]) -> None:
-    """The whole Secret replaced, as `kubectl replace` does: a key left out is removed."""
-    path = cp.resource_path("v1", "Secret", NAMESPACE, SECRET_NAME)
-    version = cp.ok("GET", path)["metadata"]["resourceVersion"]
-    cp.ok("PUT", path, {**secret(SECRET_NAME, NAMESPACE, data),
-                        "metadata": {"name": SECRET_NAME, "namespace": NAMESPACE, "resourceVersion": version}})
+# The README's commands for the receiver's Secret ("Rotating a secret without downtime"), run as written.
+ADD_NEXT = r'kubectl -n "$NS" patch secret "$SECRET" --type merge -p "{\"stringData\":{\"next\":\"$NEW\"}}"'
+LIVE_CHECK = r'hookgate send --type "$TYPE" --event ping --url "$URL" --secret-env NEW'
+PROMOTE_NEXT = r'''kubectl -n "$NS" patch secret "$SECRET" --type json -p "[{\"op\":\"replace\",\"path\":\"/data/token\",
+  \"value\":\"$(printf %s "$NEW" | base64 -w0)\"},{\"op\":\"remove\",\"path\":\"/data/next\"}]"'''
+
+
+def test_the_secret_commands_run_here_are_the_readmes():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Rotating a secret without downtime"):]
+    assert all(command in section for command in (ADD_NEXT, LIVE_CHECK, PROMOTE_NEXT))
+
+
+def run_documented(cp, workdir: Path, command: str, url: str = "") -> subprocess.CompletedProcess:
+    env = {"PATH": f"{CONTROLLER.parent}:{os.environ['PATH']}", "NS": NAMESPACE, "SECRET": SECRET_NAME,
+           "NEW": NEW, "TYPE": "gitea", "URL": url,
+           "KUBECONFIG": str(cp.kubeconfig(cp.admin_token, workdir / "kubeconfig"))}
+    return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+
+
+def secret_keys(cp) -> dict[str, str]:
+    data = cp.ok("GET", cp.resource_path("v1", "Secret", NAMESPACE, SECRET_NAME))["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
 
 class Prober:
@@ -77,6 +98,16 @@ class Prober:
             status = error.code
         self.refused += status == 401
         return status
+
+    def until_sent(self, send, what: str) -> float:
+        """Seconds until `hookgate send` (run by `send`) is answered 200; it prints the status first."""
+        def answered() -> bool:
+            status = int(send().stdout.split(" ", 1)[0])
+            self.refused += status == 401
+            return status == 200
+        start = time.monotonic()
+        wait(answered, 30, what)
+        return time.monotonic() - start
 
     def until(self, secret_value: str, status: int, what: str) -> float:
         """Seconds until a delivery signed with `secret_value` is answered `status`."""
@@ -168,7 +199,7 @@ def report(pusher: Pusher, old: dict, new: dict, commits: list[str], answers: li
             f" {both} pushes by both; answers { {s: answers.count(s) for s in sorted(set(answers))} }")
 
 
-def test_rotating_a_gitea_hooks_secret_under_a_push_every_200ms_refuses_no_delivery(cp, gitea, edge):
+def test_rotating_a_gitea_hooks_secret_under_a_push_every_200ms_refuses_no_delivery(cp, gitea, edge, tmp_path):
     clone = gitea.create_repository("rotating")
     url = f"http://127.0.0.1:{edge.port}{PATH}"
     old_hook = gitea.add_webhook("rotating", url, OLD)
@@ -181,8 +212,10 @@ def test_rotating_a_gitea_hooks_secret_under_a_push_every_200ms_refuses_no_deliv
     try:
         time.sleep(1)
         # 1. The new secret beside the old one, live at the proxy.
-        replace_secret(cp, {"token": OLD, "next": NEW})
-        new_live = prober.until(NEW, 200, "the new secret live at the edge")
+        assert run_documented(cp, tmp_path, ADD_NEXT).returncode == 0
+        assert secret_keys(cp) == {"token": OLD, "next": NEW}
+        new_live = prober.until_sent(lambda: run_documented(cp, tmp_path, LIVE_CHECK, url),
+                                     "the new secret live at the edge (a ping)")
         # 2. The provider switched: a second hook with the new secret, checked, then the old hook deleted.
         new_hook = gitea.add_webhook("rotating", url, NEW)
         added = time.monotonic()  # Gitea sends every push from now on to both hooks
@@ -198,7 +231,8 @@ def test_rotating_a_gitea_hooks_secret_under_a_push_every_200ms_refuses_no_deliv
         wait(lambda: pusher.since(deleted), 30, "a push after the old hook's deletion")
         records.until_delivered(new_hook, pusher.since(deleted)[:1], "a delivery after the switch")
         # 4. The old secret removed: the new one moves to `token`, ready for the next rotation.
-        replace_secret(cp, {"token": NEW})
+        assert run_documented(cp, tmp_path, PROMOTE_NEXT).returncode == 0
+        assert secret_keys(cp) == {"token": NEW}
         old_refused = prober.until(OLD, 401, "the old secret refused at the edge")
         time.sleep(1)
     finally:
