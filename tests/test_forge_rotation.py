@@ -69,8 +69,9 @@ def test_the_secret_commands_run_here_are_the_readmes():
 
 
 def run_documented(cp, workdir: Path, command: str, url: str = "") -> subprocess.CompletedProcess:
-    env = {"PATH": f"{CONTROLLER.parent}:{os.environ['PATH']}", "NS": NAMESPACE, "SECRET": SECRET_NAME,
-           "NEW": NEW, "TYPE": "gitea", "URL": url,
+    # HOME for kubectl's cache, which would otherwise land in the working directory.
+    env = {"PATH": f"{CONTROLLER.parent}:{os.environ['PATH']}", "HOME": str(workdir), "NS": NAMESPACE,
+           "SECRET": SECRET_NAME, "NEW": NEW, "TYPE": "gitea", "URL": url,
            "KUBECONFIG": str(cp.kubeconfig(cp.admin_token, workdir / "kubeconfig"))}
     return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
 
