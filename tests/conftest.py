@@ -17,6 +17,14 @@ def cp():
     plane.stop()
 
 
+@pytest.fixture(scope="module")
+def gitea():
+    """A headless Gitea (tests/forge.py) for one test module."""
+    from forge import Gitea
+    with Gitea() as forge:
+        yield forge
+
+
 def _leftover_processes() -> list[str]:
     """Processes this test session started (Envoy, Envoy Gateway, etcd, kube-apiserver, the registry, Gitea, the
     controller) still running."""

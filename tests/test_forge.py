@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from forge import Gitea
 from gitops import FLUX, RFC3339_NANOS, annotations, git_repository
 from served import ServedEdge, receiver, secret
 
@@ -30,12 +29,6 @@ def forge_receiver(name: str, provider: str) -> dict:
 OBJECTS = [forge_receiver("forge", "gitea"), forge_receiver("forge-github", "github"),
            secret("forge-webhook", "flux-system", {"token": SECRET}), git_repository(TARGET[3])]
 PUSHES = 5
-
-
-@pytest.fixture(scope="module")
-def gitea():
-    with Gitea() as forge:
-        yield forge
 
 
 @pytest.fixture(scope="module")

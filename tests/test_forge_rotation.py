@@ -44,12 +44,6 @@ PUSHERS = 3
 
 
 @pytest.fixture(scope="module")
-def gitea():
-    with Gitea() as forge:
-        yield forge
-
-
-@pytest.fixture(scope="module")
 def edge(cp, tmp_path_factory):
     with ServedEdge(cp, tmp_path_factory.mktemp("forge-rotation"), OBJECTS) as served:
         yield served

@@ -151,6 +151,28 @@ impl Forward {
     }
 }
 
+/// An attested request of receiver `flux-system/<name>` of type `provider`, with nothing else set.
+#[cfg(test)]
+pub(crate) fn request(name: &str, provider: &str) -> AttestedRequest {
+    AttestedRequest {
+        receiver: ReceiverRef {
+            namespace: "flux-system".into(),
+            name: name.into(),
+        },
+        provider: provider.into(),
+        event: None,
+        delivery_id: None,
+        r#ref: None,
+        image_tag: None,
+        action: hookgate_protocol::Action::Reconcile,
+        targets: Vec::new(),
+        dispatch: None,
+        resource_filter: None,
+        payload: None,
+        nonce: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,23 +181,8 @@ mod tests {
     const KEY: &str = "attestation-key-0123456789";
 
     fn forward() -> Forward {
-        let request = AttestedRequest {
-            receiver: ReceiverRef {
-                namespace: "flux-system".into(),
-                name: "webapp".into(),
-            },
-            provider: "github".into(),
-            event: Some("push".into()),
-            delivery_id: None,
-            r#ref: None,
-            image_tag: None,
-            action: hookgate_protocol::Action::Reconcile,
-            targets: Vec::new(),
-            dispatch: None,
-            resource_filter: None,
-            payload: None,
-            nonce: None,
-        };
+        let mut request = request("webapp", "github");
+        request.event = Some("push".into());
         Forward::signed(request, "/hook/v1/reconcile", &Secret::new(KEY), NOW).unwrap()
     }
 

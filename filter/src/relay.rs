@@ -162,26 +162,10 @@ pub fn reply(response: Option<CallResponse>, read_body: impl FnOnce(usize) -> Ve
 mod tests {
     use super::*;
     use hookgate_protocol::attestation::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
-    use hookgate_protocol::{AttestedRequest, ReceiverRef, Secret};
+    use hookgate_protocol::Secret;
 
     fn forward() -> Forward {
-        let request = AttestedRequest {
-            receiver: ReceiverRef {
-                namespace: "flux-system".into(),
-                name: "ci".into(),
-            },
-            provider: "generic-oidc".into(),
-            event: None,
-            delivery_id: None,
-            r#ref: None,
-            image_tag: None,
-            action: hookgate_protocol::Action::Reconcile,
-            targets: Vec::new(),
-            dispatch: None,
-            resource_filter: None,
-            payload: None,
-            nonce: None,
-        };
+        let request = crate::forward::request("ci", "generic-oidc");
         Forward::signed(request, "/hook/v1/reconcile", &Secret::new("k"), 1).unwrap()
     }
 
