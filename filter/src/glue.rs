@@ -157,10 +157,7 @@ impl Context for HookgateRoot {
             return;
         }
         let body = if body_size > 0 {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
+            call_response_body(body_size)
         } else {
             Vec::new()
         };
@@ -476,6 +473,14 @@ fn registered(registration: &str) -> bool {
     matches!(hostcalls::get_shared_data(registration), Ok((Some(_), _)))
 }
 
+/// The first `size` bytes of the body of the call response being handled (empty if the host has none).
+fn call_response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// The `:status` of the response to a call, if it has a readable one.
 fn response_status() -> Option<u16> {
     relay::status_of(&hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).ok()?)
@@ -516,20 +521,17 @@ impl Context for HookgateHttp {
             headers: hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default(),
             body_size,
         });
-        let read_body = |size| {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
-        if let Some(again) = response.as_ref().and_then(|r| call.again(r, read_body)) {
+        if let Some(again) = response
+            .as_ref()
+            .and_then(|r| call.again(r, call_response_body))
+        {
             log::info!(
                 "hookgate: no replica of the controller took a forward sent by a call: sent again"
             );
             self.send_call(again);
             return;
         }
-        let reply = relay::reply(response, read_body);
+        let reply = relay::reply(response, call_response_body);
         let label = self
             .filter
             .as_deref()
