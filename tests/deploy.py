@@ -14,6 +14,7 @@ import json
 import subprocess
 import re
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import signers
 import yaml
 
 from cluster import ROOT, ControlPlane, build_binaries
-from gateway import STANDALONE, EnvoyGateway, overlay, render, standalone_overlay, wait
-from harness import CONTROLLER, Controller
+from gateway import EnvoyGateway, overlay, render, standalone_overlay, wait, webhook_tls, webhook_tls_secret
+from harness import CONTROLLER, Controller, free_port
 
 MANIFESTS = ROOT / "manifests"
 EXAMPLES = sorted(p.parent.name for p in (MANIFESTS / "examples").glob("*/kustomization.yaml"))
@@ -44,10 +45,10 @@ ENVOY_CLIENT_TLS = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io
 
 def kubernetes_translation(docs: list[dict], workdir: Path, runtime_flags: tuple[str, ...] = ()) -> dict:
     """Envoy Gateway's own translation of rendered manifests `docs` as on Kubernetes (tests/eg-translate), with
-    the cluster's GatewayClass and Gateway and Envoy Gateway's `runtime_flags` enabled (its configuration's
+    the Secrets a cluster has beside them (the https listener's certificate) and Envoy Gateway's `runtime_flags` enabled (its configuration's
     `runtimeFlags.enabled`): EnvoyPatchPolicy statuses, listeners and route configurations (protobuf JSON),
     and errors."""
-    cluster = [d for d in yaml.safe_load_all((STANDALONE / "gateway.yaml").read_text()) if d] + [ENVOY_CLIENT_TLS]
+    cluster = [ENVOY_CLIENT_TLS, webhook_tls_secret()]
     # What Envoy Gateway watches on a cluster (the Secret operators' kinds are not in its scheme), with the
     # cluster IP the API server gives a Service.
     watched = copy.deepcopy([d for d in docs if d["kind"] in GATEWAY_KINDS | {"Service"}])
@@ -134,6 +135,7 @@ class Example:
     source: str                # the client address this example's deliveries come from
     controller: Controller | None = None
     targets: dict[str, list[Target]] = field(default_factory=dict)  # by receiver namespace/name
+    https_port: int | None = None  # the https listener's port, when the gateway side is deployed
 
     @property
     def receivers(self) -> list[dict]:
@@ -156,6 +158,12 @@ class Example:
     def send(self, delivery: Delivery, source: str | None = None) -> tuple[int, str]:
         """POSTs a delivery to the Gateway's listener with the route's host name."""
         return send(self.port, self.host, delivery, source or self.source)
+
+    def send_https(self, delivery: Delivery) -> tuple[int, str]:
+        """POSTs a delivery to the Gateway's https listener, trusting only the certificate in its Secret."""
+        context = ssl.create_default_context(cadata=webhook_tls()[0].decode())
+        context.check_hostname = False  # the certificate names hooks.example.com, each example its own host
+        return send(self.https_port, self.host, delivery, self.source, context)
 
     def annotations(self, receiver: dict) -> dict[tuple[str, str, str], str | None]:
         """The reconcile annotation of every object seeded for a receiver's targets."""
@@ -371,12 +379,13 @@ def deploy(example: str | Path, cp: ControlPlane, gateway: EnvoyGateway, *, work
     directory = example if isinstance(example, Path) else MANIFESTS / "examples" / example
     workdir.mkdir(parents=True, exist_ok=True)
     user, docs, values = configured(directory, workdir, values)
-    deployed = Example(str(example), docs, [], values, cp, gateway, gateway_port, source)
+    deployed = Example(str(example), docs, [], values, cp, gateway, gateway_port, source, https_port=free_port())
     deploy_cluster_side(deployed, workdir, ["--proxy-listener-port", str(gateway_port),
                                             "--webhook-host", deployed.host, *controller_args])
     try:
         overlay = standalone_overlay(user, workdir, controller_port=deployed.controller.port,
-                                     gateway_port=gateway_port, wasm_code=wasm_code)
+                                     gateway_port=gateway_port, wasm_code=wasm_code,
+                                     https_port=deployed.https_port)
         deployed.gateway_docs = [d for d in render(overlay) if d["kind"] in GATEWAY_KINDS]
         gateway.apply(deployed.gateway_docs)
     except Exception:
@@ -385,9 +394,12 @@ def deploy(example: str | Path, cp: ControlPlane, gateway: EnvoyGateway, *, work
     return deployed
 
 
-def send(port: int, host: str, delivery: Delivery, source: str) -> tuple[int, str]:
-    """POSTs a delivery to the Gateway's listener on loopback from client address `source`."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+def send(port: int, host: str, delivery: Delivery, source: str,
+         tls: ssl.SSLContext | None = None) -> tuple[int, str]:
+    """POSTs a delivery to the Gateway's listener on loopback from client address `source` (over TLS with
+    `tls`)."""
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=30, source_address=(source, 0), context=tls)
+            if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0)))
     try:
         conn.request("POST", delivery.path, body=delivery.body, headers={**delivery.headers, "Host": host})
         response = conn.getresponse()

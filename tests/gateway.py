@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import base64
+import datetime
+import functools
 import hashlib
 import http.server
 import json
@@ -26,11 +28,19 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from cluster import build_binaries
 from harness import ROOT, stop_process
 
 STANDALONE = ROOT / "tests/standalone"
+# hookgate's own Gateway (manifests/base/gateway/proxy/gateway.yaml): namespace, name.
+GATEWAY = ("envoy-gateway-system", "hookgate")
+# Its https listener's certificate: a Secret the user (or cert-manager) creates.
+WEBHOOK_TLS_SECRET = "hookgate-webhook-tls"
 # The venv's Envoy (tests/requirements.txt; `envoy` on the PATH is a Python shim around it), placed where
 # func-e looks for the version the standalone component's EnvoyProxy asks for.
 ENVOY_BINARY = next(iter(sorted((ROOT / ".venv/lib").glob("python3*/site-packages/envoy/_bin/envoy"))), None)
@@ -99,18 +109,50 @@ def overlay(base: Path, directory: Path, **fields) -> Path:
 
 
 def standalone_overlay(example: Path, workdir: Path, *, controller_port: int, gateway_port: int,
-                       wasm_code: dict) -> Path:
+                       wasm_code: dict, https_port: int | None = None) -> Path:
     """A kustomization that renders `example` unchanged through the standalone component, with this run's
-    ports and the module's source (`code` of the EnvoyExtensionPolicy). Returns its directory."""
+    ports (hookgate's Gateway: `http` on `gateway_port`, `https` on `https_port`) and the module's source
+    (`code` of the EnvoyExtensionPolicy). Returns its directory."""
     directory = workdir / f"standalone-{example.name}"
+    listener_ports = [("http", gateway_port)] + ([("https", https_port)] if https_port else [])
     return overlay(example, directory, components=[os.path.relpath(STANDALONE, directory)], patches=[
         {"target": {"kind": "Backend", "name": "hookgate-controller"},
          "patch": json.dumps([{"op": "replace", "path": "/spec/endpoints/0/ip/port", "value": controller_port}])},
-        {"target": {"kind": "Gateway", "name": "eg"},
-         "patch": json.dumps([{"op": "replace", "path": "/spec/listeners/0/port", "value": gateway_port}])},
+        {"target": {"kind": "Gateway", "name": GATEWAY[1]},
+         "patch": json.dumps([{"op": "test", "path": f"/spec/listeners/{i}/name", "value": name} for i, (name, _)
+                              in enumerate(listener_ports)]
+                             + [{"op": "replace", "path": f"/spec/listeners/{i}/port", "value": port} for i, (_, port)
+                                in enumerate(listener_ports)])},
         {"target": {"kind": "EnvoyExtensionPolicy"},
          "patch": json.dumps([{"op": "replace", "path": "/spec/wasm/0/code", "value": wasm_code}])},
     ])
+
+
+@functools.cache
+def webhook_tls() -> tuple[bytes, bytes]:
+    """A self-signed certificate (PEM) and its key for the Gateway's https listener, made once per run: what
+    cert-manager or the user would put in the Secret."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hookgate tests")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=2))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("hooks.example.com")]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def webhook_tls_secret() -> dict:
+    """The Secret `hookgate-webhook-tls` the https listener of hookgate's Gateway names."""
+    certificate, key = webhook_tls()
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": WEBHOOK_TLS_SECRET, "namespace": GATEWAY[0]},
+            "data": {"tls.crt": base64.b64encode(certificate).decode(), "tls.key": base64.b64encode(key).decode()}}
 
 
 class EnvoyGateway:
@@ -134,6 +176,8 @@ class EnvoyGateway:
         envoy.parent.mkdir(parents=True)
         envoy.symlink_to(ENVOY_BINARY)
         self._write("host-mode.yaml", self._host_mode_documents())
+        # What a cluster has beside the manifests: the https listener's certificate.
+        self._write("webhook-tls.yaml", [webhook_tls_secret()])
         config = self.dir / "envoy-gateway.yaml"
         config.write_text(yaml.safe_dump({
             "apiVersion": "gateway.envoyproxy.io/v1alpha1",
@@ -181,7 +225,7 @@ class EnvoyGateway:
         cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
         patch = {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyPatchPolicy",
                  "metadata": {"name": "host-mode-wasm-cache", "namespace": "envoy-gateway-system"},
-                 "spec": {"targetRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "eg"},
+                 "spec": {"targetRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY[1]},
                           "type": "JSONPatch", "jsonPatches": [
                               {"type": cluster, "name": "wasm_cluster", "operation": {
                                   "op": "replace",

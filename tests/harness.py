@@ -26,10 +26,10 @@ WASM = Path(os.environ.get("HOOKGATE_WASM", ROOT / "target/wasm32-wasip1/release
 ENVOY = os.environ.get("HOOKGATE_ENVOY", str(ROOT / ".venv/bin/envoy"))
 
 # What Envoy Gateway generates for an EnvoyExtensionPolicy `hookgate` in namespace `default` on route
-# `hookgate` of listener `http` of Gateway `envoy-gateway-system/eg`, run standalone (REFERENCE.md §3): the
+# `hookgate` of listener `http` of Gateway `envoy-gateway-system/hookgate`, run standalone (REFERENCE.md §3): the
 # static bootstrap below repeats it, and test_gateway.py proves the two equal.
 POLICY = ("default", "hookgate")
-LISTENER_NAME = "envoy-gateway-system/eg/http"
+LISTENER_NAME = "envoy-gateway-system/hookgate/http"
 CLUSTER_NAME = "httproute/default/hookgate/rule/0"
 # The cluster of the controller serving the filter its receivers, when the route's upstream is not it.
 CONTROLLER_CLUSTER = "hookgate-controller"

@@ -1,4 +1,4 @@
-"""Rotation end to end with a real forge (issue 21, item 4), by the README's documented commands
+"""Rotation end to end with a real forge (issue 21, item 4), by the documented commands of docs/operations.md
 ("Rotating a secret without downtime", the Gitea steps): the new secret is added beside the old one in the
 receiver's Secret and is live at the proxy, a second Gitea hook with the new secret is added and the old hook
 deleted (Gitea's API cannot change a hook's secret), a delivery verifies with the new secret, and the old
@@ -49,16 +49,16 @@ def edge(cp, tmp_path_factory):
         yield served
 
 
-# The README's commands for the receiver's Secret ("Rotating a secret without downtime"), run as written.
+# The commands of docs/operations.md for the receiver's Secret ("Rotating a secret without downtime"), run as written.
 ADD_NEXT = r'kubectl -n "$NS" patch secret "$SECRET" --type merge -p "{\"stringData\":{\"next\":\"$NEW\"}}"'
 LIVE_CHECK = r'hookgate send --type "$TYPE" --event ping --url "$URL" --secret-env NEW'
 PROMOTE_NEXT = r'''kubectl -n "$NS" patch secret "$SECRET" --type json -p "[{\"op\":\"replace\",\"path\":\"/data/token\",
   \"value\":\"$(printf %s "$NEW" | base64 -w0)\"},{\"op\":\"remove\",\"path\":\"/data/next\"}]"'''
 
 
-def test_the_secret_commands_run_here_are_the_readmes():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Rotating a secret without downtime"):]
+def test_the_secret_commands_run_here_are_the_documented_ones():
+    documented = (ROOT / "docs/operations.md").read_text()
+    section = documented[documented.index("## Rotating a secret without downtime"):]
     assert all(command in section for command in (ADD_NEXT, LIVE_CHECK, PROMOTE_NEXT))
 
 

@@ -76,10 +76,12 @@ def test_every_policy_is_accepted_and_every_patch_programmed(example):
             assert (programmed.get("status"), programmed.get("reason")) == expected, (kind, name, conditions)
 
 
-def test_envoy_runs_the_rate_limit_before_the_filter_and_holds_headers(example):
+@pytest.mark.parametrize("listener_name", [LISTENER_NAME, LISTENER_NAME.replace("/http", "/https")])
+def test_envoy_runs_the_rate_limit_before_the_filter_and_holds_headers(example, listener_name):
     listener = next(l["active_state"]["listener"] for c in example.gateway.config_dump()["configs"]
-                    for l in c.get("dynamic_listeners", []) if l["name"] == LISTENER_NAME)
-    filters = listener["default_filter_chain"]["filters"][0]["typed_config"]["http_filters"]
+                    for l in c.get("dynamic_listeners", []) if l["name"] == listener_name)
+    chain = listener.get("default_filter_chain") or listener["filter_chains"][0]
+    filters = chain["filters"][0]["typed_config"]["http_filters"]
     names = [f["name"] for f in filters]
     wasm = next(i for i, n in enumerate(names) if n.startswith("envoy.filters.http.wasm/"))
     assert names.index("envoy.filters.http.local_ratelimit") < wasm < names.index("envoy.filters.http.router"), names
@@ -228,3 +230,13 @@ def test_hookgate_send_reaches_the_route_by_its_host_name(example):
                           "--url", f"http://{example.host}:{example.port}{path}", "--resolve", "127.0.0.1"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("200 "), (out.stdout, out.stderr)
+
+
+def test_a_delivery_over_https_reaches_the_cluster(example):
+    """The URL to register with providers is hookgate's Gateway's https listener, with the certificate of its
+    Secret. (Last for each example: an Argo CD refresh annotation keeps its value once set.)"""
+    receiver = next(r for r in example.receivers if r.get("secretRef") and r.get("action") != "dispatch")
+    status, body = example.send_https(example.delivery(receiver))
+    assert status == 200, f"{status} {body}"
+    reply = json.loads(body)
+    assert reply["annotated"] >= 1 and reply["failed"] == 0, reply

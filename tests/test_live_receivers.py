@@ -380,7 +380,7 @@ def probe_documents(live: Live) -> list[dict]:
         {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "Backend", "metadata": {"name": "probe", **meta},
          "spec": {"endpoints": [{"ip": {"address": "127.0.0.1", "port": free_port()}}]}},
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "probe", **meta},
-         "spec": {"parentRefs": [{"name": "eg", "namespace": "envoy-gateway-system"}], "hostnames": [PROBE_HOST],
+         "spec": {"parentRefs": [{"name": "hookgate", "namespace": "envoy-gateway-system"}], "hostnames": [PROBE_HOST],
                   "rules": [{"backendRefs": [{"group": "gateway.envoyproxy.io", "kind": "Backend",
                                               "name": "probe"}]}]}},
         {"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyExtensionPolicy",

@@ -5,12 +5,13 @@ checks once controllerKeys is set (and fail closed until then), and no secret is
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
 import yaml
 
-from cluster import FIXTURES, ApiError, crd_documents
+from cluster import FIXTURES, ROOT, ApiError, crd_documents
 from deploy import EXAMPLES, MANIFESTS, RECEIVER_API, controller_deployment, public_key
 from gateway import render_text
 from harness import CONTROLLER
@@ -128,6 +129,42 @@ def test_secrets_live_beside_who_reads_them_and_never_on_the_proxies(example):
             assert doc["spec"]["provider"] == {"type": "Kubernetes"}, doc["spec"]["provider"]
         if doc["kind"] == "EnvoyExtensionPolicy":
             assert all("env" not in wasm for wasm in doc["spec"]["wasm"]), doc["spec"]
+
+
+def secrets_read(docs: list[dict]) -> dict[tuple[str, str], set[str]]:
+    """(namespace, Secret) -> keys, for every Secret an example reads but the controller's two keys: its
+    Receivers' (default key `token`) and the controller's other volumes."""
+    read: dict[tuple[str, str], set[str]] = {}
+    for doc in (d for d in docs if d["kind"] == "Receiver" and d["spec"].get("secretRef")):
+        ref = doc["spec"]["secretRef"]
+        read.setdefault((doc["metadata"]["namespace"], ref["name"]), set()).update(ref.get("keys") or ["token"])
+    deployment = controller_deployment(docs)
+    for volume in (v["secret"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v):
+        if volume["secretName"] not in ("hookgate-attestation", "hookgate-channel"):
+            read.setdefault((deployment["metadata"]["namespace"], volume["secretName"]), set()).update(
+                item["key"] for item in volume["items"])
+    return read
+
+
+def readme_secret_table() -> dict[str, dict[tuple[str, str], set[str]]]:
+    """The README's table of the Secrets each example reads (install step 4): example -> (namespace, Secret) ->
+    keys."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| example | Secret (namespace) | keys |"):].split("\n\n")[0]
+    rows: dict[str, dict[tuple[str, str], set[str]]] = {}
+    for row in table.splitlines()[2:]:
+        example, secret, keys, _ = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        name, namespaces = re.fullmatch(r"`([^`]+)` \(([^)]+)\)", secret).groups()
+        for namespace in namespaces.split(", "):
+            rows.setdefault(example, {})[(namespace, name)] = set(re.findall(r"`([^`]+)`", keys))
+    return rows
+
+
+def test_the_readme_lists_every_secret_each_example_reads():
+    table = readme_secret_table()
+    assert set(table) == set(EXAMPLES)
+    for example in EXAMPLES:
+        assert table[example] == secrets_read(documents(f"examples/{example}")), example
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

@@ -1,13 +1,15 @@
 """The examples as Envoy Gateway translates them on Kubernetes: its own translators (tests/eg-translate, built
-from its Go module) over the rendered manifests, unchanged, plus the GatewayClass and Gateway a cluster has.
+from its Go module) over the rendered manifests, unchanged (hookgate's own GatewayClass and Gateway among them),
+plus the certificate Secret a cluster has.
 There the Wasm filter is named `envoy.filters.http.wasm/envoyextensionpolicy/<ns>/<policy>/wasm/<i>` (in
 standalone mode the kind is empty): the hold-headers patch must be Programmed under both namings, and under
-both of Envoy Gateway's names for the listener it patches (XDSNameSchemeV2, the default from Envoy Gateway
+both of Envoy Gateway's names for the listeners it patches (XDSNameSchemeV2, the default from Envoy Gateway
 1.10, names it by protocol and port)."""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -21,10 +23,12 @@ HOLD_HEADERS = ("envoy-gateway-system", "hookgate-hold-headers")
 # Envoy Gateway's names for xDS resources -> (the runtime flags that choose them, the webhook listener's name,
 # the hold-headers policy that patches it). Envoy Gateway 1.5 announced `XDSNameSchemeV2` as the default from
 # 1.10: `<protocol>-<Gateway port>`. Each scheme's policy must be Programmed and the other ResourceNotFound.
+# Each scheme names both listeners of hookgate's Gateway (http, https), and the patch must hold headers on both.
 NAME_SCHEMES = {
-    "by gateway and listener (the default up to Envoy Gateway 1.9)": ((), LISTENER_NAME, HOLD_HEADERS[1]),
-    "XDSNameSchemeV2 (the default from Envoy Gateway 1.10)": (("XDSNameSchemeV2",), "tcp-80",
-                                                              "hookgate-hold-headers-xds-v2"),
+    "by gateway and listener (the default up to Envoy Gateway 1.9)": (
+        (), (LISTENER_NAME, LISTENER_NAME.replace("/http", "/https")), HOLD_HEADERS[1]),
+    "XDSNameSchemeV2 (the default from Envoy Gateway 1.10)": (
+        ("XDSNameSchemeV2",), ("tcp-80", "tcp-443"), "hookgate-hold-headers-xds-v2"),
 }
 
 
@@ -53,23 +57,46 @@ def http_filters(result: dict, listener_name: str = LISTENER_NAME) -> list[dict]
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_on_kubernetes_the_hold_headers_patch_is_programmed_and_the_rate_limit_is_in_front(example, scheme,
                                                                                            tmp_path):
-    runtime_flags, listener_name, applied = NAME_SCHEMES[scheme]
+    runtime_flags, listener_names, applied = NAME_SCHEMES[scheme]
     docs = render(MANIFESTS / "examples" / example)
     result = translate(docs, tmp_path, runtime_flags)
-    assert listener_name in result["listeners"], list(result["listeners"])
+    assert set(listener_names) <= set(result["listeners"]), list(result["listeners"])
     for _, _, policy in NAME_SCHEMES.values():
         condition = programmed(result, HOLD_HEADERS[0], policy)
         expected = ("True", "Programmed") if policy == applied else ("False", "ResourceNotFound")
         assert (condition["status"], condition["reason"]) == expected, (policy, condition)
     policy = next(d for d in docs if d["kind"] == "EnvoyExtensionPolicy")["metadata"]
-    filters = http_filters(result, listener_name)
-    names = [f["name"] for f in filters]
     wasm_name = f"envoy.filters.http.wasm/envoyextensionpolicy/{policy['namespace']}/{policy['name']}/wasm/0"
-    assert wasm_name in names, names
-    assert names.index(LOCAL_RATELIMIT) < names.index(wasm_name), names
-    wasm = filters[names.index(wasm_name)]
-    assert wasm["disabled"] is True
-    assert wasm["typedConfig"]["config"]["allowOnHeadersStopIteration"] is True
+    for listener_name in listener_names:
+        filters = http_filters(result, listener_name)
+        names = [f["name"] for f in filters]
+        assert wasm_name in names, (listener_name, names)
+        assert names.index(LOCAL_RATELIMIT) < names.index(wasm_name), (listener_name, names)
+        wasm = filters[names.index(wasm_name)]
+        assert wasm["disabled"] is True
+        assert wasm["typedConfig"]["config"]["allowOnHeadersStopIteration"] is True, listener_name
+
+
+# Namespace of a second route on /hook/ (more specific than the webhook route's prefix) -> whether hookgate's
+# Gateway takes it. Only the controller's namespace may attach routes: a tenant's route could otherwise take
+# the path of the proxies' confirmations.
+ROUTE_NAMESPACES = {
+    "the controller's namespace": ("flux-system", True),
+    "a tenant's namespace": ("team-a", False),
+}
+
+
+@pytest.mark.parametrize("case", ROUTE_NAMESPACES)
+def test_hookgates_gateway_takes_routes_only_from_the_controllers_namespace(case, tmp_path):
+    namespace, attached = ROUTE_NAMESPACES[case]
+    docs = copy.deepcopy(render(MANIFESTS / "examples/homelab-github"))
+    route = copy.deepcopy(next(d for d in docs if d["kind"] == "HTTPRoute"))
+    route["metadata"] = {"name": "second-route", "namespace": namespace}
+    route["spec"]["rules"][0]["matches"][0]["path"] = {"type": "PathPrefix", "value": "/hook/v1/"}
+    result = translate(docs + [route], tmp_path)
+    routes = json.dumps(result["routes"])
+    assert "httproute/flux-system/hookgate-webhooks/" in routes
+    assert (f"httproute/{namespace}/second-route/" in routes) == attached, case
 
 
 # jsonPath of the hold-headers patch -> Programmed on Kubernetes. The name-based paths are the ones the

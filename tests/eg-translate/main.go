@@ -60,6 +60,17 @@ type output struct {
 	Errors    []string                     `json:"errors"`
 }
 
+// labelNamespaces gives each namespace the label the API server sets on every namespace, which the file
+// loader leaves out: listeners that admit routes by namespace selector match on it.
+func labelNamespaces(resources *resource.Resources) {
+	for _, namespace := range resources.Namespaces {
+		if namespace.Labels == nil {
+			namespace.Labels = map[string]string{}
+		}
+		namespace.Labels["kubernetes.io/metadata.name"] = namespace.Name
+	}
+}
+
 func main() {
 	configPath := flag.String("config", "", "an EnvoyGateway configuration whose runtimeFlags apply")
 	flag.Parse()
@@ -79,6 +90,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	labelNamespaces(resources)
 	if resources.GatewayClass == nil {
 		fail(fmt.Errorf("the file has no GatewayClass"))
 	}

@@ -206,7 +206,7 @@ fn supported(
         return Err(Untranslatable::UnsupportedType(format!(
             "type `{flux_type}` proves with an ID token that an Envoy Gateway SecurityPolicy jwt provider \
              verifies, which a Flux Receiver does not name: write a hookgate Receiver with `idToken` for \
-             it (README, Senders with ID tokens)"
+             it (docs/receivers.md, Senders with ID tokens)"
         )));
     }
     let resources = spec.get("resources").and_then(Value::as_array);
@@ -336,7 +336,7 @@ mod tests {
             Err(Untranslatable::UnsupportedType(format!(
                 "type `{t}` proves with an ID token that an Envoy Gateway SecurityPolicy jwt provider \
                  verifies, which a Flux Receiver does not name: write a hookgate Receiver with `idToken` \
-                 for it (README, Senders with ID tokens)"
+                 for it (docs/receivers.md, Senders with ID tokens)"
             )))
         };
         let mut cases: Vec<(String, Value, Expected)> = Vec::new();

@@ -12,7 +12,7 @@ use hookgate_protocol::Secret;
 #[derive(Debug)]
 pub struct Bearer;
 
-/// The notification Argo CD sends for a degraded application (see the README).
+/// The notification Argo CD sends for a degraded application (see docs/receivers.md).
 pub(super) const ARGO_CD_SAMPLE: &str = r#"{"client_payload":{"application":"guestbook","failed_revision":"3f786850e387550fdab836ed7e6dc881de23001b","healthy_revision":"aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"},"event_type":"argo-degraded"}"#;
 
 impl Provider for Bearer {
