@@ -5,6 +5,7 @@ checks once controllerKeys is set (and fail closed until then), and no secret is
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -13,14 +14,17 @@ import yaml
 
 from cluster import FIXTURES, ROOT, ApiError, crd_documents
 from deploy import EXAMPLES, MANIFESTS, RECEIVER_API, controller_deployment, public_key
-from gateway import render_text
+from gateway import overlay, render_text
 from harness import CONTROLLER
 
 # manifests/observability's PrometheusRule and PodMonitors (only these files: PyYAML cannot read some others).
 PROMETHEUS_OPERATOR_CRDS = [("github.com/prometheus-operator/prometheus-operator", "v0.85.0",
                              f"example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml")
                             for plural in ("prometheusrules", "podmonitors")]
+# Every kustomization; a component that only patches (manifests/components/) renders nothing on its own, so it
+# is built on the homelab example.
 DIRECTORIES = sorted(p.parent.relative_to(MANIFESTS).as_posix() for p in MANIFESTS.rglob("kustomization.yaml"))
+PATCH_ONLY_COMPONENTS = [d for d in DIRECTORIES if d.startswith("components/")]
 # What makes a Secret on a cluster: the Secret itself, and the operators the examples use.
 SECRET_MAKERS = {"Secret": lambda d: d["metadata"]["name"],
                  "ExternalSecret": lambda d: d["spec"]["target"]["name"],
@@ -48,9 +52,14 @@ def test_every_example_is_tested():
 
 
 @pytest.mark.parametrize("directory", DIRECTORIES)
-def test_builds_and_passes_server_side_dry_run(schemas, directory):
+def test_builds_and_passes_server_side_dry_run(schemas, directory, tmp_path):
     cp = schemas
-    docs = [d for d in yaml.safe_load_all(render(directory)) if d]
+    if directory in PATCH_ONLY_COMPONENTS:
+        text = render_text(overlay(MANIFESTS / "examples/homelab-github", tmp_path / "with-component",
+                                   components=[os.path.relpath(MANIFESTS / directory, tmp_path / "with-component")]))
+    else:
+        text = render(directory)
+    docs = [d for d in yaml.safe_load_all(text) if d]
     assert docs, f"{directory} renders nothing"
     errors = []
     for doc in docs:
