@@ -6,7 +6,7 @@ half of a fresh controller key in its bootstrap; the example's Receiver and its 
 example's controller Deployment as a process under the example's RBAC, serving that receiver to the filter.
 Shows what Envoy Gateway reports for each policy and the receiver's status, prints the webhook URL and
 secret, sends a signed GitHub push with `hookgate send` and shows the reconcile annotation changing; then a
-forged push, refused at the edge, which changes nothing. Keeps everything running until Ctrl-C, or exits at
+real `git push` to a Gitea repository whose own webhook goes through the same edge; then a forged push, refused at the edge, which changes nothing. Keeps everything running until Ctrl-C, or exits at
 once with --once.
 """
 
@@ -31,6 +31,29 @@ EXAMPLE = "homelab-github"
 
 def step(text: str) -> None:
     print(f"==> {text}", flush=True)
+
+
+def forge_push(example, receiver: dict, secret: str, url: str, port: int, show_annotations) -> bool:
+    """The loop with a real forge: a `git push` to a Gitea repository whose webhook is the receiver's URL, and
+    Gitea's own delivery, verified at the edge. Gitea reaches the webhook host through the Envoy listener as its
+    HTTP proxy, which stands in for the DNS that would resolve the host to the Gateway."""
+    from forge import Gitea  # noqa: E402
+
+    step("a real git push: Gitea (built from its Go module) sends its own signed webhook for it")
+    with Gitea(webhook_proxy=(f"http://127.0.0.1:{port}", example.host)) as gitea:
+        clone = gitea.create_repository("homelab")
+        hook = gitea.add_webhook("homelab", url, secret)
+        before = example.annotations(receiver)
+        started = time.monotonic()
+        commit = gitea.push(clone)
+        delivery = gitea.delivery_of(hook, "push", after=commit)
+        while example.annotations(receiver) == before and time.monotonic() - started < 30:
+            time.sleep(0.01)
+        took = time.monotonic() - started
+        print(f"    git push origin main ({commit[:12]}): Gitea's delivery {delivery.uuid} answered {delivery.status} "
+              f"{delivery.body.strip()}\n    push to annotation: {took:.2f} s (git push itself included)")
+        show_annotations()
+        return delivery.status == 200 and took < 30
 
 
 def main() -> int:
@@ -100,6 +123,8 @@ def main() -> int:
         step("after: the controller set the reconcile annotation on the selected objects; Flux reconciles on it")
         show_annotations()
 
+        pushed = forge_push(example, receiver, secret, url, port, show_annotations)
+
         step("a forged push (signed with another secret)")
         status, body = example.send(example.delivery(receiver, forged=True))
         print(f"    {status} {body}  (refused at the edge; nothing reached the controller)")
@@ -111,7 +136,7 @@ def main() -> int:
             if line.startswith("hookgate_deliveries_total{"):
                 print(f"    {line}")
         print("    dashboard and alerts: manifests/observability/ (picture: docs/dashboard.png)")
-        if not delivered or status != 401:
+        if not delivered or not pushed or status != 401:
             print("the demo did not go as shown above: see Envoy Gateway's log", gateway.log_path, file=sys.stderr)
             return 1
         if args.once:

@@ -24,9 +24,13 @@ from harness import free_port, stop_process, wait_for_http
 USER = "hookgate"
 
 
-def app_ini(workdir: Path, port: int, static: str) -> str:
+def app_ini(workdir: Path, port: int, static: str, webhook_proxy: tuple[str, str] | None = None) -> str:
     """Everything Gitea would otherwise write on first start (its installer, its generated secrets) set here, so
-    it never rewrites the file."""
+    it never rewrites the file. With `webhook_proxy` (proxy URL, host name), webhooks to that host name go
+    through that HTTP proxy, which stands in for the DNS that would resolve the name."""
+    # Gitea matches PROXY_HOSTS against the URL's host with its port.
+    proxy_section = (f"\n[webhook]\nPROXY_URL = {webhook_proxy[0]}\nPROXY_HOSTS = {webhook_proxy[1]},{webhook_proxy[1]}:*\n"
+                     if webhook_proxy else "")
     jwt_secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     return f"""\
 APP_NAME = hookgate tests
@@ -58,7 +62,7 @@ INSTALL_LOCK = true
 SECRET_KEY = {secrets.token_hex(32)}
 INTERNAL_TOKEN = {secrets.token_hex(32)}
 ; Webhooks may reach the edge on 127.0.0.1 (v1.27 reads this here; [webhook] is its deprecated place).
-ALLOWED_HOST_LIST = loopback
+ALLOWED_HOST_LIST = loopback{"," + webhook_proxy[1] if webhook_proxy else ""}
 
 [oauth2]
 JWT_SECRET = {jwt_secret}
@@ -78,7 +82,7 @@ ENABLED = false
 
 [mailer]
 ENABLED = false
-
+{proxy_section}
 [log]
 MODE = console
 LEVEL = warn
@@ -100,7 +104,7 @@ class Gitea:
     """A running Gitea at `url` with an admin `USER` whose API token is `token`; stop() (or the context
     manager) ends it and removes its directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, webhook_proxy: tuple[str, str] | None = None) -> None:
         binaries = build_binaries()
         self.binary = binaries["GITEA"]
         self.port = free_port()
@@ -108,7 +112,7 @@ class Gitea:
         # The prefix marks its processes for tests/conftest.py's leftover check.
         self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-forge-"))
         self.config = self.workdir / "app.ini"
-        self.config.write_text(app_ini(self.workdir, self.port, binaries["GITEA_STATIC"]))
+        self.config.write_text(app_ini(self.workdir, self.port, binaries["GITEA_STATIC"], webhook_proxy))
         self.env = {"PATH": os.environ["PATH"], "HOME": str(self.workdir), "GITEA_WORK_DIR": str(self.workdir),
                     "GIT_CONFIG_NOSYSTEM": "1"}
         self.log_path = self.workdir / "gitea.log"
