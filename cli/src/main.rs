@@ -267,17 +267,26 @@ fn provider_token(env: Option<String>, file: Option<PathBuf>) -> anyhow::Result<
 /// `register`: the receiver's hook at its provider, then its test.
 async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     use cli::register::{self as reg, session};
+    // The token first: a missing one fails before anything is read.
+    let token = match args.dry_run {
+        true => String::new(),
+        false => provider_token(args.token_env, args.token_file)?,
+    };
     let client = kube::Client::try_default().await.context(
         "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the pod's service account)",
     )?;
-    let source = reg::source::read(client.clone(), &args.receiver, args.base_url.as_deref()).await?;
+    let source =
+        reg::source::read(client.clone(), &args.receiver, args.base_url.as_deref()).await?;
     for warning in &source.warnings {
         eprintln!("warning: {warning}");
     }
     let name = match args.forge.as_deref() {
         Some(name) => name,
         None => reg::forge_for_type(&source.provider_type).with_context(|| {
-            format!("Receiver {} is of type {}: give --forge", source.label, source.provider_type)
+            format!(
+                "Receiver {} is of type {}: give --forge",
+                source.label, source.provider_type
+            )
         })?,
     };
     let forge = reg::forge(name, &args.repo)?;
@@ -287,12 +296,15 @@ async fn register(args: RegisterArgs) -> anyhow::Result<()> {
         events: forge.events(&source.events)?,
     };
     if args.dry_run {
-        return Ok(reg::dry_run(forge.as_ref(), &wanted));
+        reg::dry_run(forge.as_ref(), &wanted);
+        return Ok(());
     }
-    let token = provider_token(args.token_env, args.token_file)?;
     let base = args.api_url.as_deref().unwrap_or(forge.default_api_url());
     let api = session::Api::new(forge.as_ref(), base, &token, &wanted.secret)?;
-    println!("Receiver {}: {} ({})", source.label, wanted.url, source.secret_from);
+    println!(
+        "Receiver {}: {} ({})",
+        source.label, wanted.url, source.secret_from
+    );
     let id = session::apply(&api, &wanted, args.replace_secret).await?;
     if args.no_test {
         return Ok(());

@@ -105,7 +105,9 @@ impl Forge for GitLab {
                     url: hook.get("url")?.as_str()?.to_string(),
                     events: EVENTS
                         .iter()
-                        .filter(|(_, field)| hook.get(*field).and_then(Value::as_bool) == Some(true))
+                        .filter(|(_, field)| {
+                            hook.get(*field).and_then(Value::as_bool) == Some(true)
+                        })
                         .map(|(_, field)| field.to_string())
                         .collect(),
                     // GitLab has no switch to turn a project hook off.
@@ -117,7 +119,8 @@ impl Forge for GitLab {
     }
 
     fn create(&self, wanted: &Wanted) -> ApiRequest {
-        ApiRequest::new(Method::Post, self.hooks_path()).with_body(self.body(wanted), Some("/token"))
+        ApiRequest::new(Method::Post, self.hooks_path())
+            .with_body(self.body(wanted), Some("/token"))
     }
 
     fn update(&self, id: &str, wanted: &Wanted) -> ApiRequest {
@@ -130,7 +133,10 @@ impl Forge for GitLab {
     }
 
     fn test(&self, id: &str) -> ApiRequest {
-        ApiRequest::new(Method::Post, format!("{}/{id}/test/push_events", self.hooks_path()))
+        ApiRequest::new(
+            Method::Post,
+            format!("{}/{id}/test/push_events", self.hooks_path()),
+        )
     }
 
     fn updates_secret(&self) -> bool {

@@ -175,7 +175,9 @@ pub trait Forge {
 /// repository `repo` (`OWNER/REPO`; GitLab: the project's path or numeric id).
 pub fn forge(name: &str, repo: &str) -> anyhow::Result<Box<dyn Forge>> {
     let owner_repo = || match repo.split_once('/') {
-        Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => Ok(()),
+        Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(())
+        }
         _ => Err(anyhow::anyhow!("--repo {repo}: give OWNER/REPO")),
     };
     Ok(match name {
@@ -221,10 +223,16 @@ pub fn same_url(a: &str, b: &str) -> bool {
 pub enum Plan {
     Create,
     /// The hook at the URL already sends the wanted events as JSON: nothing is written.
-    Unchanged { id: String },
-    Update { id: String },
+    Unchanged {
+        id: String,
+    },
+    Update {
+        id: String,
+    },
     /// Add a hook with the secret, then delete the old one (a provider that cannot change a secret).
-    Replace { old: String },
+    Replace {
+        old: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

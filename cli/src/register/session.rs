@@ -25,7 +25,12 @@ pub struct Reply {
 }
 
 impl<'a> Api<'a> {
-    pub fn new(forge: &'a dyn Forge, base: &str, token: &str, secret: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        forge: &'a dyn Forge,
+        base: &str,
+        token: &str,
+        secret: &str,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(30))
@@ -115,11 +120,22 @@ fn message(body: &Value) -> String {
 pub async fn apply(api: &Api<'_>, wanted: &Wanted, replace_secret: bool) -> anyhow::Result<String> {
     let forge = api.forge;
     let listed = api.ok(&forge.list()).await?;
-    let decision = decide(&forge.hooks(&listed)?, wanted, replace_secret, forge.updates_secret());
+    let decision = decide(
+        &forge.hooks(&listed)?,
+        wanted,
+        replace_secret,
+        forge.updates_secret(),
+    );
     for duplicate in &decision.duplicates {
-        println!("warning: hook {duplicate} also delivers to {}: left as it is", wanted.url);
+        println!(
+            "warning: hook {duplicate} also delivers to {}: left as it is",
+            wanted.url
+        );
     }
-    let created = |reply: Value| id_of(&reply["id"]).ok_or_else(|| anyhow!("the provider's reply to creating the hook has no id"));
+    let created = |reply: Value| {
+        id_of(&reply["id"])
+            .ok_or_else(|| anyhow!("the provider's reply to creating the hook has no id"))
+    };
     Ok(match decision.plan {
         Plan::Create => {
             let id = created(api.ok(&forge.create(wanted)).await?)?;
@@ -138,7 +154,11 @@ pub async fn apply(api: &Api<'_>, wanted: &Wanted, replace_secret: bool) -> anyh
         Plan::Replace { old } => {
             let id = created(api.ok(&forge.create(wanted)).await?)?;
             api.ok(&forge.delete(&old)).await?;
-            println!("replaced hook {old} by hook {id} with the receiver's secret: {} ({})", wanted.url, events(wanted));
+            println!(
+                "replaced hook {old} by hook {id} with the receiver's secret: {} ({})",
+                wanted.url,
+                events(wanted)
+            );
             id
         }
     })
@@ -156,7 +176,8 @@ pub enum Verdict {
     Unconfirmed(String),
 }
 
-const SECRET_HINT: &str = "a 401 means the hook's secret is not the receiver's: run again with --replace-secret";
+const SECRET_HINT: &str =
+    "a 401 means the hook's secret is not the receiver's: run again with --replace-secret";
 
 /// Triggers the provider's test delivery of hook `id` and finds out what the edge answered.
 pub async fn test(
@@ -172,8 +193,16 @@ pub async fn test(
             let request = forge.test(id);
             let reply = api.send(&request).await?;
             Ok(match reply.status {
-                200..=299 => Verdict::Verified(format!("the edge answered {}'s test {} with 2xx", forge.name(), forge.test_event())),
-                422 => Verdict::Refused(format!("{} says the test delivery failed: {} ({SECRET_HINT})", forge.name(), api.scrub(&message(&reply.body)))),
+                200..=299 => Verdict::Verified(format!(
+                    "the edge answered {}'s test {} with 2xx",
+                    forge.name(),
+                    forge.test_event()
+                )),
+                422 => Verdict::Refused(format!(
+                    "{} says the test delivery failed: {} ({SECRET_HINT})",
+                    forge.name(),
+                    api.scrub(&message(&reply.body))
+                )),
                 _ => return Err(api.failure(&request, &reply)),
             })
         }
@@ -183,20 +212,39 @@ pub async fn test(
 
 async fn by_deliveries(api: &Api<'_>, id: &str, wait: Duration) -> anyhow::Result<Verdict> {
     let forge = api.forge;
-    let list = forge.deliveries(id).expect("a provider with Evidence::Deliveries lists them");
-    let seen: Vec<String> = forge.parse_deliveries(&api.ok(&list).await?).into_iter().map(|d| d.id).collect();
+    let list = forge
+        .deliveries(id)
+        .expect("a provider with Evidence::Deliveries lists them");
+    let seen: Vec<String> = forge
+        .parse_deliveries(&api.ok(&list).await?)
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
     api.ok(&forge.test(id)).await?;
     let deadline = Instant::now() + wait;
     loop {
         let deliveries = forge.parse_deliveries(&api.ok(&list).await?);
-        if let Some(d) = deliveries.iter().find(|d| d.event == forge.test_event() && !seen.contains(&d.id)) {
+        if let Some(d) = deliveries
+            .iter()
+            .find(|d| d.event == forge.test_event() && !seen.contains(&d.id))
+        {
             return Ok(match d.status {
-                200..=299 => Verdict::Verified(format!("the edge answered {} to the {} (delivery {})", d.status, d.event, d.id)),
-                status => Verdict::Refused(format!("the edge answered {status} to the {} (delivery {}; {SECRET_HINT})", d.event, d.id)),
+                200..=299 => Verdict::Verified(format!(
+                    "the edge answered {} to the {} (delivery {})",
+                    d.status, d.event, d.id
+                )),
+                status => Verdict::Refused(format!(
+                    "the edge answered {status} to the {} (delivery {}; {SECRET_HINT})",
+                    d.event, d.id
+                )),
             });
         }
         if Instant::now() >= deadline {
-            return Ok(Verdict::Unconfirmed(format!("no record of the {} among the hook's deliveries within {}s", forge.test_event(), wait.as_secs())));
+            return Ok(Verdict::Unconfirmed(format!(
+                "no record of the {} among the hook's deliveries within {}s",
+                forge.test_event(),
+                wait.as_secs()
+            )));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -212,7 +260,9 @@ async fn by_annotations(
     let no_record = format!("{}'s API keeps no record of deliveries: see the hook's Recent Deliveries in its settings ({SECRET_HINT})", forge.name());
     let Some((client, targets)) = cluster.filter(|(_, t)| !t.is_empty()) else {
         api.ok(&forge.test(id)).await?;
-        return Ok(Verdict::Unconfirmed(format!("test push sent; the receiver names no single target to watch, and {no_record}")));
+        return Ok(Verdict::Unconfirmed(format!(
+            "test push sent; the receiver names no single target to watch, and {no_record}"
+        )));
     };
     let before = annotations(client, targets).await;
     api.ok(&forge.test(id)).await?;
@@ -221,7 +271,11 @@ async fn by_annotations(
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = annotations(client, targets).await;
         if let Some(i) = (0..targets.len()).find(|&i| now[i].is_some() && now[i] != before[i]) {
-            return Ok(Verdict::Verified(format!("the edge accepted {}'s test push and the controller annotated {}", forge.name(), targets[i].label())));
+            return Ok(Verdict::Verified(format!(
+                "the edge accepted {}'s test push and the controller annotated {}",
+                forge.name(),
+                targets[i].label()
+            )));
         }
     }
     Ok(Verdict::Unconfirmed(format!(

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
-use hookgate_controller::kinds::{api_resource, resolve, Engine, Resolved, ARGO_ANNOTATION, FLUX_ANNOTATION};
+use hookgate_controller::kinds::{
+    api_resource, resolve, Engine, Resolved, ARGO_ANNOTATION, FLUX_ANNOTATION,
+};
 use hookgate_controller::receivers::crd::DEFAULT_SECRET_KEY;
 use hookgate_controller::receivers::Receiver;
 use k8s_openapi::api::core::v1::Secret;
@@ -38,7 +40,10 @@ pub struct TargetRef {
 
 impl TargetRef {
     pub fn label(&self) -> String {
-        format!("{} {}/{}", self.resolved.kind.kind, self.namespace, self.name)
+        format!(
+            "{} {}/{}",
+            self.resolved.kind.kind, self.namespace, self.name
+        )
     }
 
     fn annotation(&self) -> &'static str {
@@ -50,7 +55,11 @@ impl TargetRef {
 }
 
 /// Reads Receiver `reference` and its Secret with `client`.
-pub async fn read(client: Client, reference: &str, base_url: Option<&str>) -> anyhow::Result<Source> {
+pub async fn read(
+    client: Client,
+    reference: &str,
+    base_url: Option<&str>,
+) -> anyhow::Result<Source> {
     let (namespace, name) = parse_reference(reference, client.default_namespace())?;
     let receivers: Api<Receiver> = Api::namespaced(client.clone(), &namespace);
     let receiver = receivers
@@ -62,19 +71,29 @@ pub async fn read(client: Client, reference: &str, base_url: Option<&str>) -> an
     let status = receiver.status.as_ref();
     let url = url_of(
         status.and_then(|s| s.url.as_deref()),
-        status.and_then(|s| s.webhook_path.as_deref()).unwrap_or_default(),
+        status
+            .and_then(|s| s.webhook_path.as_deref())
+            .unwrap_or_default(),
         base_url,
     )?;
     let spec = &receiver.spec;
     let Some(secret_ref) = &spec.secret_ref else {
-        bail!("Receiver {namespace}/{name} has no secretRef: a {} sender holds no secret to register", spec.provider);
+        bail!(
+            "Receiver {namespace}/{name} has no secretRef: a {} sender holds no secret to register",
+            spec.provider
+        );
     };
     let secrets: Api<Secret> = Api::namespaced(client, &namespace);
     let object = secrets
         .get_opt(&secret_ref.name)
         .await
         .with_context(|| format!("cannot read Secret {namespace}/{}", secret_ref.name))?
-        .with_context(|| format!("no Secret {namespace}/{} (the receiver's secretRef)", secret_ref.name))?;
+        .with_context(|| {
+            format!(
+                "no Secret {namespace}/{} (the receiver's secretRef)",
+                secret_ref.name
+            )
+        })?;
     let (key, secret) = secret_of(&secret_ref.keys, &object.data.unwrap_or_default())
         .with_context(|| format!("Secret {namespace}/{}", secret_ref.name))?;
     Ok(Source {
@@ -91,7 +110,11 @@ pub async fn read(client: Client, reference: &str, base_url: Option<&str>) -> an
 
 /// The hook's URL: `--base-url` and the status's path, else the status's URL (the controller's
 /// `--webhook-base-url`).
-pub fn url_of(status_url: Option<&str>, path: &str, base_url: Option<&str>) -> anyhow::Result<String> {
+pub fn url_of(
+    status_url: Option<&str>,
+    path: &str,
+    base_url: Option<&str>,
+) -> anyhow::Result<String> {
     match (base_url, status_url) {
         (Some(base), _) => {
             let url = format!("{}{path}", base.trim_end_matches('/'));
@@ -107,13 +130,17 @@ pub fn url_of(status_url: Option<&str>, path: &str, base_url: Option<&str>) -> a
 }
 
 /// The first of `keys` the Secret has (the one whose path the status shows), as UTF-8 text.
-pub fn secret_of(keys: &[String], data: &BTreeMap<String, ByteString>) -> anyhow::Result<(String, String)> {
+pub fn secret_of(
+    keys: &[String],
+    data: &BTreeMap<String, ByteString>,
+) -> anyhow::Result<(String, String)> {
     let default = [DEFAULT_SECRET_KEY.to_string()];
     let keys = if keys.is_empty() { &default[..] } else { keys };
     let Some((key, value)) = keys.iter().find_map(|k| data.get(k).map(|v| (k, v))) else {
         bail!("has none of the keys {}", keys.join(", "));
     };
-    let text = String::from_utf8(value.0.clone()).map_err(|_| anyhow::anyhow!("key {key} is not UTF-8 text"))?;
+    let text = String::from_utf8(value.0.clone())
+        .map_err(|_| anyhow::anyhow!("key {key} is not UTF-8 text"))?;
     if text.is_empty() {
         bail!("key {key} is empty");
     }
@@ -140,10 +167,16 @@ fn targets(receiver: &Receiver, namespace: &str) -> Vec<TargetRef> {
 pub async fn annotations(client: &Client, targets: &[TargetRef]) -> Vec<Option<String>> {
     let mut values = Vec::with_capacity(targets.len());
     for target in targets {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &target.namespace, &api_resource(&target.resolved));
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &target.namespace,
+            &api_resource(&target.resolved),
+        );
         let value = match api.get_opt(&target.name).await {
-            Ok(Some(object)) => object.metadata.annotations.and_then(|a| a.get(target.annotation()).cloned()),
+            Ok(Some(object)) => object
+                .metadata
+                .annotations
+                .and_then(|a| a.get(target.annotation()).cloned()),
             _ => None,
         };
         values.push(value);
