@@ -13,6 +13,7 @@ the bodies validate against the request schemas, with no property the schema doe
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -40,7 +41,7 @@ REPOSITORY = "registered"
 
 
 def registered_receiver(name: str, provider: str, events: list[str], path: bool = True) -> dict:
-    spec = {"type": provider, "events": events, "secretRef": {"name": SECRET_NAME},
+    spec = {"type": provider, "events": events, "secretRef": {"name": SECRET_NAME, "keys": ["token", "next"]},
             "targets": [{"kind": "GitRepository", "name": TARGET[3]}]}
     if path:
         spec["path"] = f"/hook/{name}"
@@ -93,7 +94,7 @@ def register(cp, workdir: Path, *args: str, token: str | None = None, env: dict 
            **({"GITEA_TOKEN": token} if token else {}), **(env or {})}
     out = subprocess.run([str(CONTROLLER), "register", *args], env=env, capture_output=True, text=True, timeout=120)
     printed = out.stdout + out.stderr
-    for value in [token, SECRET, NEW_SECRET, *(v for k, v in env.items() if "TOKEN" in k)]:
+    for value in [token, SECRET, NEXT_SECRET, NEW_SECRET, *(v for k, v in env.items() if "TOKEN" in k)]:
         assert not value or value not in printed, f"a secret was printed:\n{printed}"
     assert out.returncode == 0 or not check, f"register {args}: {out.returncode}\n{printed}"
     return out
@@ -168,6 +169,7 @@ def test_a_changed_events_spec_updates_the_hook_in_place(cp, gitea, edge, reposi
     assert f"updated hook {before['id']}" in out.stdout and hooks_at_url(gitea, edge)[0]["events"] == ["push"]
 
 
+NEXT_SECRET = "register-next-secret-00112233445566778899"
 NEW_SECRET = "register-rotated-secret-fedcba9876543210"
 
 
@@ -177,6 +179,35 @@ def edge_answers(edge, secret_value: str) -> int:
                           "--secret-env", "SECRET"], env={"SECRET": secret_value}, capture_output=True, text=True,
                          timeout=30)
     return int(out.stdout.split()[0])
+
+
+def test_a_rotation_moves_the_hook_to_the_next_key(cp, gitea, edge, repository, workdir):
+    """The README's rotation with register as the provider's step: the new secret as `next` beside `token`,
+    `register --secret-key next --replace-secret` puts it on the hook (on Gitea a new hook, the old one
+    deleted) and the test push verifies; once `next` has become `token` alone, register finds the hook
+    unchanged and verified."""
+    [old] = hooks_at_url(gitea, edge)
+    cp.apply(secret(SECRET_NAME, NAMESPACE, {"token": SECRET, "next": NEXT_SECRET}))
+    try:
+        wait(lambda: edge_answers(edge, NEXT_SECRET) == 200, 30, "the next secret live at the edge")
+        out = register(cp, workdir, *gitea_args(gitea, edge, "--secret-key", "next", "--replace-secret"),
+                       token=gitea.token)
+        [new] = hooks_at_url(gitea, edge)
+        assert new["id"] != old["id"], new
+        assert f"(Secret {NAMESPACE}/{SECRET_NAME} key next)" in out.stdout, out.stdout
+        assert f"replaced hook {old['id']} by hook {new['id']}" in out.stdout, out.stdout
+        assert "verified: the edge accepted gitea's test push" in out.stdout, out.stdout
+        # `next` becomes `token`, in one write, as the README does it.
+        path = cp.resource_path("v1", "Secret", NAMESPACE, SECRET_NAME)
+        cp.ok("PATCH", path, json.dumps([
+            {"op": "replace", "path": "/data/token", "value": base64.b64encode(NEXT_SECRET.encode()).decode()},
+            {"op": "remove", "path": "/data/next"}]), content_type="application/json-patch+json")
+        wait(lambda: edge_answers(edge, SECRET) == 401 and edge_answers(edge, NEXT_SECRET) == 200, 30,
+             "the old secret refused at the edge")
+        out = register(cp, workdir, *gitea_args(gitea, edge), token=gitea.token)
+        assert f"unchanged: hook {new['id']}" in out.stdout and "verified:" in out.stdout, out.stdout
+    finally:
+        cp.apply(secret(SECRET_NAME, NAMESPACE, {"token": SECRET}))
 
 
 def test_a_rotated_secret_is_replaced_on_gitea_by_a_new_hook(cp, gitea, edge, repository, workdir):
@@ -241,10 +272,10 @@ GITLAB_DESCRIPTION = ROOT / "tests/fixtures/gitlab-openapi/project-hooks.yaml"
 
 
 def github_description() -> dict:
-    """GitHub's REST API description for api.github.com (OpenAPI 3.0, references resolved), from the npm package
+    """GitHub's REST API description for api.github.com (OpenAPI 3.0), from the npm package
     @octokit/openapi, fetched once into the cache by `npm pack`."""
     directory = CACHE / f"octokit-openapi-{OCTOKIT_OPENAPI}"
-    described = directory / "api.github.com.deref.json"
+    described = directory / "api.github.com.json"
     if not described.exists():
         directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(["npm", "pack", "--silent", f"@octokit/openapi@{OCTOKIT_OPENAPI}", "--pack-destination",
@@ -252,7 +283,7 @@ def github_description() -> dict:
         package = directory / f"octokit-openapi-{OCTOKIT_OPENAPI}.tgz"
         partial = described.with_suffix(".partial")
         with tarfile.open(package) as tar, open(partial, "wb") as out:
-            shutil.copyfileobj(tar.extractfile("package/generated/api.github.com.deref.json"), out)
+            shutil.copyfileobj(tar.extractfile("package/generated/api.github.com.json"), out)
         partial.rename(described)
         package.unlink()
     return json.loads(described.read_text())

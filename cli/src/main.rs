@@ -128,8 +128,11 @@ enum Command {
     /// Idempotent: the repository's hook with the same URL is updated in place of adding a second; when it
     /// already sends those events as JSON, nothing is written and it says `unchanged`. Providers never show
     /// a hook's secret, so an existing hook's secret is left as it is unless the hook is updated anyway or
-    /// --replace-secret is given (after rotating a receiver with a pinned path; with Flux-style paths a new
-    /// secret is a new URL, hence a new hook, and the old hook is left to delete).
+    /// --replace-secret is given. To rotate: add the new secret to the Secret as `next` (with `keys: [token,
+    /// next]`), then `register --secret-key next --replace-secret`. With a pinned path that moves the hook
+    /// to the new secret (GitHub and GitLab in place; Gitea/Forgejo, whose API cannot change a hook's secret,
+    /// get a new hook and the old one is deleted); with Flux-style paths the new secret has its own URL, so
+    /// a new hook is added and the old one is left for you to delete once the old key is gone.
     ///
     /// Then it triggers the provider's test delivery and says what the edge answered. GitHub: a ping,
     /// then the hook's deliveries show the status the edge gave it. GitLab: a test push, whose reply says
@@ -168,6 +171,11 @@ struct RegisterArgs {
     /// receiver's `status.webhookPath`. Needed when the controller runs without --webhook-base-url.
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
+    /// The key of the receiver's Secret to register (one of its `secretRef.keys`), e.g. `next` while
+    /// rotating. Default: the first listed that the Secret has. With Flux-style paths each key has its own
+    /// path: the URL is that key's.
+    #[arg(long, value_name = "KEY")]
+    secret_key: Option<String>,
     /// Write the receiver's secret to the hook even when nothing else changed. GitHub and GitLab set it in
     /// place; Gitea/Forgejo cannot change a hook's secret through the API, so a new hook is added with it
     /// and the old one deleted (Gitea delivers to both for that moment).
@@ -275,8 +283,13 @@ async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.context(
         "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the pod's service account)",
     )?;
-    let source =
-        reg::source::read(client.clone(), &args.receiver, args.base_url.as_deref()).await?;
+    let source = reg::source::read(
+        client.clone(),
+        &args.receiver,
+        args.base_url.as_deref(),
+        args.secret_key.as_deref(),
+    )
+    .await?;
     for warning in &source.warnings {
         eprintln!("warning: {warning}");
     }

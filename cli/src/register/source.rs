@@ -54,11 +54,13 @@ impl TargetRef {
     }
 }
 
-/// Reads Receiver `reference` and its Secret with `client`.
+/// Reads Receiver `reference` and its Secret with `client`; `secret_key` picks one of its keys (default:
+/// the first listed that the Secret has, whose path the status shows).
 pub async fn read(
     client: Client,
     reference: &str,
     base_url: Option<&str>,
+    secret_key: Option<&str>,
 ) -> anyhow::Result<Source> {
     let (namespace, name) = parse_reference(reference, client.default_namespace())?;
     let receivers: Api<Receiver> = Api::namespaced(client.clone(), &namespace);
@@ -68,14 +70,6 @@ pub async fn read(
         .with_context(|| format!("cannot read Receiver {namespace}/{name} ({API_VERSION})"))?
         .with_context(|| format!("no Receiver {namespace}/{name} ({API_VERSION})"))?;
     let printed = from_status(&receiver)?;
-    let status = receiver.status.as_ref();
-    let url = url_of(
-        status.and_then(|s| s.url.as_deref()),
-        status
-            .and_then(|s| s.webhook_path.as_deref())
-            .unwrap_or_default(),
-        base_url,
-    )?;
     let spec = &receiver.spec;
     let Some(secret_ref) = &spec.secret_ref else {
         bail!(
@@ -83,19 +77,25 @@ pub async fn read(
             spec.provider
         );
     };
-    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
-    let object = secrets
-        .get_opt(&secret_ref.name)
-        .await
-        .with_context(|| format!("cannot read Secret {namespace}/{}", secret_ref.name))?
-        .with_context(|| {
-            format!(
-                "no Secret {namespace}/{} (the receiver's secretRef)",
-                secret_ref.name
-            )
-        })?;
-    let (key, secret) = secret_of(&secret_ref.keys, &object.data.unwrap_or_default())
+    let keys = chosen_keys(&secret_ref.keys, secret_key)?;
+    let data = secret_data(client, &namespace, &secret_ref.name).await?;
+    let (key, secret) = secret_of(&keys, &data)
         .with_context(|| format!("Secret {namespace}/{}", secret_ref.name))?;
+    let status = receiver.status.as_ref();
+    let status_path = status
+        .and_then(|s| s.webhook_path.as_deref())
+        .unwrap_or_default();
+    // The status shows the first key's path; another key's is Flux's path for its secret, unless pinned.
+    let path = match (secret_key, &spec.path) {
+        (Some(_), None) => crate::url(&name, &namespace, &secret),
+        _ => status_path.to_string(),
+    };
+    let url = url_of(
+        status.and_then(|s| s.url.as_deref()),
+        status_path,
+        &path,
+        base_url,
+    )?;
     Ok(Source {
         label: receiver.label(),
         provider_type: spec.provider.clone(),
@@ -108,25 +108,53 @@ pub async fn read(
     })
 }
 
-/// The hook's URL: `--base-url` and the status's path, else the status's URL (the controller's
-/// `--webhook-base-url`).
+async fn secret_data(
+    client: Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<BTreeMap<String, ByteString>> {
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
+    let object = secrets
+        .get_opt(name)
+        .await
+        .with_context(|| format!("cannot read Secret {namespace}/{name}"))?
+        .with_context(|| format!("no Secret {namespace}/{name} (the receiver's secretRef)"))?;
+    Ok(object.data.unwrap_or_default())
+}
+
+/// The keys to read: `--secret-key`, which must be one the receiver lists, or all it lists.
+pub fn chosen_keys(listed: &[String], chosen: Option<&str>) -> anyhow::Result<Vec<String>> {
+    match chosen {
+        None => Ok(listed.to_vec()),
+        Some(key) if listed.iter().any(|k| k == key) => Ok(vec![key.to_string()]),
+        Some(key) => bail!(
+            "--secret-key {key}: the Receiver's secretRef.keys are {}",
+            listed.join(", ")
+        ),
+    }
+}
+
+/// The hook's URL: `path` on `--base-url`, else on the base of the status's URL (the controller's
+/// `--webhook-base-url`), which ends with the status's path.
 pub fn url_of(
     status_url: Option<&str>,
+    status_path: &str,
     path: &str,
     base_url: Option<&str>,
 ) -> anyhow::Result<String> {
-    match (base_url, status_url) {
-        (Some(base), _) => {
-            let url = format!("{}{path}", base.trim_end_matches('/'));
-            reqwest::Url::parse(&url).with_context(|| format!("--base-url {base}: not a URL"))?;
-            Ok(url)
-        }
-        (None, Some(url)) => Ok(url.to_string()),
+    let base = match (base_url, status_url) {
+        (Some(base), _) => base,
+        (None, Some(url)) => url.strip_suffix(status_path).with_context(|| {
+            format!("the status's URL {url} does not end with its path {status_path}: give --base-url")
+        })?,
         (None, None) => bail!(
-            "the receiver's status has its path ({path}) but no URL (the controller runs without \
+            "the receiver's status has its path ({status_path}) but no URL (the controller runs without \
              --webhook-base-url): give --base-url, the scheme and host of the webhook route"
         ),
-    }
+    };
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    reqwest::Url::parse(&url).with_context(|| format!("{base}: not a URL (give --base-url)"))?;
+    Ok(url)
 }
 
 /// The first of `keys` the Secret has (the one whose path the status shows), as UTF-8 text.

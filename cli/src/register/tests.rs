@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use serde_json::json;
 
-use super::source::{secret_of, url_of};
+use super::source::{chosen_keys, secret_of, url_of};
 use super::*;
 
 const SECRET: &str = "the-receivers-secret-0123456789";
@@ -461,48 +461,87 @@ fn repositories_are_checked_per_provider() {
     }
 }
 
+/// (case, status.url, the path registered, --base-url, the URL or the start of the error)
+type UrlCase = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<&'static str>,
+    Result<&'static str, &'static str>,
+);
+
 #[test]
 fn the_url_is_the_status_s_or_the_base_url_and_path() {
-    let cases = [
+    let cases: Vec<UrlCase> = vec![
         (
             "status URL",
             Some("https://a.example/hook/x"),
+            "/hook/x",
             None,
             Ok("https://a.example/hook/x"),
         ),
         (
+            "another key's path on the status URL's base",
+            Some("https://a.example/hook/x"),
+            "/hook/y",
+            None,
+            Ok("https://a.example/hook/y"),
+        ),
+        (
             "--base-url wins",
             Some("https://a.example/hook/x"),
+            "/hook/x",
             Some("http://127.0.0.1:8080/"),
             Ok("http://127.0.0.1:8080/hook/x"),
         ),
         (
             "path and --base-url",
             None,
+            "/hook/x",
             Some("https://hooks.example.com"),
             Ok("https://hooks.example.com/hook/x"),
         ),
         (
             "path alone",
             None,
+            "/hook/x",
             None,
             Err("the receiver's status has its path (/hook/x) but no URL"),
         ),
         (
             "not a URL",
             None,
+            "/hook/x",
             Some("hooks.example.com"),
-            Err("--base-url hooks.example.com: not a URL"),
+            Err("hooks.example.com: not a URL"),
+        ),
+        (
+            "a status URL not ending with the path",
+            Some("https://a.example/other"),
+            "/hook/x",
+            None,
+            Err("the status's URL https://a.example/other does not end with its path /hook/x"),
         ),
     ];
-    for (case, status_url, base, expected) in cases {
-        let got = url_of(status_url, "/hook/x", base).map_err(|e| e.to_string());
+    for (case, status_url, path, base, expected) in cases {
+        let got = url_of(status_url, "/hook/x", path, base).map_err(|e| e.to_string());
         match (expected, got) {
             (Ok(url), Ok(got)) => assert_eq!(got, url, "{case}"),
             (Err(start), Err(error)) => assert!(error.starts_with(start), "{case}: {error}"),
             (expected, got) => panic!("{case}: {expected:?} != {got:?}"),
         }
     }
+}
+
+#[test]
+fn secret_key_must_be_one_the_receiver_lists() {
+    let listed = vec!["token".to_string(), "next".to_string()];
+    assert_eq!(chosen_keys(&listed, None).unwrap(), listed);
+    assert_eq!(chosen_keys(&listed, Some("next")).unwrap(), vec!["next"]);
+    assert_eq!(
+        chosen_keys(&listed, Some("other")).unwrap_err().to_string(),
+        "--secret-key other: the Receiver's secretRef.keys are token, next"
+    );
 }
 
 /// (secretRef.keys, the key and secret read, or the error)
