@@ -233,6 +233,10 @@ async fn by_deliveries(api: &Api<'_>, id: &str, wait: Duration) -> anyhow::Resul
                     "the edge answered {} to the {} (delivery {})",
                     d.status, d.event, d.id
                 )),
+                0 => Verdict::Refused(format!(
+                    "the {} got no answer from the edge (delivery {}: a timeout or an unreachable URL)",
+                    d.event, d.id
+                )),
                 status => Verdict::Refused(format!(
                     "the edge answered {status} to the {} (delivery {}; {SECRET_HINT})",
                     d.event, d.id
