@@ -166,6 +166,10 @@ class Gitea:
             "config": {"url": url, "content_type": "json", "secret": secret}})
         return hook["id"]
 
+    def hooks(self, repository: str) -> list[dict]:
+        """The repository's webhooks, as Gitea's API lists them (never with their secrets)."""
+        return self.api("GET", f"/repos/{USER}/{repository}/hooks")
+
     def push(self, clone: Path, ref: str = "refs/heads/main") -> str:
         """A new commit pushed to `ref` (a branch, or a tag made on it) with `git push`; returns its id."""
         self._git(clone, "commit", "--quiet", "--allow-empty", "-m", f"change {secrets.token_hex(4)}")

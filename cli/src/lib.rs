@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod import;
 pub mod objects;
+pub mod register;
 pub mod yaml;
 
 use std::fmt::Write as _;

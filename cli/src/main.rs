@@ -116,6 +116,83 @@ enum Command {
     /// Print the CustomResourceDefinition of `Receiver` (hookgate.io/v1alpha1) as YAML, as
     /// manifests/base/crds holds it.
     Crd,
+    /// Create or update a Receiver's webhook at its provider (GitHub, GitLab, Gitea/Forgejo), then test it.
+    ///
+    /// Reads the Receiver (hookgate.io/v1alpha1) through the Kubernetes API (KUBECONFIG, ~/.kube/config or
+    /// the pod's service account): the URL is its `status.url`, or --base-url and its `status.webhookPath`;
+    /// the secret is the first key of its `secretRef.keys` that its Secret has; the events are its
+    /// `spec.events` in the provider's names (none: push; GitLab: pushes and tag pushes); the content type
+    /// is JSON. The provider's token comes from --token-env or --token-file. Neither the token nor the
+    /// secret is ever printed, in output or in errors.
+    ///
+    /// Idempotent: the repository's hook with the same URL is updated in place of adding a second; when it
+    /// already sends those events as JSON, nothing is written and it says `unchanged`. Providers never show
+    /// a hook's secret, so an existing hook's secret is left as it is unless the hook is updated anyway or
+    /// --replace-secret is given. To rotate: add the new secret to the Secret as `next` (with `keys: [token,
+    /// next]`), then `register --secret-key next --replace-secret`. With a pinned path that moves the hook
+    /// to the new secret (GitHub and GitLab in place; Gitea/Forgejo, whose API cannot change a hook's secret,
+    /// get a new hook and the old one is deleted); with Flux-style paths the new secret has its own URL, so
+    /// a new hook is added and the old one is left for you to delete once the old key is gone.
+    ///
+    /// Then it triggers the provider's test delivery and says what the edge answered. GitHub: a ping,
+    /// then the hook's deliveries show the status the edge gave it. GitLab: a test push, whose reply says
+    /// whether the edge answered 2xx (GitLab's message if not). Gitea/Forgejo: a test push of the default
+    /// branch's head (nothing on an empty repository); Gitea's API keeps no record of deliveries, so it is
+    /// confirmed only when one of the receiver's named targets gets a new reconcile annotation within
+    /// --wait, read through the Kubernetes API; otherwise it says plainly that it cannot confirm (look at the
+    /// hook's Recent Deliveries). Exits 1 when the edge refused the test delivery, 0 when it accepted it or
+    /// it cannot be known.
+    Register(RegisterArgs),
+}
+
+#[derive(Args)]
+struct RegisterArgs {
+    /// The Receiver, NAMESPACE/NAME or NAME (in the kubeconfig context's namespace).
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
+    receiver: String,
+    /// The repository: OWNER/REPO (GitLab: the project's path GROUP/.../PROJECT, or its numeric id).
+    #[arg(long, value_name = "REPO")]
+    repo: String,
+    /// The provider's API; default: the receiver's type (github, gitlab, gitea). `forgejo` is Gitea's API,
+    /// and a Gitea hook delivers to a `github` receiver too.
+    #[arg(long, value_parser = ["github", "gitlab", "gitea", "forgejo"])]
+    forge: Option<String>,
+    /// The provider's API base URL. Default: https://api.github.com, https://gitlab.com/api/v4,
+    /// https://gitea.com/api/v1 (a self-hosted Gitea or GitLab: https://HOST/api/v1, https://HOST/api/v4).
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
+    /// Environment variable holding the provider's API token.
+    #[arg(long, value_name = "VAR", conflicts_with = "token_file", required_unless_present_any = ["token_file", "dry_run"])]
+    token_env: Option<String>,
+    /// File holding the provider's API token (a trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The webhook route's scheme and host (https://hooks.example.com): the URL is this and the
+    /// receiver's `status.webhookPath`. Needed when the controller runs without --webhook-base-url.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// The key of the receiver's Secret to register (one of its `secretRef.keys`), e.g. `next` while
+    /// rotating. Default: the first listed that the Secret has. With Flux-style paths each key has its own
+    /// path: the URL is that key's.
+    #[arg(long, value_name = "KEY")]
+    secret_key: Option<String>,
+    /// Write the receiver's secret to the hook even when nothing else changed. GitHub and GitLab set it in
+    /// place; Gitea/Forgejo cannot change a hook's secret through the API, so a new hook is added with it
+    /// and the old one deleted (Gitea delivers to both for that moment).
+    #[arg(long)]
+    replace_secret: bool,
+    /// Do not trigger the provider's test delivery.
+    #[arg(long)]
+    no_test: bool,
+    /// Seconds to wait for the test delivery's outcome.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    wait: u64,
+    /// Contact no provider: print, one JSON object a line, each request register may send (list,
+    /// create, update, test, and where the provider has them, deliveries and delete) with its method, path
+    /// relative to the API base URL (`{hook_id}` for an existing hook's id) and body, the secret shown as
+    /// `<redacted>`. The Receiver and its Secret are still read.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -178,6 +255,87 @@ fn secret_from(value: Option<String>, env: Option<String>, what: &str) -> anyhow
     }
 }
 
+/// The provider's API token, from an environment variable or a file; never printed.
+fn provider_token(env: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let token = match (env, file) {
+        (Some(var), _) => std::env::var(&var)
+            .with_context(|| format!("--token-env: environment variable {var} is not set"))?,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("--token-file {}: cannot read", path.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+        (None, None) => bail!("give --token-env or --token-file"),
+    };
+    if token.is_empty() {
+        bail!("the provider's token is empty");
+    }
+    Ok(token)
+}
+
+/// `register`: the receiver's hook at its provider, then its test.
+async fn register(args: RegisterArgs) -> anyhow::Result<()> {
+    use cli::register::{self as reg, session};
+    // The token first: a missing one fails before anything is read.
+    let token = match args.dry_run {
+        true => String::new(),
+        false => provider_token(args.token_env, args.token_file)?,
+    };
+    let client = kube::Client::try_default().await.context(
+        "cannot reach the Kubernetes API (KUBECONFIG, ~/.kube/config or the pod's service account)",
+    )?;
+    let source = reg::source::read(
+        client.clone(),
+        &args.receiver,
+        args.base_url.as_deref(),
+        args.secret_key.as_deref(),
+    )
+    .await?;
+    for warning in &source.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let name = match args.forge.as_deref() {
+        Some(name) => name,
+        None => reg::forge_for_type(&source.provider_type).with_context(|| {
+            format!(
+                "Receiver {} is of type {}: give --forge",
+                source.label, source.provider_type
+            )
+        })?,
+    };
+    let forge = reg::forge(name, &args.repo)?;
+    let wanted = reg::Wanted {
+        url: source.url.clone(),
+        secret: source.secret.clone(),
+        events: forge.events(&source.events)?,
+    };
+    if args.dry_run {
+        reg::dry_run(forge.as_ref(), &wanted);
+        return Ok(());
+    }
+    let base = args.api_url.as_deref().unwrap_or(forge.default_api_url());
+    let api = session::Api::new(forge.as_ref(), base, &token, &wanted.secret)?;
+    println!(
+        "Receiver {}: {} ({})",
+        source.label, wanted.url, source.secret_from
+    );
+    let id = session::apply(&api, &wanted, args.replace_secret).await?;
+    if args.no_test {
+        return Ok(());
+    }
+    let wait = std::time::Duration::from_secs(args.wait);
+    let cluster = Some((&client, source.targets.as_slice()));
+    match session::test(&api, &id, wait, cluster).await? {
+        session::Verdict::Verified(how) => println!("verified: {how}"),
+        session::Verdict::Unconfirmed(why) => println!("not confirmed: {why}"),
+        session::Verdict::Refused(why) => {
+            println!("refused: {why}");
+            std::io::stdout().flush()?;
+            std::process::exit(1);
+        }
+    }
+    Ok(())
+}
+
 /// `url --receiver`: the URL in the status of the Receiver `reference`, with warnings on standard error.
 async fn print_receiver_url(reference: &str) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.context(
@@ -223,6 +381,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", cli::url(&name, &namespace, &token));
             Ok(())
         }
+        Command::Register(args) => register(args).await,
         Command::Crd => {
             print!("{}", hookgate_controller::receivers::crd_yaml());
             Ok(())
