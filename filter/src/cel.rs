@@ -115,21 +115,29 @@ fn visible_headers(headers: &Headers) -> hookgate_cel::Value {
     string_map(values.iter().map(|(name, value)| (*name, value.as_str())))
 }
 
-/// The payload as a filter reads it: the body's JSON, or `{}` when the body is not JSON (as Flux). A JSON
-/// body nested deeper than the parser follows (128 levels; Go's follows 10,000) is refused rather than
-/// read as `{}`, where `!has(req.skip)` would be true of a body that has `skip`.
-pub fn payload(body: &[u8]) -> Result<Value, TooDeep> {
+/// The payload as a filter reads it: the body's JSON, or `{}` when the body is not JSON (as Flux). A body
+/// that begins as JSON (`{` or `[`) which serde_json refuses is refused rather than read as `{}`, where
+/// `!has(req.skip)` would be true of a body that has `skip`: nested deeper than the parser follows (128
+/// levels; Go's follows 10,000), or what Go's decoder reads and serde_json does not (an unpaired surrogate
+/// escape, bytes that are not UTF-8, a number past f64, bytes after the value).
+pub fn payload(body: &[u8]) -> Result<Value, Unreadable> {
+    let begins_as_json = matches!(
+        body.iter().find(|b| !b" \t\n\r".contains(b)),
+        Some(b'{' | b'[')
+    );
     match serde_json::from_slice(body) {
         Ok(value) => Ok(value),
-        // serde_json names this error only in its text.
-        Err(error) if error.to_string().starts_with("recursion limit exceeded") => Err(TooDeep),
+        Err(_) if begins_as_json => Err(Unreadable::Malformed),
         Err(_) => Ok(Value::Object(Default::default())),
     }
 }
 
-/// A JSON body nested deeper than the filters' parser follows.
+/// Why the filters do not read a body that begins as JSON.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TooDeep;
+pub enum Unreadable {
+    /// JSON serde_json refuses (see [`payload`]).
+    Malformed,
+}
 
 /// Compiles a target filter (`resourceFilter`, `targets[].filter`) as the controller will, and returns the
 /// payload fields it reads: the attested request carries those, and no other part of the payload.
@@ -152,6 +160,7 @@ mod tests {
 
     #[test]
     fn a_payload_too_deep_to_read_is_refused_not_read_as_empty() {
+        use Unreadable::Malformed;
         let deep = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
         let cases = [
             (
@@ -168,7 +177,33 @@ mod tests {
             (
                 "nested 200 deep",
                 format!(r#"{{"a":{},"skip":true}}"#, deep(200)).into_bytes(),
-                Err(TooDeep),
+                Err(Malformed),
+            ),
+            // Go's decoder reads `skip` in these; serde_json refuses them.
+            (
+                "a lone surrogate escape",
+                br#"{"skip":true,"x":"\ud800"}"#.to_vec(),
+                Err(Malformed),
+            ),
+            (
+                "a raw byte that is not UTF-8",
+                b"{\"skip\":true,\"x\":\"\xff\"}".to_vec(),
+                Err(Malformed),
+            ),
+            (
+                "bytes after the value",
+                br#"{"skip":true} x"#.to_vec(),
+                Err(Malformed),
+            ),
+            (
+                "a number past f64",
+                br#"{"skip":true,"n":1e400}"#.to_vec(),
+                Err(Malformed),
+            ),
+            (
+                "after blanks",
+                b" \r\n\t{\"skip\":true} x".to_vec(),
+                Err(Malformed),
             ),
         ];
         for (case, body, expected) in cases {
