@@ -36,9 +36,10 @@ pub fn from_json_object(fields: &JsonMap<String, Json>) -> Value {
 /// through that is not an object (`null`, a scalar, a list), emptied to its kind, since every read through
 /// it answers alike whatever it holds (`has(req.a.b)` is false on `{"a": 5}`, `req.a.b` an error on
 /// `{"a": [...]}`); or the chain of objects down to it, without their other keys, when the object lacks
-/// the path's next key.
+/// the path's next key. A payload that is not an object is emptied to its kind likewise (`has(req.a)` is an
+/// error on `[...]`, false on `{}`).
 pub fn prune(payload: &Json, paths: &[Vec<String>]) -> Json {
-    let mut pruned = Json::Object(JsonMap::new());
+    let mut pruned = emptied(payload);
     for path in paths {
         copy_path(payload, &mut pruned, path);
     }

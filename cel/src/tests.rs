@@ -372,19 +372,27 @@ fn reads_are_the_payload_fields_referenced() {
 
 #[test]
 fn pruning_keeps_only_the_paths_read() {
-    let payload = json!({"tag": "v1", "secret": "hunter2", "target": {"repository": "r", "token": "t"},
+    let object = json!({"tag": "v1", "secret": "hunter2", "target": {"repository": "r", "token": "t"},
                          "list": [1, 2], "scalar": 5});
+    let list = json!([1]);
     let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    // (case, paths, pruned)
+    // (case, payload, paths, pruned)
     let cases = [
-        ("one field", vec![path(&["tag"])], json!({"tag": "v1"})),
+        (
+            "one field",
+            &object,
+            vec![path(&["tag"])],
+            json!({"tag": "v1"}),
+        ),
         (
             "a nested field only",
+            &object,
             vec![path(&["target", "repository"])],
             json!({"target": {"repository": "r"}}),
         ),
         (
             "an absent field stays absent",
+            &object,
             vec![path(&["missing", "x"])],
             json!({}),
         ),
@@ -392,32 +400,39 @@ fn pruning_keeps_only_the_paths_read() {
         // is forwarded.
         (
             "through a scalar",
+            &object,
             vec![path(&["scalar", "x"])],
             json!({"scalar": 0}),
         ),
         (
             "through a list, nothing of it",
+            &object,
             vec![path(&["list", "x"])],
             json!({"list": []}),
         ),
         (
             "through a string, nothing of it",
+            &object,
             vec![path(&["tag", "x"])],
             json!({"tag": ""}),
         ),
         (
             "a prefix covers a longer path",
+            &object,
             vec![path(&["target", "repository"]), path(&["target"])],
             json!({"target": {"repository": "r", "token": "t"}}),
         ),
         (
             "a list whole",
+            &object,
             vec![path(&["list"])],
             json!({"list": [1, 2]}),
         ),
+        // `has(req.a)` is an error on a list, false on `{}`: the list stays a list.
+        ("a list at the top", &list, vec![path(&["a"])], json!([])),
     ];
-    for (case, paths, pruned) in cases {
-        assert_eq!(prune(&payload, &paths), pruned, "{case}");
+    for (case, payload, paths, pruned) in cases {
+        assert_eq!(prune(payload, &paths), pruned, "{case}");
     }
 }
 
@@ -1023,6 +1038,8 @@ fn pruned_payloads_answer_as_the_whole_payload() {
         "repository": {"name": "webapp", "owner": {"login": "o"}}, "commits": [], "size": 3, "tags": ["a"]});
     let push = json!({"ref": "refs/heads/main", "head_commit": {"id": "abc", "message": "m"},
         "repository": {"name": "webapp"}, "commits": [{"id": "abc"}], "size": 3, "tags": []});
+    // A payload that is not an object at the top: every field read is an error on it.
+    let listed = json!([{"skip": true}]);
     let expressions = [
         "has(req.head_commit.id)",
         "has(req.head_commit)",
@@ -1043,6 +1060,7 @@ fn pruned_payloads_answer_as_the_whole_payload() {
         "req.repository == {'name': 'webapp'}",
         "has(req.repository.name) && has(req.repository.owner)",
         "req.ref.endsWith('/main') || has(req.head_commit.id)",
+        "!has(req.skip)",
     ];
     let mut failures = Vec::new();
     for source in expressions {
@@ -1051,7 +1069,8 @@ fn pruned_payloads_answer_as_the_whole_payload() {
         let Reads::Fields(paths) = expression.reads("req") else {
             panic!("{source}: reads no fields");
         };
-        for (name, payload) in [("deletion", &deletion), ("push", &push)] {
+        let payloads = [("deletion", &deletion), ("push", &push), ("list", &listed)];
+        for (name, payload) in payloads {
             let answer = |req: &serde_json::Value| {
                 expression
                     .evaluate(vec![("res", Value::Null), ("req", from_json(req))])

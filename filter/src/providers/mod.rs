@@ -224,7 +224,13 @@ pub trait Provider: Sync + std::fmt::Debug {
     /// What CEL filters see as `req` (the receiver's `filter`, and the target filters' fields forwarded to
     /// the controller): the body's JSON, or what Flux gives its filters where it unwraps the body first.
     fn filter_payload(&self, delivery: &Delivery) -> Result<Value, Rejection> {
-        crate::cel::payload(delivery.body).map_err(|_| Rejection::MalformedPayload)
+        use crate::cel::Unreadable;
+        crate::cel::payload(delivery.body).map_err(|unreadable| match unreadable {
+            Unreadable::Malformed => Rejection::MalformedPayload,
+            // 413, not 400: the JSON is well formed, and a sender that can send less (GitHub's
+            // smaller form of a push) should.
+            Unreadable::TooManyValues => Rejection::PayloadTooLarge,
+        })
     }
 }
 
@@ -384,6 +390,33 @@ mod tests {
             assert_eq!(PROVIDERS.iter().filter(|(n, _)| n == name).count(), 1);
         }
         assert!(lookup("GitHub").is_none());
+    }
+
+    #[test]
+    fn the_filters_refuse_a_payload_they_cannot_read() {
+        let many = format!("[{}0]", "0,".repeat(crate::cel::MAX_PAYLOAD_VALUES));
+        let cases: [(&str, &[u8], _); 3] = [
+            (
+                "not JSON: read as {}",
+                b"skip=true",
+                Ok(serde_json::json!({})),
+            ),
+            (
+                "JSON serde refuses",
+                b"{\"skip\":true} x",
+                Err(Rejection::MalformedPayload),
+            ),
+            (
+                "too many values",
+                many.as_bytes(),
+                Err(Rejection::PayloadTooLarge),
+            ),
+        ];
+        let (headers, github) = (Headers::default(), lookup("github").unwrap());
+        for (case, body, expected) in cases {
+            let got = github.filter_payload(&test_support::delivery(&headers, body));
+            assert!(got == expected, "{case}");
+        }
     }
 
     #[test]
