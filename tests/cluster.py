@@ -49,10 +49,20 @@ CRD_MODULES = {
 
 @functools.cache
 def build_binaries() -> dict[str, str]:
-    """Paths of the binaries tests/control-plane/build.sh builds (kube-apiserver, etcd, kustomize, Envoy
-    Gateway, the registry, eg-translate), building them on the first call of a process."""
+    """Paths of the binaries tests/control-plane/build.sh builds (kube-apiserver, etcd, kubectl, kustomize,
+    Envoy Gateway, the registry, eg-translate...), building them on the first call of a process."""
     out = subprocess.run(["bash", str(BUILD)], check=True, stdout=subprocess.PIPE, text=True).stdout
     return dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
+
+
+@functools.cache
+def kubectl_directory() -> Path:
+    """A directory holding only `kubectl`, the one build.sh builds: first on the PATH of a command that runs
+    `kubectl` as users type it (not whatever kubectl the machine has)."""
+    directory = Path(tempfile.mkdtemp(prefix="hookgate-kubectl-"))
+    (directory / "kubectl").symlink_to(build_binaries()["KUBECTL"])
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
 
 
 def module_files(module: str, version: str, prefix: str, suffix: str = ".yaml") -> list[str]:

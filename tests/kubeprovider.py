@@ -184,12 +184,22 @@ def crd_documents_of(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "CustomResourceDefinition"]
 
 
+# Envoy Gateway's configuration: its chart's defaults, and the EnvoyPatchPolicy API the examples need.
+CONFIGURATION = {
+    "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyGateway",
+    "gateway": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"},
+    "provider": {"type": "Kubernetes"},
+    "logging": {"level": {"default": "info"}},
+    "extensionApis": {"enableEnvoyPatchPolicy": True},
+}
+
+
 class KubernetesEnvoyGateway:
-    """`envoy-gateway server` with its Kubernetes provider, as its Helm chart runs it: its configuration (the
-    chart's defaults and `extensionApis.enableEnvoyPatchPolicy`) at /config, the `envoy-gateway` Secret that
+    """`envoy-gateway server` with its Kubernetes provider, as its Helm chart runs it in envoy-gateway-system:
+    its ConfigMap `envoy-gateway-config` (CONFIGURATION) at /config, the `envoy-gateway` Secret that
     `envoy-gateway certgen` (the chart's job, run here against the API server) writes at /certs, an emptyDir
-    for its Wasm cache, in envoy-gateway-system. It talks to the API server as an administrator (the chart's
-    RBAC is a Helm template). Its ports are fixed: one per machine."""
+    for its Wasm cache. It talks to the API server as an administrator (the chart's RBAC is a Helm template,
+    and no Helm runs here). Its ports are fixed: one per machine."""
 
     def __init__(self, cp: ControlPlane, workdir: Path) -> None:
         self.cp, self.workdir = cp, workdir
@@ -202,22 +212,18 @@ class KubernetesEnvoyGateway:
         certgen = subprocess.run([self.binary, "certgen", "--disable-topology-injector"], capture_output=True,
                                  text=True, env={"PATH": os.environ.get("PATH", ""), **self.env}, timeout=60)
         assert certgen.returncode == 0, certgen.stdout + certgen.stderr
-        config = workdir / "config"
-        config.mkdir()
-        (config / "envoy-gateway.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "EnvoyGateway",
-            "gateway": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"},
-            "provider": {"type": "Kubernetes"},
-            "logging": {"level": {"default": "info"}},
-            "extensionApis": {"enableEnvoyPatchPolicy": True},
-        }))
-        certs = write_volume(cp, EG_NAMESPACE, {"name": "certs", "secret": {"secretName": "envoy-gateway"}},
-                             workdir / "volumes/certs")
-        wasm = workdir / "volumes/wasm"
-        wasm.mkdir(parents=True)
+        # The chart's ConfigMap, mounted at /config as the chart mounts it.
+        cp.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "envoy-gateway-config", "namespace": EG_NAMESPACE},
+                  "data": {"envoy-gateway.yaml": yaml.safe_dump(CONFIGURATION)}})
+        volumes = {"/config": {"name": "config", "configMap": {"name": "envoy-gateway-config"}},
+                   "/certs": {"name": "certs", "secret": {"secretName": "envoy-gateway"}},
+                   "/var/lib/eg/wasm": {"name": "wasm", "emptyDir": {}}}
+        mounts = {path: write_volume(cp, EG_NAMESPACE, volume, workdir / "volumes" / volume["name"])
+                  for path, volume in volumes.items()}
         self.process = run_process("envoy-gateway",
                                    [self.binary, "server", "--config-path=/config/envoy-gateway.yaml"],
-                                   self.env, workdir, {"/config": config, "/certs": certs, "/var/lib/eg/wasm": wasm})
+                                   self.env, workdir, mounts)
         atexit.register(self.stop)
 
     def log(self) -> str:
@@ -227,11 +233,11 @@ class KubernetesEnvoyGateway:
         self.process.stop()
 
 
-def proxy_deployment(cp: ControlPlane, gateway: dict) -> dict | None:
-    """The Deployment Envoy Gateway made for a Gateway's proxies (labelled with its owning Gateway), once it
-    has made it and the ConfigMap its pods mount."""
-    selector = (f"gateway.envoyproxy.io/owning-gateway-name={gateway['metadata']['name']},"
-                f"gateway.envoyproxy.io/owning-gateway-namespace={gateway['metadata']['namespace']}")
+def proxy_deployment(cp: ControlPlane, gateway: tuple[str, str]) -> dict | None:
+    """The Deployment Envoy Gateway made for the proxies of a Gateway (name, namespace), labelled with its
+    owning Gateway, once it has made it and the ConfigMap its pods mount."""
+    selector = (f"gateway.envoyproxy.io/owning-gateway-name={gateway[0]},"
+                f"gateway.envoyproxy.io/owning-gateway-namespace={gateway[1]}")
     items = cp.ok("GET", f"/apis/apps/v1/namespaces/{EG_NAMESPACE}/deployments",
                   query={"labelSelector": selector})["items"]
     if len(items) != 1:
@@ -276,27 +282,33 @@ def kubectl(cp: ControlPlane, workdir: Path, *args: str) -> subprocess.Completed
     return subprocess.run([build_binaries()["KUBECTL"], *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+def route_gateway(docs: list[dict]) -> tuple[str, str]:
+    """The Gateway (name, namespace) the example's HTTPRoute attaches to."""
+    route = next(d for d in docs if d["kind"] == "HTTPRoute")
+    parent = route["spec"]["parentRefs"][0]
+    return parent["name"], parent.get("namespace", route["metadata"]["namespace"])
+
+
 def stand_in_gateway(docs: list[dict]) -> list[dict]:
     """The GatewayClass and Gateway of tests/fixtures/kubernetes-provider-gateway.yaml when the rendered example
     brings no Gateway, the Gateway named as the example's HTTPRoute names its parent; none when it does."""
     if any(d["kind"] == "Gateway" for d in docs):
         return []
-    route = next(d for d in docs if d["kind"] == "HTTPRoute")
-    parent = route["spec"]["parentRefs"][0]
+    name, namespace = route_gateway(docs)
     fixture = [d for d in yaml.safe_load_all((FIXTURES / "kubernetes-provider-gateway.yaml").read_text()) if d]
     for doc in fixture:
         if doc["kind"] == "Gateway":
-            doc["metadata"] |= {"name": parent["name"], "namespace": parent.get("namespace", route["metadata"]["namespace"])}
+            doc["metadata"] |= {"name": name, "namespace": namespace}
     return fixture
 
 
 class KubernetesExample:
-    """An example installed on a cluster the way the README says (`kubectl apply -f manifests/base/crds`, then
-    `kubectl apply -k` of the example, configured through a kustomization over it: controllerKeys and the
-    module's source), on a cluster that has what the example expects: Flux's CRDs, Envoy Gateway (its chart's
-    CRDs, its certgen, `envoy-gateway server`), External Secrets Operator's CRD and the Secrets it would
-    write. The controller Deployment and Envoy Gateway's proxy Deployment run as processes; `example`
-    (deploy.Example) signs and sends deliveries to the proxy pod's listener."""
+    """An example installed with kubectl the way the README says (the Receiver CRD first, then `kubectl apply
+    -k` of the example, configured through a kustomization over it: controllerKeys and the module's source), on
+    a cluster of its own (Envoy Gateway watches every namespace) that has what the example expects: Flux's
+    CRDs, Envoy Gateway (its chart's CRDs, its certgen, `envoy-gateway server`), External Secrets Operator's
+    CRD and the Secrets it would write. The controller Deployment and Envoy Gateway's proxy Deployment run as
+    processes; `example` (deploy.Example) signs and sends deliveries to the proxy pod's listener."""
 
     def __init__(self, directory: Path, workdir: Path) -> None:
         self.workdir = workdir
@@ -306,7 +318,8 @@ class KubernetesExample:
             self._stack.callback(self.network.close)
             self.cp = ControlPlane()
             self._stack.callback(self.cp.stop)
-            self.cp.install_crds(crd_documents(EG_CHART_CRDS) + crd_documents("flux") + crd_documents_of(FIXTURES / "secret-operators-crds.yaml"))
+            self.cp.install_crds(crd_documents(EG_CHART_CRDS) + crd_documents("flux")
+                                 + crd_documents_of(FIXTURES / "secret-operators-crds.yaml"))
             self.cp.namespace("flux-system")  # Flux's own
             self.gateway = KubernetesEnvoyGateway(self.cp, workdir / "envoy-gateway")
             self._stack.callback(self.gateway.stop)
@@ -362,16 +375,15 @@ class KubernetesExample:
                                                              self.workdir / "controller", env, [],
                                                              host=self.network.host_address)
         self._stack.callback(self.example.controller.stop)
-        (service,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == deployment["metadata"]["name"]]
+        (service,) = [d for d in docs if d["kind"] == "Service"
+                      and d["metadata"]["name"] == deployment["metadata"]["name"]]
         (port,) = [p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]]
         endpoint_slice(self.cp, service, self.network.host_address, {port: self.example.controller.port})
 
     def _run_proxy(self) -> Process:
         """Envoy Gateway's proxy Deployment for the example's Gateway, once it has made it: its Pod at the
         pods' address, its `envoy` container run as a process (the venv's Envoy)."""
-        route = next(d for d in self.example.docs if d["kind"] == "HTTPRoute")
-        parent = route["spec"]["parentRefs"][0]
-        gateway = {"metadata": {"name": parent["name"], "namespace": parent.get("namespace", route["metadata"]["namespace"])}}
+        gateway = route_gateway(self.example.docs)
         deployment = wait(lambda: proxy_deployment(self.cp, gateway), 60, "Envoy Gateway's proxy Deployment",
                           self.gateway.log)
         pod = scheduled_pod(self.cp, deployment, self.network.pod_address)
@@ -394,9 +406,10 @@ class KubernetesExample:
             except OSError:
                 return False
 
+        logs = (self.gateway.process, self.envoy, example.controller)
         for receiver in example.receivers:
             wait(lambda: refused_unsigned(receiver), 90, f"the proxy's filter serving {receiver_key(receiver)}",
-                 lambda: "\n".join(p.log()[-3000:] for p in (self.gateway.process, self.envoy, example.controller)))
+                 lambda: "\n".join(p.log()[-3000:] for p in logs))
 
     def status_conditions(self, kind: str, namespace: str, name: str) -> dict[str, dict]:
         """Conditions by type of an object's status as Envoy Gateway wrote it to the API server (a policy's

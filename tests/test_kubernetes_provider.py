@@ -15,6 +15,7 @@ import re
 
 import pytest
 
+from cluster import ApiError
 from deploy import MANIFESTS, receiver_key
 from gateway import wait
 from kubeprovider import KubernetesExample
@@ -58,9 +59,11 @@ STATUSES = {
     "the filter's policy": ("EnvoyExtensionPolicy", "flux-system", "hookgate", "Accepted", "True", "Accepted"),
     "the rate limit and retry": (
         "BackendTrafficPolicy", "flux-system", "hookgate-rate-limit", "Accepted", "True", "Accepted"),
-    "the buffer limit": ("ClientTrafficPolicy", "envoy-gateway-system", "hookgate-buffer", "Accepted", "True", "Accepted"),
+    "the buffer limit": (
+        "ClientTrafficPolicy", "envoy-gateway-system", "hookgate-buffer", "Accepted", "True", "Accepted"),
     "the webhook route": ("HTTPRoute", "flux-system", "hookgate-webhooks", "Accepted", "True", "Accepted"),
-    "the webhook route's backend": ("HTTPRoute", "flux-system", "hookgate-webhooks", "ResolvedRefs", "True", "ResolvedRefs"),
+    "the webhook route's backend": (
+        "HTTPRoute", "flux-system", "hookgate-webhooks", "ResolvedRefs", "True", "ResolvedRefs"),
 }
 
 
@@ -86,3 +89,15 @@ def test_the_proxy_runs_on_envoy_gateways_xds_and_reaches_the_controller_through
     route_cluster = "httproute/flux-system/hookgate-webhooks/rule/0"
     assert stat(stats, "envoy_cluster_membership_healthy", envoy_cluster_name=route_cluster) == 1
     assert stat(stats, "envoy_cluster_upstream_rq_completed", envoy_cluster_name=route_cluster) >= 1
+
+
+def test_the_api_server_refuses_loopback_endpoints_so_pods_have_addresses_of_their_own(cluster):
+    service = "hookgate-controller"
+    loopback = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": f"{service}-loopback", "namespace": "flux-system",
+                             "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4", "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+                "endpoints": [{"addresses": ["127.0.0.1"]}]}
+    with pytest.raises(ApiError) as refused:
+        cluster.cp.apply(loopback, dry_run=True)
+    assert refused.value.status == 422 and "loopback" in json.dumps(refused.value.body)
