@@ -37,6 +37,7 @@ from harness import WASM, stop_process
 
 POD_ROOT = ROOT / "tests/control-plane/pod-root.sh"
 CRDS = ROOT / "manifests/base/crds"
+RECEIVER_CRD = "receivers.hookgate.io"
 # Envoy's container port for a Gateway listener on port 80 (Envoy Gateway adds 10000 below 1024).
 PROXY_LISTENER_PORT = 10080
 EG_NAMESPACE = "envoy-gateway-system"
@@ -341,9 +342,10 @@ class KubernetesExample:
         user = overlay(configured_dir, self.workdir / "user", patches=[
             {"target": {"kind": "EnvoyExtensionPolicy", "name": "hookgate"}, "patch": json.dumps(
                 [{"op": "replace", "path": "/spec/wasm/0/code", "value": http_code(modules.url(WASM.name), WASM)}])}])
-        # The CRD first, established before anything names its kind (the README's `kubectl apply -f` of that
-        # directory also reads its kustomization.yaml as an object, and fails).
-        for command in (["apply", "-k", str(CRDS)], ["wait", "--for=condition=Established", "crd", "--all"],
+        # The CRD first, and established: `kubectl apply -k` right after it fails ("no matches for kind
+        # Receiver"). `kubectl apply -f` of that directory would also read its kustomization.yaml as an object
+        # and fail.
+        for command in (["apply", "-k", str(CRDS)], ["wait", "--for=condition=Established", f"crd/{RECEIVER_CRD}"],
                         ["apply", "-k", str(user)]):
             out = kubectl(self.cp, self.workdir, *command)
             assert out.returncode == 0, f"kubectl {' '.join(command)}:\n{out.stdout}{out.stderr}"
