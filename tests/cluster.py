@@ -44,6 +44,9 @@ CRD_MODULES = {
         ("sigs.k8s.io/gateway-api", "v1.6.1", "config/crd/standard/"),
         ("github.com/envoyproxy/gateway", "v1.9.1", "charts/gateway-helm/charts/crds/crds/generated/"),
     ],
+    # What Envoy Gateway's Helm chart installs (its `crds` subchart): Gateway API's experimental channel at the
+    # version Envoy Gateway pins, and Envoy Gateway's own.
+    "envoy-gateway-chart": [("github.com/envoyproxy/gateway", "v1.9.1", "charts/gateway-helm/charts/crds/crds/")],
 }
 
 

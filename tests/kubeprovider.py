@@ -41,10 +41,6 @@ RECEIVER_CRD = "receivers.hookgate.io"
 # Envoy's container port for a Gateway listener on port 80 (Envoy Gateway adds 10000 below 1024).
 PROXY_LISTENER_PORT = 10080
 EG_NAMESPACE = "envoy-gateway-system"
-EG_MODULE = ("github.com/envoyproxy/gateway", "v1.9.1")
-# What Envoy Gateway's Helm chart installs as CRDs (its `crds` subchart): Gateway API's experimental channel at
-# the version Envoy Gateway pins, and Envoy Gateway's own.
-EG_CHART_CRDS = [(*EG_MODULE, "charts/gateway-helm/charts/crds/crds/")]
 # The chart's Service for Envoy Gateway (xDS, the Wasm cache, the rate limit), by the names a proxy uses.
 EG_SERVICE_NAMES = ("envoy-gateway", f"envoy-gateway.{EG_NAMESPACE}", f"envoy-gateway.{EG_NAMESPACE}.svc",
                     f"envoy-gateway.{EG_NAMESPACE}.svc.cluster.local")
@@ -68,7 +64,10 @@ class PodNetwork:
                         [*self.enter, "ip", "addr", "add", f"{self.pod_address}/30", "dev", self.POD_LINK],
                         [*self.enter, "ip", "link", "set", self.POD_LINK, "up"],
                         [*self.enter, "ip", "link", "set", "lo", "up"]):
-            subprocess.run(command, check=True, capture_output=True)
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode != 0:
+                self._remove()
+                raise RuntimeError(f"{' '.join(command)}: {out.stderr.strip()} (needs root and iproute2)")
         atexit.register(self.close)
 
     @property
@@ -319,7 +318,7 @@ class KubernetesExample:
             self._stack.callback(self.network.close)
             self.cp = ControlPlane()
             self._stack.callback(self.cp.stop)
-            self.cp.install_crds(crd_documents(EG_CHART_CRDS) + crd_documents("flux")
+            self.cp.install_crds(crd_documents("envoy-gateway-chart") + crd_documents("flux")
                                  + crd_documents_of(FIXTURES / "secret-operators-crds.yaml"))
             self.cp.namespace("flux-system")  # Flux's own
             self.gateway = KubernetesEnvoyGateway(self.cp, workdir / "envoy-gateway")
@@ -384,7 +383,8 @@ class KubernetesExample:
 
     def _run_proxy(self) -> Process:
         """Envoy Gateway's proxy Deployment for the example's Gateway, once it has made it: its Pod at the
-        pods' address, its `envoy` container run as a process (the venv's Envoy)."""
+        pods' address, its `envoy` container run as a process (the venv's Envoy; the `shutdown-manager`
+        container, which only drains Envoy when the pod terminates, is not run)."""
         gateway = route_gateway(self.example.docs)
         deployment = wait(lambda: proxy_deployment(self.cp, gateway), 60, "Envoy Gateway's proxy Deployment",
                           self.gateway.log)
