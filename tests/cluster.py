@@ -6,6 +6,7 @@ There is no controller-manager: namespaces get no default ServiceAccount and not
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import functools
 import http.client
 import json
@@ -43,15 +44,28 @@ CRD_MODULES = {
         ("sigs.k8s.io/gateway-api", "v1.6.1", "config/crd/standard/"),
         ("github.com/envoyproxy/gateway", "v1.9.1", "charts/gateway-helm/charts/crds/crds/generated/"),
     ],
+    # What Envoy Gateway's Helm chart installs (its `crds` subchart): Gateway API's experimental channel at the
+    # version Envoy Gateway pins, and Envoy Gateway's own.
+    "envoy-gateway-chart": [("github.com/envoyproxy/gateway", "v1.9.1", "charts/gateway-helm/charts/crds/crds/")],
 }
 
 
 @functools.cache
 def build_binaries() -> dict[str, str]:
-    """Paths of the binaries tests/control-plane/build.sh builds (kube-apiserver, etcd, kustomize, Envoy
-    Gateway, the registry, eg-translate), building them on the first call of a process."""
+    """Paths of the binaries tests/control-plane/build.sh builds (kube-apiserver, etcd, kubectl, kustomize,
+    Envoy Gateway, the registry, eg-translate...), building them on the first call of a process."""
     out = subprocess.run(["bash", str(BUILD)], check=True, stdout=subprocess.PIPE, text=True).stdout
     return dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
+
+
+@functools.cache
+def kubectl_directory() -> Path:
+    """A directory holding only `kubectl`, the one build.sh builds: first on the PATH of a command that runs
+    `kubectl` as users type it (not whatever kubectl the machine has)."""
+    directory = Path(tempfile.mkdtemp(prefix="hookgate-kubectl-"))
+    (directory / "kubectl").symlink_to(build_binaries()["KUBECTL"])
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
 
 
 def module_files(module: str, version: str, prefix: str, suffix: str = ".yaml") -> list[str]:
@@ -72,7 +86,9 @@ def crd_documents(group: str | list[tuple[str, str, str]]) -> list[dict]:
     docs = []
     for module, version, prefix in CRD_MODULES[group] if isinstance(group, str) else group:
         for text in module_files(module, version, prefix):
-            docs += [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "CustomResourceDefinition"]
+            # libyaml's parser: the Python one takes seconds over Gateway API's and Envoy Gateway's CRDs.
+            docs += [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader)
+                     if d and d.get("kind") == "CustomResourceDefinition"]
     return docs
 
 
@@ -238,8 +254,9 @@ class ControlPlane:
         return self.ok("GET", self.resource_path(api_version, kind, namespace, name))
 
     def install_crds(self, docs: list[dict]) -> None:
-        for doc in docs:
-            self.apply(doc)
+        # A few at a time: each apply of a large CRD waits on the API server, not on this machine.
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(self.apply, docs))
         for doc in docs:
             name = doc["metadata"]["name"]
             deadline = time.monotonic() + 60

@@ -136,6 +136,7 @@ class Example:
     controller: Controller | None = None
     targets: dict[str, list[Target]] = field(default_factory=dict)  # by receiver namespace/name
     https_port: int | None = None  # the https listener's port, when the gateway side is deployed
+    address: str = "127.0.0.1"  # where the Gateway listener is (a proxy pod's address on Kubernetes)
 
     @property
     def receivers(self) -> list[dict]:
@@ -157,13 +158,13 @@ class Example:
 
     def send(self, delivery: Delivery, source: str | None = None) -> tuple[int, str]:
         """POSTs a delivery to the Gateway's listener with the route's host name."""
-        return send(self.port, self.host, delivery, source or self.source)
+        return send(self.port, self.host, delivery, source or self.source, self.address)
 
     def send_https(self, delivery: Delivery) -> tuple[int, str]:
         """POSTs a delivery to the Gateway's https listener, trusting only the certificate in its Secret."""
         context = ssl.create_default_context(cadata=webhook_tls()[0].decode())
         context.check_hostname = False  # the certificate names hooks.example.com, each example its own host
-        return send(self.https_port, self.host, delivery, self.source, context)
+        return send(self.https_port, self.host, delivery, self.source, self.address, context)
 
     def annotations(self, receiver: dict) -> dict[tuple[str, str, str], str | None]:
         """The reconcile annotation of every object seeded for a receiver's targets."""
@@ -281,10 +282,10 @@ def seed_targets(cp: ControlPlane, receiver: dict) -> list[Target]:
 
 
 def controller_from_deployment(deployment: dict, values: Values, workdir: Path, env: dict[str, str],
-                               extra_args: list[str]) -> Controller:
+                               extra_args: list[str], **listen) -> Controller:
     """Runs the rendered controller Deployment's container as a process: its args, its plain env and the
     namespace the downward API gives it, its Secret volumes written as files (the paths in its args
-    rewritten to them), listening on loopback."""
+    rewritten to them), listening on loopback (or on `listen`'s host and port)."""
     namespace = deployment["metadata"]["namespace"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -315,7 +316,7 @@ def controller_from_deployment(deployment: dict, values: Values, workdir: Path, 
     # The downward API's namespace, as the kubelet would fill it in.
     plain_env |= {e["name"]: namespace for e in container.get("env", [])
                   if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace"}
-    return Controller({**plain_env, **env}, local_args + extra_args)
+    return Controller({**plain_env, **env}, local_args + extra_args, **listen)
 
 
 def standalone_proxy_pod(cp: ControlPlane, deployment: dict) -> None:
@@ -394,12 +395,12 @@ def deploy(example: str | Path, cp: ControlPlane, gateway: EnvoyGateway, *, work
     return deployed
 
 
-def send(port: int, host: str, delivery: Delivery, source: str,
+def send(port: int, host: str, delivery: Delivery, source: str, address: str = "127.0.0.1",
          tls: ssl.SSLContext | None = None) -> tuple[int, str]:
-    """POSTs a delivery to the Gateway's listener on loopback from client address `source` (over TLS with
-    `tls`)."""
-    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=30, source_address=(source, 0), context=tls)
-            if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0)))
+    """POSTs a delivery to the Gateway's listener at `address` (loopback) from client address `source` (over
+    TLS with `tls`)."""
+    conn = (http.client.HTTPSConnection(address, port, timeout=30, source_address=(source, 0), context=tls)
+            if tls else http.client.HTTPConnection(address, port, timeout=30, source_address=(source, 0)))
     try:
         conn.request("POST", delivery.path, body=delivery.body, headers={**delivery.headers, "Host": host})
         response = conn.getresponse()

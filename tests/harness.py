@@ -414,20 +414,21 @@ CONTROLLER = Path(os.environ.get("HOOKGATE_BIN", ROOT / "target/release/hookgate
 
 
 class Controller:
-    """The hookgate controller binary, serving on loopback."""
+    """The hookgate controller binary, serving on loopback (or on `host`, an address of this machine)."""
 
-    def __init__(self, env: dict[str, str], args: list[str] | None = None, port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, env: dict[str, str], args: list[str] | None = None, port: int | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-controller-"))
         self.log_path = self.workdir / "controller.log"
         self._log = open(self.log_path, "wb")
         self._env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "info", **env}
-        self._argv = [str(CONTROLLER), "serve", "--listen", f"127.0.0.1:{self.port}", *(args or [])]
+        self._argv = [str(CONTROLLER), "serve", "--listen", f"{host}:{self.port}", *(args or [])]
         self._start()
 
     def _start(self) -> None:
         self.proc = subprocess.Popen(self._argv, stdout=self._log, stderr=subprocess.STDOUT, env=self._env)
-        wait_for_http(self.proc, f"http://127.0.0.1:{self.port}/healthz", 30, "controller", self.log)
+        wait_for_http(self.proc, f"http://{self.host}:{self.port}/healthz", 30, "controller", self.log)
 
     def restart(self, down: float = 0) -> None:
         """Stops the process (SIGTERM: it drains) and starts it again `down` seconds after it exited: same
@@ -438,7 +439,7 @@ class Controller:
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}{path}", timeout=10) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster import kubectl_directory
 from forge import USER, Delivery, Gitea
 from gateway import wait
 from gitops import git_repository
@@ -64,8 +65,9 @@ def test_the_secret_commands_run_here_are_the_documented_ones():
 
 def run_documented(cp, workdir: Path, command: str, url: str = "", check: bool = True) -> subprocess.CompletedProcess:
     # HOME for kubectl's cache, which would otherwise land in the working directory.
-    env = {"PATH": f"{CONTROLLER.parent}:{os.environ['PATH']}", "HOME": str(workdir), "NS": NAMESPACE,
-           "SECRET": SECRET_NAME, "NEW": NEW, "TYPE": "gitea", "URL": url,
+    # hookgate and kubectl (build.sh's) as the README's commands name them.
+    env = {"PATH": f"{CONTROLLER.parent}:{kubectl_directory()}:{os.environ['PATH']}", "HOME": str(workdir),
+           "NS": NAMESPACE, "SECRET": SECRET_NAME, "NEW": NEW, "TYPE": "gitea", "URL": url,
            "KUBECONFIG": str(cp.kubeconfig(cp.admin_token, workdir / "kubeconfig"))}
     out = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 or not check, f"{command}: {out.stdout}{out.stderr}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (once per version) the real control-plane binaries the tests and the demo run:
-# kube-apiserver from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize,
+# kube-apiserver and kubectl from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize,
 # envoy-gateway from github.com/envoyproxy/gateway, the OCI registry from github.com/distribution, and
 # Prometheus and promtool from github.com/prometheus/prometheus (the observability checks), and Gitea, the
 # real forge whose own webhooks on real pushes the tests verify (tests/forge.py).
@@ -24,15 +24,18 @@ export CGO_ENABLED=0
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
-build_kube_apiserver() {
-  local out="$BIN/kube-apiserver-$KUBERNETES_VERSION"
+# A command of k8s.io/kubernetes (cmd/NAME: kube-apiserver, kubectl) into $BIN/NAME-$KUBERNETES_VERSION, with
+# the version its own release build stamps in.
+build_kubernetes_command() {
+  local name="$1"
+  local out="$BIN/$name-$KUBERNETES_VERSION"
   [ -x "$out" ] && return
   local staging="v0.${KUBERNETES_VERSION#v1.}"
   local dir; dir=$(mktemp -d)
-  log "building kube-apiserver $KUBERNETES_VERSION (staging modules $staging); the first build takes several minutes"
+  log "building $name $KUBERNETES_VERSION (staging modules $staging); the first build takes several minutes"
   local mod; mod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   {
-    echo "module hookgate.local/kube-apiserver"
+    echo "module hookgate.local/$name"
     echo
     echo "go 1.26"
     echo
@@ -42,24 +45,15 @@ build_kube_apiserver() {
     # repository: point each one at its published version instead.
     grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging/' "$mod" | awk -v v="$staging" '{ print "replace " $1 " => " $1 " " v }'
   } > "$dir/go.mod"
-  cat > "$dir/main.go" <<'GO'
-package main
-
-import (
-	"os"
-
-	"k8s.io/component-base/cli"
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
-)
-
-func main() {
-	os.Exit(cli.Run(app.NewAPIServerCommand()))
-}
-GO
+  # Keeps the command's package (a main package, not importable) in the module graph for `go mod tidy`.
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/%s"\n' "$name" > "$dir/tools.go"
   local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
-  local ldflags="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
-  ldflags="$ldflags -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-  (cd "$dir" && go mod tidy && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" . && mv "$out.tmp" "$out")
+  local ldflags="" package
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags="$ldflags -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1 -X $package.gitMinor=$minor"
+  done
+  (cd "$dir" && go mod tidy && nice go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "k8s.io/kubernetes/cmd/$name" \
+    && mv "$out.tmp" "$out")
   rm -rf "$dir"
 }
 
@@ -145,7 +139,8 @@ build_gitea() {
 }
 
 build_etcd
-build_kube_apiserver
+build_kubernetes_command kube-apiserver
+build_kubernetes_command kubectl
 go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_install envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway "$ENVOY_GATEWAY_VERSION" \
   "the first build takes several minutes"
@@ -157,6 +152,7 @@ build_eg_translate
 build_gitea
 echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
 echo "ETCD=$BIN/etcd-$ETCD_VERSION"
+echo "KUBECTL=$BIN/kubectl-$KUBERNETES_VERSION"
 echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
 echo "ENVOY_GATEWAY=$BIN/envoy-gateway-$ENVOY_GATEWAY_VERSION"
 echo "REGISTRY=$BIN/registry-$REGISTRY_VERSION"
