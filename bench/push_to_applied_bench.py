@@ -21,7 +21,7 @@ their poll times are spread over the minute as in a cluster whose objects were n
 each gets one push, in a shuffled order, and every push waits for its own repository's next poll. The polling
 objects exist only during that phase, so their polls do not load source-controller while the webhook ways are
 measured. Times are seen through watches on the API server (GitRepositories, and ConfigMaps in APPS); they
-start when `git commit` + `git push` starts. p99 is by nearest rank: over 50 samples, the largest. The table
+start when `git commit` + `git push` starts (a row shows when `git push` returned). p99 is by nearest rank: over 50 samples, the largest. The table
 is printed and written as JSON to target/bench/push_to_applied.json. About 8 minutes on 2 cores once the controllers are built.
 """
 
@@ -62,7 +62,7 @@ APPS = "bench-apps"  # where the Kustomizations apply the repositories' ConfigMa
 SECRET = "push-bench-webhook-secret-0123456789abcdef"
 CONTROLLERS = ["source-controller", "kustomize-controller", "notification-controller"]
 OUT = ROOT / "target/bench/push_to_applied.json"
-MEASURES = {"annotated": "push -> reconcile requested", "fetched": "push -> artifact revision",
+MEASURES = {"pushed": "git commit + push returned", "annotated": "push -> reconcile requested", "fetched": "push -> artifact revision",
             "applied": "push -> ConfigMap applied"}
 
 
@@ -205,13 +205,14 @@ class Watches:
                                  f"{repo.name} reconcile requested")
 
 
-def push(gitea: Gitea, repo: Repository) -> tuple[str, float]:
-    """A commit changing the ConfigMap's value, pushed; returns the value and when the commit started."""
+def push(gitea: Gitea, repo: Repository) -> tuple[str, float, float]:
+    """A commit changing the ConfigMap's value, pushed; returns the value, when the commit started and when
+    `git push` returned."""
     value = secrets.token_hex(8)
     repo.write(value)
     started = time.monotonic()
     repo.commit = gitea.push(repo.clone)
-    return value, started
+    return value, started, time.monotonic()
 
 
 def measure_webhooks(gitea: Gitea, watches: Watches, ways: list[tuple[Way, Repository]], args) -> None:
@@ -220,8 +221,8 @@ def measure_webhooks(gitea: Gitea, watches: Watches, ways: list[tuple[Way, Repos
     for round_index in range(args.warmup + args.pushes):
         order = ways if round_index % 2 == 0 else list(reversed(ways))
         for way, repo in order:
-            value, started = push(gitea, repo)
-            times = {"annotated": watches.annotated_at(repo, started, 60), "fetched": watches.fetched_at(repo, 60),
+            value, started, pushed = push(gitea, repo)
+            times = {"pushed": pushed, "annotated": watches.annotated_at(repo, started, 60), "fetched": watches.fetched_at(repo, 60),
                      "applied": watches.applied_at(repo, value, 60)}
             if round_index >= args.warmup:
                 for measure, at in times.items():
@@ -246,7 +247,8 @@ def measure_polling(cp: ControlPlane, gitea: Gitea, watches: Watches, repos: lis
     for repo in random.Random(21).sample(repos, len(repos)):
         pushed.append((repo, *push(gitea, repo)))
     limit = 2 * interval + 60
-    for repo, value, started in pushed:
+    for repo, value, started, returned in pushed:
+        way.samples["pushed"].append(returned - started)
         way.samples["fetched"].append(watches.fetched_at(repo, limit) - started)
         way.samples["applied"].append(watches.applied_at(repo, value, limit) - started)
 
@@ -287,7 +289,7 @@ def run(args, flux: dict[str, str], workdir: Path) -> list[Way]:
             watches = Watches(cp)
 
             print("repositories, GitRepositories and Kustomizations ...", flush=True)
-            hookgate, receiver_way, polling = Way("hookgate"), Way("Flux receiver"), Way("polling (1m)")
+            hookgate, receiver_way, polling = Way("hookgate"), Way("Flux receiver"), Way(f"polling ({args.interval:.0f}s)")
             webhook_ways = []
             for way, name, url in [(hookgate, "via-hookgate", f"http://127.0.0.1:{edge.port}/hook/via-hookgate"),
                                    (receiver_way, "via-flux", f"http://127.0.0.1:{notifications.port}{flux_path}")]:
