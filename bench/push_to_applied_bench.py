@@ -21,8 +21,9 @@ their poll times are spread over the minute as in a cluster whose objects were n
 each gets one push, in a shuffled order, and every push waits for its own repository's next poll. The polling
 objects exist only during that phase, so their polls do not load source-controller while the webhook ways are
 measured. Times are seen through watches on the API server (GitRepositories, and ConfigMaps in APPS); they
-start when `git commit` + `git push` starts (a row shows when `git push` returned). p99 is by nearest rank: over 50 samples, the largest. The table
-is printed and written as JSON to target/bench/push_to_applied.json. About 8 minutes on 2 cores once the controllers are built.
+start when `git commit` + `git push` starts (a row shows when `git push` returned). p99 is by nearest rank:
+over 50 samples, the largest. The table is printed and written as JSON to target/bench/push_to_applied.json.
+About 8 minutes on 2 cores once the controllers are built (their first build: about 20 minutes).
 """
 
 from __future__ import annotations
@@ -55,14 +56,16 @@ from controller_bench import percentile  # noqa: E402
 from forge import USER, Gitea  # noqa: E402
 from gitops import ALLOWED_NAMESPACES, CONTROLLER_NAMESPACE, FLUX, bind_manifest_rbac  # noqa: E402
 from harness import free_port  # noqa: E402
-from peer_bench import FLUX_NAMESPACE, FluxController, NotificationController, build_flux_controllers, flux_receiver  # noqa: E402
+from peer_bench import (FLUX_NAMESPACE, FluxController, NotificationController,  # noqa: E402
+                        build_flux_controllers, flux_receiver)
 from served import ServedEdge, receiver, secret  # noqa: E402
 
 APPS = "bench-apps"  # where the Kustomizations apply the repositories' ConfigMaps
 SECRET = "push-bench-webhook-secret-0123456789abcdef"
 CONTROLLERS = ["source-controller", "kustomize-controller", "notification-controller"]
 OUT = ROOT / "target/bench/push_to_applied.json"
-MEASURES = {"pushed": "git commit + push returned", "annotated": "push -> reconcile requested", "fetched": "push -> artifact revision",
+MEASURES = {"pushed": "git commit + push returned", "annotated": "push -> reconcile requested",
+            "fetched": "push -> artifact revision",
             "applied": "push -> ConfigMap applied"}
 
 
@@ -222,7 +225,8 @@ def measure_webhooks(gitea: Gitea, watches: Watches, ways: list[tuple[Way, Repos
         order = ways if round_index % 2 == 0 else list(reversed(ways))
         for way, repo in order:
             value, started, pushed = push(gitea, repo)
-            times = {"pushed": pushed, "annotated": watches.annotated_at(repo, started, 60), "fetched": watches.fetched_at(repo, 60),
+            times = {"pushed": pushed, "annotated": watches.annotated_at(repo, started, 60),
+                     "fetched": watches.fetched_at(repo, 60),
                      "applied": watches.applied_at(repo, value, 60)}
             if round_index >= args.warmup:
                 for measure, at in times.items():
@@ -283,13 +287,15 @@ def run(args, flux: dict[str, str], workdir: Path) -> list[Way]:
             edge = running.enter_context(ServedEdge(cp, workdir / "hookgate", [
                 receiver("via-hookgate", FLUX_NAMESPACE, {
                     "type": "gitea", "path": "/hook/via-hookgate", "events": ["push"], "refs": {"branches": ["main"]},
-                    "secretRef": {"name": "push-bench"}, "targets": [{"kind": "GitRepository", "name": "via-hookgate"}]}),
+                    "secretRef": {"name": "push-bench"},
+                    "targets": [{"kind": "GitRepository", "name": "via-hookgate"}]}),
                 secret("push-bench", FLUX_NAMESPACE, {"token": SECRET})], log_level="warn"))
             flux_path = flux_receiver(cp, "via-flux", SECRET, target="via-flux")
             watches = Watches(cp)
 
             print("repositories, GitRepositories and Kustomizations ...", flush=True)
-            hookgate, receiver_way, polling = Way("hookgate"), Way("Flux receiver"), Way(f"polling ({args.interval:.0f}s)")
+            hookgate, receiver_way = Way("hookgate"), Way("Flux receiver")
+            polling = Way(f"polling ({args.interval:.0f}s)")
             webhook_ways = []
             for way, name, url in [(hookgate, "via-hookgate", f"http://127.0.0.1:{edge.port}/hook/via-hookgate"),
                                    (receiver_way, "via-flux", f"http://127.0.0.1:{notifications.port}{flux_path}")]:
@@ -301,7 +307,8 @@ def run(args, flux: dict[str, str], workdir: Path) -> list[Way]:
                 webhook_ways.append((way, repo))
             polled = [create_repository(gitea, f"polled-{i:02d}") for i in range(args.polled)]
 
-            print(f"webhooks: {args.pushes} sequential pushes per way (+{args.warmup} warm-up), alternating", flush=True)
+            print(f"webhooks: {args.pushes} sequential pushes per way (+{args.warmup} warm-up), alternating",
+                  flush=True)
             measure_webhooks(gitea, watches, webhook_ways, args)
             print(f"polling: {args.polled} repositories, created over one interval ({args.interval:.0f}s)", flush=True)
             measure_polling(cp, gitea, watches, polled, polling, args.interval)
@@ -320,7 +327,8 @@ def report(ways: list[Way], flux: dict[str, str], args, elapsed: float, load: tu
             samples = way.samples[measure]
             if samples:
                 rows.append({"way": way.name, "measure": label, "n": len(samples),
-                             "p50_s": round(statistics.median(samples), 3), "p99_s": round(percentile(samples, 0.99), 3),
+                             "p50_s": round(statistics.median(samples), 3),
+                             "p99_s": round(percentile(samples, 0.99), 3),
                              "min_s": round(min(samples), 3), "max_s": round(max(samples), 3)})
     versions = {name: flux[f"{name.upper().replace('-', '_')}_VERSION"] for name in CONTROLLERS}
     print(f"\npush -> applied: git commit + push to Gitea until Flux has fetched the commit / applied its ConfigMap; "
