@@ -51,28 +51,32 @@ TARGET_RATIO = 3.0  # hookgate's valid throughput at 8 concurrent senders, again
 PROCESS_LABELS = ["Envoy", "hookgate controller", "notification-controller", "kube-apiserver", "etcd"]
 
 
-def build_notification_controller() -> dict[str, str]:
-    out = subprocess.run(["bash", str(FLUX_BUILD)], check=True, stdout=subprocess.PIPE, text=True).stdout
+def build_flux_controllers(*names: str) -> dict[str, str]:
+    """bench/flux/build.sh for the controllers `names`: NAME=path and NAME_VERSION=version for each (e.g.
+    NOTIFICATION_CONTROLLER), building each on the first call."""
+    out = subprocess.run(["bash", str(FLUX_BUILD), *names], check=True, stdout=subprocess.PIPE, text=True).stdout
     return dict(line.split("=", 1) for line in out.strip().splitlines() if "=" in line)
 
 
-class NotificationController:
-    """Flux's notification-controller on loopback: its receiver, event, metrics and health servers on free
-    ports, leader election off (one replica), the cluster reached through `kubeconfig`."""
+class FluxController:
+    """One of Flux's controllers on loopback: its health and metrics servers (and the ports in `addresses`,
+    flag -> port) on free ports, leader election off (one replica), the cluster reached through
+    `kubeconfig`; ready when its /readyz answers."""
 
-    def __init__(self, binary: str, kubeconfig: Path, args: list[str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, name: str, binary: str, kubeconfig: Path, args: list[str] = (),
+                 addresses: dict[str, int] | None = None) -> None:
+        self.name = name
         self.health_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="hookgate-flux-"))
-        self.log_path = self.workdir / "notification-controller.log"
+        self.log_path = self.workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")
         env = {"PATH": os.environ.get("PATH", ""), "KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": FLUX_NAMESPACE}
+        ports = {"health-addr": self.health_port, "metrics-addr": free_port(), **(addresses or {})}
         self.proc = subprocess.Popen(
-            [binary, f"--receiverAddr=127.0.0.1:{self.port}", f"--health-addr=127.0.0.1:{self.health_port}",
-             f"--metrics-addr=127.0.0.1:{free_port()}", f"--events-addr=127.0.0.1:{free_port()}",
-             "--watch-all-namespaces=true", "--enable-leader-election=false", "--log-level=info", *(args or [])],
+            [binary, *(f"--{flag}=127.0.0.1:{port}" for flag, port in ports.items()),
+             "--watch-all-namespaces=true", "--enable-leader-election=false", "--log-level=info", *args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        wait_for_http(self.proc, f"http://127.0.0.1:{self.health_port}/readyz", 60, "notification-controller", self.log)
+        wait_for_http(self.proc, f"http://127.0.0.1:{self.health_port}/readyz", 60, name, self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -82,22 +86,31 @@ class NotificationController:
         self._log.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "NotificationController":
+    def __enter__(self) -> "FluxController":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def flux_receiver(cp, name: str, token: str, timeout: float = 60) -> str:
-    """A github Receiver (push and ping) for the GitRepository TARGET with its token Secret; waits until a
+class NotificationController(FluxController):
+    """Flux's notification-controller, its receiver server on `port` and its event server on free ports."""
+
+    def __init__(self, binary: str, kubeconfig: Path, args: list[str] = ()) -> None:
+        self.port = free_port()
+        super().__init__("notification-controller", binary, kubeconfig, args,
+                         {"receiverAddr": self.port, "events-addr": free_port()})
+
+
+def flux_receiver(cp, name: str, token: str, timeout: float = 60, target: str = TARGET) -> str:
+    """A github Receiver (push and ping) for the GitRepository `target` with its token Secret; waits until a
     notification-controller reports it Ready and returns its `status.webhookPath`."""
     cp.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-token", "namespace": FLUX_NAMESPACE},
               "stringData": {"token": token}})
     cp.apply({"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
               "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
               "spec": {"type": "github", "events": ["push", "ping"], "secretRef": {"name": f"{name}-token"},
-                       "resources": [{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "name": TARGET}]}})
+                       "resources": [{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "name": target}]}})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = cp.get("notification.toolkit.fluxcd.io/v1", "Receiver", FLUX_NAMESPACE, name).get("status", {})
@@ -227,7 +240,7 @@ def main() -> int:
         sys.exit("wrk not found: `make bench` installs it (apt-get install wrk)")
     load_start = os.getloadavg()
 
-    flux = build_notification_controller()
+    flux = build_flux_controllers("notification-controller")
     print("starting the control plane, hookgate (Envoy + filter + controller) and Flux's notification-controller "
           f"{flux['NOTIFICATION_CONTROLLER_VERSION']} ...", flush=True)
     cp = seeded_control_plane()
