@@ -32,7 +32,7 @@ import yaml
 from cluster import FIXTURES, ROOT, ControlPlane, build_binaries, crd_documents
 from deploy import (Example, configured, controller_deployment, controller_from_deployment, receiver_key,
                     seed_targets)
-from gateway import ENVOY_BINARY, ModuleServer, http_code, overlay, wait
+from gateway import ENVOY_BINARY, ModuleServer, http_code, overlay, wait, webhook_tls_secret
 from harness import WASM, stop_process
 
 POD_ROOT = ROOT / "tests/control-plane/pod-root.sh"
@@ -40,6 +40,8 @@ CRDS = ROOT / "manifests/base/crds"
 RECEIVER_CRD = "receivers.hookgate.io"
 # Envoy's container port for a Gateway listener on port 80 (Envoy Gateway adds 10000 below 1024).
 PROXY_LISTENER_PORT = 10080
+# ... and for the https listener on port 443.
+PROXY_HTTPS_PORT = 10443
 EG_NAMESPACE = "envoy-gateway-system"
 # The chart's Service for Envoy Gateway (xDS, the Wasm cache, the rate limit), by the names a proxy uses.
 EG_SERVICE_NAMES = ("envoy-gateway", f"envoy-gateway.{EG_NAMESPACE}", f"envoy-gateway.{EG_NAMESPACE}.svc",
@@ -289,19 +291,6 @@ def route_gateway(docs: list[dict]) -> tuple[str, str]:
     return parent["name"], parent.get("namespace", route["metadata"]["namespace"])
 
 
-def stand_in_gateway(docs: list[dict]) -> list[dict]:
-    """The GatewayClass and Gateway of tests/fixtures/kubernetes-provider-gateway.yaml when the rendered example
-    brings no Gateway, the Gateway named as the example's HTTPRoute names its parent; none when it does."""
-    if any(d["kind"] == "Gateway" for d in docs):
-        return []
-    name, namespace = route_gateway(docs)
-    fixture = [d for d in yaml.safe_load_all((FIXTURES / "kubernetes-provider-gateway.yaml").read_text()) if d]
-    for doc in fixture:
-        if doc["kind"] == "Gateway":
-            doc["metadata"] |= {"name": name, "namespace": namespace}
-    return fixture
-
-
 class KubernetesExample:
     """An example installed with kubectl the way the README says (the Receiver CRD first, then `kubectl apply
     -k` of the example, configured through a kustomization over it: controllerKeys and the module's source), on
@@ -348,15 +337,16 @@ class KubernetesExample:
                         ["apply", "-k", str(user)]):
             out = kubectl(self.cp, self.workdir, *command)
             assert out.returncode == 0, f"kubectl {' '.join(command)}:\n{out.stdout}{out.stderr}"
-        for doc in stand_in_gateway(docs):
-            self.cp.apply(doc)
+        # The https listener's certificate, which the user (or cert-manager) creates.
+        self.cp.apply(webhook_tls_secret())
         # What External Secrets Operator writes from the example's ExternalSecrets.
         for namespace, name in sorted({(ns, name) for ns, name, _ in values}):
             self.cp.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
                            "stringData": {key: value for (ns, secret, key), value in values.items()
                                           if (ns, secret) == (namespace, name)}})
         example = Example(directory.name, docs, [], values, self.cp, None, PROXY_LISTENER_PORT,
-                          self.network.host_address, address=self.network.pod_address)
+                          self.network.host_address, address=self.network.pod_address,
+                          https_port=PROXY_HTTPS_PORT)
         for receiver in example.receivers:
             example.targets[receiver_key(receiver)] = seed_targets(self.cp, receiver)
         return example

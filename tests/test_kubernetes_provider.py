@@ -48,6 +48,15 @@ def test_a_signed_delivery_through_the_proxy_annotates_the_targets_and_a_forged_
         assert (after[key] != before[key]) == target.selected, key
 
 
+def test_a_delivery_over_https_with_the_secrets_certificate_is_accepted(cluster):
+    """hookgate's Gateway's https listener, with the certificate of the Secret hookgate-webhook-tls."""
+    example = cluster.example
+    (receiver,) = example.receivers
+    status, body = example.send_https(example.delivery(receiver))
+    assert status == 200, body
+    assert json.loads(body)["annotated"] == 2
+
+
 # What Envoy Gateway reports for the example's objects, as the API server holds it:
 # (kind, namespace, name, condition, status, reason).
 STATUSES = {
