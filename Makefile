@@ -36,7 +36,7 @@ build: wasm-target
 oci: build
 	python3 tools/oci_layout.py --wasm $(WASM) --out target/oci --tag $(shell cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 
-# kube-apiserver, etcd, kustomize, Envoy Gateway, the OCI registry, eg-translate, Prometheus, promtool and
+# kube-apiserver, kubectl, etcd, kustomize, Envoy Gateway, the OCI registry, eg-translate, Prometheus, promtool and
 # Gitea from their Go modules, cached under $(CACHE)/bin by version.
 control-plane:
 	bash tests/control-plane/build.sh
@@ -87,6 +87,7 @@ bench: build venv control-plane
 	$(PYTHON) bench/peer_bench.py
 	$(PYTHON) bench/flood_bench.py
 	$(PYTHON) bench/receivers_bench.py
+	$(PYTHON) bench/push_to_applied_bench.py
 
 demo: build venv control-plane
 	$(PYTHON) tests/demo.py $(ARGS)

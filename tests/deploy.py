@@ -43,12 +43,13 @@ ENVOY_CLIENT_TLS = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io
                     "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "ca.crt": "Y2E="}}
 
 
-def kubernetes_translation(docs: list[dict], workdir: Path, runtime_flags: tuple[str, ...] = ()) -> dict:
+def kubernetes_translation(docs: list[dict], workdir: Path, runtime_flags: tuple[str, ...] = (),
+                           without_webhook_tls: bool = False) -> dict:
     """Envoy Gateway's own translation of rendered manifests `docs` as on Kubernetes (tests/eg-translate), with
     the Secrets a cluster has beside them (the https listener's certificate) and Envoy Gateway's `runtime_flags` enabled (its configuration's
     `runtimeFlags.enabled`): EnvoyPatchPolicy statuses, listeners and route configurations (protobuf JSON),
     and errors."""
-    cluster = [ENVOY_CLIENT_TLS, webhook_tls_secret()]
+    cluster = [ENVOY_CLIENT_TLS] + ([] if without_webhook_tls else [webhook_tls_secret()])
     # What Envoy Gateway watches on a cluster (the Secret operators' kinds are not in its scheme), with the
     # cluster IP the API server gives a Service.
     watched = copy.deepcopy([d for d in docs if d["kind"] in GATEWAY_KINDS | {"Service"}])

@@ -118,3 +118,16 @@ def test_a_patch_that_matches_nothing_is_reported_not_programmed(case, tmp_path)
     patch["spec"]["jsonPatches"][0]["operation"]["jsonPath"] = json_path
     condition = programmed(translate(docs, tmp_path), *HOLD_HEADERS)
     assert condition["status"] == expected, condition
+
+
+def test_until_the_certificate_exists_the_http_listener_still_holds_headers(tmp_path):
+    """Without the Secret hookgate-webhook-tls the https listener is not built: the hold-headers policy reports
+    ResourceNotFound naming only that listener (docs/operations.md, Troubleshooting), and http is patched."""
+    docs = render(MANIFESTS / "examples/homelab-github")
+    result = kubernetes_translation(docs, tmp_path, without_webhook_tls=True)
+    condition = programmed(result, *HOLD_HEADERS)
+    assert (condition["status"], condition["reason"]) == ("False", "ResourceNotFound"), condition
+    assert condition["message"].endswith("Listener/envoy-gateway-system/hookgate/https"), condition["message"]
+    wasm = next(f for f in http_filters(result) if f["name"].startswith("envoy.filters.http.wasm/"))
+    assert wasm["typedConfig"]["config"]["allowOnHeadersStopIteration"] is True
+
