@@ -55,24 +55,30 @@ def refusals(example: Example) -> int:
                if line.startswith("hookgate_deliveries_total{") and 'outcome="rejected"' in line)
 
 
-# The hold-headers policy for Envoy Gateway's XDSNameSchemeV2 listener names, which this run does not use: it
-# patches nothing here (test_translate.py runs Envoy Gateway's translator under both names).
-OTHER_NAME_SCHEME = "envoy-gateway-system/hookgate-hold-headers-xds-v2"
+# The patches (hold-headers, the rate limit's IPv6 /64 buckets) -> the policy for Envoy Gateway's names in this
+# run, and the one for its XDSNameSchemeV2 names, which this run does not use: that one patches nothing here
+# (test_translate.py runs Envoy Gateway's translator under both names).
+PATCHES = {
+    "hold-headers": ("envoy-gateway-system/hookgate-hold-headers",
+                     "envoy-gateway-system/hookgate-hold-headers-xds-v2"),
+    "IPv6 buckets": ("envoy-gateway-system/hookgate-rate-limit-ipv6",
+                     "envoy-gateway-system/hookgate-rate-limit-ipv6-xds-v2"),
+}
+OTHER_NAME_SCHEME = {other for _, other in PATCHES.values()}
 
 
 def test_every_policy_is_accepted_and_every_patch_programmed(example):
     """A JSONPath that matches nothing is Accepted but `Programmed: False`, and the filter is then never
     configured (every delivery gets 503):
-    Envoy Gateway's own status says whether the hold-headers patch applied."""
+    Envoy Gateway's own status says whether each patch applied."""
     keys = policy_keys(example)
-    assert ("EnvoyPatchPolicy", "envoy-gateway-system/hookgate-hold-headers") in keys
-    assert ("EnvoyPatchPolicy", OTHER_NAME_SCHEME) in keys
+    assert {("EnvoyPatchPolicy", name) for names in PATCHES.values() for name in names} <= set(keys), keys
     for kind, name in keys:
         conditions = example.gateway.conditions(kind, name)
         assert conditions["Accepted"]["status"] == "True", (kind, name, conditions)
         if kind == "EnvoyPatchPolicy":
             programmed = conditions.get("Programmed", {})
-            expected = ("False", "ResourceNotFound") if name == OTHER_NAME_SCHEME else ("True", "Programmed")
+            expected = ("False", "ResourceNotFound") if name in OTHER_NAME_SCHEME else ("True", "Programmed")
             assert (programmed.get("status"), programmed.get("reason")) == expected, (kind, name, conditions)
 
 

@@ -65,6 +65,11 @@ STATUSES = {
     "the hold-headers patch, by the XDSNameSchemeV2 listener name": (
         "EnvoyPatchPolicy", "envoy-gateway-system", "hookgate-hold-headers-xds-v2", "Programmed", "False",
         "ResourceNotFound"),
+    "the IPv6 /64 rate limit patch, by the v1.9 route configuration name": (
+        "EnvoyPatchPolicy", "envoy-gateway-system", "hookgate-rate-limit-ipv6", "Programmed", "True", "Programmed"),
+    "the IPv6 /64 rate limit patch, by the XDSNameSchemeV2 route configuration name": (
+        "EnvoyPatchPolicy", "envoy-gateway-system", "hookgate-rate-limit-ipv6-xds-v2", "Programmed", "False",
+        "ResourceNotFound"),
     "the filter's policy": ("EnvoyExtensionPolicy", "flux-system", "hookgate", "Accepted", "True", "Accepted"),
     "the rate limit and retry": (
         "BackendTrafficPolicy", "flux-system", "hookgate-rate-limit", "Accepted", "True", "Accepted"),

@@ -4,7 +4,7 @@ plus the certificate Secret a cluster has.
 There the Wasm filter is named `envoy.filters.http.wasm/envoyextensionpolicy/<ns>/<policy>/wasm/<i>` (in
 standalone mode the kind is empty): the hold-headers patch must be Programmed under both namings, and under
 both of Envoy Gateway's names for the listeners it patches (XDSNameSchemeV2, the default from Envoy Gateway
-1.10, names it by protocol and port)."""
+1.10, names it by protocol and port), and so must the patch that keys the rate limit's IPv6 buckets by /64."""
 
 from __future__ import annotations
 
@@ -30,6 +30,21 @@ NAME_SCHEMES = {
     "XDSNameSchemeV2 (the default from Envoy Gateway 1.10)": (
         ("XDSNameSchemeV2",), ("tcp-80", "tcp-443"), "hookgate-hold-headers-xds-v2"),
 }
+
+
+PROXY_NAMESPACE = HOLD_HEADERS[0]
+# Envoy Gateway's scheme (as in NAME_SCHEMES) -> the route configurations of hookgate's Gateway's listeners (http,
+# https; the https one keeps its name under XDSNameSchemeV2) and the IPv6 rate limit policy Programmed there.
+RATE_LIMIT_IPV6 = {
+    "by gateway and listener (the default up to Envoy Gateway 1.9)": (
+        (LISTENER_NAME, LISTENER_NAME.replace("/http", "/https")), "hookgate-rate-limit-ipv6"),
+    "XDSNameSchemeV2 (the default from Envoy Gateway 1.10)": (
+        ("http-80", LISTENER_NAME.replace("/http", "/https")), "hookgate-rate-limit-ipv6-xds-v2"),
+}
+# What the `Distinct` sourceCIDR rules key their buckets by: Envoy's formatter for the client address, and for
+# IPv6 that address masked to its /64 (in CIDR notation).
+WHOLE_ADDRESS = "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+PER_64 = "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT(64)%"
 
 
 def translate(docs: list[dict], tmp_path, runtime_flags: tuple[str, ...] = ()) -> dict:
@@ -77,6 +92,42 @@ def test_on_kubernetes_the_hold_headers_patch_is_programmed_and_the_rate_limit_i
         assert wasm["typedConfig"]["config"]["allowOnHeadersStopIteration"] is True, listener_name
 
 
+def bucket_keys(route_config: dict) -> list[dict[str, str]]:
+    """For each route with a local rate limit: each `Distinct` sourceCIDR rule's range -> what its bucket is
+    keyed by (the descriptor value that is a formatter; the rule's other action has the range itself)."""
+    keys = []
+    for route in (r for host in route_config["virtualHosts"] for r in host["routes"]):
+        local = route.get("typedPerFilterConfig", {}).get(LOCAL_RATELIMIT)
+        if local is None:
+            continue
+        matches = [a["remoteAddressMatch"] for limit in local["rateLimits"] for a in limit["actions"]
+                   if "remoteAddressMatch" in a]
+        keys.append({cidr(m): m["descriptorValue"] for m in matches if m["descriptorValue"].startswith("%")})
+    return keys
+
+
+def cidr(remote_address_match: dict) -> str:
+    (cidr_range,) = remote_address_match["addressMatcher"]["ranges"]
+    return f"{cidr_range['addressPrefix']}/{cidr_range['prefixLen']}"
+
+
+@pytest.mark.parametrize("scheme", RATE_LIMIT_IPV6)
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_on_kubernetes_ipv6_senders_get_a_bucket_per_64_and_ipv4_senders_one_per_address(example, scheme,
+                                                                                         tmp_path):
+    runtime_flags = NAME_SCHEMES[scheme][0]
+    route_config_names, applied = RATE_LIMIT_IPV6[scheme]
+    result = translate(render(MANIFESTS / "examples" / example), tmp_path, runtime_flags)
+    for _, policy in RATE_LIMIT_IPV6.values():
+        condition = programmed(result, PROXY_NAMESPACE, policy)
+        expected = ("True", "Programmed") if policy == applied else ("False", "ResourceNotFound")
+        assert (condition["status"], condition["reason"]) == expected, (policy, condition)
+    for name in route_config_names:
+        (route_config,) = result["routes"][name]
+        keys = bucket_keys(route_config)
+        assert keys and all(k == {"::/0": PER_64, "0.0.0.0/0": WHOLE_ADDRESS} for k in keys), (name, keys)
+
+
 # Namespace of a second route on /hook/ (more specific than the webhook route's prefix) -> whether hookgate's
 # Gateway takes it. Only the controller's namespace may attach routes: a tenant's route could otherwise take
 # the path of the proxies' confirmations.
@@ -114,7 +165,7 @@ SELECTORS = {
 def test_a_patch_that_matches_nothing_is_reported_not_programmed(case, tmp_path):
     json_path, expected = SELECTORS[case]
     docs = copy.deepcopy(render(MANIFESTS / "examples/homelab-github"))
-    patch = next(d for d in docs if d["kind"] == "EnvoyPatchPolicy")
+    patch = next(d for d in docs if d["kind"] == "EnvoyPatchPolicy" and d["metadata"]["name"] == HOLD_HEADERS[1])
     patch["spec"]["jsonPatches"][0]["operation"]["jsonPath"] = json_path
     condition = programmed(translate(docs, tmp_path), *HOLD_HEADERS)
     assert condition["status"] == expected, condition
@@ -131,3 +182,13 @@ def test_until_the_certificate_exists_the_http_listener_still_holds_headers(tmp_
     wasm = next(f for f in http_filters(result) if f["name"].startswith("envoy.filters.http.wasm/"))
     assert wasm["typedConfig"]["config"]["allowOnHeadersStopIteration"] is True
 
+
+def test_until_the_certificate_exists_the_http_listener_still_keys_ipv6_buckets_by_64(tmp_path):
+    """Likewise the IPv6 rate limit policy names only the https route configuration, and http is patched."""
+    docs = render(MANIFESTS / "examples/homelab-github")
+    result = kubernetes_translation(docs, tmp_path, without_webhook_tls=True)
+    condition = programmed(result, PROXY_NAMESPACE, "hookgate-rate-limit-ipv6")
+    assert (condition["status"], condition["reason"]) == ("False", "ResourceNotFound"), condition
+    assert condition["message"].endswith("RouteConfiguration/envoy-gateway-system/hookgate/https"), condition
+    (route_config,) = result["routes"][LISTENER_NAME]
+    assert [k["::/0"] for k in bucket_keys(route_config)] == [PER_64]
