@@ -12,8 +12,13 @@ FUZZ_SECONDS ?= 120
 # The short fuzz run inside `make test`.
 FUZZ_SMOKE_SECONDS ?= 20
 ARGS ?=
+# `make release`: where to push, the artifacts' tag, and where the layouts and the component are written.
+REGISTRY ?=
+VERSION ?=
+RELEASE_OUT ?= target/hookgate-release
+RELEASE_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 
-.PHONY: all build probe oci wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo dashboard-picture clean
+.PHONY: all build wasm probe oci release wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo dashboard-picture clean
 
 all: build
 
@@ -27,14 +32,27 @@ $(VENV)/.installed: tests/requirements.txt tools/requirements.txt
 
 venv: $(VENV)/.installed
 
-build: wasm-target
+wasm: wasm-target
 	cargo build --release -p hookgate-filter --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{ printf "filter module: %s (%d bytes)\n", $$9, $$5 }'
+
+build: wasm
 	cargo build --release -p hookgate-cli
 
 # The filter as an OCI image layout (Envoy Gateway's Image source) and its sha256 (HTTP source).
 oci: build
 	python3 tools/oci_layout.py --wasm $(WASM) --out target/oci --tag $(shell cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packages"][0]["version"])')
+
+# The controller image (linux/amd64, linux/arm64: static musl binaries cross-built with cargo-zigbuild and Zig
+# from PyPI) and the filter's OCI artifact, assembled without a container daemon, pushed to $(REGISTRY) with oras
+# and pinned by digest in the Kustomize component $(RELEASE_OUT)/component (tools/release.py).
+release: wasm venv
+	@test -n "$(REGISTRY)" -a -n "$(VERSION)" || { echo "usage: make release REGISTRY=ghcr.io/you VERSION=0.1.0" >&2; exit 2; }
+	@for target in $(RELEASE_TARGETS); do rustup target list --installed | grep -qx $$target || rustup target add $$target; done
+	PATH="$(abspath $(VENV))/bin:$$PATH" cargo zigbuild --profile image --locked -p hookgate-cli $(addprefix --target ,$(RELEASE_TARGETS))
+	oras=$$(bash tests/control-plane/build.sh oras | sed -n 's/^ORAS=//p') && \
+	  $(PYTHON) tools/release.py --registry "$(REGISTRY)" --version "$(VERSION)" --wasm $(WASM) --binaries target \
+	    --profile image --oras "$$oras" --out "$(RELEASE_OUT)"
 
 # kube-apiserver, kubectl, etcd, kustomize, Envoy Gateway, the OCI registry, eg-translate, Prometheus, promtool and
 # Gitea from their Go modules, cached under $(CACHE)/bin by version.

@@ -23,6 +23,7 @@ LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+REF_NAME = "org.opencontainers.image.ref.name"
 PLUGIN_FILE = "plugin.wasm"  # the name Envoy Gateway's fetcher looks for in the layer
 
 
@@ -32,16 +33,26 @@ def write_blob(blobs: Path, data: bytes) -> dict:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def plugin_tar(module: bytes) -> bytes:
-    """An uncompressed tar of one regular file, plugin.wasm, with fixed metadata (mtime 0, root, 0644)."""
-    info = tarfile.TarInfo(PLUGIN_FILE)
-    info.size, info.mtime, info.mode = len(module), 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
+def reproducible_tar(entries: list[tuple[str, bytes | None, int]]) -> bytes:
+    """An uncompressed tar of `entries` (name, content or None for a directory, mode) in the given order,
+    with fixed metadata (mtime 0, owner root): equal entries give equal bytes."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        tar.addfile(info, io.BytesIO(module))
+        for name, content, mode in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, mode, 0, 0, "", ""
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
     return buf.getvalue()
+
+
+def plugin_tar(module: bytes) -> bytes:
+    """A tar of one regular file, plugin.wasm (0644)."""
+    return reproducible_tar([(PLUGIN_FILE, module, 0o644)])
 
 
 def gzipped(data: bytes) -> bytes:
@@ -49,31 +60,45 @@ def gzipped(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
-def image_config(diff_id: str) -> bytes:
-    """A minimal OCI image config; rootfs.diff_ids holds the digest of the layer's uncompressed tar."""
-    return json.dumps({"architecture": "wasm", "os": "wasip1",
-                       "rootfs": {"type": "layers", "diff_ids": [diff_id]}}, indent=2).encode()
+def write_image(blobs: Path, tar: bytes, config: dict, annotations: dict[str, str]) -> dict:
+    """Writes the blobs of a one-layer image (the gzipped `tar`, `config` with its rootfs, the manifest with
+    `annotations`) into `blobs`; returns the manifest's descriptor."""
+    layer = {"mediaType": LAYER_MEDIA_TYPE, **write_blob(blobs, gzipped(tar))}
+    # rootfs.diff_ids holds the digest of the layer's uncompressed tar.
+    rootfs = {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]}
+    config_blob = json.dumps({**config, "rootfs": rootfs}, indent=2).encode()
+    config_descriptor = {"mediaType": CONFIG_MEDIA_TYPE, **write_blob(blobs, config_blob)}
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": config_descriptor,
+                "layers": [layer], "annotations": annotations}
+    return {"mediaType": MANIFEST_MEDIA_TYPE, **write_blob(blobs, json.dumps(manifest, indent=2).encode())}
 
 
-def write_layout(wasm: Path, out: Path, tag: str) -> dict:
-    """Writes the layout; returns the manifest descriptor."""
+def new_layout(out: Path) -> Path:
+    """Empties `out` for a new layout; returns its blob directory."""
     if out.exists():
         shutil.rmtree(out)
     blobs = out / "blobs/sha256"
     blobs.mkdir(parents=True)
-    tar = plugin_tar(wasm.read_bytes())
-    layer = {"mediaType": LAYER_MEDIA_TYPE, **write_blob(blobs, gzipped(tar))}
-    diff_id = f"sha256:{hashlib.sha256(tar).hexdigest()}"
-    config = {"mediaType": CONFIG_MEDIA_TYPE, **write_blob(blobs, image_config(diff_id))}
-    manifest = {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": config, "layers": [layer],
-                "annotations": {"org.opencontainers.image.title": "hookgate-filter",
-                                "org.opencontainers.image.version": tag}}
-    descriptor = {"mediaType": MANIFEST_MEDIA_TYPE, **write_blob(blobs, json.dumps(manifest, indent=2).encode()),
-                  "annotations": {"org.opencontainers.image.ref.name": tag}}
+    return blobs
+
+
+def write_layout(wasm: Path, out: Path, tag: str) -> dict:
+    """Writes the filter's layout; returns the manifest descriptor."""
+    blobs = new_layout(out)
+    # A minimal OCI image config: the module is not an executable of any platform.
+    descriptor = write_image(blobs, plugin_tar(wasm.read_bytes()), {"architecture": "wasm", "os": "wasip1"},
+                             {"org.opencontainers.image.title": "hookgate-filter",
+                              "org.opencontainers.image.version": tag})
+    descriptor["annotations"] = {REF_NAME: tag}
+    write_index(out, [descriptor])
+    return descriptor
+
+
+def write_index(out: Path, descriptors: list[dict]) -> None:
+    """The layout's oci-layout marker and index.json, listing `descriptors`."""
     (out / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     (out / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE,
-                                                "manifests": [descriptor]}, indent=2))
-    return descriptor
+                                                "manifests": descriptors}, indent=2))
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 # kube-apiserver and kubectl from the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, kustomize,
 # envoy-gateway from github.com/envoyproxy/gateway, the OCI registry from github.com/distribution, and
 # Prometheus and promtool from github.com/prometheus/prometheus (the observability checks), and Gitea, the
-# real forge whose own webhooks on real pushes the tests verify (tests/forge.py).
+# real forge whose own webhooks on real pushes the tests verify (tests/forge.py), and oras (`make release`).
+# `build.sh oras` builds and prints only oras.
 # Binaries are cached outside the work tree, keyed by version; a second run prints their paths at once.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ REGISTRY_VERSION="${REGISTRY_VERSION:-v3.0.0}"
 # assets are not in the module; the HTTP API that promtool and the tests query is all there.
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 GITEA_VERSION="${GITEA_VERSION:-v1.27.3}"
+# oras, the registry client `make release` pushes with (tools/release.py).
+ORAS_VERSION="${ORAS_VERSION:-v1.3.6}"
 CACHE="${HOOKGATE_CACHE:-$HOME/.cache/hookgate}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -138,6 +141,14 @@ build_gitea() {
   rm -rf "$dir"
 }
 
+build_oras() { go_install oras oras.land/oras/cmd/oras "$ORAS_VERSION"; }
+
+if [ "${1:-}" = oras ]; then
+  build_oras
+  echo "ORAS=$BIN/oras-$ORAS_VERSION"
+  exit 0
+fi
+
 build_etcd
 build_kubernetes_command kube-apiserver
 build_kubernetes_command kubectl
@@ -150,6 +161,7 @@ go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_V
 go_install prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION"
 build_eg_translate
 build_gitea
+build_oras
 echo "KUBE_APISERVER=$BIN/kube-apiserver-$KUBERNETES_VERSION"
 echo "ETCD=$BIN/etcd-$ETCD_VERSION"
 echo "KUBECTL=$BIN/kubectl-$KUBERNETES_VERSION"
@@ -161,3 +173,4 @@ echo "PROMTOOL=$BIN/promtool-$PROMETHEUS_VERSION"
 echo "PROMETHEUS=$BIN/prometheus-$PROMETHEUS_VERSION"
 echo "GITEA=$BIN/gitea-$GITEA_VERSION"
 echo "GITEA_STATIC=$CACHE/gitea-$GITEA_VERSION"
+echo "ORAS=$BIN/oras-$ORAS_VERSION"
