@@ -3,8 +3,7 @@ Envoy it programs, in front of the example's own controller Deployment run as a 
 kube-apiserver, which serves the filter the example's Receivers: each EnvoyPatchPolicy of Envoy Gateway's xDS
 naming scheme is Programmed, a signed delivery for each receiver is verified, forwarded and sets the annotation
 (or dispatches), a forged one gets 401 and reaches nothing, the rate limit runs before the filter with a bucket
-per client address,
-and no secret is in any gateway object, in Envoy's configuration or in its environment."""
+per client address, and no secret is in any gateway object, in Envoy's configuration or in its environment."""
 
 from __future__ import annotations
 
