@@ -17,8 +17,13 @@ REGISTRY ?=
 VERSION ?=
 RELEASE_OUT ?= target/hookgate-release
 RELEASE_TARGETS := x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+# The tests run the controller binary the image ships for this machine's architecture; the release test's
+# `make release` then finds that half of the image already built.
+HOST_MUSL    := $(shell uname -m)-unknown-linux-musl
+IMAGE_BIN    := target/$(HOST_MUSL)/image/hookgate
+ZIGBUILD     := PATH="$(abspath $(VENV))/bin:$$PATH" cargo zigbuild --profile image --locked -p hookgate-cli
 
-.PHONY: all build wasm probe oci release wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo dashboard-picture clean
+.PHONY: all build wasm probe oci release image-bin musl-targets wasm-target venv control-plane lint unit e2e test fuzz fuzz-smoke fuzz-tools bench demo dashboard-picture clean
 
 all: build
 
@@ -46,13 +51,19 @@ oci: build
 # The controller image (linux/amd64, linux/arm64: static musl binaries cross-built with cargo-zigbuild and Zig
 # from PyPI) and the filter's OCI artifact, assembled without a container daemon, pushed to $(REGISTRY) with oras
 # and pinned by digest in the Kustomize component $(RELEASE_OUT)/component (tools/release.py).
-release: wasm venv
+release: wasm venv musl-targets
 	@test -n "$(REGISTRY)" -a -n "$(VERSION)" || { echo "usage: make release REGISTRY=ghcr.io/you VERSION=0.1.0" >&2; exit 2; }
-	@for target in $(RELEASE_TARGETS); do rustup target list --installed | grep -qx $$target || rustup target add $$target; done
-	PATH="$(abspath $(VENV))/bin:$$PATH" cargo zigbuild --profile image --locked -p hookgate-cli $(addprefix --target ,$(RELEASE_TARGETS))
+	$(ZIGBUILD) $(addprefix --target ,$(RELEASE_TARGETS))
 	oras=$$(bash tests/control-plane/build.sh oras | sed -n 's/^ORAS=//p') && \
 	  $(PYTHON) tools/release.py --registry "$(REGISTRY)" --version "$(VERSION)" --wasm $(WASM) --binaries target \
 	    --profile image --oras "$$oras" --out "$(RELEASE_OUT)"
+
+musl-targets:
+	@for target in $(RELEASE_TARGETS); do rustup target list --installed | grep -qx $$target || rustup target add $$target; done
+
+# The static controller binary of this machine's architecture, as `make release` builds it for the image.
+image-bin: venv musl-targets
+	$(ZIGBUILD) --target $(HOST_MUSL)
 
 # kube-apiserver, kubectl, etcd, kustomize, Envoy Gateway, the OCI registry, eg-translate, Prometheus, promtool and
 # Gitea from their Go modules, cached under $(CACHE)/bin by version.
@@ -72,8 +83,8 @@ unit:
 probe: wasm-target
 	cargo build --release -p hookgate-probe --target wasm32-wasip1
 
-e2e: build probe venv control-plane
-	$(PYTHON) -m pytest -q tests
+e2e: wasm image-bin probe venv control-plane
+	HOOKGATE_BIN=$(abspath $(IMAGE_BIN)) $(PYTHON) -m pytest -q tests
 
 fuzz-tools:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

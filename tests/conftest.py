@@ -31,10 +31,12 @@ def _leftover_processes() -> list[str]:
     import os
     from pathlib import Path
 
+    from harness import CONTROLLER
+
     # The binaries build.sh caches and the venv's Envoy by path: the processes of tests/kubeprovider.py run
     # them from a root of their own, with no test directory in their arguments.
     markers = ("hookgate-cp-", "hookgate-envoy-", "hookgate-eg-", "hookgate-registry-", "hookgate-forge-",
-               "target/release/hookgate", "/.cache/hookgate/bin/", "/envoy/_bin/envoy")
+               str(CONTROLLER), "/.cache/hookgate/bin/", "/envoy/_bin/envoy")
     leftovers = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
