@@ -120,8 +120,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("case,name,act,status,reason", CASES, ids=[c[0] for c in CASES])
-def test_real_pushes_are_answered_as_the_readme_says(cp, gitea, edge, repositories, case, name, act, status,
-                                                     reason):
+def test_real_pushes_are_answered_as_docs_receivers_says(cp, gitea, edge, repositories, case, name, act,
+                                                          status, reason):
     repo = repositories[name]
     before, answered = requested_at(cp), edge.controller.requests_answered()
     event, fields = act(gitea, repo.clone)
