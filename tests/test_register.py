@@ -181,6 +181,25 @@ def test_a_changed_events_spec_updates_the_hook_in_place(cp, gitea, edge, reposi
     assert f"updated hook {before['id']}" in out.stdout and hooks_at_url(gitea, edge)[0]["events"] == ["push"]
 
 
+def test_register_finds_its_hook_past_the_first_page_of_hooks(cp, gitea, edge, workdir):
+    """Gitea lists at most 50 hooks a page (`[api] MAX_RESPONSE_ITEMS`), with no `Link` header for a repository's
+    hooks: behind 50 others, the receiver's hook is on the second page, where a second register must find it
+    instead of adding another."""
+    name = "registered-crowded"
+    gitea.create_repository(name)
+    for n in range(50):
+        gitea.add_webhook(name, f"http://127.0.0.1:9/elsewhere/{n}", "another-secret")
+    args = [*gitea_args(gitea, edge, "--no-test")]
+    args[args.index(f"{USER}/{REPOSITORY}")] = f"{USER}/{name}"
+    created = register(cp, workdir, *args, token=gitea.token)
+    assert "created hook" in created.stdout, created.stdout
+    again = register(cp, workdir, *args, token=gitea.token)
+    assert "unchanged: hook" in again.stdout, again.stdout
+    every_hook = [hook for page in (1, 2, 3)
+                  for hook in gitea.api("GET", f"/repos/{USER}/{name}/hooks?limit=50&page={page}")]
+    assert len(every_hook) == 51 and [h["config"]["url"] for h in every_hook].count(hook_url(edge)) == 1
+
+
 NEXT_SECRET = "register-next-secret-00112233445566778899"
 NEW_SECRET = "register-rotated-secret-fedcba9876543210"
 
@@ -257,7 +276,7 @@ def test_the_token_can_come_from_a_file(cp, gitea, edge, repository, workdir):
 # (case, how the token is given, the environment, the start of the error on stderr)
 ERRORS = [
     ("a wrong token", ["--token-env", "GITEA_TOKEN"], {"GITEA_TOKEN": "0123456789abcdef0123456789abcdef01234567"},
-     "Error: gitea API: GET {api}/repos/hookgate/registered/hooks?limit=50 answered 401: the provider refused "
+     "Error: gitea API: GET {api}/repos/hookgate/registered/hooks?limit=50&page=1 answered 401: the provider refused "
      "the token (wrong or expired); it said: "),
     ("an unset variable", ["--token-env", "NOT_SET"], {}, "Error: --token-env: environment variable NOT_SET is not set"),
     ("an empty file", ["--token-file", "/dev/null"], {}, "Error: the provider's token is empty"),

@@ -49,8 +49,10 @@ impl Forge for Gitea {
         })
     }
 
-    fn list(&self) -> ApiRequest {
-        ApiRequest::new(Method::Get, format!("{}?limit=50", self.hooks_path()))
+    /// Gitea serves at most `[api] MAX_RESPONSE_ITEMS` (default 50) a page, whatever `limit` asks.
+    fn list(&self, page: u32) -> ApiRequest {
+        let hooks = self.hooks_path();
+        ApiRequest::new(Method::Get, format!("{hooks}?limit=50&page={page}"))
     }
 
     fn hooks(&self, listed: &Value) -> anyhow::Result<Vec<Hook>> {

@@ -58,8 +58,9 @@ impl Forge for GitHub {
         })
     }
 
-    fn list(&self) -> ApiRequest {
-        ApiRequest::new(Method::Get, format!("{}?per_page=100", self.hooks_path()))
+    fn list(&self, page: u32) -> ApiRequest {
+        let hooks = self.hooks_path();
+        ApiRequest::new(Method::Get, format!("{hooks}?per_page=100&page={page}"))
     }
 
     fn hooks(&self, listed: &Value) -> anyhow::Result<Vec<Hook>> {

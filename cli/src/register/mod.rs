@@ -146,7 +146,8 @@ pub trait Forge {
     fn authorization(&self, token: &str) -> String;
     /// The provider's events for the receiver's (`spec.events`, case-insensitive; empty: push).
     fn events(&self, receiver_events: &[String]) -> anyhow::Result<BTreeSet<String>>;
-    fn list(&self) -> ApiRequest;
+    /// One page (from 1) of the repository's hooks.
+    fn list(&self, page: u32) -> ApiRequest;
     fn hooks(&self, listed: &Value) -> anyhow::Result<Vec<Hook>>;
     fn create(&self, wanted: &Wanted) -> ApiRequest;
     fn update(&self, id: &str, wanted: &Wanted) -> ApiRequest;
@@ -303,7 +304,7 @@ pub fn dry_run(forge: &dyn Forge, wanted: &Wanted) {
 /// The requests of each step, named, with `id` for the existing hook's id.
 pub fn requests(forge: &dyn Forge, wanted: &Wanted, id: &str) -> Vec<(&'static str, ApiRequest)> {
     let mut steps = vec![
-        ("list", forge.list()),
+        ("list", forge.list(1)),
         ("create", forge.create(wanted)),
         ("update", forge.update(id, wanted)),
         ("test", forge.test(id)),

@@ -1,13 +1,14 @@
 //! The requests of `hookgate register` sent to the provider, in order: list the hooks, create, update or
 //! replace the receiver's, then test it and read what the provider (or the cluster) shows of the test.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
 use super::source::{annotations, TargetRef};
-use super::{decide, id_of, scrub, ApiRequest, Evidence, Forge, Plan, Wanted};
+use super::{decide, id_of, scrub, ApiRequest, Evidence, Forge, Hook, Plan, Wanted};
 
 /// A provider's API at `base` with a token. The token and the secret are scrubbed from every message.
 pub struct Api<'a> {
@@ -116,12 +117,39 @@ fn message(body: &Value) -> String {
     text.chars().take(300).collect()
 }
 
+/// Pages of hooks read at most (5,000 on GitHub and GitLab, 2,500 on Gitea).
+const MAX_LIST_PAGES: u32 = 50;
+
+/// Every hook of the repository: page after page until one adds no hook not seen. Paging by number serves
+/// the three APIs alike (Gitea's repository hooks come with no `Link` header) and any page size the
+/// provider caps; a hook missed here would be created a second time.
+async fn list_hooks(api: &Api<'_>) -> anyhow::Result<Vec<Hook>> {
+    let mut hooks: Vec<Hook> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for page in 1..=MAX_LIST_PAGES {
+        let listed = api.forge.hooks(&api.ok(&api.forge.list(page)).await?)?;
+        let before = hooks.len();
+        hooks.extend(
+            listed
+                .into_iter()
+                .filter(|hook| seen.insert(hook.id.clone())),
+        );
+        if hooks.len() == before {
+            return Ok(hooks);
+        }
+    }
+    Err(anyhow!(
+        "{} API: the repository's hooks go on past {MAX_LIST_PAGES} pages; register cannot tell \
+         whether the receiver's is among them",
+        api.forge.name()
+    ))
+}
+
 /// Creates, updates or replaces the hook as [`decide`] says; returns the id of the receiver's hook.
 pub async fn apply(api: &Api<'_>, wanted: &Wanted, replace_secret: bool) -> anyhow::Result<String> {
     let forge = api.forge;
-    let listed = api.ok(&forge.list()).await?;
     let decision = decide(
-        &forge.hooks(&listed)?,
+        &list_hooks(api).await?,
         wanted,
         replace_secret,
         forge.updates_secret(),

@@ -183,7 +183,7 @@ fn each_provider_s_requests_are_in_its_api_s_shape() {
             "github",
             "list",
             Method::Get,
-            "/repos/o/r/hooks?per_page=100",
+            "/repos/o/r/hooks?per_page=100&page=1",
             None,
         ),
         (
@@ -222,7 +222,7 @@ fn each_provider_s_requests_are_in_its_api_s_shape() {
             "gitlab",
             "list",
             Method::Get,
-            "/projects/group%2Fsub%2Fr/hooks?per_page=100",
+            "/projects/group%2Fsub%2Fr/hooks?per_page=100&page=1",
             None,
         ),
         (
@@ -250,7 +250,7 @@ fn each_provider_s_requests_are_in_its_api_s_shape() {
             "gitea",
             "list",
             Method::Get,
-            "/repos/o/r/hooks?limit=50",
+            "/repos/o/r/hooks?limit=50&page=1",
             None,
         ),
         (
