@@ -13,9 +13,13 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.8.1}"
 ENVOY_GATEWAY_VERSION="${ENVOY_GATEWAY_VERSION:-v1.9.1}"
 REGISTRY_VERSION="${REGISTRY_VERSION:-v3.0.0}"
+REGISTRY_NAME=registry-filesystem
 # The Go module's version of Prometheus 3.16.0. Built without the `builtinassets` tag: no web UI, whose
 # assets are not in the module; the HTTP API that promtool and the tests query is all there.
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+# Without service discovery other than file and http (Prometheus's own build tag): the tests scrape static
+# targets, and the cloud SDKs the discoveries link in were four minutes of a fresh machine's build.
+PROMETHEUS_TAGS=remove_all_sd
 GITEA_VERSION="${GITEA_VERSION:-v1.27.3}"
 # oras, the registry client `make release` pushes with (tools/release.py).
 ORAS_VERSION="${ORAS_VERSION:-v1.3.6}"
@@ -60,20 +64,23 @@ build_kubernetes_command() {
   rm -rf "$dir"
 }
 
-build_etcd() {
-  local out="$BIN/etcd-$ETCD_VERSION"
+# Our own main package ($4, Go source) over MODULE@VERSION into $BIN/NAME-VERSION: for a command whose module
+# has no main package to install (etcd's server), or whose own main links in what no test runs (the registry's
+# cloud storage drivers: a minute of a fresh machine's build).
+build_own_main() {
+  local name="$1" module="$2" version="$3" source="$4"
+  local out="$BIN/$name-$version"
   [ -x "$out" ] && return
   local dir; dir=$(mktemp -d)
-  log "building etcd $ETCD_VERSION"
-  cat > "$dir/go.mod" <<GOMOD
-module hookgate.local/etcd
+  log "building $name $version"
+  printf 'module hookgate.local/%s\n\ngo 1.26\n\nrequire %s %s\n' "$name" "$module" "$version" > "$dir/go.mod"
+  printf '%s\n' "$source" > "$dir/main.go"
+  (cd "$dir" && go mod tidy && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
+  rm -rf "$dir"
+}
 
-go 1.26
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-GOMOD
-  cat > "$dir/main.go" <<'GO'
-package main
+build_etcd() {
+  build_own_main etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" 'package main
 
 import (
 	"os"
@@ -83,20 +90,34 @@ import (
 
 func main() {
 	etcdmain.Main(os.Args)
-}
-GO
-  (cd "$dir" && go mod tidy && go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
-  rm -rf "$dir"
+}'
 }
 
-# `go install PACKAGE@VERSION` into $BIN/NAME-VERSION, for modules without replace directives.
+# distribution's cmd/registry with only the storage drivers the tests configure (filesystem, inmemory).
+build_registry() {
+  build_own_main "$REGISTRY_NAME" github.com/distribution/distribution/v3 "$REGISTRY_VERSION" 'package main
+
+import (
+	"github.com/distribution/distribution/v3/registry"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+func main() {
+	// As cmd/registry: a failing command exits non-zero itself.
+	registry.RootCmd.Execute()
+}'
+}
+
+# `go install PACKAGE@VERSION` into $BIN/NAME-VERSION, for modules without replace directives; with build tags in
+# $TAGS, into $BIN/NAME-VERSION-TAGS.
 go_install() {
-  local name="$1" package="$2" version="$3"
-  local out="$BIN/$name-$version"
+  local name="$1" package="$2" version="$3" tags="${TAGS:-}"
+  local out="$BIN/$name-$version${tags:+-$tags}"
   [ -x "$out" ] && return
-  log "building $name $version${4:+; $4}"
+  log "building $name $version${tags:+ (tags $tags)}${4:+; $4}"
   local gobin; gobin=$(mktemp -d)
-  GOBIN="$gobin" go install -trimpath "$package@$version"
+  GOBIN="$gobin" go install -trimpath ${tags:+-tags "$tags"} "$package@$version"
   # The one binary, whatever go named it (sigs.k8s.io/kustomize/kustomize/v5 installs `kustomize`).
   mv "$gobin"/* "$out"
   rm -rf "$gobin"
@@ -155,10 +176,10 @@ build_kubernetes_command kubectl
 go_install kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
 go_install envoy-gateway github.com/envoyproxy/gateway/cmd/envoy-gateway "$ENVOY_GATEWAY_VERSION" \
   "the first build takes several minutes"
-go_install registry github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_VERSION"
-go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION" \
-  "the first build takes several minutes"
-go_install prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION"
+build_registry
+TAGS=$PROMETHEUS_TAGS go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_VERSION" \
+  "the first build takes a few minutes"
+TAGS=$PROMETHEUS_TAGS go_install prometheus github.com/prometheus/prometheus/cmd/prometheus "$PROMETHEUS_VERSION"
 build_eg_translate
 build_gitea
 build_oras
@@ -167,10 +188,10 @@ echo "ETCD=$BIN/etcd-$ETCD_VERSION"
 echo "KUBECTL=$BIN/kubectl-$KUBERNETES_VERSION"
 echo "KUSTOMIZE=$BIN/kustomize-$KUSTOMIZE_VERSION"
 echo "ENVOY_GATEWAY=$BIN/envoy-gateway-$ENVOY_GATEWAY_VERSION"
-echo "REGISTRY=$BIN/registry-$REGISTRY_VERSION"
+echo "REGISTRY=$BIN/$REGISTRY_NAME-$REGISTRY_VERSION"
 echo "EG_TRANSLATE=$EG_TRANSLATE"
-echo "PROMTOOL=$BIN/promtool-$PROMETHEUS_VERSION"
-echo "PROMETHEUS=$BIN/prometheus-$PROMETHEUS_VERSION"
+echo "PROMTOOL=$BIN/promtool-$PROMETHEUS_VERSION-$PROMETHEUS_TAGS"
+echo "PROMETHEUS=$BIN/prometheus-$PROMETHEUS_VERSION-$PROMETHEUS_TAGS"
 echo "GITEA=$BIN/gitea-$GITEA_VERSION"
 echo "GITEA_STATIC=$CACHE/gitea-$GITEA_VERSION"
 echo "ORAS=$BIN/oras-$ORAS_VERSION"
