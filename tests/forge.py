@@ -167,8 +167,12 @@ class Gitea:
         return hook["id"]
 
     def hooks(self, repository: str) -> list[dict]:
-        """The repository's webhooks, as Gitea's API lists them (never with their secrets)."""
-        return self.api("GET", f"/repos/{USER}/{repository}/hooks")
+        """The repository's webhooks, as Gitea's API lists them (never with their secrets), every page of them:
+        Gitea serves at most 50 a page."""
+        hooks, page = [], 1
+        while listed := self.api("GET", f"/repos/{USER}/{repository}/hooks?limit=50&page={page}"):
+            hooks, page = hooks + listed, page + 1
+        return hooks
 
     def push(self, clone: Path, ref: str = "refs/heads/main") -> str:
         """A new commit pushed to `ref` (a branch, or a tag made on it) with `git push`; returns its id."""

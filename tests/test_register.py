@@ -103,8 +103,8 @@ def register(cp, workdir: Path, *args: str, token: str | None = None, env: dict 
     return out
 
 
-def gitea_args(gitea, edge, *extra: str) -> list[str]:
-    return ["--receiver", f"{NAMESPACE}/{GITEA['metadata']['name']}", "--repo", f"{USER}/{REPOSITORY}",
+def gitea_args(gitea, edge, *extra: str, repository: str = REPOSITORY) -> list[str]:
+    return ["--receiver", f"{NAMESPACE}/{GITEA['metadata']['name']}", "--repo", f"{USER}/{repository}",
             "--api-url", f"{gitea.url}/api/v1", "--token-env", "GITEA_TOKEN",
             "--base-url", f"http://127.0.0.1:{edge.port}", *extra]
 
@@ -189,14 +189,12 @@ def test_register_finds_its_hook_past_the_first_page_of_hooks(cp, gitea, edge, w
     gitea.create_repository(name)
     for n in range(50):
         gitea.add_webhook(name, f"http://127.0.0.1:9/elsewhere/{n}", "another-secret")
-    args = [*gitea_args(gitea, edge, "--no-test")]
-    args[args.index(f"{USER}/{REPOSITORY}")] = f"{USER}/{name}"
+    args = gitea_args(gitea, edge, "--no-test", repository=name)
     created = register(cp, workdir, *args, token=gitea.token)
     assert "created hook" in created.stdout, created.stdout
     again = register(cp, workdir, *args, token=gitea.token)
     assert "unchanged: hook" in again.stdout, again.stdout
-    every_hook = [hook for page in (1, 2, 3)
-                  for hook in gitea.api("GET", f"/repos/{USER}/{name}/hooks?limit=50&page={page}")]
+    every_hook = gitea.hooks(name)
     assert len(every_hook) == 51 and [h["config"]["url"] for h in every_hook].count(hook_url(edge)) == 1
 
 
